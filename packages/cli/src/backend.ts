@@ -1,0 +1,47 @@
+import { type Backend, getBackend, LineageError, listBackends } from '@lineage/core';
+import { log } from './output.js';
+
+/** Optional backend packages the CLI loads when they are installed (each registers itself on import). */
+const OPTIONAL_BACKENDS: Record<string, string> = {
+  onnxruntime: '@lineage/backend-onnxruntime',
+  tfjs: '@lineage/backend-tfjs',
+};
+
+async function loadOptionalBackends(): Promise<string[]> {
+  const missing: string[] = [];
+  for (const [name, pkg] of Object.entries(OPTIONAL_BACKENDS)) {
+    try {
+      await import(pkg);
+    } catch {
+      missing.push(name);
+    }
+  }
+  return missing;
+}
+
+export interface BackendFlags {
+  backend?: string;
+  device?: string;
+}
+
+/** Resolves --backend/--device (default: the fastest available) and says on stderr which one runs. */
+export async function selectBackend(flags: BackendFlags): Promise<Backend> {
+  const missing = await loadOptionalBackends();
+  if (flags.backend && missing.includes(flags.backend)) {
+    throw new LineageError(
+      `backend '${flags.backend}' is not installed: pnpm add ${OPTIONAL_BACKENDS[flags.backend]} (or npm i)`,
+    );
+  }
+  const options = flags.device ? { device: flags.device } : {};
+  const backend = await getBackend(flags.backend, options);
+  const hint =
+    !flags.backend && backend.name === 'js' && missing.length
+      ? ` (faster: install ${missing.map((m) => OPTIONAL_BACKENDS[m]).join(' or ')})`
+      : '';
+  log(`backend: ${backend.name} (${backend.device})${hint}`);
+  return backend;
+}
+
+export function backendNames(): string[] {
+  return [...new Set([...listBackends().map((b) => b.name), ...Object.keys(OPTIONAL_BACKENDS)])];
+}

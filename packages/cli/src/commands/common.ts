@@ -1,0 +1,35 @@
+import { type Command, InvalidArgumentError, Option } from 'commander';
+
+export function addModelOptions(cmd: Command): Command {
+  return cmd.option('--tokenizer <path>', 'tokenizer file or directory (default: found beside the model)');
+}
+
+export function addBackendOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option('--backend <name>', 'compute backend: js, onnxruntime, tfjs (default: fastest available)'),
+    )
+    .addOption(new Option('--device <device>', 'device for the backend: cpu, webgpu, cuda'));
+}
+
+export function addJsonOption(cmd: Command): Command {
+  return cmd.option('--json', 'print one JSON object on stdout');
+}
+
+export function parseIntArg(min = 1) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min)
+      throw new InvalidArgumentError(`must be an integer ≥ ${min}, got '${v}'`);
+    return n;
+  };
+}
+
+export function parseFloatArg(min: number, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min || n > max)
+      throw new InvalidArgumentError(`must be a number in [${min}, ${max}], got '${v}'`);
+    return n;
+  };
+}

@@ -1,0 +1,107 @@
+import { loadModel, perplexity, readTextFile } from '@lineage/core';
+import type { Command } from 'commander';
+import { selectBackend } from '../backend.js';
+import { defaultEvalData, defaultModel } from '../defaults.js';
+import { log, printJson } from '../output.js';
+import { createProgress } from '../progress.js';
+import { addBackendOptions, addJsonOption, addModelOptions, parseIntArg } from './common.js';
+
+interface EvalFlags {
+  data?: string;
+  docSeparator?: string;
+  seqLen?: number;
+  batchSize?: number;
+  limit?: number;
+  tokenizer?: string;
+  backend?: string;
+  device?: string;
+  json?: boolean;
+}
+
+export function evalCommand(program: Command): void {
+  const cmd = program
+    .command('eval')
+    .description(
+      'perplexity on a text file: documents protocol with --doc-separator, else one stream in windows',
+    )
+    .argument('[model]', 'llama2.c .bin file or Hugging Face directory (default: ../shared stories260K)')
+    .option('--data <file>', 'UTF-8 text file (default: ../shared TinyStories dev set)')
+    .option(
+      '--doc-separator <s>',
+      'documents protocol: split on lines equal to <s>; each document scored alone with BOS',
+    )
+    .option(
+      '--seq-len <n>',
+      'window (stream) or truncation (documents) length; default: model context',
+      parseIntArg(2),
+    )
+    .option('--batch-size <n>', 'sequences per forward pass', parseIntArg(), 8)
+    .option('--limit <n>', 'score at most n documents or windows', parseIntArg());
+  addModelOptions(cmd);
+  addBackendOptions(cmd);
+  addJsonOption(cmd);
+  cmd.action(async (modelArg: string | undefined, o: EvalFlags) => {
+    const path = modelArg ?? defaultModel();
+    let dataPath = o.data;
+    let separator = o.docSeparator;
+    if (!dataPath) {
+      const d = defaultEvalData();
+      dataPath = d.path;
+      separator ??= d.separator;
+    }
+    const text = await readTextFile(dataPath);
+    const { model } = await loadModel(path, { tokenizer: o.tokenizer });
+    const backend = await selectBackend(o);
+    const progress = createProgress();
+    const protocol = separator ? 'documents' : 'stream';
+    const t0 = performance.now();
+    let started = false;
+    let lastDone = 0;
+    const r = await perplexity(
+      model,
+      backend,
+      text,
+      {
+        protocol,
+        ...(separator ? { separator } : {}),
+        ...(o.seqLen ? { seqLen: o.seqLen } : {}),
+        ...(o.limit ? { limit: o.limit } : {}),
+        batchSize: o.batchSize ?? 8,
+        onProgress: ({ done, total, tokens }) => {
+          if (!started) {
+            progress.start('eval', total);
+            started = true;
+          }
+          progress.tick(done - lastDone, { tokens });
+          lastDone = done;
+        },
+      },
+      dataPath,
+    );
+    progress.end();
+    const seconds = (performance.now() - t0) / 1000;
+    const { params } = model.stats();
+    const result = {
+      ppl: r.ppl,
+      nll: r.nll,
+      tokens: r.tokens,
+      params,
+      sequences: r.sequences,
+      protocol: r.protocol,
+      seqLen: r.seqLen,
+      model: path,
+      data: dataPath,
+      backend: backend.name,
+      device: backend.device,
+      seconds,
+      tokensPerSecond: r.tokens / seconds,
+    };
+    if (o.json) printJson(result);
+    else {
+      process.stdout.write(
+        `perplexity ${r.ppl.toFixed(4)}  nll ${r.nll.toFixed(6)}  tokens ${r.tokens}  ${r.protocol === 'documents' ? 'documents' : 'windows'} ${r.sequences}\n`,
+      );
+      log(`${seconds.toFixed(1)} s, ${(r.tokens / seconds).toFixed(0)} tokens/s`);
+    }
+  });
+}

@@ -1,0 +1,38 @@
+import { Command, CommanderError } from 'commander';
+import { convertCommand } from './commands/convert.js';
+import { evalCommand } from './commands/eval.js';
+import { generateCommand } from './commands/generate.js';
+import { inspectCommand } from './commands/inspect.js';
+import { reportError } from './errors.js';
+
+export const VERSION = '0.1.0';
+
+/** The `lineage` program; exported so tests and embedders can run it in process. */
+export function createProgram(): Command {
+  const program = new Command('lineage')
+    .description('Turn one pretrained language model into a family of smaller ones.')
+    .version(VERSION)
+    .option('--debug', 'print stack traces on errors')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  inspectCommand(program);
+  evalCommand(program);
+  generateCommand(program);
+  convertCommand(program);
+  for (const c of program.commands) c.exitOverride();
+  return program;
+}
+
+/** Runs the CLI with `argv` (process.argv form) and returns the exit code. */
+export async function run(argv: string[]): Promise<number> {
+  // --debug is accepted anywhere on the line, before or after the subcommand.
+  const debug = argv.includes('--debug');
+  try {
+    await createProgram().parseAsync(argv.filter((a, i) => i < 2 || a !== '--debug'));
+    return 0;
+  } catch (e) {
+    // Commander has already printed its own usage errors (and help/version output).
+    if (e instanceof CommanderError) return e.exitCode;
+    return reportError(e, debug);
+  }
+}

@@ -1,0 +1,110 @@
+import type { Shape } from '../tensor/host-tensor.js';
+
+/** Element types backends compute in. Stored dtypes (f16, bf16, packed ints) are decoded by layers first. */
+export type ComputeDType = 'f32' | 'i32';
+
+/**
+ * A tensor owned by a backend (host memory for `js`, an OrtValue or GPU buffer for others). Opaque to
+ * core except for shape and dtype. Release it with `backend.dispose(t)` (or inside `Ops.tidy`).
+ */
+export interface Tensor {
+  readonly shape: Shape;
+  readonly dtype: ComputeDType;
+  readonly backend: Backend;
+  /** Backend-private payload. */
+  readonly handle: unknown;
+}
+
+export interface MatmulOptions {
+  transposeA?: boolean;
+  transposeB?: boolean;
+}
+
+export type UnaryOp =
+  | 'neg'
+  | 'exp'
+  | 'log'
+  | 'sqrt'
+  | 'rsqrt'
+  | 'recip'
+  | 'abs'
+  | 'square'
+  | 'silu'
+  | 'sigmoid'
+  | 'tanh'
+  | 'relu';
+export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'max' | 'min';
+export type ReduceOp = 'sum' | 'mean' | 'max';
+
+export interface AttentionOptions {
+  /** Multiplier on q·k (usually 1/sqrt(headDim)). */
+  scale: number;
+  /** Causal mask: query i (absolute position offset+i) sees keys 0..offset+i. */
+  causal: boolean;
+  /** Absolute position of the first query; keys start at 0 (KV-cache decoding uses offset = S - T). */
+  offset?: number;
+}
+
+/**
+ * The op contract. Every op returns a new tensor and never mutates its inputs. Binary ops broadcast
+ * with numpy rules. Axes may be negative. All float math is f32 (accumulation may be wider).
+ * A backend implements these kernels only: models, layers and methods are written once in core over them.
+ */
+export interface Backend {
+  readonly name: string;
+  /** Where tensors live / kernels run: 'cpu', 'webgpu', 'cuda', … */
+  readonly device: string;
+
+  /** Takes ownership of `data` (callers must not mutate it afterwards). */
+  upload(data: Float32Array | Int32Array, shape: Shape): Tensor;
+  /** Copies a tensor's values to the host. */
+  read(t: Tensor): Promise<Float32Array | Int32Array>;
+  dispose(t: Tensor): void;
+  /** Tensors allocated and not yet disposed (for leak checks). */
+  liveTensors(): number;
+
+  /** Batched matmul over the last two axes; leading (batch) axes broadcast. */
+  matmul(a: Tensor, b: Tensor, options?: MatmulOptions): Promise<Tensor>;
+  binary(op: BinaryOp, a: Tensor, b: Tensor): Promise<Tensor>;
+  unary(op: UnaryOp, x: Tensor): Promise<Tensor>;
+  /** x·mul + add, elementwise. */
+  scale(x: Tensor, mul: number, add?: number): Promise<Tensor>;
+  reduce(op: ReduceOp, x: Tensor, axes: readonly number[], keepDims?: boolean): Promise<Tensor>;
+  /** Softmax over the last axis (numerically stable). */
+  softmax(x: Tensor): Promise<Tensor>;
+  logSoftmax(x: Tensor): Promise<Tensor>;
+  /** x / sqrt(mean(x², last axis) + eps) · weight, weight of shape [lastDim]. */
+  rmsNorm(x: Tensor, weight: Tensor, eps: number): Promise<Tensor>;
+  /**
+   * Rotary embedding, rotate-half (Hugging Face) convention: x of shape [..., T, H, D], cos and sin of
+   * shape [T, D/2]; for j < D/2: y[j] = x[j]·cos[j] − x[j+D/2]·sin[j], y[j+D/2] = x[j+D/2]·cos[j] + x[j]·sin[j].
+   */
+  rope(x: Tensor, cos: Tensor, sin: Tensor): Promise<Tensor>;
+  /** Rows of `table` ([V, ...rest]) at i32 `ids` (any shape) → [...ids.shape, ...rest]. Out-of-range ids throw. */
+  gather(table: Tensor, ids: Tensor): Promise<Tensor>;
+  /** Per-row −log softmax(logits)[target]: logits [N, V], targets i32 [N] → [N]. */
+  crossEntropy(logits: Tensor, targets: Tensor): Promise<Tensor>;
+  reshape(x: Tensor, shape: Shape): Promise<Tensor>;
+  transpose(x: Tensor, perm: readonly number[]): Promise<Tensor>;
+  slice(x: Tensor, begin: readonly number[], size: readonly number[]): Promise<Tensor>;
+  concat(xs: readonly Tensor[], axis: number): Promise<Tensor>;
+
+  /**
+   * Optional fused attention. q [B, T, H, D], k and v [B, S, Hkv, D] with H a multiple of Hkv (grouped-
+   * query attention: query head h uses kv head floor(h / (H/Hkv))) → [B, T, H·D]. When absent, core
+   * composes it from the ops above; the conformance suite checks both agree.
+   */
+  attention?(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Promise<Tensor>;
+
+  /** Releases backend-wide resources (sessions, devices). */
+  close?(): Promise<void>;
+}
+
+export interface BackendOptions {
+  /** Requested device ('cpu', 'webgpu', 'cuda', …); a backend that cannot provide it throws. */
+  device?: string;
+  /** Free-form backend-specific settings (threads, engine, injected modules). */
+  [key: string]: unknown;
+}
+
+export type BackendFactory = (options: BackendOptions) => Promise<Backend>;

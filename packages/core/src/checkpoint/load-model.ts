@@ -1,0 +1,214 @@
+import { existsSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseHFConfig } from '../io/hf-config.js';
+import { openLlama2c } from '../io/llama2c.js';
+import { SafetensorsFile, ShardedSafetensors } from '../io/safetensors.js';
+import type { TensorSource } from '../io/tensor-source.js';
+import type { LlamaConfig } from '../nn/config.js';
+import { getLinearKind, type Json, type LinearLayer } from '../nn/layer.js';
+import { BLOCK_LINEARS, type BlockLinear, type DecoderBlock, LlamaModel } from '../nn/llama.js';
+import '../nn/linear.js';
+import { Parameter } from '../nn/parameter.js';
+import type { HostTensor } from '../tensor/host-tensor.js';
+import { assertTokenizerMatches, findTokenizerFor, loadTokenizer } from '../tokenizer/load-tokenizer.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { LineageError } from '../util/errors.js';
+
+export type CheckpointFormat = 'llama2c' | 'hf';
+
+export interface LoadOptions {
+  /** Tokenizer file or directory; defaults to the one found with the model. */
+  tokenizer?: string;
+  /** Load without a tokenizer when none is found (inspect/convert need none). */
+  tokenizerOptional?: boolean;
+}
+
+export interface LoadedModel {
+  model: LlamaModel;
+  format: CheckpointFormat;
+  path: string;
+  /** Where the tokenizer came from, when one was loaded. */
+  tokenizerPath?: string;
+}
+
+/** Key in config.json under which Lineage records non-dense layer kinds and provenance. */
+export const LINEAGE_CONFIG_KEY = 'lineage';
+
+export interface LineageConfigBlock {
+  version: 1;
+  layers?: Record<string, { kind: string; meta: Json }>;
+  [k: string]: Json | undefined;
+}
+
+export function detectFormat(path: string): CheckpointFormat {
+  if (!existsSync(path)) throw new LineageError('no such file or directory', path);
+  if (statSync(path).isDirectory()) {
+    if (existsSync(join(path, 'config.json'))) return 'hf';
+    throw new LineageError('directory has no config.json (expected a Hugging Face model directory)', path);
+  }
+  if (path.endsWith('.json'))
+    throw new LineageError('give the model directory, not a JSON file inside it', path);
+  return 'llama2c';
+}
+
+async function readJson(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new LineageError(`cannot read: ${(e as Error).message}`, file);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new LineageError(`invalid JSON: ${(e as Error).message}`, file);
+  }
+}
+
+async function openHF(
+  dir: string,
+): Promise<{ config: LlamaConfig; source: TensorSource; lineage?: LineageConfigBlock }> {
+  const cfgFile = join(dir, 'config.json');
+  const raw = await readJson(cfgFile);
+  const config = parseHFConfig(raw, cfgFile);
+  const lineage = (raw as Record<string, unknown>)[LINEAGE_CONFIG_KEY] as LineageConfigBlock | undefined;
+  const single = join(dir, 'model.safetensors');
+  const index = join(dir, 'model.safetensors.index.json');
+  let source: TensorSource;
+  if (existsSync(single)) source = await SafetensorsFile.open(single);
+  else if (existsSync(index)) source = await ShardedSafetensors.open(index);
+  else
+    throw new LineageError(
+      'no model.safetensors or model.safetensors.index.json (only safetensors weights are supported)',
+      dir,
+    );
+  return { config, source, lineage };
+}
+
+/** Builds a model from a tensor source, checking every tensor's presence and shape against the config. */
+export async function buildModel(
+  config: LlamaConfig,
+  source: TensorSource,
+  lineage?: LineageConfigBlock,
+): Promise<LlamaModel> {
+  const file = source.path;
+  const names = new Set(source.names());
+  const used = new Set<string>();
+  const take = async (name: string, shape?: readonly number[]): Promise<HostTensor> => {
+    if (!names.has(name)) throw new LineageError(`missing tensor '${name}'`, file);
+    used.add(name);
+    const t = await source.read(name);
+    if (shape && (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))) {
+      throw new LineageError(`tensor '${name}' has shape [${t.shape}], the config implies [${shape}]`, file);
+    }
+    return t;
+  };
+  const linear = async (name: string, out: number, inp: number, bias: boolean): Promise<LinearLayer> => {
+    const spec = lineage?.layers?.[name];
+    const kind = getLinearKind(spec?.kind ?? 'linear', file);
+    const tensors = new Map<string, HostTensor>();
+    const prefix = `${name}.`;
+    for (const n of names)
+      if (n.startsWith(prefix) && !n.slice(prefix.length).includes('.'))
+        tensors.set(n.slice(prefix.length), await take(n));
+    if (!spec && bias && !tensors.has('bias')) throw new LineageError(`missing tensor '${name}.bias'`, file);
+    try {
+      return kind.load(tensors, spec?.meta ?? null, name, [out, inp]);
+    } catch (e) {
+      if (e instanceof LineageError && !e.file) throw new LineageError(e.message, file);
+      throw e;
+    }
+  };
+
+  const {
+    hiddenSize: Dm,
+    headDim: D,
+    numHeads: H,
+    numKvHeads: Hkv,
+    intermediateSize: F,
+    vocabSize: V,
+  } = config;
+  const embed = new Parameter(await take('model.embed_tokens.weight', [V, Dm]));
+  const shapes: Record<BlockLinear, [number, number, boolean]> = {
+    'self_attn.q_proj': [H * D, Dm, config.qkvBias],
+    'self_attn.k_proj': [Hkv * D, Dm, config.qkvBias],
+    'self_attn.v_proj': [Hkv * D, Dm, config.qkvBias],
+    'self_attn.o_proj': [Dm, H * D, config.oBias],
+    'mlp.gate_proj': [F, Dm, config.mlpBias],
+    'mlp.up_proj': [F, Dm, config.mlpBias],
+    'mlp.down_proj': [Dm, F, config.mlpBias],
+  };
+  const blocks: DecoderBlock[] = [];
+  for (let i = 0; i < config.numLayers; i++) {
+    const p = `model.layers.${i}`;
+    const linears = {} as Record<BlockLinear, LinearLayer>;
+    for (const s of BLOCK_LINEARS) {
+      const [out, inp, bias] = shapes[s];
+      linears[s] = await linear(`${p}.${s}`, out, inp, bias);
+    }
+    blocks.push({
+      inputNorm: new Parameter(await take(`${p}.input_layernorm.weight`, [Dm])),
+      postNorm: new Parameter(await take(`${p}.post_attention_layernorm.weight`, [Dm])),
+      linears,
+    });
+  }
+  const norm = new Parameter(await take('model.norm.weight', [Dm]));
+  let lmHead: LinearLayer | undefined;
+  if (!config.tieWordEmbeddings || names.has('lm_head.weight') || lineage?.layers?.lm_head) {
+    lmHead = await linear('lm_head', V, Dm, false);
+  }
+  // HF checkpoints of older transformers versions carry rotary caches; they are derived, not weights.
+  const extra = [...names].filter((n) => !used.has(n) && !n.endsWith('rotary_emb.inv_freq'));
+  if (extra.length) {
+    throw new LineageError(
+      `unexpected tensor${extra.length > 1 ? 's' : ''} ${extra
+        .slice(0, 3)
+        .map((n) => `'${n}'`)
+        .join(
+          ', ',
+        )}${extra.length > 3 ? ` and ${extra.length - 3} more` : ''} (not part of a ${config.architecture} model with this config)`,
+      file,
+    );
+  }
+  return new LlamaModel(config, embed, blocks, norm, lmHead);
+}
+
+async function resolveTokenizer(
+  path: string,
+  format: CheckpointFormat,
+  config: LlamaConfig,
+  opts: LoadOptions,
+): Promise<{ tokenizer?: Tokenizer; tokenizerPath?: string }> {
+  let tokPath = opts.tokenizer;
+  if (!tokPath) {
+    if (format === 'hf') tokPath = existsSync(join(path, 'tokenizer.json')) ? path : undefined;
+    else tokPath = findTokenizerFor(path, config.vocabSize);
+  }
+  if (!tokPath) {
+    if (opts.tokenizerOptional) return {};
+    throw new LineageError(
+      format === 'hf'
+        ? 'no tokenizer.json in the model directory; pass --tokenizer <file>'
+        : 'no tokenizer found beside the model (tok*.bin or tokenizer.bin); pass --tokenizer <file>',
+      path,
+    );
+  }
+  const tokenizer = await loadTokenizer(tokPath);
+  assertTokenizerMatches(tokenizer, config.vocabSize, tokenizer.source);
+  return { tokenizer, tokenizerPath: tokPath };
+}
+
+/** Loads a llama2.c `.bin` or a Hugging Face directory, with its tokenizer. */
+export async function loadModel(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+  const format = detectFormat(path);
+  const opened = format === 'hf' ? await openHF(path) : { ...(await openLlama2c(path)), lineage: undefined };
+  try {
+    const tok = await resolveTokenizer(path, format, opened.config, opts);
+    const model = await buildModel(opened.config, opened.source, opened.lineage);
+    model.tokenizer = tok.tokenizer;
+    return { model, format, path, ...(tok.tokenizerPath ? { tokenizerPath: tok.tokenizerPath } : {}) };
+  } finally {
+    await opened.source.close();
+  }
+}

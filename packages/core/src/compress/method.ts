@@ -1,0 +1,129 @@
+import type { Backend } from '../backend/backend.js';
+import type { LlamaModel } from '../nn/llama.js';
+import { LineageError } from '../util/errors.js';
+
+/** Progress of long work; the CLI renders it as a bar on a TTY, tests ignore it. */
+export interface Progress {
+  /** Starts (or restarts) a phase of `total` units. */
+  start(label: string, total: number): void;
+  /** Advances the current phase by `n` (default 1); `info` is shown beside the bar (e.g. loss). */
+  tick(n?: number, info?: Record<string, string | number>): void;
+  end(): void;
+}
+
+export interface Logger {
+  info(message: string): void;
+  warn(message: string): void;
+  debug(message: string): void;
+}
+
+/** Text data handed to a method (calibration, recovery, target application). */
+export interface TextData {
+  text: string;
+  /** File it came from (for messages and provenance). */
+  path?: string;
+  /** Document separator, when the text holds documents. */
+  separator?: string;
+}
+
+export interface TrainBudget {
+  /** Tokens of training the method may spend. */
+  tokens: number;
+}
+
+export interface MethodNeeds {
+  /** Statistic names the context must provide (see @lineage/calibrate). */
+  stats?: string[];
+  data?: boolean;
+  training?: boolean;
+}
+
+export interface MethodContext {
+  backend: Backend;
+  data?: TextData;
+  /** Calibration statistics, typed by the package that produces them. */
+  stats?: unknown;
+  progress: Progress;
+  log: Logger;
+  seed: number;
+  /** Training capability supplied by @lineage/distill when installed: recover `model` (e.g. from its parent). */
+  recover?(model: LlamaModel, budget: TrainBudget & { teacher?: LlamaModel }): Promise<LlamaModel>;
+}
+
+/**
+ * A compression method: a plain object made by a factory (`plrd({...})`), applied to a model. It returns a
+ * model, or a family of models. Methods replace layers (see Layer); they never touch backend internals.
+ */
+export interface CompressionMethod<R extends LlamaModel | LlamaModel[] = LlamaModel | LlamaModel[]> {
+  readonly name: string;
+  readonly version: string;
+  readonly needs?: MethodNeeds;
+  apply(model: LlamaModel, ctx: MethodContext): Promise<R>;
+}
+
+/** Checks that the context supplies what a method declares it needs, before any work starts. */
+export function checkNeeds(method: CompressionMethod, ctx: MethodContext): void {
+  const n = method.needs;
+  if (!n) return;
+  if (n.data && !ctx.data) throw new LineageError(`method '${method.name}' needs data (--data <file>)`);
+  if (n.training && !ctx.recover) {
+    throw new LineageError(`method '${method.name}' needs training: install and import @lineage/distill`);
+  }
+  if (n.stats?.length && !ctx.stats) {
+    throw new LineageError(
+      `method '${method.name}' needs calibration statistics (${n.stats.join(', ')}): pass --stats <file>`,
+    );
+  }
+}
+
+/** Applies a method after checking its needs. */
+export async function applyMethod<R extends LlamaModel | LlamaModel[]>(
+  method: CompressionMethod<R>,
+  model: LlamaModel,
+  ctx: MethodContext,
+): Promise<R> {
+  checkNeeds(method, ctx);
+  return method.apply(model, ctx);
+}
+
+/**
+ * Composes methods left to right. When a step returns a family, the following steps apply to each member
+ * and the result is the flattened family.
+ */
+export function pipeline(...methods: CompressionMethod[]): CompressionMethod {
+  if (!methods.length) throw new LineageError('pipeline needs at least one method');
+  const stats = [...new Set(methods.flatMap((m) => m.needs?.stats ?? []))];
+  return {
+    name: methods.map((m) => m.name).join('+'),
+    version: '1',
+    needs: {
+      ...(stats.length ? { stats } : {}),
+      data: methods.some((m) => m.needs?.data),
+      training: methods.some((m) => m.needs?.training),
+    },
+    async apply(model, ctx) {
+      let current: LlamaModel[] = [model];
+      let family = false;
+      for (const m of methods) {
+        const next: LlamaModel[] = [];
+        for (const member of current) {
+          const r = await applyMethod(m, member, ctx);
+          if (Array.isArray(r)) {
+            family = true;
+            next.push(...r);
+          } else next.push(r);
+        }
+        current = next;
+      }
+      return family ? current : current[0]!;
+    },
+  };
+}
+
+/** No-op progress and logger, for library use without a UI. */
+export const silentProgress: Progress = { start() {}, tick() {}, end() {} };
+export const silentLogger: Logger = { info() {}, warn() {}, debug() {} };
+
+export function methodContext(backend: Backend, partial: Partial<MethodContext> = {}): MethodContext {
+  return { backend, progress: silentProgress, log: silentLogger, seed: 0, ...partial };
+}

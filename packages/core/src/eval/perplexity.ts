@@ -1,0 +1,131 @@
+import type { Backend } from '../backend/backend.js';
+import { Ops } from '../backend/ops.js';
+import type { LlamaModel } from '../nn/llama.js';
+import { LineageError } from '../util/errors.js';
+import { splitDocuments } from './documents.js';
+
+export type EvalProtocol = 'documents' | 'stream';
+
+export interface PerplexityOptions {
+  /** `documents`: each document alone with BOS, truncated to seqLen. `stream`: one token stream in non-overlapping windows. */
+  protocol: EvalProtocol;
+  /** Documents protocol: separator line (e.g. `<|endoftext|>`). */
+  separator?: string;
+  /** Window length (stream) or truncation length (documents); default: the model's context. */
+  seqLen?: number;
+  /** Sequences per forward pass (default 8). Results do not depend on it. */
+  batchSize?: number;
+  /** Score at most this many documents / windows. */
+  limit?: number;
+  onProgress?: (p: { done: number; total: number; tokens: number }) => void;
+}
+
+export interface PerplexityResult {
+  ppl: number;
+  /** Mean negative log-likelihood per scored token (nats). */
+  nll: number;
+  /** Scored tokens (predictions). */
+  tokens: number;
+  /** Documents or windows scored. */
+  sequences: number;
+  protocol: EvalProtocol;
+  seqLen: number;
+}
+
+/** Tokenised sequences for a protocol (each starting with BOS in the documents protocol). */
+export function evalSequences(
+  model: LlamaModel,
+  text: string,
+  opts: PerplexityOptions,
+  file?: string,
+): number[][] {
+  const tok = model.tokenizer;
+  if (!tok) throw new LineageError('the model has no tokenizer; pass --tokenizer', file);
+  const seqLen = opts.seqLen ?? model.config.maxPositions;
+  if (!Number.isInteger(seqLen) || seqLen < 2)
+    throw new LineageError(`sequence length must be an integer ≥ 2, got ${seqLen}`);
+  if (seqLen > model.config.maxPositions) {
+    throw new LineageError(
+      `sequence length ${seqLen} exceeds the model's context of ${model.config.maxPositions}`,
+    );
+  }
+  let seqs: number[][];
+  if (opts.protocol === 'documents') {
+    if (!opts.separator) throw new LineageError('the documents protocol needs a separator');
+    const docs = splitDocuments(text, opts.separator);
+    seqs = docs.slice(0, opts.limit ?? docs.length).map((d) => tok.encode(d, { bos: true }).slice(0, seqLen));
+  } else {
+    const ids = tok.encode(text.trim(), { bos: true });
+    seqs = [];
+    for (
+      let i = 0;
+      i + 1 < ids.length && seqs.length < (opts.limit ?? Number.POSITIVE_INFINITY);
+      i += seqLen
+    ) {
+      seqs.push(ids.slice(i, i + seqLen));
+    }
+  }
+  seqs = seqs.filter((s) => s.length >= 2);
+  if (!seqs.length) throw new LineageError('the data yields no sequence of at least two tokens', file);
+  return seqs;
+}
+
+/**
+ * Perplexity of `model` on `text`. Sequences of a batch are right-padded: with causal attention, padding
+ * after a sequence cannot change the logits of its real positions, so batching is exact.
+ */
+export async function perplexity(
+  model: LlamaModel,
+  backend: Backend,
+  text: string,
+  opts: PerplexityOptions,
+  file?: string,
+): Promise<PerplexityResult> {
+  const seqs = evalSequences(model, text, opts, file);
+  const seqLen = opts.seqLen ?? model.config.maxPositions;
+  const batchSize = Math.max(1, opts.batchSize ?? 8);
+  // Sorting by length keeps padding small; the sum over tokens does not depend on order.
+  const order = seqs.map((s, i) => [s.length, i] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+  const ops = new Ops(backend);
+  let nllSum = 0;
+  let count = 0;
+  let done = 0;
+  for (let start = 0; start < order.length; start += batchSize) {
+    const group = order.slice(start, start + batchSize).map(([, i]) => seqs[i]!);
+    const T = group[0]!.length;
+    const B = group.length;
+    const ids = new Int32Array(B * T);
+    const targets = new Int32Array(B * T);
+    const valid = new Uint8Array(B * T);
+    group.forEach((s, b) => {
+      for (let t = 0; t < s.length; t++) ids[b * T + t] = s[t]!;
+      for (let t = 0; t + 1 < s.length; t++) {
+        targets[b * T + t] = s[t + 1]!;
+        valid[b * T + t] = 1;
+      }
+    });
+    const nll = await ops.tidy(async () => {
+      const h = await model.hidden(ops, ids, B);
+      const flat = await ops.reshape(h, [B * T, model.config.hiddenSize]);
+      const logits = await model.logits(ops, flat);
+      return ops.readF32(await ops.crossEntropy(logits, ops.upload(targets, [B * T])));
+    });
+    for (let i = 0; i < nll.length; i++) {
+      if (valid[i]) {
+        nllSum += nll[i]!;
+        count++;
+      }
+    }
+    done += B;
+    opts.onProgress?.({ done, total: seqs.length, tokens: count });
+  }
+  const mean = nllSum / count;
+  return {
+    ppl: Math.exp(mean),
+    nll: mean,
+    tokens: count,
+    sequences: seqs.length,
+    protocol: opts.protocol,
+    seqLen,
+  };
+}

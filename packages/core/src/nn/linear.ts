@@ -1,0 +1,70 @@
+import type { Tensor } from '../backend/backend.js';
+import type { Ops } from '../backend/ops.js';
+import type { HostTensor } from '../tensor/host-tensor.js';
+import { LineageError } from '../util/errors.js';
+import { type Json, type LayerStats, type LinearLayer, registerLinearKind, storedStats } from './layer.js';
+import { Parameter } from './parameter.js';
+
+/** Dense y = x·Wᵀ + b with W [out, in] (HF layout), stored in any float dtype. */
+export class Linear implements LinearLayer {
+  readonly kind = 'linear';
+  readonly weight: Parameter;
+  readonly bias: Parameter | undefined;
+
+  constructor(weight: HostTensor, bias?: HostTensor) {
+    if (weight.shape.length !== 2) throw new RangeError(`Linear: weight must be 2-D, got [${weight.shape}]`);
+    if (bias && (bias.shape.length !== 1 || bias.shape[0] !== weight.shape[0])) {
+      throw new RangeError(`Linear: bias [${bias.shape}] does not match weight [${weight.shape}]`);
+    }
+    this.weight = new Parameter(weight);
+    this.bias = bias ? new Parameter(bias) : undefined;
+  }
+
+  get outFeatures(): number {
+    return this.weight.shape[0]!;
+  }
+  get inFeatures(): number {
+    return this.weight.shape[1]!;
+  }
+
+  forward(ops: Ops, x: Tensor): Promise<Tensor> {
+    const b = ops.backend;
+    return ops.linear(x, this.weight.tensor(b), this.bias?.tensor(b));
+  }
+
+  parameters(): ReadonlyMap<string, Parameter> {
+    const m = new Map<string, Parameter>([['weight', this.weight]]);
+    if (this.bias) m.set('bias', this.bias);
+    return m;
+  }
+
+  stats(): LayerStats {
+    return storedStats(this.parameters());
+  }
+
+  meta(): Json {
+    return null;
+  }
+
+  denseWeight(): Float32Array {
+    return this.weight.value.toF32();
+  }
+
+  denseBias(): Float32Array | undefined {
+    return this.bias?.value.toF32();
+  }
+}
+
+registerLinearKind({
+  kind: 'linear',
+  load(tensors, _meta, where, [out, inp]) {
+    const w = tensors.get('weight');
+    if (!w) throw new LineageError(`missing tensor '${where}.weight'`);
+    if (w.shape.length !== 2 || w.shape[0] !== out || w.shape[1] !== inp) {
+      throw new LineageError(
+        `tensor '${where}.weight' has shape [${w.shape}], the config implies [${out}, ${inp}]`,
+      );
+    }
+    return new Linear(w, tensors.get('bias'));
+  },
+});

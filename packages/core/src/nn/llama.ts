@@ -1,0 +1,238 @@
+import type { Tensor } from '../backend/backend.js';
+import type { Ops } from '../backend/ops.js';
+import type { HostTensor } from '../tensor/host-tensor.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { LineageError } from '../util/errors.js';
+import type { LlamaConfig } from './config.js';
+import type { Json, LayerStats, LinearLayer } from './layer.js';
+import type { Parameter } from './parameter.js';
+import { ropeInvFreq, ropeTables } from './rope.js';
+
+/** The linear slots of a decoder block, by their Hugging Face names. */
+export const BLOCK_LINEARS = [
+  'self_attn.q_proj',
+  'self_attn.k_proj',
+  'self_attn.v_proj',
+  'self_attn.o_proj',
+  'mlp.gate_proj',
+  'mlp.up_proj',
+  'mlp.down_proj',
+] as const;
+export type BlockLinear = (typeof BLOCK_LINEARS)[number];
+
+export interface DecoderBlock {
+  inputNorm: Parameter;
+  postNorm: Parameter;
+  linears: Record<BlockLinear, LinearLayer>;
+}
+
+/** Keys and values of past positions, per layer ([B, S, Hkv, D] each), for incremental decoding. */
+export class KVCache {
+  keys: (Tensor | undefined)[] = [];
+  values: (Tensor | undefined)[] = [];
+  length = 0;
+
+  constructor(private ops: Ops) {}
+
+  dispose(): void {
+    this.ops.dispose(...this.keys, ...this.values);
+    this.keys = [];
+    this.values = [];
+    this.length = 0;
+  }
+}
+
+export interface LayerReport extends LayerStats {
+  name: string;
+  kind: string;
+  shape: [number, number];
+}
+
+export interface ModelStats extends LayerStats {
+  layers: LayerReport[];
+}
+
+/**
+ * A Llama-family decoder (Llama 1/2/3, Mistral, Qwen2) written once over the backend op contract.
+ * Tensor names follow Hugging Face (`model.layers.3.mlp.down_proj.weight`).
+ */
+export class LlamaModel {
+  private invFreq: Float64Array;
+
+  constructor(
+    readonly config: LlamaConfig,
+    readonly embed: Parameter,
+    readonly blocks: DecoderBlock[],
+    readonly norm: Parameter,
+    /** The output head; undefined when tied to the embedding. */
+    public lmHead: LinearLayer | undefined,
+    public tokenizer?: Tokenizer,
+  ) {
+    this.invFreq = ropeInvFreq(config);
+  }
+
+  /** Every linear layer by name: `model.layers.{i}.{slot}` then `lm_head` when untied. */
+  linearLayers(): [string, LinearLayer][] {
+    const out: [string, LinearLayer][] = [];
+    this.blocks.forEach((b, i) => {
+      for (const s of BLOCK_LINEARS) out.push([`model.layers.${i}.${s}`, b.linears[s]]);
+    });
+    if (this.lmHead) out.push(['lm_head', this.lmHead]);
+    return out;
+  }
+
+  getLinear(name: string): LinearLayer {
+    const found = this.linearLayers().find(([n]) => n === name);
+    if (!found) throw new LineageError(`no linear layer named '${name}'`);
+    return found[1];
+  }
+
+  /** Replaces a linear layer with another of the same [out, in] (any kind). */
+  setLinear(name: string, layer: LinearLayer): void {
+    const old = this.getLinear(name);
+    if (old.inFeatures !== layer.inFeatures || old.outFeatures !== layer.outFeatures) {
+      throw new LineageError(
+        `setLinear '${name}': replacement maps ${layer.inFeatures}→${layer.outFeatures}, the slot needs ${old.inFeatures}→${old.outFeatures}`,
+      );
+    }
+    for (const p of old.parameters().values()) p.release();
+    if (name === 'lm_head') {
+      this.lmHead = layer;
+      return;
+    }
+    const m = /^model\.layers\.(\d+)\.(.+)$/.exec(name)!;
+    this.blocks[Number(m[1])]!.linears[m[2] as BlockLinear] = layer;
+  }
+
+  /** All stored tensors by checkpoint name (stored dtypes, no copies). */
+  stateDict(): Map<string, HostTensor> {
+    const sd = new Map<string, HostTensor>();
+    sd.set('model.embed_tokens.weight', this.embed.value);
+    this.blocks.forEach((b, i) => {
+      sd.set(`model.layers.${i}.input_layernorm.weight`, b.inputNorm.value);
+      sd.set(`model.layers.${i}.post_attention_layernorm.weight`, b.postNorm.value);
+    });
+    for (const [name, layer] of this.linearLayers()) {
+      for (const [suffix, p] of layer.parameters()) sd.set(`${name}.${suffix}`, p.value);
+    }
+    sd.set('model.norm.weight', this.norm.value);
+    return new Map([...sd].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
+
+  /** Layers that are not dense `linear`, with what is needed to rebuild them (goes into config.json). */
+  layerKinds(): Record<string, { kind: string; meta: Json }> {
+    const out: Record<string, { kind: string; meta: Json }> = {};
+    for (const [name, l] of this.linearLayers())
+      if (l.kind !== 'linear') out[name] = { kind: l.kind, meta: l.meta() };
+    return out;
+  }
+
+  /** Parameter and byte counts as stored, per linear layer and in total (norms and embeddings included). */
+  stats(): ModelStats {
+    const layers: LayerReport[] = this.linearLayers().map(([name, l]) => ({
+      name,
+      kind: l.kind,
+      shape: [l.outFeatures, l.inFeatures],
+      ...l.stats(),
+    }));
+    let params = 0;
+    let bytes = 0;
+    for (const t of this.stateDict().values()) {
+      params += t.size;
+      bytes += t.byteLength;
+    }
+    return { params, bytes, layers };
+  }
+
+  /** Frees every device copy of every parameter. */
+  release(): void {
+    this.embed.release();
+    this.norm.release();
+    for (const b of this.blocks) {
+      b.inputNorm.release();
+      b.postNorm.release();
+    }
+    for (const [, l] of this.linearLayers()) for (const p of l.parameters().values()) p.release();
+  }
+
+  /** Final hidden states (after the last norm): ids [B·T] → [B, T, D]. Appends to `cache` when given. */
+  async hidden(ops: Ops, ids: Int32Array, batch: number, cache?: KVCache): Promise<Tensor> {
+    const c = this.config;
+    const T = ids.length / batch;
+    if (!Number.isInteger(T) || T < 1)
+      throw new RangeError(`hidden: ${ids.length} ids do not split into ${batch} rows`);
+    const offset = cache?.length ?? 0;
+    if (offset + T > c.maxPositions) {
+      throw new LineageError(
+        `sequence of ${offset + T} tokens exceeds the model's context of ${c.maxPositions}`,
+      );
+    }
+    if (c.slidingWindow !== undefined && offset + T > c.slidingWindow) {
+      throw new LineageError(
+        `sequence of ${offset + T} tokens exceeds the sliding window of ${c.slidingWindow}`,
+      );
+    }
+    for (const id of ids) {
+      if (id < 0 || id >= c.vocabSize)
+        throw new LineageError(`token id ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
+    }
+    const b = ops.backend;
+    const { headDim: D, numHeads: H, numKvHeads: Hkv } = c;
+    return ops.tidy(async () => {
+      const tables = ropeTables(this.invFreq, T, offset);
+      const cos = ops.upload(tables.cos, [T, D / 2]);
+      const sin = ops.upload(tables.sin, [T, D / 2]);
+      let x = await ops.gather(this.embed.tensor(b), ops.upload(ids, [batch, T]));
+      for (let l = 0; l < this.blocks.length; l++) {
+        const blk = this.blocks[l]!;
+        const L = blk.linears;
+        const prev = x;
+        x = await ops.tidy(async () => {
+          const h = await ops.rmsNorm(x, blk.inputNorm.tensor(b), c.rmsNormEps);
+          const q = await ops.rope(
+            await ops.reshape(await L['self_attn.q_proj'].forward(ops, h), [batch, T, H, D]),
+            cos,
+            sin,
+          );
+          let k = await ops.rope(
+            await ops.reshape(await L['self_attn.k_proj'].forward(ops, h), [batch, T, Hkv, D]),
+            cos,
+            sin,
+          );
+          let v = await ops.reshape(await L['self_attn.v_proj'].forward(ops, h), [batch, T, Hkv, D]);
+          if (cache) {
+            const pk = cache.keys[l];
+            const pv = cache.values[l];
+            if (pk && pv) {
+              k = await ops.concat([pk, k], 1);
+              v = await ops.concat([pv, v], 1);
+              ops.dispose(pk, pv);
+            }
+            cache.keys[l] = ops.keep(k);
+            cache.values[l] = ops.keep(v);
+          }
+          const a = await ops.attention(q, k, v, { scale: 1 / Math.sqrt(D), causal: true, offset });
+          const x1 = await ops.add(x, await L['self_attn.o_proj'].forward(ops, a));
+          const h2 = await ops.rmsNorm(x1, blk.postNorm.tensor(b), c.rmsNormEps);
+          const g = await ops.unary('silu', await L['mlp.gate_proj'].forward(ops, h2));
+          const u = await L['mlp.up_proj'].forward(ops, h2);
+          return ops.add(x1, await L['mlp.down_proj'].forward(ops, await ops.mul(g, u)));
+        });
+        ops.dispose(prev);
+      }
+      if (cache) cache.length = offset + T;
+      return ops.rmsNorm(x, this.norm.tensor(b), c.rmsNormEps);
+    });
+  }
+
+  /** Logits for hidden states [..., D] → [..., V] (the tied embedding or the head). */
+  async logits(ops: Ops, hidden: Tensor): Promise<Tensor> {
+    if (this.lmHead) return this.lmHead.forward(ops, hidden);
+    return ops.matmul(hidden, this.embed.tensor(ops.backend), { transposeB: true });
+  }
+
+  /** Logits [B, T, V] for ids [B·T]. */
+  async forward(ops: Ops, ids: Int32Array, batch = 1, cache?: KVCache): Promise<Tensor> {
+    return ops.tidy(async () => this.logits(ops, await this.hidden(ops, ids, batch, cache)));
+  }
+}
