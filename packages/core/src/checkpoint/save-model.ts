@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { writeDirAtomic, writeFileAtomic } from '../io/atomic.js';
 import { toHFConfig } from '../io/hf-config.js';
@@ -96,6 +96,7 @@ export async function saveModel(model: LlamaModel, out: string, opts: SaveOption
         tokOut,
       );
     }
+    await mkdir(dirname(out), { recursive: true });
     await writeLlama2c(out, model.config, model.stateDict());
     if (tokBytes && !existsSync(tokOut)) await writeFileAtomic(tokOut, tokBytes);
     return;
