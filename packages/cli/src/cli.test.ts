@@ -60,13 +60,17 @@ function fullDevEval(model: string) {
 }
 
 describe('lineage eval / inspect / generate', () => {
-  it('eval of stories260K on the dev set matches the reference perplexity within 0.1%', async () => {
-    const j = await fullDevEval(MODEL);
-    expect(Math.abs(j.ppl / REF_PPL - 1)).toBeLessThan(1e-3);
-    expect(j.tokens).toBe(295679);
-    expect(j.params).toBeGreaterThan(200_000);
-    expect(typeof j.nll).toBe('number');
-  }, FULL_EVAL_TIMEOUT);
+  it(
+    'eval of stories260K on the dev set matches the reference perplexity within 0.1%',
+    async () => {
+      const j = await fullDevEval(MODEL);
+      expect(Math.abs(j.ppl / REF_PPL - 1)).toBeLessThan(1e-3);
+      expect(j.tokens).toBe(295679);
+      expect(j.params).toBeGreaterThan(200_000);
+      expect(typeof j.nll).toBe('number');
+    },
+    FULL_EVAL_TIMEOUT,
+  );
 
   it('inspect --json reports params, bytes, layers and config', async () => {
     const r = await lineage(['inspect', MODEL, '--json']);
@@ -129,21 +133,25 @@ describe('lineage eval / inspect / generate', () => {
 });
 
 describe('lineage convert', () => {
-  it('llama2.c → HF directory → eval gives the same perplexity to 1e-6', async () => {
-    expect(readdirSync(hfDir).sort()).toEqual(
-      [
-        'config.json',
-        'generation_config.json',
-        'model.safetensors',
-        'tokenizer.json',
-        'tokenizer_config.json',
-      ].sort(),
-    );
-    const a = await fullDevEval(MODEL);
-    const b = await fullDevEval(hfDir);
-    expect(Math.abs(b.ppl / a.ppl - 1)).toBeLessThan(1e-6);
-    expect(b.tokens).toBe(a.tokens);
-  }, FULL_EVAL_TIMEOUT);
+  it(
+    'llama2.c → HF directory → eval gives the same perplexity to 1e-6',
+    async () => {
+      expect(readdirSync(hfDir).sort()).toEqual(
+        [
+          'config.json',
+          'generation_config.json',
+          'model.safetensors',
+          'tokenizer.json',
+          'tokenizer_config.json',
+        ].sort(),
+      );
+      const a = await fullDevEval(MODEL);
+      const b = await fullDevEval(hfDir);
+      expect(Math.abs(b.ppl / a.ppl - 1)).toBeLessThan(1e-6);
+      expect(b.tokens).toBe(a.tokens);
+    },
+    FULL_EVAL_TIMEOUT,
+  );
 
   it('the model stored as bf16 safetensors loads and evaluates within 1%', async () => {
     const out = join(tmp, 'bf16');

@@ -1,7 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { LineageError } from '@lineage/core';
-import { sharedDir } from '@lineage/core/testing';
+import { LineageError, sharedDir } from '@lineage/core';
 import { log } from './output.js';
 
 /** The real model shipped beside the repository, used when no model is given. */

@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { calibrateCommand } from './commands/calibrate.js';
 import { convertCommand } from './commands/convert.js';
 import { evalCommand } from './commands/eval.js';
 import { generateCommand } from './commands/generate.js';
@@ -19,6 +20,7 @@ export function createProgram(): Command {
   evalCommand(program);
   generateCommand(program);
   convertCommand(program);
+  calibrateCommand(program);
   for (const c of program.commands) c.exitOverride();
   return program;
 }

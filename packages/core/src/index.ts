@@ -1,5 +1,24 @@
 // Tensors
 
+// Autodiff and training
+export {
+  checkGradients,
+  F64Backend,
+  type GradCheckOptions,
+  type GradCheckResult,
+} from './autograd/grad-check.js';
+export { GradOps } from './autograd/grad-ops.js';
+export { oneHot, sumToShape } from './autograd/gradients.js';
+export * from './autograd/losses.js';
+export {
+  type GradientSpec,
+  type GradNode,
+  getGradient,
+  registerGradient,
+  type Saved,
+} from './autograd/registry.js';
+export { type BackwardOptions, Tape } from './autograd/tape.js';
+export * from './autograd/value-and-grad.js';
 // Backends
 export * from './backend/backend.js';
 export { createJsBackend, JsBackend } from './backend/js/js-backend.js';
@@ -18,12 +37,18 @@ export * from './eval/perplexity.js';
 export * from './io/index.js';
 // Models and layers
 export * from './nn/config.js';
+export * from './nn/fingerprint.js';
 export * from './nn/init.js';
 export * from './nn/layer.js';
 export { Linear } from './nn/linear.js';
 export * from './nn/llama.js';
 export * from './nn/parameter.js';
 export * from './nn/rope.js';
+export * from './optim/adamw.js';
+export * from './optim/clip.js';
+export * from './optim/optimizer.js';
+export * from './optim/schedule.js';
+export * from './optim/sgd.js';
 export * from './tensor/dtype.js';
 export * from './tensor/half.js';
 export * from './tensor/host-tensor.js';
@@ -33,4 +58,5 @@ export * from './tokenizer/index.js';
 // Utilities
 export { fail, LineageError } from './util/errors.js';
 export { Random } from './util/random.js';
+export { sharedDir, sharedPath } from './util/shared-data.js';
 export { readTextFile } from './util/text-file.js';

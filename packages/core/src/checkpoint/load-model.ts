@@ -199,6 +199,41 @@ async function resolveTokenizer(
   return { tokenizer, tokenizerPath: tokPath };
 }
 
+export interface OpenedCheckpoint {
+  config: LlamaConfig;
+  /** Tensors read one at a time, by offset; the caller closes it. */
+  source: TensorSource;
+  /** The `lineage` block of config.json (non-dense layer kinds), for HF directories that have one. */
+  lineage?: LineageConfigBlock;
+  format: CheckpointFormat;
+  path: string;
+  tokenizer?: Tokenizer;
+  tokenizerPath?: string;
+}
+
+/**
+ * Opens a checkpoint without building the model: its config, a tensor source and its tokenizer (found as
+ * loadModel finds it). For code that reads weights one layer at a time (e.g. layer-streamed calibration).
+ */
+export async function openCheckpoint(path: string, opts: LoadOptions = {}): Promise<OpenedCheckpoint> {
+  const format = detectFormat(path);
+  const opened = format === 'hf' ? await openHF(path) : { ...(await openLlama2c(path)), lineage: undefined };
+  try {
+    const tok = await resolveTokenizer(path, format, opened.config, opts);
+    return {
+      config: opened.config,
+      source: opened.source,
+      ...(opened.lineage ? { lineage: opened.lineage } : {}),
+      format,
+      path,
+      ...tok,
+    };
+  } catch (e) {
+    await opened.source.close();
+    throw e;
+  }
+}
+
 /** Loads a llama2.c `.bin` or a Hugging Face directory, with its tokenizer. */
 export async function loadModel(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
   const format = detectFormat(path);

@@ -42,6 +42,31 @@ export class KVCache {
   }
 }
 
+/** RoPE tables of one forward pass (see LlamaModel.rope). */
+export interface BlockRope {
+  cos: Tensor;
+  sin: Tensor;
+  offset: number;
+}
+
+/**
+ * Activation taps inside a block, for calibration: `block.input`, `input_layernorm.output` (the input of
+ * q/k/v), `self_attn.o_proj.input`, `post_attention_layernorm.output` (the input of gate/up),
+ * `mlp.down_proj.input`, `block.output`.
+ */
+export type ActivationName =
+  | 'block.input'
+  | 'input_layernorm.output'
+  | 'self_attn.o_proj.input'
+  | 'post_attention_layernorm.output'
+  | 'mlp.down_proj.input'
+  | 'block.output';
+
+export interface BlockOptions {
+  cache?: KVCache;
+  capture?: (name: ActivationName, t: Tensor) => Promise<void>;
+}
+
 export interface LayerReport extends LayerStats {
   name: string;
   kind: string;
@@ -155,13 +180,12 @@ export class LlamaModel {
     for (const [, l] of this.linearLayers()) for (const p of l.parameters().values()) p.release();
   }
 
-  /** Final hidden states (after the last norm): ids [B·T] → [B, T, D]. Appends to `cache` when given. */
-  async hidden(ops: Ops, ids: Int32Array, batch: number, cache?: KVCache): Promise<Tensor> {
+  /** Checks a batch of ids against the context, sliding window and vocabulary. */
+  private checkIds(ids: Int32Array, batch: number, offset: number): number {
     const c = this.config;
     const T = ids.length / batch;
     if (!Number.isInteger(T) || T < 1)
-      throw new RangeError(`hidden: ${ids.length} ids do not split into ${batch} rows`);
-    const offset = cache?.length ?? 0;
+      throw new RangeError(`${ids.length} ids do not split into ${batch} rows`);
     if (offset + T > c.maxPositions) {
       throw new LineageError(
         `sequence of ${offset + T} tokens exceeds the model's context of ${c.maxPositions}`,
@@ -176,52 +200,96 @@ export class LlamaModel {
       if (id < 0 || id >= c.vocabSize)
         throw new LineageError(`token id ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
     }
+    return T;
+  }
+
+  /** Token embeddings [B, T, D] for ids [B·T]. */
+  async embedTokens(ops: Ops, ids: Int32Array, batch: number): Promise<Tensor> {
+    const T = this.checkIds(ids, batch, 0);
+    return ops.tidy(async () => ops.gather(this.embed.tensor(ops.backend), ops.upload(ids, [batch, T])));
+  }
+
+  /** RoPE cos/sin tables for T positions starting at `offset` (pass them to every `block` call of one forward). */
+  rope(ops: Ops, T: number, offset = 0): BlockRope {
+    const tables = ropeTables(this.invFreq, T, offset);
+    const half = this.config.headDim / 2;
+    return { cos: ops.upload(tables.cos, [T, half]), sin: ops.upload(tables.sin, [T, half]), offset };
+  }
+
+  /**
+   * One decoder block: x [B, T, D] → [B, T, D]. `hooks.capture` sees the block's intermediate activations
+   * (for calibration statistics); the tensors it receives are freed after the block, so read them inside.
+   */
+  async block(ops: Ops, l: number, x: Tensor, rope: BlockRope, options: BlockOptions = {}): Promise<Tensor> {
+    const c = this.config;
+    const blk = this.blocks[l];
+    if (!blk) throw new RangeError(`block ${l} does not exist (the model has ${this.blocks.length})`);
+    const L = blk.linears;
     const b = ops.backend;
     const { headDim: D, numHeads: H, numKvHeads: Hkv } = c;
+    const [batch, T] = x.shape as [number, number, number];
+    const cache = options.cache;
+    const capture = options.capture;
     return ops.tidy(async () => {
-      const tables = ropeTables(this.invFreq, T, offset);
-      const cos = ops.upload(tables.cos, [T, D / 2]);
-      const sin = ops.upload(tables.sin, [T, D / 2]);
-      let x = await ops.gather(this.embed.tensor(b), ops.upload(ids, [batch, T]));
+      await capture?.('block.input', x);
+      const h = await ops.rmsNorm(x, blk.inputNorm.tensor(b), c.rmsNormEps);
+      await capture?.('input_layernorm.output', h);
+      const q = await ops.rope(
+        await ops.reshape(await L['self_attn.q_proj'].forward(ops, h), [batch, T, H, D]),
+        rope.cos,
+        rope.sin,
+      );
+      let k = await ops.rope(
+        await ops.reshape(await L['self_attn.k_proj'].forward(ops, h), [batch, T, Hkv, D]),
+        rope.cos,
+        rope.sin,
+      );
+      let v = await ops.reshape(await L['self_attn.v_proj'].forward(ops, h), [batch, T, Hkv, D]);
+      if (cache) {
+        const pk = cache.keys[l];
+        const pv = cache.values[l];
+        if (pk && pv) {
+          k = await ops.concat([pk, k], 1);
+          v = await ops.concat([pv, v], 1);
+          ops.dispose(pk, pv);
+        }
+        cache.keys[l] = ops.keep(k);
+        cache.values[l] = ops.keep(v);
+      }
+      const a = await ops.attention(q, k, v, { scale: 1 / Math.sqrt(D), causal: true, offset: rope.offset });
+      await capture?.('self_attn.o_proj.input', a);
+      const x1 = await ops.add(x, await L['self_attn.o_proj'].forward(ops, a));
+      const h2 = await ops.rmsNorm(x1, blk.postNorm.tensor(b), c.rmsNormEps);
+      await capture?.('post_attention_layernorm.output', h2);
+      const g = await ops.unary('silu', await L['mlp.gate_proj'].forward(ops, h2));
+      const u = await L['mlp.up_proj'].forward(ops, h2);
+      const m = await ops.mul(g, u);
+      await capture?.('mlp.down_proj.input', m);
+      const out = await ops.add(x1, await L['mlp.down_proj'].forward(ops, m));
+      await capture?.('block.output', out);
+      return out;
+    });
+  }
+
+  /** The final RMSNorm. */
+  async finalNorm(ops: Ops, x: Tensor): Promise<Tensor> {
+    return ops.rmsNorm(x, this.norm.tensor(ops.backend), this.config.rmsNormEps);
+  }
+
+  /** Final hidden states (after the last norm): ids [B·T] → [B, T, D]. Appends to `cache` when given. */
+  async hidden(ops: Ops, ids: Int32Array, batch: number, cache?: KVCache): Promise<Tensor> {
+    const offset = cache?.length ?? 0;
+    const T = this.checkIds(ids, batch, offset);
+    return ops.tidy(async () => {
+      const rope = this.rope(ops, T, offset);
+      let x = await ops.gather(this.embed.tensor(ops.backend), ops.upload(ids, [batch, T]));
       for (let l = 0; l < this.blocks.length; l++) {
-        const blk = this.blocks[l]!;
-        const L = blk.linears;
         const prev = x;
-        x = await ops.tidy(async () => {
-          const h = await ops.rmsNorm(x, blk.inputNorm.tensor(b), c.rmsNormEps);
-          const q = await ops.rope(
-            await ops.reshape(await L['self_attn.q_proj'].forward(ops, h), [batch, T, H, D]),
-            cos,
-            sin,
-          );
-          let k = await ops.rope(
-            await ops.reshape(await L['self_attn.k_proj'].forward(ops, h), [batch, T, Hkv, D]),
-            cos,
-            sin,
-          );
-          let v = await ops.reshape(await L['self_attn.v_proj'].forward(ops, h), [batch, T, Hkv, D]);
-          if (cache) {
-            const pk = cache.keys[l];
-            const pv = cache.values[l];
-            if (pk && pv) {
-              k = await ops.concat([pk, k], 1);
-              v = await ops.concat([pv, v], 1);
-              ops.dispose(pk, pv);
-            }
-            cache.keys[l] = ops.keep(k);
-            cache.values[l] = ops.keep(v);
-          }
-          const a = await ops.attention(q, k, v, { scale: 1 / Math.sqrt(D), causal: true, offset });
-          const x1 = await ops.add(x, await L['self_attn.o_proj'].forward(ops, a));
-          const h2 = await ops.rmsNorm(x1, blk.postNorm.tensor(b), c.rmsNormEps);
-          const g = await ops.unary('silu', await L['mlp.gate_proj'].forward(ops, h2));
-          const u = await L['mlp.up_proj'].forward(ops, h2);
-          return ops.add(x1, await L['mlp.down_proj'].forward(ops, await ops.mul(g, u)));
-        });
+        x = await this.block(ops, l, x, rope, cache ? { cache } : {});
         ops.dispose(prev);
       }
       if (cache) cache.length = offset + T;
-      return ops.rmsNorm(x, this.norm.tensor(b), c.rmsNormEps);
+      return this.finalNorm(ops, x);
     });
   }
 
