@@ -34,8 +34,16 @@ export class Ops {
     for (const t of ts) {
       if (!t) continue;
       for (const s of this.scopes) s.delete(t);
-      this.backend.dispose(t);
+      this.free(t);
     }
+  }
+
+  /**
+   * Releases a tensor whose scope ended or that was disposed explicitly. A hook for subclasses: GradOps
+   * defers tensors its tape still needs for the backward pass.
+   */
+  protected free(t: Tensor): void {
+    this.backend.dispose(t);
   }
 
   async tidy<R>(fn: () => Promise<R>): Promise<R> {
@@ -51,7 +59,7 @@ export class Ops {
     collectTensors(result, kept);
     for (const t of scope) {
       if (kept.has(t)) this.scopes[this.scopes.length - 1]?.add(t);
-      else this.backend.dispose(t);
+      else this.free(t);
     }
     return result;
   }

@@ -1,0 +1,115 @@
+import type { Parameter } from '../nn/parameter.js';
+import {
+  checkGrads,
+  type Grads,
+  loadBuffer,
+  type Optimizer,
+  type OptimizerState,
+  stateTensor,
+  toNamed,
+  valuesOf,
+  writeBack,
+} from './optimizer.js';
+
+export interface AdamWOptions {
+  lr: number;
+  /** (β1, β2), default (0.9, 0.999). */
+  betas?: [number, number];
+  /** Default 1e-8. */
+  eps?: number;
+  /** Decoupled weight decay λ (p ← p − lr·λ·p), default 0.01 as PyTorch. */
+  weightDecay?: number;
+  /** Which parameters decay (default: matrices only, i.e. rank ≥ 2: not norms or biases). */
+  decay?: (name: string, p: Parameter) => boolean;
+}
+
+/**
+ * AdamW (Loshchilov & Hutter), PyTorch's update: p ← p·(1 − lr·λ); m ← β1·m + (1−β1)·g;
+ * v ← β2·v + (1−β2)·g²; p ← p − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε). Moments are f32 (the state), the
+ * arithmetic float64 rounded to f32 per element: deterministic, so a seeded run is reproducible bit for bit.
+ */
+export class AdamW implements Optimizer {
+  private readonly params: Map<string, Parameter>;
+  private readonly m = new Map<string, Float32Array>();
+  private readonly v = new Map<string, Float32Array>();
+  private t = 0;
+  readonly lr: number;
+  private readonly b1: number;
+  private readonly b2: number;
+  private readonly eps: number;
+  private readonly wd: number;
+  private readonly decays: (name: string, p: Parameter) => boolean;
+
+  constructor(params: ReadonlyMap<string, Parameter> | Iterable<[string, Parameter]>, o: AdamWOptions) {
+    this.params = toNamed(params);
+    this.lr = o.lr;
+    [this.b1, this.b2] = o.betas ?? [0.9, 0.999];
+    this.eps = o.eps ?? 1e-8;
+    this.wd = o.weightDecay ?? 0.01;
+    this.decays = o.decay ?? ((_, p) => p.shape.length >= 2);
+  }
+
+  get stepCount(): number {
+    return this.t;
+  }
+
+  step(grads: Grads, lr = this.lr): void {
+    checkGrads(this.params, grads);
+    this.t++;
+    const bc1 = 1 - this.b1 ** this.t;
+    const sbc2 = Math.sqrt(1 - this.b2 ** this.t);
+    const { b1, b2, eps } = this;
+    for (const [name, p] of this.params) {
+      const g = grads.get(p);
+      if (!g) continue;
+      const n = g.length;
+      let m = this.m.get(name);
+      let v = this.v.get(name);
+      if (!m || !v) {
+        m = new Float32Array(n);
+        v = new Float32Array(n);
+        this.m.set(name, m);
+        this.v.set(name, v);
+      }
+      const w = valuesOf(p);
+      const shrink = this.decays(name, p) ? 1 - lr * this.wd : 1;
+      const stepSize = lr / bc1;
+      for (let i = 0; i < n; i++) {
+        const gi = g[i]!;
+        const mi = Math.fround(b1 * m[i]! + (1 - b1) * gi);
+        const vi = Math.fround(b2 * v[i]! + (1 - b2) * gi * gi);
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = w[i]! * shrink - (stepSize * mi) / (Math.sqrt(vi) / sbc2 + eps);
+      }
+      writeBack(p, w);
+    }
+  }
+
+  state(): OptimizerState {
+    const tensors = new Map();
+    for (const [name, p] of this.params) {
+      const m = this.m.get(name);
+      const v = this.v.get(name);
+      if (!m || !v) continue;
+      tensors.set(`${name}.exp_avg`, stateTensor(m, p.shape));
+      tensors.set(`${name}.exp_avg_sq`, stateTensor(v, p.shape));
+    }
+    return { step: this.t, tensors };
+  }
+
+  loadState(s: OptimizerState): void {
+    this.m.clear();
+    this.v.clear();
+    for (const [name, p] of this.params) {
+      const m = loadBuffer(s, `${name}.exp_avg`, p.value.size);
+      const v = loadBuffer(s, `${name}.exp_avg_sq`, p.value.size);
+      if (!m !== !v) throw new Error(`optimizer state for '${name}' has only one of exp_avg, exp_avg_sq`);
+      if (m && v) {
+        this.m.set(name, m);
+        this.v.set(name, v);
+      }
+    }
+    this.t = s.step;
+  }
+}
