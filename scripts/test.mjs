@@ -13,7 +13,9 @@ const pkgs = readdirSync(join(root, 'packages'))
 // A stale report must never be counted: remove them; turbo restores cached ones from a valid cache hit.
 for (const d of pkgs) rmSync(join(d, '.vitest-report.json'), { force: true });
 
-const args = ['exec', 'turbo', 'run', 'test', '--continue', ...process.argv.slice(2)];
+// One package at a time: each vitest already uses both cores, and suites running side by side on a small
+// machine only slow each other into timeouts.
+const args = ['exec', 'turbo', 'run', 'test', '--continue', '--concurrency=1', ...process.argv.slice(2)];
 const r = spawnSync('pnpm', args, { cwd: root, stdio: 'inherit' });
 
 let passed = 0;

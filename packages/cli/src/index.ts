@@ -1,9 +1,12 @@
 import { Command, CommanderError } from 'commander';
 import { calibrateCommand } from './commands/calibrate.js';
 import { convertCommand } from './commands/convert.js';
+import { distillCommand } from './commands/distill.js';
 import { evalCommand } from './commands/eval.js';
 import { generateCommand } from './commands/generate.js';
+import { initCommand } from './commands/init.js';
 import { inspectCommand } from './commands/inspect.js';
+import { trainCommand } from './commands/train.js';
 import { reportError } from './errors.js';
 
 export const VERSION = '0.1.0';
@@ -21,6 +24,9 @@ export function createProgram(): Command {
   generateCommand(program);
   convertCommand(program);
   calibrateCommand(program);
+  initCommand(program);
+  trainCommand(program);
+  distillCommand(program);
   for (const c of program.commands) c.exitOverride();
   return program;
 }

@@ -359,8 +359,8 @@ describe('SafetensorsFile.open validation', () => {
   });
 
   it('unsupported dtypes, bad offsets and bad metadata', async () => {
-    const p = rawFile('f64.safetensors', { w: { dtype: 'F64', shape: [1], data_offsets: [0, 8] } }, f32x2);
-    await expectLineageError(SafetensorsFile.open(p), p, "tensor 'w'", "dtype 'F64' is not supported");
+    const p = rawFile('i64.safetensors', { w: { dtype: 'I64', shape: [1], data_offsets: [0, 8] } }, f32x2);
+    await expectLineageError(SafetensorsFile.open(p), p, "tensor 'w'", "dtype 'I64' is not supported");
     const q = rawFile('offs.safetensors', { w: { dtype: 'U8', shape: [1], data_offsets: [5, 4] } }, f32x2);
     await expectLineageError(SafetensorsFile.open(q), q, "tensor 'w'", 'data_offsets must be [begin, end]');
     const r = rawFile('meta.safetensors', { __metadata__: { n: 3 } }, new Uint8Array(0));
@@ -379,7 +379,7 @@ describe('SafetensorsFile.open validation', () => {
   it('escapes control characters in names so messages stay one line', async () => {
     const p = rawFile(
       'ctrl.safetensors',
-      { 'a\nb': { dtype: 'F64', shape: [1], data_offsets: [0, 8] } },
+      { 'a\nb': { dtype: 'I64', shape: [1], data_offsets: [0, 8] } },
       f32x2,
     );
     await expectLineageError(SafetensorsFile.open(p), p, "'a\\x0ab'");

@@ -26,6 +26,7 @@ const FROM_ST: Record<string, DenseDType> = {
   I8: 'i8',
   U8: 'u8',
   I32: 'i32',
+  F64: 'f64',
 };
 const TO_ST: Record<DenseDType, string> = {
   f32: 'F32',
@@ -34,8 +35,9 @@ const TO_ST: Record<DenseDType, string> = {
   i8: 'I8',
   u8: 'U8',
   i32: 'I32',
+  f64: 'F64',
 };
-const ITEM_BYTES: Record<DenseDType, number> = { f32: 4, f16: 2, bf16: 2, i8: 1, u8: 1, i32: 4 };
+const ITEM_BYTES: Record<DenseDType, number> = { f32: 4, f16: 2, bf16: 2, i8: 1, u8: 1, i32: 4, f64: 8 };
 
 export interface SafetensorsTensorInfo extends TensorInfo {
   /** Bytes of the stored payload. */

@@ -24,6 +24,8 @@ function storageFor(dtype: DType, n: number): Storage {
       return new Uint8Array(n);
     case 'i32':
       return new Int32Array(n);
+    case 'f64':
+      return new Float64Array(n);
   }
 }
 
@@ -36,6 +38,7 @@ function expectedCtor(dtype: DType): string {
     i8: 'Int8Array',
     u8: 'Uint8Array',
     i32: 'Int32Array',
+    f64: 'Float64Array',
   }[dtype];
 }
 
@@ -91,6 +94,8 @@ export class HostTensor {
         return new HostTensor(dtype, shape, Uint8Array.from(values));
       case 'i32':
         return new HostTensor(dtype, shape, Int32Array.from(values));
+      case 'f64':
+        return new HostTensor(dtype, shape, Float64Array.from(values));
     }
   }
 
@@ -127,7 +132,7 @@ export class HostTensor {
       case 'bf16':
         return bf16ArrayToF32(this.data as Uint16Array);
       default:
-        return Float32Array.from(this.data as Int8Array | Uint8Array | Int32Array);
+        return Float32Array.from(this.data as Int8Array | Uint8Array | Int32Array | Float64Array);
     }
   }
 

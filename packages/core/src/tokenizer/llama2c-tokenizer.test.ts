@@ -104,19 +104,17 @@ describe('llama2.c tokenizer: tok512 (stories260K)', () => {
     expect(Buffer.from(tok.toBytes()).equals(readFileSync(tok512Path()))).toBe(true);
   });
 
-  it('tokenizes all of valid-dev.txt quickly', () => {
+  // Speed is measured in benches, not asserted here: this checks the whole-file path and the per-story path
+  // agree on a large input (the fast encoder is compared with the naive one story by story elsewhere).
+  it('tokenizes all of valid-dev.txt, whole and story by story', () => {
     const raw = readValidDev();
-    const t0 = performance.now();
     const ids = tok.encode(raw, { bos: true });
-    const wholeMs = performance.now() - t0;
-    const t1 = performance.now();
+    expect(ids[0]).toBe(1);
+    expect(ids.length).toBeGreaterThan(290_000);
     let n = 0;
     for (const s of devStories()) n += tok.encode(s, { bos: true }).length;
-    const storiesMs = performance.now() - t1;
-    console.log(
-      `tok512 llama2.c encode: whole valid-dev.txt (${raw.length} chars, ${ids.length} tokens) ${wholeMs.toFixed(0)} ms; 800 stories (${n} tokens) ${storiesMs.toFixed(0)} ms`,
-    );
-    expect(wholeMs).toBeLessThan(5000);
+    // documents are tokenized separately (each with BOS and a dummy prefix), so counts differ only slightly
+    expect(Math.abs(n - ids.length) / ids.length).toBeLessThan(0.05);
   });
 });
 

@@ -1,0 +1,203 @@
+// Eval throughput of the `onnxruntime` backend, next to the GFLOP/s of one 2048×2048×2048 onnxruntime
+// MatMul measured in the same run (through the backend, as any op is: inputs read in place, the output
+// copied to a JS array).
+//
+// 1. stories42M-shaped synthetic checkpoint (dim 512, 8 layers, 8 heads, hidden 1376, vocab 32000):
+//    evaluation as `perplexity` does it (hidden states → tied head → cross-entropy → NLL to the host) on
+//    B sequences of T tokens. GFLOP/s counts FLOPs as packages/core/bench/eval-bench.mjs does: 2·(linear
+//    params, the tied head included) per token plus causal attention (4·layers·dim per attended position).
+// 2. The real stories260K on the first 100 TinyStories dev documents (documents protocol) when shared/ is
+//    present: tokens/s and perplexity.
+//
+// Run after `pnpm build`: pnpm --filter @lineage/backend-onnxruntime bench
+// Env: LINEAGE_BENCH_DEVICES: configurations to run, `device[:threads]`, default "cpu,cpu:1,webgpu" (cpu
+// with onnxruntime's default thread count, cpu with one thread, webgpu; webgpu is reported as skipped with
+// the reason when there is no adapter). LINEAGE_BENCH_BATCH × LINEAGE_BENCH_SEQ tokens per forward
+// (default 4 × 512 on cpu; webgpu on a CPU Vulkan driver uses 1 × 128 unless LINEAGE_BENCH_GPU_BATCH /
+// _SEQ say otherwise). LINEAGE_BENCH_SECONDS: minimum timed seconds per measurement (default 3).
+// LINEAGE_BENCH_ROUNDS: MatMul and eval are measured alternately this many times (default 2); each figure
+// is the best call seen (wall time), with GFLOP per CPU-second (all threads) beside it, which is far less
+// sensitive to other work on the machine. LINEAGE_BENCH_REAL=0 skips the stories260K run (100 documents on
+// cpu, 16 on webgpu).
+import os from 'node:os';
+import { initModel, llamaConfig, loadModel, Ops, perplexity, readTextFile } from '@lineage/core';
+import { sharedPath } from '@lineage/core/testing';
+import { createOnnxruntimeBackend } from '../dist/index.js';
+
+const configs = (process.env.LINEAGE_BENCH_DEVICES ?? 'cpu,cpu:1,webgpu').split(',').map((s) => s.trim());
+const minSeconds = Number(process.env.LINEAGE_BENCH_SECONDS ?? 3);
+const rounds = Number(process.env.LINEAGE_BENCH_ROUNDS ?? 2);
+const env = (k, d) => Number(process.env[k] ?? d);
+
+function linearParams(model) {
+  let n = 0;
+  for (const [, l] of model.linearLayers()) n += l.inFeatures * l.outFeatures;
+  if (!model.lmHead) n += model.config.vocabSize * model.config.hiddenSize;
+  return n;
+}
+
+/** Forward FLOPs of scoring sequences of the given lengths (causal attention). */
+function forwardFlops(model, lengths) {
+  const c = model.config;
+  const lin = linearParams(model);
+  let f = 0;
+  for (const n of lengths) f += 2 * lin * n + 4 * c.numLayers * c.numHeads * c.headDim * ((n * (n + 1)) / 2);
+  return f;
+}
+
+/**
+ * Runs fn for at least `seconds` (after one warm-up call) and returns the best wall time per call and the
+ * process CPU time of that call (all threads). Best-of is robust to other work on a shared machine.
+ */
+async function timeIt(fn, seconds = minSeconds) {
+  await fn();
+  let best = { wall: Number.POSITIVE_INFINITY, cpu: Number.POSITIVE_INFINITY };
+  const t0 = performance.now();
+  do {
+    const c0 = process.cpuUsage();
+    const w0 = performance.now();
+    await fn();
+    const wall = (performance.now() - w0) / 1000;
+    const c = process.cpuUsage(c0);
+    if (wall < best.wall) best = { wall, cpu: (c.user + c.system) / 1e6 };
+  } while ((performance.now() - t0) / 1000 < seconds);
+  return best;
+}
+
+function rand(n, seed) {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = s / 4294967296 - 0.5;
+  }
+  return a;
+}
+
+async function matmul2048(backend) {
+  const n = 2048;
+  const ops = new Ops(backend);
+  const a = ops.upload(rand(n * n, 1), [n, n]);
+  const b = ops.upload(rand(n * n, 2), [n, n]);
+  const t = await timeIt(async () => {
+    await ops.tidy(async () => {
+      const y = await ops.matmul(a, b);
+      if (backend.device !== 'cpu') await ops.read(await ops.slice(y, [0, 0], [1, 1])); // wait for the GPU
+    });
+  });
+  ops.dispose(a, b);
+  const flops = 2 * n ** 3;
+  return { gflops: flops / t.wall / 1e9, gflopsPerCpuSecond: flops / t.cpu / 1e9 };
+}
+
+async function evalSynthetic(backend, B, T) {
+  const cfg = llamaConfig({
+    dim: 512,
+    layers: 8,
+    heads: 8,
+    hidden: 1376,
+    vocab: 32000,
+    context: Math.max(1024, T),
+  });
+  const model = initModel(cfg, { seed: 1 });
+  const ops = new Ops(backend);
+  const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + 13) % cfg.vocabSize);
+  const targets = Int32Array.from({ length: B * T }, (_, i) => ((i + 1) * 7919 + 13) % cfg.vocabSize);
+  let nll = 0;
+  const t = await timeIt(async () => {
+    const v = await ops.tidy(async () => {
+      const h = await model.hidden(ops, ids, B);
+      const logits = await model.logits(ops, await ops.reshape(h, [B * T, cfg.hiddenSize]));
+      return ops.readF32(await ops.crossEntropy(logits, ops.upload(targets, [B * T])));
+    });
+    nll = v.reduce((p, x) => p + x, 0) / v.length;
+  });
+  model.release();
+  const flops = forwardFlops(
+    model,
+    Array.from({ length: B }, () => T),
+  );
+  return {
+    batch: B,
+    seqLen: T,
+    tokensPerSecond: (B * T) / t.wall,
+    gflops: flops / t.wall / 1e9,
+    gflopsPerCpuSecond: flops / t.cpu / 1e9,
+    secondsPerForward: t.wall,
+    meanNll: nll,
+  };
+}
+
+async function evalStories260K(backend, limit) {
+  let path;
+  try {
+    path = sharedPath('models', 'stories260K', 'stories260K.bin');
+  } catch {
+    return undefined;
+  }
+  const { model } = await loadModel(path);
+  const text = await readTextFile(sharedPath('data', 'tinystories', 'valid-dev.txt'));
+  const opts = { protocol: 'documents', separator: '<|endoftext|>', limit, batchSize: 8 };
+  await perplexity(model, backend, text, { ...opts, limit: 8 });
+  const t0 = performance.now();
+  const r = await perplexity(model, backend, text, opts);
+  const s = (performance.now() - t0) / 1000;
+  model.release();
+  return { documents: limit, tokensPerSecond: r.tokens / s, seconds: s, ppl: r.ppl };
+}
+
+const results = {};
+const realDone = new Set();
+for (const config of configs) {
+  const [device, t] = config.split(':');
+  const threads = t ? Number(t) : undefined;
+  const gpu = device !== 'cpu';
+  const B = gpu ? env('LINEAGE_BENCH_GPU_BATCH', 1) : env('LINEAGE_BENCH_BATCH', 4);
+  const T = gpu ? env('LINEAGE_BENCH_GPU_SEQ', 128) : env('LINEAGE_BENCH_SEQ', 512);
+  let backend;
+  try {
+    backend = await createOnnxruntimeBackend({ device, ...(threads ? { threads } : {}) });
+  } catch (e) {
+    results[config] = { skipped: e.message };
+    console.log(`onnxruntime ${device}: skipped (${e.message})`);
+    continue;
+  }
+  // Alternate the two measurements and keep the best of each, so both see the same machine.
+  let mm;
+  let syn;
+  for (let round = 0; round < rounds; round++) {
+    const m = await matmul2048(backend);
+    const e = await evalSynthetic(backend, B, T);
+    if (!mm || m.gflops > mm.gflops) mm = m;
+    if (!syn || e.gflops > syn.gflops) syn = e;
+  }
+  const real =
+    process.env.LINEAGE_BENCH_REAL !== '0' && !realDone.has(device)
+      ? await evalStories260K(backend, gpu ? 16 : 100)
+      : undefined;
+  realDone.add(device);
+  await backend.close();
+  const r = {
+    matmul2048: mm,
+    stories42M: syn,
+    ratio: syn.gflops / mm.gflops,
+    cpuTimeRatio: syn.gflopsPerCpuSecond / mm.gflopsPerCpuSecond,
+    stories260K: real,
+  };
+  results[config] = r;
+  console.log(
+    `onnxruntime ${device} (${threads ? `${threads} thread${threads > 1 ? 's' : ''}` : 'default threads'}; node ${process.version}; load average ${os.loadavg()[0].toFixed(1)} on ${os.availableParallelism()} cores)`,
+  );
+  console.log(
+    `  2048³ MatMul: ${mm.gflops.toFixed(1)} GFLOP/s (${mm.gflopsPerCpuSecond.toFixed(1)} per CPU-second)`,
+  );
+  console.log(
+    `  stories42M-shape eval (${B}×${T} tokens per forward): ${syn.tokensPerSecond.toFixed(0)} tokens/s, ${syn.gflops.toFixed(1)} GFLOP/s = ${(100 * r.ratio).toFixed(0)}% of the MatMul (per CPU-second: ${syn.gflopsPerCpuSecond.toFixed(1)} = ${(100 * r.cpuTimeRatio).toFixed(0)}%)`,
+  );
+  if (real) {
+    console.log(
+      `  stories260K eval (${real.documents} dev docs): ${real.tokensPerSecond.toFixed(0)} tokens/s in ${real.seconds.toFixed(1)} s, ppl ${real.ppl.toFixed(4)}`,
+    );
+  }
+}
+console.log(JSON.stringify(results));

@@ -1,0 +1,7 @@
+import { registerBackend } from '@lineage/core';
+import { createOnnxruntimeBackend } from './base.js';
+
+export * from './base.js';
+
+/** Registered at priority 10: above the reference `js` backend (0). */
+registerBackend('onnxruntime', createOnnxruntimeBackend, 10);

@@ -1,0 +1,172 @@
+// Eval throughput of the `tfjs` backend per engine on a synthetic checkpoint with the shape of stories42M
+// (dim 512, 8 layers, 8 heads, hidden 1376, vocab 32000): one eval step is what `perplexity` runs per batch
+// (hidden states, logits, cross-entropy, read back). GFLOP/s counts 2·(linear params) per token plus causal
+// attention (4·layers·dim per attended position), as packages/core/bench does. In the same run: the `js`
+// backend on the same model (the 3× target), one 2048³ onnxruntime MatMul (through
+// @lineage/backend-onnxruntime when it is built beside this package), and the wasm matmul trap.
+//
+//   node bench/eval-bench.mjs                       (after `pnpm --filter @lineage/backend-tfjs build`)
+//   LINEAGE_BENCH_ENGINES=wasm,cpu,webgpu           engines to run (default: all that start)
+//   LINEAGE_BENCH_SECONDS=3                         minimum timed seconds per measurement
+import { getBackend, initModel, llamaConfig, Ops } from '@lineage/core';
+import { createTfjsBackend } from '../dist/base.js';
+
+const SECONDS = Number(process.env.LINEAGE_BENCH_SECONDS ?? 3);
+const ENGINES = (process.env.LINEAGE_BENCH_ENGINES ?? 'wasm,webgpu,cpu').split(',').filter(Boolean);
+
+function rand(n, seed) {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = s / 4294967296 - 0.5;
+  }
+  return a;
+}
+
+/** Seconds per call: one warm-up call, then calls until `SECONDS` have passed (at least one). */
+async function timeIt(fn, seconds = SECONDS) {
+  await fn();
+  let n = 0;
+  const t0 = performance.now();
+  do {
+    await fn();
+    n++;
+  } while ((performance.now() - t0) / 1000 < seconds);
+  return (performance.now() - t0) / 1000 / n;
+}
+
+const cfg = llamaConfig({ dim: 512, layers: 8, heads: 8, hidden: 1376, vocab: 32000, context: 1024 });
+const model = initModel(cfg, { seed: 1 });
+
+function linearParams() {
+  let n = 0;
+  for (const [, l] of model.linearLayers()) n += l.inFeatures * l.outFeatures;
+  if (!model.lmHead) n += cfg.vocabSize * cfg.hiddenSize;
+  return n;
+}
+
+function evalFlops(B, T) {
+  return B * (2 * linearParams() * T + 4 * cfg.numLayers * cfg.numHeads * cfg.headDim * ((T * (T + 1)) / 2));
+}
+
+/** One eval step per call, as `perplexity` runs it. */
+async function evalSynthetic(backend, B, T) {
+  const ops = new Ops(backend);
+  const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + 13) % cfg.vocabSize);
+  const targets = Int32Array.from({ length: B * T }, (_, i) => ((i + 1) * 7919 + 13) % cfg.vocabSize);
+  let nll = 0;
+  const s = await timeIt(async () => {
+    const v = await ops.tidy(async () => {
+      const h = await model.hidden(ops, ids, B);
+      const logits = await model.logits(ops, await ops.reshape(h, [B * T, cfg.hiddenSize]));
+      return ops.readF32(await ops.crossEntropy(logits, ops.upload(targets, [B * T])));
+    });
+    nll = v.reduce((p, x) => p + x, 0) / v.length;
+  });
+  model.release();
+  return {
+    batch: B,
+    seqLen: T,
+    tokensPerSecond: (B * T) / s,
+    gflops: evalFlops(B, T) / s / 1e9,
+    seconds: s,
+    nll,
+  };
+}
+
+async function matmulGflops(backend, m, k, n, transposeB = false) {
+  const ops = new Ops(backend);
+  const a = ops.upload(rand(m * k, 1), [m, k]);
+  const b = ops.upload(rand(k * n, 2), transposeB ? [n, k] : [k, n]);
+  const s = await timeIt(() =>
+    ops.tidy(async () => {
+      const y = await ops.matmul(a, b, { transposeB });
+      await ops.read(await ops.slice(y, [0, 0], [1, 1])); // wait for a GPU
+    }),
+  );
+  ops.dispose(a, b);
+  return (2 * m * k * n) / s / 1e9;
+}
+
+const results = { node: process.version, engines: {} };
+const f = (x, d = 1) => (x === undefined ? 'n/a' : x.toFixed(d));
+
+// 1. Yardstick: one 2048³ onnxruntime MatMul, through @lineage/backend-onnxruntime (built beside us).
+try {
+  const ort = await import('../../backend-onnxruntime/dist/base.js');
+  const be = await ort.createOnnxruntimeBackend({ device: 'cpu' });
+  results.ort2048 = await matmulGflops(be, 2048, 2048, 2048);
+  await be.close?.();
+} catch (e) {
+  results.ort2048 = undefined;
+  results.ort2048Error = String(e?.message ?? e).split('\n')[0];
+}
+console.log(
+  `onnxruntime 2048³ MatMul: ${f(results.ort2048)} GFLOP/s${results.ort2048Error ? ` (${results.ort2048Error})` : ''}`,
+);
+
+// 2. The js reference backend on the same model.
+{
+  const js = await getBackend('js');
+  results.js = await evalSynthetic(js, 2, 256);
+  console.log(
+    `js          stories42M-shape eval 2×256: ${f(results.js.tokensPerSecond)} tokens/s, ${f(results.js.gflops, 2)} GFLOP/s`,
+  );
+}
+
+// 3. Each tfjs engine. Slow engines (pure-JS cpu, software WebGPU) score 1×64 tokens per step.
+for (const engine of ENGINES) {
+  let be;
+  try {
+    be = await createTfjsBackend({ engine });
+  } catch (e) {
+    results.engines[engine] = { skipped: String(e?.message ?? e).split('\n')[0] };
+    console.log(`tfjs ${engine.padEnd(7)} skipped: ${results.engines[engine].skipped}`);
+    continue;
+  }
+  const slow =
+    engine === 'cpu' || (engine === 'webgpu' && /llvmpipe|lavapipe|swiftshader/i.test(be.engineDescription));
+  const [B, T] = slow ? [1, 64] : [2, 256];
+  const r = await evalSynthetic(be, B, T);
+  r.description = be.engineDescription;
+  r.matmul2048 = slow ? undefined : await matmulGflops(be, 2048, 2048, 2048);
+  r.vsJs = r.gflops / results.js.gflops;
+  r.vsOrt2048 = results.ort2048 ? r.gflops / results.ort2048 : undefined;
+  results.engines[engine] = r;
+  console.log(
+    `tfjs ${engine.padEnd(7)} stories42M-shape eval ${B}×${T}: ${f(r.tokensPerSecond)} tokens/s, ${f(r.gflops, 2)} GFLOP/s ` +
+      `= ${f(r.vsJs, 2)}× js, ${r.vsOrt2048 === undefined ? 'n/a' : `${f(100 * r.vsOrt2048, 0)}%`} of the ORT MatMul` +
+      `${r.matmul2048 === undefined ? '' : `; its own 2048³ matmul ${f(r.matmul2048)} GFLOP/s`} [${be.engineDescription}]`,
+  );
+  if (engine === 'wasm') {
+    // Fused attention against core's composite, and the matmul trap (tfjs's own kernel on x·Wᵀ).
+    const comp = await createTfjsBackend({ engine, fusedAttention: false });
+    const rc = await evalSynthetic(comp, B, T);
+    results.engines['wasm (composite attention)'] = rc;
+    console.log(
+      `tfjs wasm, composite attention instead of fused: ${f(rc.tokensPerSecond)} tokens/s (fused: ${f(r.tokensPerSecond)})`,
+    );
+    const tf = be.tf;
+    const x = tf.tensor2d(rand(512 * 512, 3), [512, 512]);
+    const w = tf.tensor2d(rand(1376 * 512, 4), [1376, 512]);
+    const s = await timeIt(async () => {
+      const y = tf.matMul(x, w, false, true);
+      await y.data();
+      y.dispose();
+    }, 1);
+    tf.dispose([x, w]);
+    results.wasmTrap = {
+      tfjsTransposeB: (2 * 512 * 512 * 1376) / s / 1e9,
+      ours: await matmulGflops(be, 512, 512, 1376, true),
+    };
+    console.log(
+      `wasm x·Wᵀ 512×512×1376: tfjs matMul(transposeB) ${f(results.wasmTrap.tfjsTransposeB, 2)} GFLOP/s, this backend ${f(results.wasmTrap.ours, 2)} GFLOP/s`,
+    );
+    await comp.close();
+  }
+  await be.close();
+}
+
+console.log(JSON.stringify(results));
+process.exit(0); // a Dawn instance may keep the event loop alive

@@ -1,0 +1,17 @@
+import { setFlagsFromString } from 'node:v8'; import { runInNewContext } from 'node:vm';
+setFlagsFromString('--expose-gc'); const gc = runInNewContext('gc');
+import { getBackend } from '@lineage/core';
+import { computeStats, loadDataset, openStreamedModel, sampleSequences } from '../dist/index.js';
+const mem = (tag) => { const m = process.memoryUsage(); console.log(tag, `rss ${(m.rss/2**20).toFixed(0)} ab ${(m.arrayBuffers/2**20).toFixed(0)} heapTotal ${(m.heapTotal/2**20).toFixed(0)} heapUsed ${(m.heapUsed/2**20).toFixed(0)} maxrss ${(process.resourceUsage().maxRSS/1024).toFixed(0)}`); };
+mem('start');
+const backend = await getBackend('js');
+const model = await openStreamedModel('/tmp/probe-m1', { tokenizer: '/work/shared/models/llama2-tokenizer/tokenizer.bin' });
+mem('opened');
+const data = await loadDataset('/work/shared/data/wikitext2/wiki.test.noblank.txt');
+mem('data');
+const sample = sampleSequences(data, model.tokenizer, { samples: Number(process.argv[2] ?? 128), seqLen: 512 });
+mem('sampled');
+gc(); mem('gc');
+let n = 0;
+await computeStats(model, backend, sample, { out: '/tmp/probe2.st', collectGarbage: gc, onProgress: (p) => { if (n++ < 6 || p.layerTokens === p.tokens) mem(`mb ${p.layerTokens}`); } });
+mem('done');

@@ -1,0 +1,157 @@
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadStats } from '@lineage/calibrate';
+import { loadModel } from '@lineage/core';
+import { sharedPath } from '@lineage/core/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'bin.js');
+const MODEL = sharedPath('models', 'stories260K', 'stories260K.bin');
+const DEV = sharedPath('data', 'tinystories', 'valid-dev.txt');
+const SEP = '<|endoftext|>';
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function lineage(args: string[]): Promise<Run> {
+  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: build the CLI first (pnpm build)`);
+  return new Promise((resolve) => {
+    execFile('node', [BIN, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+let tmp: string;
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'lineage-cli-calibrate-'));
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('lineage calibrate', () => {
+  it('writes a statistics file for the model, with progress per layer and a JSON summary', async () => {
+    const out = join(tmp, 'stats.safetensors');
+    const r = await lineage([
+      'calibrate',
+      MODEL,
+      '--data',
+      DEV,
+      '--doc-separator',
+      SEP,
+      '--samples',
+      '16',
+      '--seq-len',
+      '128',
+      '--seed',
+      '3',
+      '--out',
+      out,
+      '--json',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j).toMatchObject({
+      out,
+      statistics: ['hessian', 'importance'],
+      protocol: 'documents',
+      samples: 16,
+      seqLen: 128,
+      seed: 3,
+      backend: 'js',
+    });
+    expect(j.tokens).toBeGreaterThan(16 * 50);
+    expect(j.tokensPerSecond).toBeGreaterThan(0);
+    for (let k = 1; k <= 5; k++) expect(r.stderr).toContain(`layer ${k} of 5`);
+    const { model } = await loadModel(MODEL);
+    const stats = await loadStats(out, model);
+    expect(stats.info.sampleHash).toBe(j.sampleHash);
+    expect((await stats.hessian('model.layers.0.self_attn.k_proj')).length).toBe(64 * 64);
+    expect((await stats.blockImportance()).length).toBe(5);
+    await stats.close();
+    expect(readdirSync(tmp).filter((f) => f.startsWith('.'))).toEqual([]);
+  });
+
+  it('JSONL data, one statistic', async () => {
+    const data = join(tmp, 'd.jsonl');
+    writeFileSync(
+      data,
+      `${['Once upon a time there was a cat.', 'The dog ran to the park.', 'Lily liked red apples.']
+        .map((t) => JSON.stringify({ text: t }))
+        .join('\n')}\n`,
+    );
+    const out = join(tmp, 'imp.safetensors');
+    const r = await lineage([
+      'calibrate',
+      MODEL,
+      '--data',
+      data,
+      '--samples',
+      '3',
+      '--seq-len',
+      '64',
+      '--stats',
+      'importance',
+      '--out',
+      out,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/wrote .*imp\.safetensors .*: importance over 3 documents/);
+  });
+});
+
+describe('lineage calibrate: bad input is one line, exit 1, and no output file', () => {
+  const expectOneLine = (r: Run, pattern: RegExp, out: string) => {
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines[lines.length - 1]).toMatch(pattern);
+    expect(lines.filter((l) => l.startsWith('lineage:'))).toHaveLength(1);
+    expect(existsSync(out)).toBe(false);
+    expect(readdirSync(dirname(out)).filter((f) => f.includes('spool') || f.includes('.tmp'))).toEqual([]);
+  };
+  const base = (out: string, extra: string[]) => ['calibrate', MODEL, '--out', out, ...extra];
+
+  it('an empty dataset', async () => {
+    const empty = join(tmp, 'empty.txt');
+    writeFileSync(empty, '');
+    const out = join(tmp, 'e.safetensors');
+    const r = await lineage(base(out, ['--data', empty, '--samples', '4', '--seq-len', '64']));
+    expectOneLine(r, /^lineage: .*empty\.txt: file is empty$/, out);
+  });
+
+  it('--samples larger than the data can supply says how many it can', async () => {
+    const out = join(tmp, 's.safetensors');
+    let r = await lineage(
+      base(out, ['--data', DEV, '--doc-separator', SEP, '--samples', '900', '--seq-len', '64']),
+    );
+    expectOneLine(r, /asked for 900 samples, but the data holds only 800 documents.*--samples 800/, out);
+    r = await lineage(base(out, ['--data', DEV, '--samples', '5000', '--seq-len', '256']));
+    expectOneLine(
+      r,
+      /asked for 5000 samples of 256 tokens, but the data supplies only \d+ \(\d+ tokens, stream protocol\)/,
+      out,
+    );
+  });
+
+  it('an unknown statistic name', async () => {
+    const out = join(tmp, 'u.safetensors');
+    const r = await lineage(
+      base(out, ['--data', DEV, '--samples', '4', '--seq-len', '64', '--stats', 'hessian,fisher']),
+    );
+    expectOneLine(r, /^lineage: unknown statistic 'fisher' \(known: hessian, importance\)$/, out);
+  });
+
+  it('a sequence length beyond the context, and --out naming a directory', async () => {
+    const out = join(tmp, 'c.safetensors');
+    let r = await lineage(base(out, ['--data', DEV, '--samples', '4', '--seq-len', '1024']));
+    expectOneLine(r, /sequence length 1024 exceeds the model's context of 512/, out);
+    r = await lineage(['calibrate', MODEL, '--data', DEV, '--samples', '4', '--seq-len', '64', '--out', tmp]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/is a directory; --out names the statistics file to write/);
+  });
+});

@@ -1,0 +1,104 @@
+import { getBackend, LineageError, loadModel } from '@lineage/core';
+import { type DistillLoss, distill, type HiddenLossOptions } from '@lineage/distill';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { selectBackend } from '../backend.js';
+import { log } from '../output.js';
+import { parseFloatArg } from './common.js';
+import { addTrainingOptions, finishRun, prepareRun, type TrainingFlags } from './train.js';
+
+interface DistillFlags extends TrainingFlags {
+  teacher: string;
+  student: string;
+  teacherTokenizer?: string;
+  loss?: DistillLoss;
+  temperature?: number;
+  ceWeight?: number;
+  hiddenLayers?: HiddenLossOptions['layers'];
+  hiddenWeight?: number;
+  teacherBackend?: string;
+  teacherDevice?: string;
+}
+
+/** `uniform`, or student:teacher pairs like `0:0,1:2,2:4`. */
+export function parseLayerMap(v: string): HiddenLossOptions['layers'] {
+  if (v === 'uniform') return 'uniform';
+  const pairs = v.split(',').map((p) => {
+    const m = /^\s*(\d+)\s*:\s*(\d+)\s*$/.exec(p);
+    if (!m)
+      throw new InvalidArgumentError(`must be 'uniform' or pairs student:teacher like 0:0,1:2, got '${v}'`);
+    return [Number(m[1]), Number(m[2])] as [number, number];
+  });
+  return pairs;
+}
+
+export function distillCommand(program: Command): void {
+  const cmd = program
+    .command('distill')
+    .description("train a student on a teacher's next-token distributions (forward KL, T = 1, as Minitron)")
+    .requiredOption('--teacher <model>', 'the model to learn from (llama2.c .bin or Hugging Face directory)')
+    .requiredOption(
+      '--student <model>',
+      'the model to train (e.g. a compressed or pruned teacher, or init output)',
+    )
+    .addOption(new Option('--loss <loss>', 'objective (default kl)').choices(['kl', 'ce', 'kl+ce']))
+    .option(
+      '--temperature <t>',
+      'softmax temperature of both distributions (default 1)',
+      parseFloatArg(1e-3, 100),
+    )
+    .option('--ce-weight <w>', 'weight of the next-token loss under kl+ce (default 1)', parseFloatArg(0, 100))
+    .option(
+      '--hidden-layers <map>',
+      "add a hidden-state loss: 'uniform' or student:teacher layer pairs (0:0,1:2,2:4)",
+      parseLayerMap,
+    )
+    .option('--hidden-weight <w>', 'weight of the hidden-state loss (default 1)', parseFloatArg(0, 1e6))
+    .option('--teacher-tokenizer <path>', "the teacher's tokenizer (default: found beside it)")
+    .option('--teacher-backend <name>', "the teacher's backend (default: the fastest available)")
+    .option('--teacher-device <device>', "the teacher's device");
+  addTrainingOptions(cmd);
+  cmd.action(async (o: DistillFlags) => {
+    if (o.hiddenWeight !== undefined && !o.hiddenLayers)
+      throw new LineageError('--hidden-weight needs --hidden-layers');
+    const run = await prepareRun(o);
+    try {
+      const { model: teacher } = await loadModel(o.teacher, {
+        ...(o.teacherTokenizer ? { tokenizer: o.teacherTokenizer } : {}),
+      });
+      const { model: student } = await loadModel(o.student, { tokenizer: o.tokenizer });
+      const backend = await selectBackend(o);
+      const teacherBackend = await getBackend(
+        o.teacherBackend,
+        o.teacherDevice ? { device: o.teacherDevice } : {},
+      );
+      log(`teacher backend: ${teacherBackend.name} (${teacherBackend.device})`);
+      const r = await distill({
+        ...run.options,
+        teacher,
+        student,
+        backend,
+        teacherBackend,
+        ...(o.loss ? { loss: o.loss } : {}),
+        ...(o.temperature !== undefined ? { temperature: o.temperature } : {}),
+        ...(o.ceWeight !== undefined ? { ceWeight: o.ceWeight } : {}),
+        ...(o.hiddenLayers
+          ? {
+              hidden: {
+                layers: o.hiddenLayers,
+                ...(o.hiddenWeight !== undefined ? { weight: o.hiddenWeight } : {}),
+              },
+            }
+          : {}),
+      });
+      await finishRun(o, run, student, r, {
+        kind: 'distill',
+        teacher: o.teacher,
+        student: o.student,
+        objective: o.loss ?? 'kl',
+        temperature: o.temperature ?? 1,
+      });
+    } finally {
+      run.dispose();
+    }
+  });
+}

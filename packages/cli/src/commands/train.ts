@@ -1,0 +1,321 @@
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import {
+  LineageError,
+  type LlamaModel,
+  type Logger,
+  loadModel,
+  readTextFile,
+  saveModel,
+} from '@lineage/core';
+import type { CommonTrainOptions, Schedule, TextSource, TrainResult } from '@lineage/distill';
+import { train } from '@lineage/distill';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { selectBackend } from '../backend.js';
+import { log, printJson } from '../output.js';
+import { addBackendOptions, addJsonOption, addModelOptions, parseFloatArg, parseIntArg } from './common.js';
+
+/** Flags shared by `train` and `distill`. */
+export interface TrainingFlags {
+  data?: string[];
+  docSeparator?: string;
+  tokens: number;
+  out: string;
+  seqLen?: number;
+  batchSize?: number;
+  microBatch?: number;
+  lr?: number;
+  minLr?: number;
+  warmup?: number;
+  schedule?: Schedule;
+  weightDecay?: number;
+  clip?: number;
+  seed: number;
+  evalData?: string;
+  holdout?: number;
+  evalEvery?: number;
+  evalLimit?: number;
+  evalSeqLen?: number;
+  earlyStop?: number;
+  minDelta?: number;
+  runDir?: string;
+  checkpointEvery?: number;
+  resume?: boolean;
+  restart?: boolean;
+  stopAfter?: number;
+  keepCheckpoint?: boolean;
+  logEvery?: number;
+  dtype?: 'f32' | 'f16' | 'bf16';
+  force?: boolean;
+  tokenizer?: string;
+  backend?: string;
+  device?: string;
+  json?: boolean;
+}
+
+/** A token count: an integer, optionally with a k/M/B suffix or in exponent form (300k, 1.5M, 1e6). */
+export function parseTokens(v: string): number {
+  const m = /^(\d+(?:\.\d+)?(?:e\d+)?)([kKmMbB]?)$/.exec(v.trim());
+  const n = m ? Number(m[1]) * ({ k: 1e3, m: 1e6, b: 1e9 }[m[2]!.toLowerCase()] ?? 1) : Number.NaN;
+  if (!Number.isFinite(n) || !Number.isInteger(Math.round(n)) || n < 0)
+    throw new InvalidArgumentError(`must be a number of tokens like 300000, 300k or 1.5M, got '${v}'`);
+  return Math.round(n);
+}
+
+function collect(v: string, prev: string[] | undefined): string[] {
+  return [...(prev ?? []), v];
+}
+
+/** Adds the data, budget, schedule, evaluation, checkpoint and output options. */
+export function addTrainingOptions(cmd: Command): Command {
+  cmd
+    .option('--data <file>', 'training text (repeat for several files, used in order)', collect)
+    .option('--doc-separator <s>', 'documents are separated by lines equal to <s> (each gets BOS)')
+    .requiredOption(
+      '--tokens <n>',
+      'training budget in tokens (e.g. 300k): steps = tokens / (batch × seq-len)',
+      parseTokens,
+    )
+    .requiredOption(
+      '--out <dir>',
+      'where to write the trained model (Hugging Face directory, or a .bin for llama2.c)',
+    )
+    .option('--seq-len <n>', 'tokens per training sequence (default: min(256, context))', parseIntArg(2))
+    .option('--batch-size <n>', 'sequences per optimiser step (default 8)', parseIntArg())
+    .option(
+      '--micro-batch <n>',
+      'sequences per forward/backward pass; gradients accumulate (default: batch)',
+      parseIntArg(),
+    )
+    .option('--lr <x>', 'peak learning rate (default: 1e-4 distill, 3e-4 train)', parseFloatArg(0, 10))
+    .option('--min-lr <x>', 'final learning rate of the decay (default lr/10)', parseFloatArg(0, 10))
+    .option('--warmup <steps>', 'linear warmup steps (default min(100, steps/20))', parseIntArg(0))
+    .addOption(
+      new Option('--schedule <s>', 'learning-rate decay after warmup (default cosine)').choices([
+        'cosine',
+        'linear',
+        'constant',
+      ]),
+    )
+    .option('--weight-decay <x>', 'AdamW weight decay (default 0.01)', parseFloatArg(0, 10))
+    .option('--clip <x>', 'clip the gradient norm (default 1; 0 disables)', parseFloatArg(0, 1e9))
+    .option('--seed <n>', 'data sampling seed: a run is reproducible from it', parseIntArg(0), 0)
+    .option(
+      '--eval-data <file>',
+      'held-out text: perplexity (documents protocol when it holds --doc-separator)',
+    )
+    .option(
+      '--holdout <n>',
+      'hold out the last n documents of the last --data file for evaluation',
+      parseIntArg(),
+    )
+    .option(
+      '--eval-every <n>',
+      'evaluate every n steps (always before the first and after the last)',
+      parseIntArg(),
+    )
+    .option('--eval-limit <n>', 'evaluate at most n documents or windows', parseIntArg())
+    .option(
+      '--eval-seq-len <n>',
+      'evaluation truncation/window length (default: context / seq-len)',
+      parseIntArg(2),
+    )
+    .option('--early-stop <patience>', 'stop after <patience> evaluations without improvement', parseIntArg())
+    .option(
+      '--min-delta <nats>',
+      'smallest held-out NLL improvement that counts (default 1e-3)',
+      parseFloatArg(0, 10),
+    )
+    .option('--run-dir <dir>', 'checkpoint and JSONL log of the run (default: <out>.run)')
+    .option('--checkpoint-every <n>', 'write a checkpoint every n steps (default 200)', parseIntArg())
+    .option('--resume', 'continue the run from the checkpoint in the run directory')
+    .option('--restart', 'discard a checkpoint in the run directory and start over')
+    .option(
+      '--stop-after <steps>',
+      'stop after this many steps with a checkpoint (resume later)',
+      parseIntArg(),
+    )
+    .option('--keep-checkpoint', 'keep the checkpoint after the run finished (default: removed)')
+    .option('--log-every <n>', 'print a progress line every n steps (default 10)', parseIntArg())
+    .addOption(
+      new Option('--dtype <dtype>', 'float type of the saved weights (default f32)').choices([
+        'f32',
+        'f16',
+        'bf16',
+      ]),
+    )
+    .option('--force', 'replace an existing --out');
+  addModelOptions(cmd);
+  addBackendOptions(cmd);
+  addJsonOption(cmd);
+  return cmd;
+}
+
+function stderrLogger(): Logger {
+  return { info: log, warn: (m) => log(`warning: ${m}`), debug: () => {} };
+}
+
+async function asSource(path: string, separator: string | undefined): Promise<TextSource> {
+  // only files that hold the separator are documents; others are one stream
+  const text = await readTextFile(path);
+  return separator && text.includes(separator) ? { path, text, separator } : { path, text };
+}
+
+function nonEmptyDir(p: string): boolean {
+  return existsSync(p) && (!statSync(p).isDirectory() || readdirSync(p).length > 0);
+}
+
+export interface PreparedRun {
+  options: Omit<CommonTrainOptions, 'backend'>;
+  runDir: string;
+  checkpointDir: string;
+  abort: AbortController;
+  /** Removes the SIGINT handler. */
+  dispose(): void;
+}
+
+/** Checks the output and resolves data, evaluation and run-directory options (before any model is loaded). */
+export async function prepareRun(o: TrainingFlags): Promise<PreparedRun> {
+  if (!o.data?.length) throw new LineageError('give training data: --data <file>');
+  const out = resolve(o.out);
+  if (!o.force && nonEmptyDir(out))
+    throw new LineageError('output exists (pass --force to replace it)', o.out);
+  if (o.resume && o.restart) throw new LineageError('--resume and --restart exclude each other');
+  const data = await Promise.all(o.data.map((d) => asSource(d, o.docSeparator)));
+  const evalData = o.evalData ? await asSource(o.evalData, o.docSeparator) : undefined;
+  const runDir = resolve(o.runDir ?? `${out}.run`);
+  const checkpointDir = resolve(runDir, 'checkpoint');
+  const abort = new AbortController();
+  let interrupts = 0;
+  const onSigint = () => {
+    interrupts++;
+    if (interrupts > 1) process.exit(130);
+    log('interrupt: stopping after this step and writing a checkpoint (press Ctrl-C again to quit now)');
+    abort.abort();
+  };
+  process.on('SIGINT', onSigint);
+  const options: Omit<CommonTrainOptions, 'backend'> = {
+    data,
+    tokens: o.tokens,
+    ...(o.seqLen ? { seqLen: o.seqLen } : {}),
+    ...(o.batchSize ? { batchSize: o.batchSize } : {}),
+    ...(o.microBatch ? { microBatchSize: o.microBatch } : {}),
+    ...(o.lr !== undefined ? { lr: o.lr } : {}),
+    ...(o.minLr !== undefined ? { minLr: o.minLr } : {}),
+    ...(o.warmup !== undefined ? { warmup: o.warmup } : {}),
+    ...(o.schedule ? { schedule: o.schedule } : {}),
+    ...(o.weightDecay !== undefined ? { weightDecay: o.weightDecay } : {}),
+    ...(o.clip !== undefined ? { clip: o.clip } : {}),
+    seed: o.seed,
+    ...(evalData ? { evalData } : {}),
+    ...(o.holdout ? { holdout: o.holdout } : {}),
+    ...(o.evalEvery ? { evalEvery: o.evalEvery } : {}),
+    ...(o.evalLimit ? { evalLimit: o.evalLimit } : {}),
+    ...(o.evalSeqLen ? { evalSeqLen: o.evalSeqLen } : {}),
+    ...(o.earlyStop
+      ? {
+          earlyStop: { patience: o.earlyStop, ...(o.minDelta !== undefined ? { minDelta: o.minDelta } : {}) },
+        }
+      : {}),
+    checkpointDir,
+    checkpointEvery: o.checkpointEvery ?? 200,
+    resume: o.resume ?? false,
+    restart: o.restart ?? false,
+    ...(o.stopAfter ? { stopAfter: o.stopAfter } : {}),
+    signal: abort.signal,
+    logFile: resolve(runDir, 'log.jsonl'),
+    logEvery: o.logEvery ?? 10,
+    log: stderrLogger(),
+  };
+  return { options, runDir, checkpointDir, abort, dispose: () => process.off('SIGINT', onSigint) };
+}
+
+/** Saves the trained model (unless the run stopped early for a later resume) and prints the summary. */
+export async function finishRun(
+  o: TrainingFlags,
+  run: PreparedRun,
+  model: LlamaModel,
+  r: TrainResult,
+  extra: Record<string, unknown>,
+): Promise<void> {
+  const paused = r.stopped === 'interrupted' || r.stopped === 'stop-after';
+  const summary = {
+    out: paused ? null : o.out,
+    stopped: r.stopped,
+    steps: r.steps,
+    totalSteps: r.totalSteps,
+    tokens: r.tokens,
+    loss: r.loss,
+    evals: r.evals,
+    best: r.best ?? null,
+    ...(r.resumedFrom !== undefined ? { resumedFrom: r.resumedFrom } : {}),
+    skippedSteps: r.skippedSteps,
+    seconds: r.seconds,
+    tokensPerSecond: r.tokensPerSecond,
+    gflopsPerSecond: r.flops.gflopsPerSecond,
+    params: model.stats().params,
+    backend: r.backend,
+    ...(r.teacherBackend ? { teacherBackend: r.teacherBackend } : {}),
+    runDir: run.runDir,
+    log: run.options.logFile,
+    checkpoint: paused ? run.checkpointDir : null,
+    ...extra,
+  };
+  if (!paused) {
+    const format = o.out.endsWith('.bin') ? 'llama2c' : 'hf';
+    await saveModel(model, o.out, {
+      format,
+      ...(o.dtype ? { dtype: o.dtype } : {}),
+      overwrite: o.force ?? false,
+      ...(format === 'hf'
+        ? {
+            provenance: {
+              training: {
+                ...extra,
+                tokens: r.tokens,
+                steps: r.steps,
+                seed: o.seed,
+                data: o.data,
+                ...(r.best ? { heldOutPpl: r.evals[r.evals.length - 1]!.ppl } : {}),
+              },
+            },
+          }
+        : {}),
+    });
+    if (!o.keepCheckpoint && existsSync(run.checkpointDir))
+      rmSync(run.checkpointDir, { recursive: true, force: true });
+  }
+  if (o.json) printJson(summary);
+  else {
+    const last = r.evals[r.evals.length - 1];
+    const first = r.evals[0];
+    const ppl = last
+      ? `, held-out ppl ${last.ppl.toFixed(4)}${first && first !== last ? ` (from ${first.ppl.toFixed(4)})` : ''}`
+      : '';
+    process.stdout.write(
+      paused
+        ? `stopped at step ${r.steps} of ${r.totalSteps}; checkpoint in ${run.checkpointDir} (continue with --resume)\n`
+        : `wrote ${o.out}: ${r.steps} steps, ${r.tokens} tokens, loss ${r.loss.toFixed(4)}${ppl}\n`,
+    );
+  }
+  if (r.stopped === 'interrupted') process.exitCode = 130;
+}
+
+export function trainCommand(program: Command): void {
+  const cmd = program
+    .command('train')
+    .description('train a model with the next-token loss (e.g. the from-scratch baseline made by init)')
+    .argument('<model>', 'llama2.c .bin file or Hugging Face directory');
+  addTrainingOptions(cmd);
+  cmd.action(async (path: string, o: TrainingFlags) => {
+    const run = await prepareRun(o);
+    try {
+      const { model } = await loadModel(path, { tokenizer: o.tokenizer });
+      const backend = await selectBackend(o);
+      const r = await train({ ...run.options, model, backend });
+      await finishRun(o, run, model, r, { kind: 'train', model: path });
+    } finally {
+      run.dispose();
+    }
+  });
+}

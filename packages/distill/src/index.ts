@@ -1,0 +1,46 @@
+export {
+  applyWeights,
+  CHECKPOINT_FORMAT,
+  type CheckpointState,
+  configMismatch,
+  type EvalRecord,
+  hasCheckpoint,
+  type LoadedCheckpoint,
+  type RunConfig,
+  readCheckpoint,
+  saveCheckpoint,
+} from './checkpoint.js';
+export {
+  type DataInput,
+  holdOut,
+  type LoadedSource,
+  loadSources,
+  type SamplerState,
+  type TextSource,
+  tokenizeSources,
+  tokensHash,
+  WindowSampler,
+} from './data.js';
+export { matmulParams, type TrainingFlops, trainingFlops } from './flops.js';
+export { configLike, initLike, type ModelShape, perturbLinearWeights } from './init.js';
+export { formatDuration, formatStep, formatTokens, JsonlLog, readJsonl, type StepRecord } from './log.js';
+export {
+  type DistillLoss,
+  type ForwardCapture,
+  forwardCapture,
+  type HiddenLossOptions,
+  layerPairs,
+  type StepLossOptions,
+  stepLoss,
+} from './losses.js';
+export { type RecoverFn, type RecoverOptions, recoverCapability, withRecover } from './recover.js';
+export {
+  type CommonTrainOptions,
+  type DistillOptions,
+  distill,
+  type Schedule,
+  type StopReason,
+  type TrainOptions,
+  type TrainResult,
+  train,
+} from './trainer.js';
