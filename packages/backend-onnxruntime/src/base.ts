@@ -252,14 +252,12 @@ export class OnnxruntimeBackend implements Backend {
     const s = this.storage(t, op);
     if (s.device) return this.feedDevice(t);
     if (this.onGpu && t.dtype === 'f32') {
-      {
-        // First use on the device: copy the host data over once, then drop the host copy.
-        const r = await this.runKernel('upload', () => G.identity('f32'), {
-          x: new this.ort.Tensor('float32', s.host!, [s.host!.length]),
-        });
-        s.device = r.y!;
-        s.host = null;
-      }
+      // First use on the device: copy the host data over once (shared by every view), drop the host copy.
+      const r = await this.runKernel('upload', () => G.identity('f32'), {
+        x: new this.ort.Tensor('float32', s.host!, [s.host!.length]),
+      });
+      s.device = r.y!;
+      s.host = null;
       return this.feedDevice(t);
     }
     h.feed ??= new this.ort.Tensor(this.ortType(t.dtype), s.host!, [...t.shape]);
@@ -413,7 +411,7 @@ export class OnnxruntimeBackend implements Backend {
       try {
         const y = await this.runOne(
           `matmul:2:2:${tA}:${tB}`,
-          () => G.matmul(2, 2, false, tB, this.device),
+          () => G.matmul(2, 2, false, tB),
           { a: a2, b },
           'f32',
         );
@@ -427,7 +425,7 @@ export class OnnxruntimeBackend implements Backend {
     }
     return this.runOne(
       `matmul:${ra}:${rb}:${tA}:${tB}`,
-      () => G.matmul(ra, rb, tA, tB, this.device),
+      () => G.matmul(ra, rb, tA, tB),
       { a, b },
       'f32',
       shape,
@@ -544,7 +542,7 @@ export class OnnxruntimeBackend implements Backend {
     }
     return this.runOne(
       `rmsNorm:${x.shape.length}:${eps}`,
-      () => G.rmsNorm(x.shape.length, eps, this.device),
+      () => G.rmsNorm(x.shape.length, eps),
       { x, w: weight },
       'f32',
       x.shape,

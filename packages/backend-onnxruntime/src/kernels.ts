@@ -36,7 +36,7 @@ function swapLast(r: number): number[] {
  * Batched matmul. Transposed operands are a Transpose feeding MatMul; on the cpu provider onnxruntime's
  * optimizer folds it into a FusedMatMul (transA/transB read in place by the GEMM's packing).
  */
-export function matmul(ra: number, rb: number, tA: boolean, tB: boolean, _device: string): Uint8Array {
+export function matmul(ra: number, rb: number, tA: boolean, tB: boolean): Uint8Array {
   const g = new GraphBuilder();
   let a = g.input('a', FLOAT, dims('a', ra));
   let b = g.input('b', FLOAT, dims('b', rb));
@@ -208,10 +208,10 @@ function numpyRows(g: GraphBuilder, x: string, y: string): string {
 }
 
 /**
- * RMSNorm x / sqrt(mean(x²) + eps) · w. onnxruntime's SimplifiedLayerNormalization (the fused RMSNorm its
- * transformer optimizations emit) on the cpu provider; on the GPU providers too (all implement it).
+ * RMSNorm x / sqrt(mean(x²) + eps) · w as onnxruntime's SimplifiedLayerNormalization (the fused RMSNorm
+ * its transformer optimizations emit; the cpu, webgpu and cuda providers all implement it).
  */
-export function rmsNorm(r: number, eps: number, _device: string): Uint8Array {
+export function rmsNorm(r: number, eps: number): Uint8Array {
   const g = new GraphBuilder();
   const x = g.input('x', FLOAT, dims('x', r));
   const w = g.input('w', FLOAT, [`x${r - 1}`]);

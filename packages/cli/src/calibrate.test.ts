@@ -50,6 +50,8 @@ describe('lineage calibrate', () => {
       '128',
       '--seed',
       '3',
+      '--backend',
+      'js',
       '--out',
       out,
       '--json',

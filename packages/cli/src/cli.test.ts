@@ -54,16 +54,17 @@ async function evalJson(model: string, extra: string[] = []) {
 // more while other suites share the cores): run each model once and share the result.
 const FULL_EVAL_TIMEOUT = 900_000;
 const fullDev = new Map<string, ReturnType<typeof evalJson>>();
-function fullDevEval(model: string) {
-  if (!fullDev.has(model)) fullDev.set(model, evalJson(model));
-  return fullDev.get(model)!;
+function fullDevEval(model: string, backend?: string) {
+  const key = `${model}|${backend ?? 'default'}`;
+  if (!fullDev.has(key)) fullDev.set(key, evalJson(model, backend ? ['--backend', backend] : []));
+  return fullDev.get(key)!;
 }
 
 describe('lineage eval / inspect / generate', () => {
-  it(
-    'eval of stories260K on the dev set matches the reference perplexity within 0.1%',
-    async () => {
-      const j = await fullDevEval(MODEL);
+  it.each(['js', undefined])(
+    'eval of stories260K on the dev set matches the reference perplexity within 0.1% (backend %s)',
+    async (backend) => {
+      const j = await fullDevEval(MODEL, backend);
       expect(Math.abs(j.ppl / REF_PPL - 1)).toBeLessThan(1e-3);
       expect(j.tokens).toBe(295679);
       expect(j.params).toBeGreaterThan(200_000);
@@ -124,11 +125,24 @@ describe('lineage eval / inspect / generate', () => {
     }
   });
 
-  it('prints the backend choice on stderr and a hint when faster backends are missing', async () => {
-    const r = await lineage(['eval', MODEL, '--data', DEV, '--doc-separator', SEP, '--limit', '2']);
+  it('prints the backend choice on stderr', async () => {
+    const r = await lineage([
+      'eval',
+      MODEL,
+      '--data',
+      DEV,
+      '--doc-separator',
+      SEP,
+      '--limit',
+      '2',
+      '--backend',
+      'js',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/backend: js \(cpu\)/);
     expect(r.stdout).toMatch(/^perplexity \d/);
+    const d = await lineage(['eval', MODEL, '--data', DEV, '--doc-separator', SEP, '--limit', '2']);
+    expect(d.stderr).toMatch(/backend: \w+ \(\w+\)/);
   });
 });
 
@@ -145,8 +159,8 @@ describe('lineage convert', () => {
           'tokenizer_config.json',
         ].sort(),
       );
-      const a = await fullDevEval(MODEL);
-      const b = await fullDevEval(hfDir);
+      const a = await fullDevEval(MODEL, 'js');
+      const b = await fullDevEval(hfDir, 'js');
       expect(Math.abs(b.ppl / a.ppl - 1)).toBeLessThan(1e-6);
       expect(b.tokens).toBe(a.tokens);
     },
@@ -159,8 +173,8 @@ describe('lineage convert', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).torch_dtype).toBe('bfloat16');
     const [a, b] = await Promise.all([
-      evalJson(MODEL, ['--limit', '200']),
-      evalJson(out, ['--limit', '200']),
+      evalJson(MODEL, ['--limit', '200', '--backend', 'js']),
+      evalJson(out, ['--limit', '200', '--backend', 'js']),
     ]);
     expect(b.tokens).toBe(a.tokens);
     expect(Math.abs(b.ppl / a.ppl - 1)).toBeLessThan(0.01);
@@ -187,8 +201,8 @@ describe('lineage convert', () => {
     expect(back.subarray(0, before).equals(orig.subarray(0, before))).toBe(true);
     expect(existsSync(join(tmp, 'back', 'tok512.bin'))).toBe(true);
     const [a, b] = await Promise.all([
-      evalJson(MODEL, ['--limit', '100']),
-      evalJson(out, ['--limit', '100']),
+      evalJson(MODEL, ['--limit', '100', '--backend', 'js']),
+      evalJson(out, ['--limit', '100', '--backend', 'js']),
     ]);
     expect(b.ppl).toBe(a.ppl);
   });
