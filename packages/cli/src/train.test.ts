@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -184,5 +184,34 @@ describe('lineage init / train / distill', () => {
     expect(s.stderr).toMatch(/short.txt has \d+ tokens, fewer than one sequence of 33/);
     expect(existsSync(out)).toBe(false);
     expect(existsSync(`${out}.run`)).toBe(false);
+  }, 60_000);
+
+  it('Ctrl-C stops after the current step with a checkpoint and exit code 130', async () => {
+    const out = join(tmp, 'sigint');
+    const child = spawn('node', [
+      BIN,
+      'train',
+      MODEL,
+      ...SMALL,
+      '--tokens',
+      '100k',
+      '--log-every',
+      '1',
+      '--out',
+      out,
+    ]);
+    let stderr = '';
+    const code = await new Promise<number | null>((resolve) => {
+      child.stderr.on('data', (d) => {
+        stderr += String(d);
+        if (/step 2\/\d+/.test(stderr) && !child.killed) child.kill('SIGINT');
+      });
+      child.on('exit', (c) => resolve(c));
+    });
+    expect(code, stderr).toBe(130);
+    expect(stderr).toMatch(/interrupt: stopping after this step/);
+    const state = JSON.parse(readFileSync(join(`${out}.run`, 'checkpoint', 'state.json'), 'utf8'));
+    expect(state.step).toBeGreaterThanOrEqual(2);
+    expect(existsSync(out)).toBe(false);
   }, 60_000);
 });

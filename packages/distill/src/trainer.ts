@@ -601,6 +601,9 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
   try {
     if (ev && evals.length === 0) await evaluate();
     while (step < totalSteps) {
+      // the backend's promises resolve as microtasks: yield to the event loop so signals (Ctrl-C), timers
+      // and I/O are seen between steps
+      await new Promise<void>((resolve) => setImmediate(resolve));
       if (o.signal?.aborted) {
         stopped = 'interrupted';
         break;

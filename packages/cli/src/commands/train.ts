@@ -10,7 +10,7 @@ import {
 } from '@lineage/core';
 import type { CommonTrainOptions, Schedule, TextSource, TrainResult } from '@lineage/distill';
 import { train } from '@lineage/distill';
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { selectBackend } from '../backend.js';
 import { log, printJson } from '../output.js';
 import { addBackendOptions, addJsonOption, addModelOptions, parseFloatArg, parseIntArg } from './common.js';
@@ -57,7 +57,7 @@ export interface TrainingFlags {
 export function parseTokens(v: string): number {
   const m = /^(\d+(?:\.\d+)?(?:e\d+)?)([kKmMbB]?)$/.exec(v.trim());
   const n = m ? Number(m[1]) * ({ k: 1e3, m: 1e6, b: 1e9 }[m[2]!.toLowerCase()] ?? 1) : Number.NaN;
-  if (!Number.isFinite(n) || !Number.isInteger(Math.round(n)) || n < 0)
+  if (!Number.isFinite(n) || n < 0)
     throw new InvalidArgumentError(`must be a number of tokens like 300000, 300k or 1.5M, got '${v}'`);
   return Math.round(n);
 }
@@ -298,7 +298,8 @@ export async function finishRun(
         : `wrote ${o.out}: ${r.steps} steps, ${r.tokens} tokens, loss ${r.loss.toFixed(4)}${ppl}\n`,
     );
   }
-  if (r.stopped === 'interrupted') process.exitCode = 130;
+  // exit code 130 as for a shell's Ctrl-C; a CommanderError carries it through run() without a message
+  if (r.stopped === 'interrupted') throw new CommanderError(130, 'lineage.interrupted', '');
 }
 
 export function trainCommand(program: Command): void {
