@@ -7,6 +7,7 @@
  * Engines, best first: tfjs-node-gpu (TensorFlow C++ with CUDA) → tfjs-node (TensorFlow C++ on the CPU) →
  * WebGPU (tfjs-backend-webgpu on Dawn, the `webgpu` package) → wasm (XNNPACK, SIMD) → cpu (pure JS).
  */
+import { existsSync, readdirSync } from 'node:fs';
 import { LineageError } from '@lineage/core';
 import type * as tfc from '@tensorflow/tfjs-core';
 
@@ -317,10 +318,8 @@ function describeAdapter(info: GpuAdapterInfo | undefined): string {
 
 const SOFTWARE = /llvmpipe|lavapipe|swiftshader|software/i;
 
-async function openDawn(options: EngineOptions): Promise<DawnState> {
-  const dawn = await load<DawnModule>('webgpu', options.modules);
+async function openDawn(dawn: DawnModule, options: EngineOptions): Promise<DawnState> {
   const g = globalThis as Record<string, unknown>;
-  for (const [k, v] of Object.entries(dawn.globals)) if (!(k in g)) g[k] = v;
   const tried: string[] = [];
   for (const backend of options.dawnBackends ?? defaultDawnBackends()) {
     // Mesa's EGL needs a platform without a display server for the OpenGL ES backend.
@@ -377,11 +376,35 @@ async function openDawn(options: EngineOptions): Promise<DawnState> {
   );
 }
 
+/**
+ * Whether a Linux machine has a GPU device node (DRM render node or NVIDIA). Without one, Dawn can only
+ * offer a software adapter, so automatic selection does not start Dawn at all (it takes a second and
+ * prints warnings).
+ */
+function linuxHasGpuNode(): boolean {
+  try {
+    if (existsSync('/dev/nvidia0')) return true;
+    return readdirSync('/dev/dri').some((f) => f.startsWith('renderD'));
+  } catch {
+    return false;
+  }
+}
+
 async function startWebgpu(options: EngineOptions, forced: boolean): Promise<LoadedEngine> {
   const tf = await load<Tf>('@tensorflow/tfjs-core', options.modules);
+  const dawn = await load<DawnModule>('webgpu', options.modules);
+  // WebGPU's constants (GPUBufferUsage, …) before tfjs-backend-webgpu loads; no device is opened yet.
+  const g = globalThis as Record<string, unknown>;
+  for (const [k, v] of Object.entries(dawn.globals)) if (!(k in g)) g[k] = v;
+  const mod = await load<WebgpuBackendModule>('@tensorflow/tfjs-backend-webgpu', options.modules);
+  if (!forced && !options.allowSoftwareAdapter && process.platform === 'linux' && !linuxHasGpuNode()) {
+    throw new Error(
+      "no GPU device node (/dev/dri/renderD*, /dev/nvidia0); force software WebGPU with engine 'webgpu'",
+    );
+  }
   let p = dawnStates.get(tf);
   if (!p) {
-    p = openDawn(options);
+    p = openDawn(dawn, options);
     dawnStates.set(tf, p);
     p.catch(() => dawnStates.delete(tf));
   }
@@ -392,7 +415,6 @@ async function startWebgpu(options: EngineOptions, forced: boolean): Promise<Loa
     );
   }
   if (tf.engine().registry.webgpu === undefined) {
-    const mod = await load<WebgpuBackendModule>('@tensorflow/tfjs-backend-webgpu', options.modules);
     // Importing the package may have registered its own factory (which asks for a default adapter);
     // ours hands tfjs the device opened above.
     if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
