@@ -38,8 +38,16 @@ export async function selectBackend(flags: BackendFlags): Promise<Backend> {
     !flags.backend && backend.name === 'js' && missing.length
       ? ` (faster: install ${missing.map((m) => OPTIONAL_BACKENDS[m]).join(' or ')})`
       : '';
-  log(`backend: ${backend.name} (${backend.device})${hint}`);
+  log(`backend: ${describeBackend(backend)}${hint}`);
   return backend;
+}
+
+/** 'tfjs (wasm engine, cpu)' — backends that run on several engines say which one started. */
+export function describeBackend(backend: Backend): string {
+  const engine = (backend as Backend & { engineDescription?: unknown }).engineDescription;
+  return typeof engine === 'string' && engine
+    ? `${backend.name} (${engine} engine, ${backend.device})`
+    : `${backend.name} (${backend.device})`;
 }
 
 export function backendNames(): string[] {

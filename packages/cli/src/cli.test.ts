@@ -61,7 +61,7 @@ function fullDevEval(model: string, backend?: string) {
 }
 
 describe('lineage eval / inspect / generate', () => {
-  it.each(['js', undefined])(
+  it.each(['js', 'tfjs', undefined])(
     'eval of stories260K on the dev set matches the reference perplexity within 0.1% (backend %s)',
     async (backend) => {
       const j = await fullDevEval(MODEL, backend);

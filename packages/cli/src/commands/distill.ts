@@ -1,7 +1,7 @@
 import { getBackend, LineageError, loadModel } from '@lineage/core';
 import { type DistillLoss, distill, type HiddenLossOptions } from '@lineage/distill';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { selectBackend } from '../backend.js';
+import { describeBackend, selectBackend } from '../backend.js';
 import { log } from '../output.js';
 import { parseFloatArg } from './common.js';
 import { addTrainingOptions, finishRun, prepareRun, type TrainingFlags } from './train.js';
@@ -71,7 +71,7 @@ export function distillCommand(program: Command): void {
         o.teacherBackend,
         o.teacherDevice ? { device: o.teacherDevice } : {},
       );
-      log(`teacher backend: ${teacherBackend.name} (${teacherBackend.device})`);
+      log(`teacher backend: ${describeBackend(teacherBackend)}`);
       const r = await distill({
         ...run.options,
         teacher,
