@@ -242,6 +242,10 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
     const tok = await resolveTokenizer(path, format, opened.config, opts);
     const model = await buildModel(opened.config, opened.source, opened.lineage);
     model.tokenizer = tok.tokenizer;
+    if (opened.lineage) {
+      const { version: _v, layers: _l, ...provenance } = opened.lineage;
+      if (Object.keys(provenance).length) model.provenance = provenance as Record<string, Json>;
+    }
     return { model, format, path, ...(tok.tokenizerPath ? { tokenizerPath: tok.tokenizerPath } : {}) };
   } finally {
     await opened.source.close();

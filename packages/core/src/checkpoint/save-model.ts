@@ -103,9 +103,13 @@ export async function saveModel(model: LlamaModel, out: string, opts: SaveOption
   }
   const sd = denseStateDict(model, opts.dtype);
   const layers = model.layerKinds();
-  const lineage: LineageConfigBlock = { version: 1 };
-  if (Object.keys(layers).length) lineage.layers = layers;
+  // Provenance first, then what this save knows for certain (format version, layer kinds).
+  const lineage = { version: 1 } as LineageConfigBlock;
+  if (model.provenance) Object.assign(lineage, model.provenance);
   if (opts.provenance) Object.assign(lineage, opts.provenance);
+  lineage.version = 1;
+  if (Object.keys(layers).length) lineage.layers = layers;
+  else delete lineage.layers;
   const firstFloat = [...sd.values()].find((t) => isFloat(t.dtype));
   const config = toHFConfig(model.config, {
     torch_dtype: TORCH_DTYPE[opts.dtype ?? firstFloat?.dtype ?? 'f32'],

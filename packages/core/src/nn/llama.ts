@@ -1,11 +1,12 @@
 import type { Tensor } from '../backend/backend.js';
 import type { Ops } from '../backend/ops.js';
-import type { HostTensor } from '../tensor/host-tensor.js';
+import { HostTensor } from '../tensor/host-tensor.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LineageError } from '../util/errors.js';
 import type { LlamaConfig } from './config.js';
-import type { Json, LayerStats, LinearLayer } from './layer.js';
-import type { Parameter } from './parameter.js';
+import { getLinearKind, type Json, type LayerStats, type LinearLayer } from './layer.js';
+import { Linear } from './linear.js';
+import { Parameter } from './parameter.js';
 import { ropeInvFreq, ropeTables } from './rope.js';
 
 /** The linear slots of a decoder block, by their Hugging Face names. */
@@ -83,6 +84,11 @@ export interface ModelStats extends LayerStats {
  */
 export class LlamaModel {
   private invFreq: Float64Array;
+  /**
+   * Where this model comes from (a method's lineage record: parent, method, ranks, tokens, …). Saved under
+   * config.json's `lineage` key and read back by loadModel.
+   */
+  provenance: Record<string, Json> | undefined;
 
   constructor(
     readonly config: LlamaConfig,
@@ -127,6 +133,53 @@ export class LlamaModel {
     }
     const m = /^model\.layers\.(\d+)\.(.+)$/.exec(name)!;
     this.blocks[Number(m[1])]!.linears[m[2] as BlockLinear] = layer;
+  }
+
+  /**
+   * An independent copy: new Parameters around the same stored tensors. Sharing is safe because a
+   * parameter's value is replaced, never written in place (optimisers and methods assign `p.value`).
+   * Layers are rebuilt through their kind's registered loader, so every layer kind clones.
+   */
+  clone(): LlamaModel {
+    const param = (p: Parameter) => new Parameter(p.value, p.trainable);
+    const linear = (name: string, l: LinearLayer): LinearLayer => {
+      const tensors = new Map([...l.parameters()].map(([k, p]) => [k, p.value]));
+      const copy = getLinearKind(l.kind).load(tensors, l.meta(), name, [l.outFeatures, l.inFeatures]);
+      for (const [k, p] of l.parameters()) {
+        const q = copy.parameters().get(k);
+        if (q) q.trainable = p.trainable;
+      }
+      return copy;
+    };
+    const blocks = this.blocks.map((b, i) => ({
+      inputNorm: param(b.inputNorm),
+      postNorm: param(b.postNorm),
+      linears: Object.fromEntries(
+        BLOCK_LINEARS.map((s) => [s, linear(`model.layers.${i}.${s}`, b.linears[s])]),
+      ) as Record<BlockLinear, LinearLayer>,
+    }));
+    const m = new LlamaModel(
+      this.config,
+      param(this.embed),
+      blocks,
+      param(this.norm),
+      this.lmHead ? linear('lm_head', this.lmHead) : undefined,
+      this.tokenizer,
+    );
+    if (this.provenance) m.provenance = structuredClone(this.provenance);
+    return m;
+  }
+
+  /** A copy whose every linear layer is dense (`linear`, f32 weights of what each layer computes). */
+  densified(): LlamaModel {
+    const m = this.clone();
+    for (const [name, l] of m.linearLayers()) {
+      if (l.kind === 'linear') continue;
+      const w = new HostTensor('f32', [l.outFeatures, l.inFeatures], l.denseWeight());
+      const b = l.denseBias();
+      m.setLinear(name, new Linear(w, b ? new HostTensor('f32', [b.length], b) : undefined));
+    }
+    return m;
   }
 
   /** All stored tensors by checkpoint name (stored dtypes, no copies). */
