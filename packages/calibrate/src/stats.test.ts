@@ -39,9 +39,9 @@ let js: Backend;
 let model: LlamaModel;
 let tmp: string;
 beforeAll(async () => {
+  tmp = mkdtempSync(join(tmpdir(), 'lineage-stats-')); // first, so afterAll always has it to remove
   js = await createJsBackend();
   model = (await loadModel(MODEL)).model;
-  tmp = mkdtempSync(join(tmpdir(), 'lineage-stats-'));
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
