@@ -16,4 +16,24 @@ export {
   type ToleranceKind,
   unaryRef,
 } from './conformance.js';
+export {
+  builtinGradientOps,
+  compareGradients,
+  describeGradientAgreement,
+  expectGradientsAgree,
+  GRADIENT_AGREEMENT_TOLERANCE,
+  type GradientAgreementOptions,
+  type GradientCase,
+  type GradientComparison,
+  type GradientDifference,
+  layerGradientCases,
+  opGradientCases,
+  probeLoss,
+  randomParam,
+  randomTokens,
+  recordedOps,
+  type TinyModelOptions,
+  tinyModel,
+  uniform,
+} from './gradients.js';
 export { sharedDir, sharedPath } from './shared.js';
