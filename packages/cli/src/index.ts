@@ -1,8 +1,10 @@
 import { Command, CommanderError } from 'commander';
 import { calibrateCommand } from './commands/calibrate.js';
+import { compressCommand, loadPlugins } from './commands/compress.js';
 import { convertCommand } from './commands/convert.js';
 import { distillCommand } from './commands/distill.js';
 import { evalCommand } from './commands/eval.js';
+import { familyCommand } from './commands/family.js';
 import { generateCommand } from './commands/generate.js';
 import { initCommand } from './commands/init.js';
 import { inspectCommand } from './commands/inspect.js';
@@ -12,7 +14,7 @@ import { reportError } from './errors.js';
 export const VERSION = '0.1.0';
 
 /** The `lineage` program; exported so tests and embedders can run it in process. */
-export function createProgram(): Command {
+export function createProgram(argv: readonly string[] = []): Command {
   const program = new Command('lineage')
     .description('Turn one pretrained language model into a family of smaller ones.')
     .version(VERSION)
@@ -27,6 +29,8 @@ export function createProgram(): Command {
   initCommand(program);
   trainCommand(program);
   distillCommand(program);
+  compressCommand(program, argv);
+  familyCommand(program);
   for (const c of program.commands) c.exitOverride();
   return program;
 }
@@ -36,7 +40,9 @@ export async function run(argv: string[]): Promise<number> {
   // --debug is accepted anywhere on the line, before or after the subcommand.
   const debug = argv.includes('--debug');
   try {
-    await createProgram().parseAsync(argv.filter((a, i) => i < 2 || a !== '--debug'));
+    const args = argv.filter((a, i) => i < 2 || a !== '--debug');
+    await loadPlugins(args);
+    await createProgram(args).parseAsync(args);
     return 0;
   } catch (e) {
     // Commander has already printed its own usage errors (and help/version output).

@@ -1,1 +1,13 @@
-export {};
+/**
+ * @lineage/svd: the float64 decomposition engine (`linalg`), the `low_rank` layer kind, rank allocation,
+ * and the `svd` (one-shot) and `plrd` (progressive family) methods. Importing it registers the layer kind
+ * and the methods.
+ */
+import './register.js';
+
+export * from './allocation.js';
+export * from './decompose-model.js';
+export * from './factorize.js';
+export * as linalg from './linalg/index.js';
+export * from './low-rank-linear.js';
+export * from './methods.js';

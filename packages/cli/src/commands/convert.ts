@@ -9,6 +9,7 @@ interface ConvertFlags {
   out: string;
   dtype?: 'f32' | 'f16' | 'bf16';
   force?: boolean;
+  dense?: boolean;
   tokenizer?: string;
   json?: boolean;
 }
@@ -25,6 +26,10 @@ export function convertCommand(program: Command): void {
     .addOption(
       new Option('--dtype <dtype>', 'float type of dense weights (hf only)').choices(['f32', 'f16', 'bf16']),
     )
+    .option(
+      '--dense',
+      'materialise factored/compressed layers as dense weights (for llama2.c or other tools)',
+    )
     .option('--force', 'replace an existing output');
   addModelOptions(cmd);
   addJsonOption(cmd);
@@ -33,7 +38,9 @@ export function convertCommand(program: Command): void {
     if (o.to === 'llama2c' && o.dtype && o.dtype !== 'f32') {
       throw new LineageError('the llama2.c format stores f32 weights only; drop --dtype or use --to hf');
     }
-    const { model, format } = await loadModel(path, { tokenizer: o.tokenizer, tokenizerOptional: true });
+    const loaded = await loadModel(path, { tokenizer: o.tokenizer, tokenizerOptional: true });
+    const { format } = loaded;
+    const model = o.dense ? loaded.model.densified() : loaded.model;
     if (!model.tokenizer) log('warning: no tokenizer found; the output will have none (pass --tokenizer)');
     await saveModel(model, o.out, {
       format: o.to,

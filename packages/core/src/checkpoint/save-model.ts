@@ -76,7 +76,7 @@ export async function saveModel(model: LlamaModel, out: string, opts: SaveOption
     if (kinds.length) {
       const [name, { kind }] = kinds[0]!;
       throw new LineageError(
-        `the llama2.c format holds dense layers only, but '${name}' is a '${kind}' layer; save as hf`,
+        `the llama2.c format holds dense layers only, but '${name}' is a '${kind}' layer; save as hf, or densify it (model.densified(), lineage convert --dense)`,
         out,
       );
     }

@@ -1,0 +1,377 @@
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { loadStats } from '@lineage/calibrate';
+import {
+  type Backend,
+  getMethod,
+  LineageError,
+  type LlamaModel,
+  listMethods,
+  loadModel,
+  type MethodContext,
+  type MethodDefinition,
+  type MethodOption,
+  methodContext,
+  readTextFile,
+  saveModel,
+  splitDocuments,
+  type TextData,
+  writeDirAtomic,
+} from '@lineage/core';
+import { type RecoverOptions, type TextSource, withRecover } from '@lineage/distill';
+import '@lineage/svd';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { selectBackend } from '../backend.js';
+import { defaultModel } from '../defaults.js';
+import { log } from '../output.js';
+import { createProgress } from '../progress.js';
+import { addBackendOptions, addJsonOption, addModelOptions, parseFloatArg, parseIntArg } from './common.js';
+import { parseTokens } from './train.js';
+
+/** Flags of the data, statistics, recovery and output options shared by `compress` and `family`. */
+export interface CompressionFlags {
+  out: string;
+  data?: string[];
+  docSeparator?: string;
+  stats?: string;
+  seed: number;
+  lr?: number;
+  minLr?: number;
+  batchSize?: number;
+  seqLen?: number;
+  hiddenWeight?: number;
+  runDir?: string;
+  resume?: boolean;
+  dtype?: 'f32' | 'f16' | 'bf16';
+  force?: boolean;
+  plugin?: string[];
+  tokenizer?: string;
+  backend?: string;
+  device?: string;
+  json?: boolean;
+}
+
+function collect(v: string, prev: string[] | undefined): string[] {
+  return [...(prev ?? []), v];
+}
+
+/** The values of a repeatable or single flag in raw argv (`--flag v` or `--flag=v`). */
+export function argvValues(argv: readonly string[], flag: string): string[] {
+  const out: string[] = [];
+  argv.forEach((a, i) => {
+    if (a === flag && i + 1 < argv.length) out.push(argv[i + 1]!);
+    else if (a.startsWith(`${flag}=`)) out.push(a.slice(flag.length + 1));
+  });
+  return out;
+}
+
+/**
+ * Imports `--plugin` modules (packages or files) before the program is built, so that methods they register
+ * appear in `compress --help` and parse their own options.
+ */
+export async function loadPlugins(argv: readonly string[]): Promise<void> {
+  for (const spec of argvValues(argv, '--plugin')) {
+    const target = spec.startsWith('.') || spec.startsWith('/') ? resolve(spec) : spec;
+    try {
+      await import(target.startsWith('/') ? `file://${target}` : target);
+    } catch (e) {
+      throw new LineageError(`cannot load plugin '${spec}': ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+}
+
+export function addCompressionOptions(cmd: Command): Command {
+  cmd
+    .option('--data <file>', 'training text for recovery (repeat for several files, used in order)', collect)
+    .option('--doc-separator <s>', 'documents are separated by lines equal to <s> (each gets BOS)')
+    .option(
+      '--stats <file>',
+      'calibration statistics of this model (lineage calibrate), for data-aware methods',
+    )
+    .option('--seed <n>', 'seed of data sampling and of any randomness in the method', parseIntArg(0), 0)
+    .option('--lr <x>', 'recovery: peak learning rate (default 1e-4)', parseFloatArg(0, 10))
+    .option('--min-lr <x>', 'recovery: final learning rate (default lr/10)', parseFloatArg(0, 10))
+    .option('--batch-size <n>', 'recovery: sequences per step (default 8)', parseIntArg())
+    .option('--seq-len <n>', 'recovery: tokens per sequence (default min(256, context))', parseIntArg(2))
+    .option(
+      '--hidden-weight <w>',
+      "recovery: add the hidden-state loss against the teacher's same layer with this weight (0: KL only)",
+      parseFloatArg(0, 1e6),
+    )
+    .option('--run-dir <dir>', 'recovery checkpoints and logs (default: <out>.run)')
+    .option('--resume', 'resume an interrupted recovery from the run directory')
+    .addOption(
+      new Option('--dtype <dtype>', 'float type of dense weights when saving (default: as loaded)').choices([
+        'f32',
+        'f16',
+        'bf16',
+      ]),
+    )
+    .option('--force', 'replace an existing --out')
+    .option(
+      '--plugin <module>',
+      'import a package or file that registers more methods (repeatable)',
+      collect,
+    );
+  addModelOptions(cmd);
+  addBackendOptions(cmd);
+  addJsonOption(cmd);
+  return cmd;
+}
+
+function nonEmpty(p: string): boolean {
+  return existsSync(p) && (!statSync(p).isDirectory() || readdirSync(p).length > 0);
+}
+
+export function checkOut(o: CompressionFlags): void {
+  if (!o.force && nonEmpty(resolve(o.out)))
+    throw new LineageError('output exists (pass --force to replace it)', o.out);
+}
+
+async function source(path: string, separator: string | undefined): Promise<TextSource> {
+  const text = await readTextFile(path);
+  return separator && text.includes(separator) ? { path, text, separator } : { path, text };
+}
+
+export interface Prepared {
+  model: LlamaModel;
+  path: string;
+  backend: Backend;
+  ctx: MethodContext;
+}
+
+/**
+ * Loads the model, its statistics and data, and builds the method context, with `recover` (distillation
+ * from the teacher each method names, through @lineage/distill) when training data is given.
+ * `holdout` documents at the end of the last data file are kept out of training.
+ */
+export async function prepare(
+  modelArg: string | undefined,
+  o: CompressionFlags,
+  holdout?: { docs: number; separator: string },
+): Promise<Prepared> {
+  const path = modelArg ?? defaultModel();
+  const { model } = await loadModel(path, { tokenizer: o.tokenizer });
+  model.provenance = { ...(model.provenance ?? {}), source: path };
+  const stats = o.stats ? await loadStats(o.stats, model) : undefined;
+  const backend = await selectBackend(o);
+  const progress = createProgress();
+  const logger = { info: log, warn: (m: string) => log(`warning: ${m}`), debug: () => {} };
+  const sources = await Promise.all((o.data ?? []).map((d) => source(d, o.docSeparator)));
+  if (holdout && sources.length) {
+    const last = sources[sources.length - 1]!;
+    if (!last.separator)
+      throw new LineageError(
+        `--holdout needs documents: the last --data file holds no '${holdout.separator}' lines`,
+        last.path,
+      );
+    const n = splitDocuments(last.text!, last.separator).length;
+    if (holdout.docs >= n)
+      throw new LineageError(
+        `--holdout ${holdout.docs} leaves no training documents (the file has ${n})`,
+        last.path,
+      );
+    last.documents = [0, n - holdout.docs];
+  }
+  const first = o.data?.[0];
+  const data: TextData | undefined = first
+    ? {
+        text: sources[0]!.text!,
+        path: first,
+        ...(sources[0]!.separator ? { separator: sources[0]!.separator } : {}),
+      }
+    : undefined;
+  let ctx = methodContext(backend, {
+    progress,
+    log: logger,
+    seed: o.seed,
+    ...(data ? { data } : {}),
+    ...(stats ? { stats } : {}),
+  });
+  if (sources.length) {
+    const out = resolve(o.out);
+    const recover: Partial<RecoverOptions> = {
+      data: sources,
+      seed: o.seed,
+      checkpointRoot: resolve(o.runDir ?? `${out}.run`),
+      checkpointEvery: 200,
+      resume: o.resume ?? false,
+      log: logger,
+      logEvery: 25,
+      ...(o.lr !== undefined ? { lr: o.lr } : {}),
+      ...(o.minLr !== undefined ? { minLr: o.minLr } : {}),
+      ...(o.batchSize ? { batchSize: o.batchSize } : {}),
+      ...(o.seqLen ? { seqLen: o.seqLen } : {}),
+      ...(o.hiddenWeight ? { hidden: { layers: 'uniform' as const, weight: o.hiddenWeight } } : {}),
+    };
+    ctx = withRecover(ctx, recover);
+  }
+  return { model, path, backend, ctx };
+}
+
+/** The CLI flag of a method option, its parser and its attribute name under commander. */
+function methodFlag(opt: MethodOption): Option {
+  const flags =
+    opt.type === 'boolean' ? `--${opt.name}` : `--${opt.name} <${opt.type === 'numbers' ? 'list' : 'value'}>`;
+  const o = new Option(flags, opt.description);
+  if (opt.type === 'number') {
+    o.argParser((v: string) => {
+      const n = /^\d+(\.\d+)?[kKmMbB]$/.test(v) ? parseTokens(v) : Number(v);
+      if (!Number.isFinite(n)) throw new InvalidArgumentError(`must be a number, got '${v}'`);
+      return n;
+    });
+  } else if (opt.type === 'numbers') {
+    o.argParser((v: string) =>
+      v.split(',').map((s) => {
+        const n = Number(s.trim());
+        if (!s.trim() || !Number.isFinite(n))
+          throw new InvalidArgumentError(`must be comma-separated numbers like 0.8,0.6, got '${v}'`);
+        return n;
+      }),
+    );
+  }
+  if (opt.default !== undefined && opt.type !== 'boolean') o.default(opt.default);
+  if (opt.required) o.makeOptionMandatory();
+  return o;
+}
+
+function camel(name: string): string {
+  return name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** The parsed values of a method's options, by the method's own option names. */
+export function methodValues(def: MethodDefinition, o: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(def.options.map((opt) => [opt.name, o[camel(opt.name)]]));
+}
+
+function methodsHelp(): string {
+  const lines = ['', "Methods (lineage compress --method <name> --help shows one method's options):"];
+  for (const m of listMethods()) {
+    lines.push(`  ${m.name.padEnd(10)} ${m.description} (${m.package})`);
+    for (const opt of m.options) {
+      const flag =
+        opt.type === 'boolean'
+          ? `--${opt.name}`
+          : `--${opt.name} <${opt.type === 'numbers' ? 'list' : 'value'}>`;
+      const dflt =
+        opt.default !== undefined ? ` (default: ${String(opt.default)})` : opt.required ? ' (required)' : '';
+      lines.push(`      ${flag.padEnd(26)} ${opt.description}${dflt}`);
+    }
+  }
+  return lines.join('\n');
+}
+
+/** Saves one model (a method's single result) atomically, with its provenance in config.json. */
+export async function saveMember(model: LlamaModel, out: string, o: CompressionFlags): Promise<void> {
+  await saveModel(model, out, {
+    format: 'hf',
+    overwrite: o.force ?? false,
+    ...(o.dtype ? { dtype: o.dtype } : {}),
+  });
+}
+
+/** Writes a family: one directory per member plus family.json, all appearing at once. */
+export async function saveFamily(
+  members: { name: string; model: LlamaModel }[],
+  record: unknown,
+  out: string,
+  o: CompressionFlags,
+): Promise<void> {
+  await writeDirAtomic(
+    out,
+    async (tmp) => {
+      for (const m of members) {
+        await saveModel(m.model, join(tmp, m.name), { format: 'hf', ...(o.dtype ? { dtype: o.dtype } : {}) });
+      }
+      const { writeFile } = await import('node:fs/promises');
+      await writeFile(join(tmp, 'family.json'), `${JSON.stringify(record, null, 2)}\n`);
+    },
+    { overwrite: o.force ?? false },
+  );
+}
+
+export function compressCommand(program: Command, argv: readonly string[] = []): void {
+  const cmd = program
+    .command('compress')
+    .description(
+      "compress a model with a registered method (svd, plrd, or a plugin's); writes a Hugging Face directory",
+    )
+    .argument('[model]', 'llama2.c .bin file or Hugging Face directory (default: ../shared stories260K)')
+    .requiredOption(
+      '--method <name>',
+      `method: ${listMethods()
+        .map((m) => m.name)
+        .join(', ')}`,
+    )
+    .requiredOption(
+      '--out <dir>',
+      'output directory (a family: one subdirectory per member and family.json)',
+    );
+  addCompressionOptions(cmd);
+  // The method's own options: those of the method named on the command line, or every method's in --help.
+  const named = argvValues(argv, '--method')[0];
+  const def = named ? listMethods().find((m) => m.name === named) : undefined;
+  if (def) {
+    for (const opt of def.options) {
+      if (!cmd.options.some((x) => x.long === `--${opt.name}`)) cmd.addOption(methodFlag(opt));
+    }
+    cmd.addHelpText(
+      'after',
+      `\nOptions above from --method ${def.name} (${def.package}): ${def.description}`,
+    );
+  } else cmd.addHelpText('after', methodsHelp);
+  cmd.action(
+    async (
+      modelArg: string | undefined,
+      o: CompressionFlags & { method: string } & Record<string, unknown>,
+    ) => {
+      const d = getMethod(o.method);
+      checkOut(o);
+      const method = d.create(methodValues(d, o));
+      const p = await prepare(modelArg, o);
+      const { applyMethod } = await import('@lineage/core');
+      const t0 = performance.now();
+      const result = await applyMethod(method, p.model, p.ctx);
+      const seconds = (performance.now() - t0) / 1000;
+      const before = p.model.stats();
+      const describe = (m: LlamaModel) => ({
+        params: m.stats().params,
+        bytes: m.stats().bytes,
+        provenance: m.provenance ?? null,
+      });
+      if (Array.isArray(result)) {
+        const members = result.map((m, i) => {
+          const f = m.provenance?.fraction;
+          return { name: typeof f === 'number' ? `${d.name}-${f.toFixed(2)}` : `member-${i + 1}`, model: m };
+        });
+        const record = {
+          method: d.name,
+          parent: { path: p.path, params: before.params, bytes: before.bytes },
+          members: members.map((m) => ({ dir: m.name, ...describe(m.model) })),
+          seconds,
+        };
+        await saveFamily(members, record, o.out, o);
+        if (o.json) process.stdout.write(`${JSON.stringify(record, null, 2)}\n`);
+        else process.stdout.write(`wrote ${members.length} models to ${o.out} in ${seconds.toFixed(1)} s\n`);
+      } else {
+        await saveMember(result, o.out, o);
+        const after = result.stats();
+        const summary = {
+          out: o.out,
+          method: d.name,
+          params: { before: before.params, after: after.params },
+          bytes: { before: before.bytes, after: after.bytes },
+          layers: after.layers.map((l) => ({ name: l.name, kind: l.kind, shape: l.shape, params: l.params })),
+          provenance: result.provenance ?? null,
+          seconds,
+        };
+        if (o.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+        else {
+          process.stdout.write(
+            `wrote ${o.out}: ${after.params} params (${((100 * after.params) / before.params).toFixed(1)}% of ${before.params}), ${after.bytes} bytes, in ${seconds.toFixed(1)} s\n`,
+          );
+        }
+      }
+    },
+  );
+}

@@ -1,0 +1,312 @@
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { JsBackend, loadModel, perplexity, readTextFile, splitDocuments } from '@lineage/core';
+import { sharedPath } from '@lineage/core/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'bin.js');
+const MODEL = sharedPath('models', 'stories260K', 'stories260K.bin');
+const TRAIN = sharedPath('data', 'tinystories', 'train-head.txt');
+const DEV = sharedPath('data', 'tinystories', 'valid-dev.txt');
+const SEP = '<|endoftext|>';
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function lineage(args: string[]): Promise<Run> {
+  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: build the CLI first (pnpm build)`);
+  return new Promise((resolve) => {
+    execFile('node', [BIN, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+let tmp: string;
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'lineage-compress-cli-'));
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+function expectOneLineError(r: Run, pattern: RegExp): void {
+  expect(r.code, r.stderr).toBe(1);
+  const lines = r.stderr
+    .trim()
+    .split('\n')
+    .filter((l) => !l.startsWith('backend:') && !l.startsWith('model:'));
+  expect(lines, r.stderr).toHaveLength(1);
+  expect(lines[0]).toMatch(pattern);
+}
+
+describe('lineage compress', () => {
+  it("--help lists the registered methods and their options; --method X --help shows X's", async () => {
+    const all = await lineage(['compress', '--help']);
+    expect(all.code).toBe(0);
+    expect(all.stdout).toMatch(/svd .*@lineage\/svd/);
+    expect(all.stdout).toMatch(/plrd /);
+    expect(all.stdout).toMatch(/--params <value>/);
+    const one = await lineage(['compress', '--method', 'svd', '--help']);
+    expect(one.code).toBe(0);
+    expect(one.stdout).toMatch(/--params <value>/);
+    expect(one.stdout).toMatch(/--allocation <value>/);
+    expect(one.stdout).not.toMatch(/--schedule/);
+  });
+
+  it('--method svd --params 0.5 writes a factored model that evaluates and counts honestly', async () => {
+    const out = join(tmp, 'svd');
+    const r = await lineage([
+      'compress',
+      MODEL,
+      '--method',
+      'svd',
+      '--params',
+      '0.5',
+      '--out',
+      out,
+      '--backend',
+      'js',
+      '--json',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.params.after).toBeLessThan(j.params.before);
+    const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    expect(Object.keys(cfg.lineage.layers)).toHaveLength(35);
+    expect(cfg.lineage.method).toBe('svd');
+    expect(cfg.lineage.source).toBe(MODEL);
+    const { model } = await loadModel(out);
+    let stored = 0;
+    for (const t of model.stateDict().values()) stored += t.size;
+    expect(model.stats().params).toBe(stored);
+    expect(stored).toBe(j.params.after);
+    const e = await lineage([
+      'eval',
+      out,
+      '--data',
+      DEV,
+      '--doc-separator',
+      SEP,
+      '--limit',
+      '10',
+      '--backend',
+      'js',
+      '--json',
+    ]);
+    expect(e.code, e.stderr).toBe(0);
+    expect(JSON.parse(e.stdout).ppl).toBeGreaterThan(1);
+  }, 300_000);
+
+  it('convert --dense makes a factored model a plain llama2.c file again', async () => {
+    const out = join(tmp, 'svd');
+    const bin = join(tmp, 'dense.bin');
+    const r = await lineage(['convert', out, '--to', 'llama2c', '--dense', '--out', bin]);
+    expect(r.code, r.stderr).toBe(0);
+    const a = await lineage([
+      'eval',
+      out,
+      '--data',
+      DEV,
+      '--doc-separator',
+      SEP,
+      '--limit',
+      '10',
+      '--backend',
+      'js',
+      '--json',
+    ]);
+    const b = await lineage([
+      'eval',
+      bin,
+      '--data',
+      DEV,
+      '--doc-separator',
+      SEP,
+      '--limit',
+      '10',
+      '--backend',
+      'js',
+      '--json',
+    ]);
+    expect(Math.abs(JSON.parse(a.stdout).ppl / JSON.parse(b.stdout).ppl - 1)).toBeLessThan(1e-4);
+    const refused = await lineage(['convert', out, '--to', 'llama2c', '--out', join(tmp, 'x.bin')]);
+    expectOneLineError(refused, /dense layers only.*--dense/);
+  }, 300_000);
+
+  it('bad input: fraction outside (0, 1), unknown method, rising schedule, ranks that save nothing, data-aware without stats, stats of another model', async () => {
+    const out = join(tmp, 'never');
+    expectOneLineError(
+      await lineage(['compress', MODEL, '--method', 'svd', '--params', '1.5', '--out', out]),
+      /in \(0, 1\)/,
+    );
+    expectOneLineError(
+      await lineage(['compress', MODEL, '--method', 'nope', '--out', out]),
+      /unknown method 'nope'/,
+    );
+    expectOneLineError(
+      await lineage(['compress', MODEL, '--method', 'plrd', '--schedule', '0.6,0.8', '--out', out]),
+      /decreasing/,
+    );
+    expectOneLineError(
+      await lineage(['compress', MODEL, '--method', 'svd', '--rank', '47', '--out', out, '--backend', 'js']),
+      /saves nothing/,
+    );
+    expectOneLineError(
+      await lineage([
+        'compress',
+        MODEL,
+        '--method',
+        'svd',
+        '--params',
+        '0.5',
+        '--data-aware',
+        '--out',
+        out,
+        '--backend',
+        'js',
+      ]),
+      /needs calibration statistics/,
+    );
+    const stats = join(tmp, 'other.safetensors');
+    const other = join(tmp, 'other');
+    expect(
+      (
+        await lineage([
+          'init',
+          '--like',
+          MODEL,
+          '--dim',
+          '32',
+          '--layers',
+          '2',
+          '--heads',
+          '4',
+          '--hidden',
+          '64',
+          '--out',
+          other,
+        ])
+      ).code,
+    ).toBe(0);
+    const c = await lineage([
+      'calibrate',
+      other,
+      '--data',
+      TRAIN,
+      '--samples',
+      '4',
+      '--seq-len',
+      '32',
+      '--stats',
+      'hessian',
+      '--out',
+      stats,
+      '--backend',
+      'js',
+    ]);
+    expect(c.code, c.stderr).toBe(0);
+    expectOneLineError(
+      await lineage([
+        'compress',
+        MODEL,
+        '--method',
+        'svd',
+        '--params',
+        '0.5',
+        '--data-aware',
+        '--stats',
+        stats,
+        '--out',
+        out,
+        '--backend',
+        'js',
+      ]),
+      /another model|different model|fingerprint/,
+    );
+    expect(existsSync(out)).toBe(false);
+  }, 300_000);
+});
+
+describe('lineage family', () => {
+  it('builds members with recovery, writes family.json and a table; members reload with the same perplexity', async () => {
+    const out = join(tmp, 'family');
+    const r = await lineage([
+      'family',
+      MODEL,
+      '--schedule',
+      '0.8,0.5',
+      '--recover-tokens',
+      '2k',
+      '--data',
+      TRAIN,
+      '--data',
+      DEV,
+      '--doc-separator',
+      SEP,
+      '--holdout',
+      '20',
+      '--eval-seq-len',
+      '256',
+      '--batch-size',
+      '4',
+      '--seq-len',
+      '64',
+      '--lr',
+      '2e-3',
+      '--backend',
+      'js',
+      '--out',
+      out,
+      '--json',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.members).toHaveLength(2);
+    expect(readdirSync(out).sort()).toEqual(['family.json', 'plrd-0.50', 'plrd-0.80']);
+    expect(JSON.parse(readFileSync(join(out, 'family.json'), 'utf8')).members).toHaveLength(2);
+    expect(j.members[0].params).toBeGreaterThan(j.members[1].params);
+    expect(j.members[1].tokens).toBeGreaterThan(j.members[0].tokens);
+    // held-out docs: the last 20 dev stories, never trained on; reloading gives the table's perplexity
+    const docs = splitDocuments(await readTextFile(DEV), SEP);
+    const held = docs.slice(docs.length - 20).join(`\n${SEP}\n`);
+    const { model } = await loadModel(join(out, 'plrd-0.50'));
+    const p = await perplexity(model, new JsBackend(), held, {
+      protocol: 'documents',
+      separator: SEP,
+      seqLen: 256,
+    });
+    expect(Math.abs(p.ppl / j.members[1].ppl - 1)).toBeLessThan(1e-6);
+    expect(model.provenance).toMatchObject({ method: 'plrd', step: 2 });
+    let stored = 0;
+    for (const t of model.stateDict().values()) stored += t.size;
+    expect(stored).toBe(j.members[1].params);
+  }, 600_000);
+
+  it('refuses to run without held-out data or with a rising schedule', async () => {
+    const out = join(tmp, 'never2');
+    expectOneLineError(
+      await lineage(['family', MODEL, '--schedule', '0.8,0.5', '--recover-tokens', '0', '--out', out]),
+      /held-out data/,
+    );
+    expectOneLineError(
+      await lineage([
+        'family',
+        MODEL,
+        '--schedule',
+        '0.5,0.8',
+        '--recover-tokens',
+        '0',
+        '--eval-data',
+        DEV,
+        '--out',
+        out,
+      ]),
+      /decreasing/,
+    );
+  });
+});
