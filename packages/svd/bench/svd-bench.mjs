@@ -1,0 +1,191 @@
+#!/usr/bin/env node
+// SVD engine benchmark: matmul64 throughput, exact SVD of 1024² and 2048², randomized rank-256 SVD of
+// 4096² (host float64, and on the onnxruntime backend when @lineage/backend-onnxruntime is built), each
+// beside numpy.linalg.svd timed in the same run (a yardstick only; OpenBLAS/LAPACK gesdd).
+//
+//   pnpm --filter @lineage/svd build && pnpm --filter @lineage/svd bench [-- --json] [-- --quick]
+//
+// --quick: 512²/1024² exact and rank-128 of 2048² (a smoke run). Times are wall-clock, single runs
+// after one warm-up at a small size (the machines this runs on are shared; see the load average).
+import { spawnSync } from 'node:child_process';
+import { cpus, loadavg } from 'node:os';
+import { Ops, Random } from '@lineage/core';
+import { linalg } from '../dist/index.js';
+
+const json = process.argv.includes('--json');
+const quick = process.argv.includes('--quick');
+const exactSizes = quick ? [512, 1024] : [1024, 2048];
+const rsvd = quick ? { n: 2048, rank: 128 } : { n: 4096, rank: 256 };
+const log = (...a) => {
+  if (!json) console.error(...a);
+};
+
+function gaussian(m, n, seed) {
+  const rng = new Random(seed);
+  const a = linalg.matrix64(m, n);
+  for (let i = 0; i < a.data.length; i++) a.data[i] = rng.normal();
+  return a;
+}
+
+function timed(fn) {
+  const t = performance.now();
+  const r = fn();
+  return [(performance.now() - t) / 1000, r];
+}
+
+async function timedAsync(fn) {
+  const t = performance.now();
+  const r = await fn();
+  return [(performance.now() - t) / 1000, r];
+}
+
+/** numpy.linalg.svd (thin) of n×n Gaussians, in a child process; threads: undefined = numpy's default. */
+function numpySvd(sizes, threads) {
+  const env = { ...process.env };
+  if (threads !== undefined) {
+    for (const k of ['OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS']) env[k] = String(threads);
+  }
+  const code = `
+import json, time, numpy as np
+rng = np.random.default_rng(0)
+out = {}
+np.linalg.svd(rng.standard_normal((256, 256)), full_matrices=False)
+for n in ${JSON.stringify(sizes)}:
+    a = rng.standard_normal((n, n))
+    t = time.perf_counter(); np.linalg.svd(a, full_matrices=False); out[str(n)] = time.perf_counter() - t
+a = rng.standard_normal((2048, 2048))
+t = time.perf_counter(); a @ a; out['gemm2048'] = time.perf_counter() - t
+print(json.dumps(out))
+`;
+  const r = spawnSync('python3', ['-c', code], { env, encoding: 'utf8', timeout: 900_000 });
+  if (r.status !== 0) {
+    log(`numpy unavailable (${(r.stderr || r.error?.message || '').trim().split('\n').pop()})`);
+    return undefined;
+  }
+  return JSON.parse(r.stdout);
+}
+
+async function onnxruntimeOps() {
+  try {
+    const mod = await import('@lineage/backend-onnxruntime');
+    return new Ops(await mod.createOnnxruntimeBackend({ device: 'cpu' }));
+  } catch (e) {
+    log(`onnxruntime backend not available: ${String(e?.message ?? e).split('\n')[0]}`);
+    return undefined;
+  }
+}
+
+const load0 = loadavg();
+log(
+  `machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, load average ${load0.map((x) => x.toFixed(2)).join(' ')}`,
+);
+log(`gemm kernel: ${linalg.gemmKernelKind()}`);
+
+// Warm-up (JIT, wasm tier-up).
+linalg.svd(gaussian(200, 200, 1));
+linalg.matmul64(gaussian(300, 300, 2), gaussian(300, 300, 3));
+
+const results = { machine: { cpus: cpus().length, model: cpus()[0]?.model, loadavgStart: load0 }, rows: [] };
+
+// matmul64 throughput
+for (const n of [1024, 2048]) {
+  const a = gaussian(n, n, 10);
+  const b = gaussian(n, n, 11);
+  let best = Number.POSITIVE_INFINITY;
+  for (let r = 0; r < (n <= 1024 ? 3 : 1); r++) best = Math.min(best, timed(() => linalg.matmul64(a, b))[0]);
+  const gflops = (2 * n ** 3) / best / 1e9;
+  results.rows.push({ what: `matmul64 ${n}×${n}·${n}×${n}`, seconds: best, gflops });
+  log(`matmul64 ${n}: ${best.toFixed(3)} s, ${gflops.toFixed(2)} GFLOP/s`);
+}
+
+// Exact SVD
+for (const n of exactSizes) {
+  const a = gaussian(n, n, n);
+  const [t, r] = timed(() => linalg.svd(a));
+  const row = { what: `svd ${n}×${n} (exact, thin)`, seconds: t };
+  if (n <= 1024) {
+    const us = linalg.matrix64(n, n);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) us.data[i * n + j] = r.U.data[i * n + j] * r.S[j];
+    const rec = linalg.matmul64(us, r.V, { transB: true });
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i < a.data.length; i++) {
+      num += (a.data[i] - rec.data[i]) ** 2;
+      den += a.data[i] ** 2;
+    }
+    row.relError = Math.sqrt(num / den);
+  }
+  results.rows.push(row);
+  log(
+    `svd ${n}: ${t.toFixed(2)} s${row.relError !== undefined ? `, ‖A−USVᵀ‖/‖A‖ = ${row.relError.toExponential(1)}` : ''}`,
+  );
+}
+
+// Randomized SVD
+{
+  const { n, rank } = rsvd;
+  const a = gaussian(n, n, 7);
+  const [t, r] = await timedAsync(() => linalg.randomizedSvd(a, rank, { seed: 1 }));
+  results.rows.push({
+    what: `randomizedSvd ${n}×${n} rank ${rank} (host f64, q=2, p=10)`,
+    seconds: t,
+    s0: r.S[0],
+  });
+  log(`randomizedSvd ${n}² rank ${rank} host: ${t.toFixed(2)} s`);
+  const ops = await onnxruntimeOps();
+  if (ops) {
+    await linalg.randomizedSvd(gaussian(512, 512, 3), 32, { ops }); // warm-up (session creation)
+    const [t2, r2] = await timedAsync(() => linalg.randomizedSvd(a, rank, { seed: 1, ops }));
+    results.rows.push({
+      what: `randomizedSvd ${n}×${n} rank ${rank} (onnxruntime-cpu f32 products)`,
+      seconds: t2,
+      s0RelDiff: Math.abs(r2.S[0] - r.S[0]) / r.S[0],
+    });
+    log(`randomizedSvd ${n}² rank ${rank} onnxruntime: ${t2.toFixed(2)} s`);
+  }
+}
+
+// numpy yardstick, same run.
+log('numpy.linalg.svd (default threads) …');
+const npDefault = numpySvd(exactSizes, undefined);
+log('numpy.linalg.svd (1 thread) …');
+const npOne = numpySvd(exactSizes, 1);
+results.numpy = { defaultThreads: npDefault, oneThread: npOne };
+results.machine.loadavgEnd = loadavg();
+
+const fmt = (x) => (x === undefined ? '—' : x.toFixed(2));
+const lines = [
+  '| operation | @lineage/svd (s) | numpy default threads (s) | numpy 1 thread (s) | ratio vs default | ratio vs 1 thread |',
+  '| --- | ---: | ---: | ---: | ---: | ---: |',
+];
+for (const row of results.rows) {
+  let npD;
+  let np1;
+  if (row.what.startsWith('svd ')) {
+    const n = row.what.split(' ')[1].split('×')[0];
+    npD = npDefault?.[n];
+    np1 = npOne?.[n];
+  } else if (row.what.startsWith('randomizedSvd')) {
+    // Target: faster than numpy's full SVD of 2048².
+    npD = npDefault?.[String(exactSizes[exactSizes.length - 1])];
+    np1 = npOne?.[String(exactSizes[exactSizes.length - 1])];
+  } else if (row.what.startsWith('matmul64 2048')) {
+    npD = npDefault?.gemm2048;
+    np1 = npOne?.gemm2048;
+  }
+  const label = row.what.startsWith('randomizedSvd')
+    ? `${row.what} vs numpy full svd ${exactSizes[exactSizes.length - 1]}²`
+    : row.gflops !== undefined
+      ? `${row.what} (${row.gflops.toFixed(1)} GFLOP/s)`
+      : row.what;
+  lines.push(
+    `| ${label} | ${fmt(row.seconds)} | ${fmt(npD)} | ${fmt(np1)} | ${npD ? (row.seconds / npD).toFixed(2) : '—'} | ${np1 ? (row.seconds / np1).toFixed(2) : '—'} |`,
+  );
+}
+const load1 = results.machine.loadavgEnd;
+lines.push('');
+lines.push(
+  `load average ${load0.map((x) => x.toFixed(2)).join(' ')} at start, ${load1.map((x) => x.toFixed(2)).join(' ')} at end; gemm kernel ${linalg.gemmKernelKind()}`,
+);
+if (json) console.log(JSON.stringify(results, null, 2));
+else console.log(lines.join('\n'));

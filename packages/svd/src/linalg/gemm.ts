@@ -1,0 +1,493 @@
+import { type Matrix64, matrix64 } from './matrix.js';
+import { createWasmKernels, MR, NR, type WasmKernels } from './wasm-kernels.js';
+
+/**
+ * Float64 GEMM, BLAS style: C ← α·op(A)·op(B) + β·C over strided sub-matrices of Float64Arrays
+ * (row-major, leading dimensions lda/ldb/ldc). Large products run the GotoBLAS scheme: B packed into
+ * KC×NC panels (NR-column micro-panels), A into MC×KC blocks (MR-row micro-panels), and a register-tiled
+ * micro-kernel (wasm SIMD when available, else JS) sweeps the packed blocks into a C buffer that is
+ * added into C. Small products and matrix–vector shapes take direct loops. Also the two matrix–vector
+ * kernels of the reductions (`gemvT`, `gemvN`), which run in wasm when their arrays live in a
+ * `withWorkspace` memory.
+ */
+
+/** Rows of op(A) per packed block (the A block, MC×KC f64 = 256 KiB, stays in L2). */
+const MC = 128;
+/** Depth per packed block. */
+const KC = 256;
+/** Columns of op(B) per packed panel. */
+const NC = 512;
+const AP = 0;
+const BP = AP + MC * KC;
+const CB = BP + KC * NC;
+/** Elements of packing scratch at the start of every kernel memory. */
+const SCRATCH = CB + MC * NC;
+
+export type GemmKernelKind = 'wasm' | 'js';
+
+let base: WasmKernels | undefined | null = null; // null: not tried yet
+let current: WasmKernels | undefined;
+let jsHeap: Float64Array | undefined;
+let forced: GemmKernelKind | undefined;
+
+function active(): WasmKernels | undefined {
+  if (forced === 'js') return undefined;
+  if (current) return current;
+  if (base === null) base = createWasmKernels(SCRATCH * 8);
+  return base;
+}
+
+/** Which micro-kernel large products use ('wasm' when WebAssembly SIMD compiles here). */
+export function gemmKernelKind(): GemmKernelKind {
+  return active() ? 'wasm' : 'js';
+}
+
+/** Forces the JS kernels (for tests and measurements); `undefined` restores the default. */
+export function forceGemmKernel(kind: GemmKernelKind | undefined): void {
+  forced = kind;
+}
+
+/** Working memory for a reduction: `heap.subarray(offset, offset + elems)` is free to use. */
+export interface Workspace {
+  heap: Float64Array;
+  offset: number;
+}
+
+/**
+ * Runs `fn` with `elems` float64s of working memory that the wasm kernels can address directly (a fresh
+ * wasm memory, released when `fn` returns; a plain array without wasm). Arrays viewed from it make
+ * `gemvT`/`gemvN` run in wasm. Not reentrant across asynchronous code: `fn` must be synchronous.
+ */
+export function withWorkspace<T>(elems: number, fn: (ws: Workspace) => T): T {
+  const k = forced === 'js' ? undefined : createWasmKernels((SCRATCH + elems) * 8);
+  if (!k) return fn({ heap: new Float64Array(elems), offset: 0 });
+  const prev = current;
+  current = k;
+  try {
+    return fn({ heap: k.heap, offset: SCRATCH });
+  } finally {
+    current = prev;
+  }
+}
+
+/**
+ * y[yOff + c] += Σ_r u[uOff + r]·A[aOff + r·lda + c] for r < rows, c < cols (y += Aᵀ·u over a row-major
+ * block: one pass over A, four rows per pass over y).
+ */
+export function gemvT(
+  A: Float64Array,
+  aOff: number,
+  lda: number,
+  rows: number,
+  cols: number,
+  u: Float64Array,
+  uOff: number,
+  y: Float64Array,
+  yOff: number,
+): void {
+  if (rows <= 0 || cols <= 0) return;
+  const k = active();
+  if (k && A.buffer === k.heap.buffer && u.buffer === A.buffer && y.buffer === A.buffer) {
+    k.gemvT(A.byteOffset + aOff * 8, lda * 8, rows, cols, u.byteOffset + uOff * 8, y.byteOffset + yOff * 8);
+    return;
+  }
+  let r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const u0 = u[uOff + r]!;
+    const u1 = u[uOff + r + 1]!;
+    const u2 = u[uOff + r + 2]!;
+    const u3 = u[uOff + r + 3]!;
+    const a0 = aOff + r * lda;
+    const a1 = a0 + lda;
+    const a2 = a1 + lda;
+    const a3 = a2 + lda;
+    for (let c = 0; c < cols; c++) {
+      y[yOff + c]! += u0 * A[a0 + c]! + u1 * A[a1 + c]! + u2 * A[a2 + c]! + u3 * A[a3 + c]!;
+    }
+  }
+  for (; r < rows; r++) {
+    const ur = u[uOff + r]!;
+    const a0 = aOff + r * lda;
+    for (let c = 0; c < cols; c++) y[yOff + c]! += ur * A[a0 + c]!;
+  }
+}
+
+/** x[xOff + r] = Σ_c A[aOff + r·lda + c]·v[vOff + c] for r < rows, c < cols (x = A·v, overwritten). */
+export function gemvN(
+  A: Float64Array,
+  aOff: number,
+  lda: number,
+  rows: number,
+  cols: number,
+  v: Float64Array,
+  vOff: number,
+  x: Float64Array,
+  xOff: number,
+): void {
+  if (rows <= 0) return;
+  const k = active();
+  if (k && A.buffer === k.heap.buffer && v.buffer === A.buffer && x.buffer === A.buffer) {
+    k.gemvN(
+      A.byteOffset + aOff * 8,
+      lda * 8,
+      rows,
+      Math.max(0, cols),
+      v.byteOffset + vOff * 8,
+      x.byteOffset + xOff * 8,
+    );
+    return;
+  }
+  for (let r = 0; r < rows; r++) {
+    const a0 = aOff + r * lda;
+    let s0 = 0;
+    let s1 = 0;
+    let c = 0;
+    for (; c + 2 <= cols; c += 2) {
+      s0 += A[a0 + c]! * v[vOff + c]!;
+      s1 += A[a0 + c + 1]! * v[vOff + c + 1]!;
+    }
+    if (c < cols) s0 += A[a0 + c]! * v[vOff + c]!;
+    x[xOff + r] = s0 + s1;
+  }
+}
+
+// biome-ignore format: hand-laid 4×4 register tile, one tile row per line
+/** JS fallback of the wasm macro-kernel (offsets and ldc in elements). */
+function macroJs(h: Float64Array, mcp: number, ncp: number, kc: number, pa: number, pb: number, pc: number, ldc: number): void {
+  for (let j = 0; j < ncp; j += NR, pb += NR * kc, pc += NR) {
+    for (let i = 0, a = pa; i < mcp; i += MR, a += MR * kc) {
+      let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+      let c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+      for (let k = 0, x = a, y = pb; k < kc; k++, x += 4, y += 4) {
+        const x0 = h[x]!, x1 = h[x + 1]!, x2 = h[x + 2]!, x3 = h[x + 3]!;
+        const y0 = h[y]!, y1 = h[y + 1]!, y2 = h[y + 2]!, y3 = h[y + 3]!;
+        c00 += x0 * y0; c01 += x0 * y1; c02 += x0 * y2; c03 += x0 * y3;
+        c10 += x1 * y0; c11 += x1 * y1; c12 += x1 * y2; c13 += x1 * y3;
+        c20 += x2 * y0; c21 += x2 * y1; c22 += x2 * y2; c23 += x2 * y3;
+        c30 += x3 * y0; c31 += x3 * y1; c32 += x3 * y2; c33 += x3 * y3;
+      }
+      let o = pc + i * ldc;
+      h[o] = c00; h[o + 1] = c01; h[o + 2] = c02; h[o + 3] = c03; o += ldc;
+      h[o] = c10; h[o + 1] = c11; h[o + 2] = c12; h[o + 3] = c13; o += ldc;
+      h[o] = c20; h[o + 1] = c21; h[o + 2] = c22; h[o + 3] = c23; o += ldc;
+      h[o] = c30; h[o + 1] = c31; h[o + 2] = c32; h[o + 3] = c33;
+    }
+  }
+}
+
+/** Packs op(A)[i0.., k0..] (mc×kc) into MR-row micro-panels at h[AP]: panel p, depth k, row r → p·MR·kc + k·MR + r. */
+function packA(
+  h: Float64Array,
+  A: Float64Array,
+  aOff: number,
+  lda: number,
+  transA: boolean,
+  i0: number,
+  mc: number,
+  k0: number,
+  kc: number,
+): void {
+  let d = AP;
+  for (let p = 0; p < mc; p += MR) {
+    const rows = Math.min(MR, mc - p);
+    if (!transA) {
+      // op(A)(i, k) = A[i·lda + k]: four rows read along k.
+      const r0 = aOff + (i0 + p) * lda + k0;
+      if (rows === MR) {
+        const r1 = r0 + lda;
+        const r2 = r1 + lda;
+        const r3 = r2 + lda;
+        for (let k = 0; k < kc; k++, d += 4) {
+          h[d] = A[r0 + k]!;
+          h[d + 1] = A[r1 + k]!;
+          h[d + 2] = A[r2 + k]!;
+          h[d + 3] = A[r3 + k]!;
+        }
+      } else {
+        for (let k = 0; k < kc; k++, d += MR) {
+          for (let r = 0; r < MR; r++) h[d + r] = r < rows ? A[r0 + r * lda + k]! : 0;
+        }
+      }
+    } else {
+      // op(A)(i, k) = A[k·lda + i]: MR contiguous elements per k.
+      let s = aOff + k0 * lda + i0 + p;
+      if (rows === MR) {
+        for (let k = 0; k < kc; k++, d += 4, s += lda) {
+          h[d] = A[s]!;
+          h[d + 1] = A[s + 1]!;
+          h[d + 2] = A[s + 2]!;
+          h[d + 3] = A[s + 3]!;
+        }
+      } else {
+        for (let k = 0; k < kc; k++, d += MR, s += lda) {
+          for (let r = 0; r < MR; r++) h[d + r] = r < rows ? A[s + r]! : 0;
+        }
+      }
+    }
+  }
+}
+
+/** Packs op(B)[k0.., j0..] (kc×nc) into NR-column micro-panels at h[BP]: panel p, depth k, col c → p·NR·kc + k·NR + c. */
+function packB(
+  h: Float64Array,
+  B: Float64Array,
+  bOff: number,
+  ldb: number,
+  transB: boolean,
+  k0: number,
+  kc: number,
+  j0: number,
+  nc: number,
+): void {
+  let d = BP;
+  for (let p = 0; p < nc; p += NR) {
+    const cols = Math.min(NR, nc - p);
+    if (!transB) {
+      // op(B)(k, j) = B[k·ldb + j]: NR contiguous elements per k.
+      let s = bOff + k0 * ldb + j0 + p;
+      if (cols === NR) {
+        for (let k = 0; k < kc; k++, d += 4, s += ldb) {
+          h[d] = B[s]!;
+          h[d + 1] = B[s + 1]!;
+          h[d + 2] = B[s + 2]!;
+          h[d + 3] = B[s + 3]!;
+        }
+      } else {
+        for (let k = 0; k < kc; k++, d += NR, s += ldb) {
+          for (let c = 0; c < NR; c++) h[d + c] = c < cols ? B[s + c]! : 0;
+        }
+      }
+    } else {
+      // op(B)(k, j) = B[j·ldb + k]: four rows of B read along k.
+      const r0 = bOff + (j0 + p) * ldb + k0;
+      if (cols === NR) {
+        const r1 = r0 + ldb;
+        const r2 = r1 + ldb;
+        const r3 = r2 + ldb;
+        for (let k = 0; k < kc; k++, d += 4) {
+          h[d] = B[r0 + k]!;
+          h[d + 1] = B[r1 + k]!;
+          h[d + 2] = B[r2 + k]!;
+          h[d + 3] = B[r3 + k]!;
+        }
+      } else {
+        for (let k = 0; k < kc; k++, d += NR) {
+          for (let c = 0; c < NR; c++) h[d + c] = c < cols ? B[r0 + c * ldb + k]! : 0;
+        }
+      }
+    }
+  }
+}
+
+/**
+ * y[i·incy] += α·Σₖ M(i, k)·x[k] for i < m, k < n, where M(i, k) = mat[off + i·ld + k] (rowMajor) or
+ * mat[off + k·ld + i] (otherwise). x is contiguous.
+ */
+function gemvInto(
+  rowMajor: boolean,
+  m: number,
+  n: number,
+  alpha: number,
+  mat: Float64Array,
+  off: number,
+  ld: number,
+  x: Float64Array,
+  y: Float64Array,
+  yOff: number,
+  incy: number,
+): void {
+  if (rowMajor) {
+    for (let i = 0; i < m; i++) {
+      const r = off + i * ld;
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      let k = 0;
+      for (; k + 4 <= n; k += 4) {
+        s0 += mat[r + k]! * x[k]!;
+        s1 += mat[r + k + 1]! * x[k + 1]!;
+        s2 += mat[r + k + 2]! * x[k + 2]!;
+        s3 += mat[r + k + 3]! * x[k + 3]!;
+      }
+      for (; k < n; k++) s0 += mat[r + k]! * x[k]!;
+      y[yOff + i * incy]! += alpha * (s0 + s1 + (s2 + s3));
+    }
+  } else {
+    const acc = new Float64Array(m);
+    for (let k = 0; k < n; k++) {
+      const xk = x[k]!;
+      if (xk === 0) continue;
+      const r = off + k * ld;
+      for (let i = 0; i < m; i++) acc[i]! += mat[r + i]! * xk;
+    }
+    for (let i = 0; i < m; i++) y[yOff + i * incy]! += alpha * acc[i]!;
+  }
+}
+
+/** Direct loops for small products (C already scaled by β). */
+function gemmSmall(
+  transA: boolean,
+  transB: boolean,
+  M: number,
+  N: number,
+  K: number,
+  alpha: number,
+  A: Float64Array,
+  aOff: number,
+  lda: number,
+  B: Float64Array,
+  bOff: number,
+  ldb: number,
+  C: Float64Array,
+  cOff: number,
+  ldc: number,
+): void {
+  const sai = transA ? 1 : lda;
+  const sak = transA ? lda : 1;
+  if (!transB) {
+    // C row i += op(A)(i, k) · B row k (unit stride over j).
+    for (let i = 0; i < M; i++) {
+      const c = cOff + i * ldc;
+      for (let k = 0; k < K; k++) {
+        const a = alpha * A[aOff + i * sai + k * sak]!;
+        if (a === 0) continue;
+        const b = bOff + k * ldb;
+        for (let j = 0; j < N; j++) C[c + j]! += a * B[b + j]!;
+      }
+    }
+  } else {
+    for (let i = 0; i < M; i++) {
+      const a = aOff + i * sai;
+      const c = cOff + i * ldc;
+      for (let j = 0; j < N; j++) {
+        const b = bOff + j * ldb;
+        let s = 0;
+        for (let k = 0; k < K; k++) s += A[a + k * sak]! * B[b + k]!;
+        C[c + j]! += alpha * s;
+      }
+    }
+  }
+}
+
+/** C ← α·op(A)·op(B) + β·C; op(A) is M×K, op(B) K×N, all row-major with leading dimensions. */
+export function gemm(
+  transA: boolean,
+  transB: boolean,
+  M: number,
+  N: number,
+  K: number,
+  alpha: number,
+  A: Float64Array,
+  aOff: number,
+  lda: number,
+  B: Float64Array,
+  bOff: number,
+  ldb: number,
+  beta: number,
+  C: Float64Array,
+  cOff: number,
+  ldc: number,
+): void {
+  if (M === 0 || N === 0) return;
+  if (beta !== 1) {
+    for (let i = 0; i < M; i++) {
+      const c = cOff + i * ldc;
+      if (beta === 0) C.fill(0, c, c + N);
+      else for (let j = 0; j < N; j++) C[c + j]! *= beta;
+    }
+  }
+  if (K === 0 || alpha === 0) return;
+  if (N === 1) {
+    // C[:, 0] += α·op(A)·x with x = op(B)[:, 0].
+    const x = new Float64Array(K);
+    for (let k = 0; k < K; k++) x[k] = B[bOff + (transB ? k : k * ldb)]!;
+    gemvInto(!transA, M, K, alpha, A, aOff, lda, x, C, cOff, ldc);
+    return;
+  }
+  if (M === 1) {
+    // C[0, :] += α·op(B)ᵀ·x with x = op(A)[0, :].
+    const x = new Float64Array(K);
+    for (let k = 0; k < K; k++) x[k] = A[aOff + (transA ? k * lda : k)]!;
+    gemvInto(transB, N, K, alpha, B, bOff, ldb, x, C, cOff, 1);
+    return;
+  }
+  if (M * N * K <= 32768 || M < MR || N < NR) {
+    gemmSmall(transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, C, cOff, ldc);
+    return;
+  }
+  const w = active();
+  if (!w && !jsHeap) jsHeap = new Float64Array(SCRATCH);
+  const h = w ? w.heap : jsHeap!;
+  // C inside the kernel memory: full tiles accumulate in place, only the ragged edges go through CB.
+  const direct = w !== undefined && C.buffer === w.heap.buffer;
+  const cByte = C.byteOffset + cOff * 8;
+  for (let jc = 0; jc < N; jc += NC) {
+    const nc = Math.min(NC, N - jc);
+    const ncp = Math.ceil(nc / NR) * NR;
+    const nFull = nc - (nc % NR);
+    for (let pc = 0; pc < K; pc += KC) {
+      const kc = Math.min(KC, K - pc);
+      packB(h, B, bOff, ldb, transB, pc, kc, jc, nc);
+      for (let ic = 0; ic < M; ic += MC) {
+        const mc = Math.min(MC, M - ic);
+        const mcp = Math.ceil(mc / MR) * MR;
+        packA(h, A, aOff, lda, transA, ic, mc, pc, kc);
+        if (direct) {
+          const mFull = mc - (mc % MR);
+          if (mFull > 0 && nFull > 0) {
+            w.macroAcc(mFull, nFull, kc, AP * 8, BP * 8, cByte + (ic * ldc + jc) * 8, ldc * 8, alpha);
+          }
+          if (nFull < nc) {
+            w.macro(mcp, NR, kc, AP * 8, (BP + nFull * kc) * 8, CB * 8, NC * 8);
+            addBlock(h, C, cOff + ic * ldc + jc + nFull, ldc, mc, nc - nFull, alpha);
+          }
+          if (mFull < mc && nFull > 0) {
+            w.macro(MR, nFull, kc, (AP + mFull * kc) * 8, BP * 8, CB * 8, NC * 8);
+            addBlock(h, C, cOff + (ic + mFull) * ldc + jc, ldc, mc - mFull, nFull, alpha);
+          }
+          continue;
+        }
+        if (w) w.macro(mcp, ncp, kc, AP * 8, BP * 8, CB * 8, NC * 8);
+        else macroJs(h, mcp, ncp, kc, AP, BP, CB, NC);
+        addBlock(h, C, cOff + ic * ldc + jc, ldc, mc, nc, alpha);
+      }
+    }
+  }
+}
+
+/** C[cOff + i·ldc + j] += α·CB[i, j] for i < rows, j < cols. */
+function addBlock(
+  h: Float64Array,
+  C: Float64Array,
+  cOff: number,
+  ldc: number,
+  rows: number,
+  cols: number,
+  alpha: number,
+) {
+  for (let i = 0; i < rows; i++) {
+    const c = cOff + i * ldc;
+    const s = CB + i * NC;
+    if (alpha === 1) for (let j = 0; j < cols; j++) C[c + j]! += h[s + j]!;
+    else for (let j = 0; j < cols; j++) C[c + j]! += alpha * h[s + j]!;
+  }
+}
+
+/** op(A)·op(B) as a new matrix (transA: use Aᵀ, transB: use Bᵀ). Runs the packed float64 GEMM. */
+export function matmul64(a: Matrix64, b: Matrix64, opts?: { transA?: boolean; transB?: boolean }): Matrix64 {
+  const tA = opts?.transA ?? false;
+  const tB = opts?.transB ?? false;
+  const M = tA ? a.cols : a.rows;
+  const K = tA ? a.rows : a.cols;
+  const Kb = tB ? b.cols : b.rows;
+  const N = tB ? b.rows : b.cols;
+  if (K !== Kb) {
+    throw new RangeError(
+      `matmul64: inner dimensions differ: op(A) is ${M}×${K}, op(B) is ${Kb}×${N} (transA ${tA}, transB ${tB})`,
+    );
+  }
+  const c = matrix64(M, N);
+  gemm(tA, tB, M, N, K, 1, a.data, 0, a.cols, b.data, 0, b.cols, 0, c.data, 0, N);
+  return c;
+}

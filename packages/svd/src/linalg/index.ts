@@ -1,0 +1,18 @@
+export { cholesky } from './cholesky.js';
+export { eigh } from './eigh.js';
+export { type GemmKernelKind, gemmKernelKind, matmul64 } from './gemm.js';
+export {
+  clone64,
+  frobeniusNorm,
+  fromF32,
+  identity64,
+  type Matrix64,
+  matrix64,
+  subMatrix64,
+  toF32,
+  transpose64,
+} from './matrix.js';
+export { qr } from './qr.js';
+export { type RandomizedSvdOptions, randomizedSvd } from './randomized-svd.js';
+export { type SvdOptions, type SvdResult, svd, truncationError } from './svd.js';
+export { invertTriangular, solveTriangular, type TriangularSolveOptions } from './triangular.js';
