@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { JsBackend, loadModel, perplexity, readTextFile, splitDocuments } from '@lineage/core';
 import { sharedPath } from '@lineage/core/testing';
+import '@lineage/svd'; // registers the low_rank layer kind for loading members here
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'bin.js');
@@ -79,7 +80,7 @@ describe('lineage compress', () => {
     const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
     expect(Object.keys(cfg.lineage.layers)).toHaveLength(35);
     expect(cfg.lineage.method).toBe('svd');
-    expect(cfg.lineage.source).toBe(MODEL);
+    expect(cfg.lineage.parent.source).toBe(MODEL);
     const { model } = await loadModel(out);
     let stored = 0;
     for (const t of model.stateDict().values()) stored += t.size;

@@ -17,7 +17,8 @@
 // Run after `pnpm build`:
 //   node packages/svd/bench/family-bench.mjs [--backend onnxruntime|js] [--tokens-per-step 200k]
 //     [--schedule 0.8,0.6,0.45,0.3] [--hidden 1] [--lr 2e-3] [--min-lr 2e-5] [--batch 4] [--seq-len 256]
-//     [--skip-scratch] [--skip-oneshot] [--json out.json]
+//     [--skip-scratch] [--skip-oneshot] [--data-aware] [--json out.json]
+// (--data-aware: PLRD and the one-shot baseline both decompose with SVD-LLM whitening)
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
@@ -47,6 +48,7 @@ const { values: a } = parseArgs({
     'seq-len': { type: 'string', default: '256' },
     'skip-scratch': { type: 'boolean', default: false },
     'skip-oneshot': { type: 'boolean', default: false },
+    'data-aware': { type: 'boolean', default: false },
     json: { type: 'string' },
   },
 });
@@ -120,7 +122,9 @@ const ctx = methodContext(backend, {
   },
 });
 const tPlrd = performance.now();
-const family = await applyMethod(plrd({ schedule, recoverTokens: tokensPerStep }), parent, ctx);
+const lowRank = a['data-aware'] ? { dataAware: true, gram: stats } : {};
+results.dataAware = a['data-aware'];
+const family = await applyMethod(plrd({ schedule, recoverTokens: tokensPerStep, ...lowRank }), parent, ctx);
 const plrdSeconds = (performance.now() - tPlrd) / 1000;
 for (const [i, m] of family.entries()) {
   const f = schedule[i];
@@ -144,7 +148,7 @@ results.plrdSeconds = plrdSeconds;
 // 3. one-shot svd with the same total budget
 if (!a['skip-oneshot']) {
   for (const row of results.members) {
-    const m = await applyMethod(svd({ params: row.fraction }), parent, methodContext(backend));
+    const m = await applyMethod(svd({ params: row.fraction, ...lowRank }), parent, methodContext(backend));
     const r = recoverCapability({ ...recipe, log, logEvery: 100 });
     await r(m, { tokens: row.tokens, teacher: parent });
     row.oneShot = await ppl(m);
