@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { forceGemmKernel, gemm, gemmKernelKind, gemvN, gemvT, matmul64, withWorkspace } from './gemm.js';
+import { forceGemmKernel, gemm, gemmKernelKind, gemvN, gemvT, ger, matmul64, withWorkspace } from './gemm.js';
 import { matrix64, transpose64 } from './matrix.js';
 import { gaussian, maxAbsDiff, naiveMatmul } from './test-helpers.js';
 
@@ -132,6 +132,38 @@ describe('gemm (strided, α, β)', () => {
       expect(maxAbsDiff(Y, yT)).toBeLessThan(1e-12);
       expect(maxAbsDiff(X, xN)).toBeLessThan(1e-12);
     });
+  });
+
+  it('ger adds x·yᵀ to a strided block, in and out of a workspace', () => {
+    const rows = 9;
+    const cols = 13;
+    const lda = 16;
+    const a0 = gaussian(1, rows * lda, 1).data;
+    const x = gaussian(1, rows, 2).data;
+    const y = gaussian(1, cols + 1, 3).data;
+    const expected = a0.slice();
+    for (let r = 0; r < rows; r++)
+      for (let c = 0; c < cols; c++) expected[1 + r * lda + c]! += x[r]! * y[1 + c]!;
+    const plain = a0.slice();
+    ger(plain, 1, lda, rows, cols, x, 0, y, 1);
+    expect(maxAbsDiff(plain, expected)).toBeLessThan(1e-14);
+    withWorkspace(a0.length + rows + cols + 1, (ws) => {
+      const A = ws.heap.subarray(ws.offset, ws.offset + a0.length);
+      const X = ws.heap.subarray(ws.offset + a0.length, ws.offset + a0.length + rows);
+      const Y = ws.heap.subarray(ws.offset + a0.length + rows, ws.offset + a0.length + rows + cols + 1);
+      A.set(a0);
+      X.set(x);
+      Y.set(y);
+      ger(A, 1, lda, rows, cols, X, 0, Y, 1);
+      expect(maxAbsDiff(A, expected)).toBeLessThan(1e-14);
+    });
+  });
+
+  it('products with many passes over a C outside the kernel memory match the naive product', () => {
+    // K > 256 and a large C take the temporary-workspace route.
+    const a = gaussian(300, 700, 1);
+    const b = gaussian(700, 200, 2);
+    expect(maxAbsDiff(matmul64(a, b).data, naiveMatmul(a, b).data)).toBeLessThan(1e-11);
   });
 
   it('transpose64 swaps rows and columns', () => {

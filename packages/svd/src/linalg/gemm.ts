@@ -112,6 +112,32 @@ export function gemvT(
   }
 }
 
+/** A[aOff + r·lda + c] += x[xOff + r]·y[yOff + c] for r < rows, c < cols (rank-one update). */
+export function ger(
+  A: Float64Array,
+  aOff: number,
+  lda: number,
+  rows: number,
+  cols: number,
+  x: Float64Array,
+  xOff: number,
+  y: Float64Array,
+  yOff: number,
+): void {
+  if (rows <= 0 || cols <= 0) return;
+  const k = active();
+  if (k && A.buffer === k.heap.buffer && x.buffer === A.buffer && y.buffer === A.buffer) {
+    k.ger(A.byteOffset + aOff * 8, lda * 8, rows, cols, x.byteOffset + xOff * 8, y.byteOffset + yOff * 8);
+    return;
+  }
+  for (let r = 0; r < rows; r++) {
+    const xr = x[xOff + r]!;
+    if (xr === 0) continue;
+    const a0 = aOff + r * lda;
+    for (let c = 0; c < cols; c++) A[a0 + c]! += xr * y[yOff + c]!;
+  }
+}
+
 /** x[xOff + r] = Σ_c A[aOff + r·lda + c]·v[vOff + c] for r < rows, c < cols (x = A·v, overwritten). */
 export function gemvN(
   A: Float64Array,
@@ -417,6 +443,17 @@ export function gemm(
     return;
   }
   const w = active();
+  if (w && C.buffer !== w.heap.buffer && K > KC && M * N >= 16384 && M * N * K >= 1 << 25) {
+    // Several passes over a C outside the kernel memory: work on a copy inside a workspace instead, so
+    // the passes accumulate in wasm rather than through CB and a JS add each.
+    withWorkspace(M * N, (ws) => {
+      const T = ws.heap.subarray(ws.offset, ws.offset + M * N);
+      for (let i = 0; i < M; i++) T.set(C.subarray(cOff + i * ldc, cOff + i * ldc + N), i * N);
+      gemm(transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, 1, T, 0, N);
+      for (let i = 0; i < M; i++) C.set(T.subarray(i * N, i * N + N), cOff + i * ldc);
+    });
+    return;
+  }
   if (!w && !jsHeap) jsHeap = new Float64Array(SCRATCH);
   const h = w ? w.heap : jsHeap!;
   // C inside the kernel memory: full tiles accumulate in place, only the ragged edges go through CB.

@@ -52,23 +52,17 @@ export function blockReflector(
   tau: Float64Array,
 ): BlockReflector {
   const t = new Float64Array(nb * nb);
-  const w = new Float64Array(nb);
+  // G = V·Vᵀ over all rows at once (vᵢ is zero before i, so G[j, i] is the dot product dlarft needs).
+  const G = new Float64Array(nb * nb);
+  gemm(false, true, nb, nb, len, 1, vt, 0, len, vt, 0, len, 0, G, 0, nb);
   for (let i = 0; i < nb; i++) {
     const ti = tau[i]!;
     t[i * nb + i] = ti;
     if (ti === 0) continue;
-    // w[j] = vⱼᵀ·vᵢ for j < i (vᵢ is zero before i).
-    const vi = i * len;
-    for (let j = 0; j < i; j++) {
-      const vj = j * len;
-      let s = 0;
-      for (let p = i; p < len; p++) s += vt[vj + p]! * vt[vi + p]!;
-      w[j] = s;
-    }
-    // T[0:i, i] = −τᵢ·T[0:i, 0:i]·w
+    // T[0:i, i] = −τᵢ·T[0:i, 0:i]·G[0:i, i]
     for (let j = 0; j < i; j++) {
       let s = 0;
-      for (let p = j; p < i; p++) s += t[j * nb + p]! * w[p]!;
+      for (let p = j; p < i; p++) s += t[j * nb + p]! * G[p * nb + i]!;
       t[j * nb + i] = -ti * s;
     }
   }

@@ -1,3 +1,4 @@
+import { gemvN, ger, withWorkspace } from './gemm.js';
 import {
   applyBlockReflector,
   applyReflectors,
@@ -33,38 +34,42 @@ export function qrFactor(a: Matrix64): QrFactors {
   for (let j0 = 0; j0 < k; j0 += PANEL) {
     const nb = Math.min(PANEL, k - j0);
     const len = m - j0;
-    // pt[i, p] = A[j0 + p, j0 + i]
-    const pt = new Float64Array(nb * len);
-    for (let p = 0; p < len; p++) {
-      const r = (j0 + p) * n + j0;
-      for (let i = 0; i < nb; i++) pt[i * len + p] = A[r + i]!;
-    }
-    const tau = new Float64Array(nb);
-    for (let i = 0; i < nb; i++) {
-      const vi = i * len;
-      const ti = householder(pt, vi + i, len - i, 1);
-      tau[i] = ti;
-      if (ti === 0) continue;
-      for (let r = i + 1; r < nb; r++) {
-        const vr = r * len;
-        let s = pt[vr + i]!;
-        for (let p = i + 1; p < len; p++) s += pt[vi + p]! * pt[vr + p]!;
-        s *= ti;
-        pt[vr + i]! -= s;
-        for (let p = i + 1; p < len; p++) pt[vr + p]! -= s * pt[vi + p]!;
-      }
-    }
-    // R entries back into A; pt becomes V (unit diagonal, zeros before it).
-    for (let i = 0; i < nb; i++) {
+    // The panel, transposed (pt[i, p] = A[j0 + p, j0 + i]), factored in a workspace so the
+    // reflector applications run in wasm (gemvN + ger).
+    const { vt, tau } = withWorkspace(nb * len + nb, (ws) => {
+      const pt = ws.heap.subarray(ws.offset, ws.offset + nb * len);
+      const w = ws.heap.subarray(ws.offset + nb * len, ws.offset + nb * len + nb);
       for (let p = 0; p < len; p++) {
-        const idx = (j0 + p) * n + j0 + i;
-        if (p <= i) A[idx] = pt[i * len + p]!;
-        else A[idx] = 0;
+        const r = (j0 + p) * n + j0;
+        for (let i = 0; i < nb; i++) pt[i * len + p] = A[r + i]!;
       }
-      pt.fill(0, i * len, i * len + i);
-      pt[i * len + i] = 1;
-    }
-    const block = blockReflector(j0, len, nb, pt, tau);
+      const tau = new Float64Array(nb);
+      for (let i = 0; i < nb; i++) {
+        const vi = i * len + i;
+        const ti = householder(pt, vi, len - i, 1);
+        tau[i] = ti;
+        if (ti === 0 || i + 1 === nb) continue;
+        // Rows i+1… of pt −= τ·(rows·v)·vᵀ, v = [1, pt[i, i+1:]].
+        const beta = pt[vi]!;
+        pt[vi] = 1;
+        const rows = nb - i - 1;
+        gemvN(pt, vi + len, len, rows, len - i, pt, vi, w, 0);
+        for (let r = 0; r < rows; r++) w[r]! *= -ti;
+        ger(pt, vi + len, len, rows, len - i, w, 0, pt, vi);
+        pt[vi] = beta;
+      }
+      // R entries back into A; pt becomes V (unit diagonal, zeros before it).
+      for (let i = 0; i < nb; i++) {
+        for (let p = 0; p < len; p++) {
+          const idx = (j0 + p) * n + j0 + i;
+          A[idx] = p <= i ? pt[i * len + p]! : 0;
+        }
+        pt.fill(0, i * len, i * len + i);
+        pt[i * len + i] = 1;
+      }
+      return { vt: pt.slice(), tau };
+    });
+    const block = blockReflector(j0, len, nb, vt, tau);
     blocks.push(block);
     if (j0 + nb < n) applyBlockReflector(block, true, A, n, j0 + nb, n);
   }

@@ -8,6 +8,7 @@
  *   (GotoBLAS layout: MR-row panels of A, NR-column panels of B), C row-major with ldc bytes per row.
  * - `gemvT(pa, lda, rows, cols, pu, py)`: y[c] += Σ_r u[r]·A[r, c] (four rows per pass over y).
  * - `gemvN(pa, lda, rows, cols, pv, px)`: x[r] = Σ_c A[r, c]·v[c] (four rows per pass over v).
+ * - `ger(pa, lda, rows, cols, px, py)`: A[r, c] += x[r]·y[c].
  * Pointers are byte offsets into the instance's memory; lda/ldc are in bytes.
  */
 
@@ -261,6 +262,62 @@ function gemvTKernel(): number[] {
   );
 }
 
+/** ger(pa, lda, rows, cols, px, py): A[r, c] += x[r]·y[c] (rank-one update, row by row). */
+function gerKernel(): number[] {
+  const [PA, LDA, ROWS, COLS, PX, PY] = [0, 1, 2, 3, 4, 5];
+  const [R, C, A0, PYC] = [6, 7, 8, 9];
+  const [X] = [10];
+  const row: number[] = [...get(PA), ...get(R), ...get(LDA), MUL, ADD, ...set(A0)];
+  row.push(...get(PX), ...get(R), ...i32(8), MUL, ADD, ...vSplatLoad(), ...set(X));
+  row.push(...i32(0), ...set(C), ...get(PY), ...set(PYC));
+  row.push(
+    ...whileLoop(
+      [...get(C), ...i32(2), ADD, ...get(COLS), 0x4c],
+      [
+        ...get(A0),
+        ...get(A0),
+        ...vLoad(),
+        ...get(X),
+        ...get(PYC),
+        ...vLoad(),
+        ...V_MUL,
+        ...V_ADD,
+        ...vStore(),
+        ...inc(A0, 16),
+        ...inc(PYC, 16),
+        ...inc(C, 2),
+      ],
+    ),
+  );
+  row.push(
+    ...get(C),
+    ...get(COLS),
+    LT_S,
+    0x04,
+    0x40,
+    ...get(A0),
+    ...get(A0),
+    ...f64Load(),
+    ...get(X),
+    ...lane(0),
+    ...get(PYC),
+    ...f64Load(),
+    F64_MUL,
+    F64_ADD,
+    ...f64Store(),
+    END,
+  );
+  row.push(...inc(R, 1));
+  const code = [...i32(0), ...set(R), ...whileLoop([...get(R), ...get(ROWS), LT_S], row)];
+  return funcBody(
+    [
+      [4, I32],
+      [1, V128],
+    ],
+    code,
+  );
+}
+
 /** gemvN(pa, lda, rows, cols, pv, px): x[r] = Σ_c A[r, c]·v[c]. */
 function gemvNKernel(): number[] {
   const [PA, LDA, ROWS, COLS, PV, PX] = [0, 1, 2, 3, 4, 5];
@@ -380,8 +437,8 @@ function moduleBytes(): Uint8Array {
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
     ...section(1, vec([sig(5), sig(7), sig(6), sig(5, true), sig(7, true)])),
     ...section(2, vec([[...name('env'), ...name('mem'), 0x02, 0x00, ...uleb(1)]])),
-    // 0 micro, 1 microAcc, 2 macro, 3 macroAcc, 4 gemvT, 5 gemvN
-    ...section(3, vec([[0], [3], [1], [4], [2], [2]])),
+    // 0 micro, 1 microAcc, 2 macro, 3 macroAcc, 4 gemvT, 5 gemvN, 6 ger
+    ...section(3, vec([[0], [3], [1], [4], [2], [2], [2]])),
     ...section(
       7,
       vec([
@@ -389,6 +446,7 @@ function moduleBytes(): Uint8Array {
         [...name('macroAcc'), 0x00, 3],
         [...name('gemvT'), 0x00, 4],
         [...name('gemvN'), 0x00, 5],
+        [...name('ger'), 0x00, 6],
       ]),
     ),
     ...section(
@@ -400,6 +458,7 @@ function moduleBytes(): Uint8Array {
         macroKernel(true),
         gemvTKernel(),
         gemvNKernel(),
+        gerKernel(),
       ]),
     ),
   ];
@@ -422,6 +481,7 @@ export interface WasmKernels {
   ): void;
   gemvT(pa: number, ldaBytes: number, rows: number, cols: number, pu: number, py: number): void;
   gemvN(pa: number, ldaBytes: number, rows: number, cols: number, pv: number, px: number): void;
+  ger(pa: number, ldaBytes: number, rows: number, cols: number, px: number, py: number): void;
 }
 
 /** The slice of the WebAssembly JS API used here (the repository's TypeScript libs do not declare it). */
@@ -453,6 +513,7 @@ export function createWasmKernels(bytes: number): WasmKernels | undefined {
       macroAcc: ex['macroAcc'] as WasmKernels['macroAcc'],
       gemvT: ex['gemvT'] as WasmKernels['gemvT'],
       gemvN: ex['gemvN'] as WasmKernels['gemvN'],
+      ger: ex['ger'] as WasmKernels['ger'],
     };
   } catch {
     return undefined;
