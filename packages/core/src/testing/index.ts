@@ -37,3 +37,4 @@ export {
   uniform,
 } from './gradients.js';
 export { sharedDir, sharedPath } from './shared.js';
+export { tempDir } from './temp-dir.js';

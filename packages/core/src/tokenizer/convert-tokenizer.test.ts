@@ -1,7 +1,7 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../testing/temp-dir.js';
 import { LineageError } from '../util/errors.js';
 import { llama2cToTokenizerJson, tokenizerJsonToLlama2c } from './convert-tokenizer.js';
 import { type HFTokenizer, loadHFTokenizer } from './hf-tokenizer.js';
@@ -14,7 +14,7 @@ type Json = Record<string, any>;
 /** Writes the converted tokenizer as an HF directory and loads it back through loadHFTokenizer. */
 function convertAndLoad(tok: Llama2cTokenizer): { hf: HFTokenizer; json: Json } {
   const { tokenizerJson, tokenizerConfig } = llama2cToTokenizerJson(tok);
-  const dir = mkdtempSync(join(tmpdir(), 'lineage-hf-'));
+  const dir = tempDir('lineage-hf-');
   writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson));
   writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig, null, 2));
   return {

@@ -1,7 +1,7 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../testing/temp-dir.js';
 import { LineageError } from '../util/errors.js';
 import { llama2cToTokenizerJson } from './convert-tokenizer.js';
 import { hfTokenizerFromJson, loadHFTokenizer } from './hf-tokenizer.js';
@@ -92,7 +92,7 @@ describe('HF tokenizer.json tokenizer', () => {
   });
 
   it('loads from a directory or a tokenizer.json path; source is the tokenizer.json', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lineage-hf-'));
+    const dir = tempDir('lineage-hf-');
     const { tokenizerJson, tokenizerConfig } = converted();
     writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson));
     writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig));
@@ -106,7 +106,7 @@ describe('HF tokenizer.json tokenizer', () => {
   });
 
   it('garbage, unsupported and missing files give one-line LineageErrors naming the file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lineage-hf-bad-'));
+    const dir = tempDir('lineage-hf-bad-');
     const write = (name: string, text: string) => {
       const p = join(dir, name);
       writeFileSync(p, text);

@@ -1,7 +1,7 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../testing/temp-dir.js';
 import { LineageError } from '../util/errors.js';
 import {
   loadLlama2cTokenizer,
@@ -147,7 +147,7 @@ describe('llama2.c tokenizer: the 32000-token Llama 2 tokenizer.bin', () => {
 });
 
 describe('llama2.c tokenizer: bad files give one-line LineageErrors naming the file', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'lineage-tok-'));
+  const dir = tempDir('lineage-tok-');
   const good = new Uint8Array(readFileSync(tok512Path()));
   const write = (name: string, bytes: Uint8Array) => {
     const p = join(dir, name);

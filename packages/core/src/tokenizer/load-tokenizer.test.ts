@@ -1,8 +1,8 @@
-import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { sharedPath } from '../testing/shared.js';
+import { tempDir } from '../testing/temp-dir.js';
 import { LineageError } from '../util/errors.js';
 import { llama2cToTokenizerJson } from './convert-tokenizer.js';
 import { HFTokenizer } from './hf-tokenizer.js';
@@ -22,7 +22,7 @@ function errorOf(fn: () => unknown): LineageError {
 }
 
 describe('loadTokenizer dispatches on the path', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'lineage-load-'));
+  const dir = tempDir('lineage-load-');
   const { tokenizerJson, tokenizerConfig } = llama2cToTokenizerJson(loadLlama2cTokenizer(tok512Path()));
   const hfDir = join(dir, 'hf');
   mkdirSync(hfDir);
@@ -77,7 +77,7 @@ describe('findTokenizerFor a llama2.c model', () => {
   });
 
   it('returns undefined when there is none; picks by vocabulary size among several, else lists them', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lineage-find-'));
+    const dir = tempDir('lineage-find-');
     const model = join(dir, 'model.bin');
     writeFileSync(model, new Uint8Array(16));
     expect(findTokenizerFor(model)).toBeUndefined();
