@@ -1,38 +1,16 @@
-import { execFile } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { sharedPath } from '@lineage/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lineage } from './test-support.js';
 
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'bin.js');
 const MODEL = sharedPath('models', 'stories260K', 'stories260K.bin');
 const DEV = sharedPath('data', 'tinystories', 'valid-dev.txt');
 const REF_PPL = Number(
   /ppl=([\d.]+)/.exec(readFileSync(sharedPath('fixtures', 'ref-dev-ppl.txt'), 'utf8'))![1],
 );
 const SEP = '<|endoftext|>';
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function lineage(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: build the CLI first (pnpm build)`);
-  return new Promise((resolve) => {
-    execFile(
-      'node',
-      [BIN, ...args],
-      { env: { ...process.env, ...env }, maxBuffer: 64 << 20 },
-      (err, stdout, stderr) => {
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-      },
-    );
-  });
-}
 
 let tmp: string;
 let hfDir: string;

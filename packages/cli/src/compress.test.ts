@@ -1,49 +1,22 @@
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { JsBackend, loadModel, perplexity, readTextFile, splitDocuments } from '@lineage/core';
 import { sharedPath } from '@lineage/core/testing';
 import '@lineage/svd'; // registers the low_rank layer kind for loading members here
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectOneLineError, lineage } from './test-support.js';
 
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'bin.js');
 const MODEL = sharedPath('models', 'stories260K', 'stories260K.bin');
 const TRAIN = sharedPath('data', 'tinystories', 'train-head.txt');
 const DEV = sharedPath('data', 'tinystories', 'valid-dev.txt');
 const SEP = '<|endoftext|>';
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function lineage(args: string[]): Promise<Run> {
-  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: build the CLI first (pnpm build)`);
-  return new Promise((resolve) => {
-    execFile('node', [BIN, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 let tmp: string;
 beforeAll(() => {
   tmp = mkdtempSync(join(tmpdir(), 'lineage-compress-cli-'));
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-function expectOneLineError(r: Run, pattern: RegExp): void {
-  expect(r.code, r.stderr).toBe(1);
-  const lines = r.stderr
-    .trim()
-    .split('\n')
-    .filter((l) => !l.startsWith('backend:') && !l.startsWith('model:'));
-  expect(lines, r.stderr).toHaveLength(1);
-  expect(lines[0]).toMatch(pattern);
-}
 
 describe('lineage compress', () => {
   it("--help lists the registered methods and their options; --method X --help shows X's", async () => {

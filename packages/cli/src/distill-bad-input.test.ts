@@ -1,12 +1,11 @@
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { initModel, llamaConfig, loadTokenizer, saveModel } from '@lineage/core';
 import { sharedPath } from '@lineage/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lineage } from './test-support.js';
 
 /*
  * The training issue's bad input for distillation, through the CLI, over a previous run: a teacher and a
@@ -16,24 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * log) byte for byte and file for file as they were, whether the run asked to --resume or to --restart.
  */
 
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'bin.js');
 const MODEL = sharedPath('models', 'stories260K', 'stories260K.bin');
 const TRAIN = sharedPath('data', 'tinystories', 'train-head.txt');
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function lineage(args: string[]): Promise<Run> {
-  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: build the CLI first (pnpm build)`);
-  return new Promise((resolve) => {
-    execFile('node', [BIN, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 /** Every file and folder under the given roots (by path relative to their parent): content hash, size, modification time and inode (a rewrite changes them). */
 function snapshot(...roots: string[]): Map<string, string> {
