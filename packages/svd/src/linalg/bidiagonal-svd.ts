@@ -4,12 +4,12 @@ import { type SecularRoots, secularDiff, solveSecular } from './secular.js';
 
 const EPS = 2 ** -52;
 /** Subproblems up to this many rows are solved directly (one-sided Jacobi). */
-const LEAF = 24;
+const LEAF = 12;
 
 /**
  * SVD of an n×(n+sq) upper bidiagonal matrix (sq ∈ {0, 1}): B[i, i] = d[i], B[i, i+1] = e[i].
- * `sigma` ascending; U n×n and V (n+sq)×(n+sq) row-major, column i ↔ sigma[i]; when sq = 1 the last
- * column of V spans the null space. U is omitted when not wanted.
+ * `sigma` in no particular order; U n×n and V (n+sq)×(n+sq) row-major, column i ↔ sigma[i]; when
+ * sq = 1 the last column of V spans the null space. U is omitted when not wanted.
  */
 interface BdSvd {
   sigma: Float64Array;
@@ -34,13 +34,10 @@ export function bidiagonalSvd(
   if (n === 0)
     return { sigma: new Float64Array(0), U: wantU ? new Float64Array(0) : undefined, V: new Float64Array(0) };
   const r = solve(d, e, n, 0, wantU, onMerge);
-  // Ascending → descending.
-  const sigma = new Float64Array(n);
-  const perm = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    perm[i] = n - 1 - i;
-    sigma[i] = r.sigma[n - 1 - i]!;
-  }
+  // Descending, with the permutation applied to the vector columns.
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => r.sigma[b]! - r.sigma[a]!);
+  const perm = Int32Array.from(order);
+  const sigma = Float64Array.from(order, (i) => r.sigma[i]!);
   return { sigma, U: r.U ? permuteColumns(r.U, n, n, perm) : undefined, V: permuteColumns(r.V, n, n, perm) };
 }
 
@@ -382,60 +379,45 @@ function merge(
   // Gather Ubig/Vbig columns in grouped order.
   const Ug = Ub ? gatherColumns(Ub, n, n, grouped) : undefined;
   const Vg = gatherColumns(Vb, nv, nv, grouped);
-  // New U (n×K), V (nv×K) for the non-deflated singular values: Ubig·Ũ with Ũ = uTᵀ.
-  const Un = Ug ? new Float64Array(n * K) : undefined;
-  const Vn = new Float64Array(nv * K);
+  // Output columns: the K secular roots first (U = Ubig·Ũ with Ũ = uTᵀ, written in place by the
+  // products), then the deflated columns of Ubig/Vbig; unsorted (the parent merge sorts its poles, and
+  // bidiagonalSvd sorts once at the end). V's last column (sq = 1) is the null vector.
+  const nd2 = defl.length;
   const topCols = n1 + n3;
   const botCols = n3 + t2.length;
-  if (Un && Ug && uT) {
+  let U: Float64Array | undefined;
+  if (Ub && Ug && uT) {
+    U = new Float64Array(n * n);
     // Top rows 0…k−1: columns 1 … n1+n3.
-    gemm(false, true, k, K, topCols, 1, Ug, 1, K, uT, 1, K, 0, Un, 0, K);
+    gemm(false, true, k, K, topCols, 1, Ug, 1, K, uT, 1, K, 0, U, 0, n);
     // Middle row k: Ubig column 0 is e_k.
-    for (let i = 0; i < K; i++) Un[k * K + i] = uT[i * K]!;
+    for (let i = 0; i < K; i++) U[k * n + i] = uT[i * K]!;
     // Bottom rows: columns 1+n1 … K−1.
-    gemm(false, true, n2, K, botCols, 1, Ug, k1 * K + 1 + n1, K, uT, 1 + n1, K, 0, Un, k1 * K, K);
+    gemm(false, true, n2, K, botCols, 1, Ug, k1 * K + 1 + n1, K, uT, 1 + n1, K, 0, U, k1 * n, n);
+    for (let r = 0; r < n; r++) {
+      const o = r * n;
+      for (let t = 0; t < nd2; t++) U[o + K + t] = Ub[o + defl[t]!]!;
+    }
   }
+  const V = new Float64Array(nv * nv);
   // V top rows 0…k: columns 0 … n1+n3; bottom rows: column 0 (rank one) and 1+n1 … K−1.
-  gemm(false, true, k1, K, 1 + topCols, 1, Vg, 0, K, vT, 0, K, 0, Vn, 0, K);
-  gemm(false, true, m2, K, botCols, 1, Vg, k1 * K + 1 + n1, K, vT, 1 + n1, K, 0, Vn, k1 * K, K);
+  gemm(false, true, k1, K, 1 + topCols, 1, Vg, 0, K, vT, 0, K, 0, V, 0, nv);
+  gemm(false, true, m2, K, botCols, 1, Vg, k1 * K + 1 + n1, K, vT, 1 + n1, K, 0, V, k1 * nv, nv);
   if (sq) {
     for (let r = k1; r < nv; r++) {
       const g0 = Vg[r * K]!;
       if (g0 === 0) continue;
-      const row = r * K;
-      for (let i = 0; i < K; i++) Vn[row + i]! += g0 * vT[i * K]!;
+      const row = r * nv;
+      for (let i = 0; i < K; i++) V[row + i]! += g0 * vT[i * K]!;
     }
   }
-
-  // Assemble: secular roots then deflated values, then sort ascending.
-  const vals = new Float64Array(n);
-  for (let i = 0; i < K; i++) vals[i] = roots.sigma[i]! * orgnrm;
-  for (let t = 0; t < defl.length; t++) vals[K + t] = dM[defl[t]!]! * orgnrm;
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => vals[a]! - vals[b]!);
-  // Output column t comes from Un/Vn column src (< K) or from Ubig/Vbig column defl[src − K].
-  const fromNew = new Uint8Array(n);
-  const col = new Int32Array(n);
-  for (let t = 0; t < n; t++) {
-    const src = order[t]!;
-    sigma[t] = vals[src]!;
-    fromNew[t] = src < K ? 1 : 0;
-    col[t] = src < K ? src : defl[src - K]!;
-  }
-  const U = Un ? new Float64Array(n * n) : undefined;
-  if (U && Un && Ub) {
-    for (let r = 0; r < n; r++) {
-      const o = r * n;
-      const a = r * K;
-      for (let t = 0; t < n; t++) U[o + t] = fromNew[t] ? Un[a + col[t]!]! : Ub[o + col[t]!]!;
-    }
-  }
-  const V = new Float64Array(nv * nv);
   for (let r = 0; r < nv; r++) {
     const o = r * nv;
-    const a = r * K;
-    for (let t = 0; t < n; t++) V[o + t] = fromNew[t] ? Vn[a + col[t]!]! : Vb[o + col[t]!]!;
+    for (let t = 0; t < nd2; t++) V[o + K + t] = Vb[o + defl[t]!]!;
+    if (sq) V[o + n] = Vb[o + n]!;
   }
-  if (sq) for (let r = 0; r < nv; r++) V[r * nv + n] = Vb[r * nv + n]!;
+  for (let i = 0; i < K; i++) sigma[i] = roots.sigma[i]! * orgnrm;
+  for (let t = 0; t < nd2; t++) sigma[K + t] = dM[defl[t]!]! * orgnrm;
   return { sigma, U, V };
 }
 
