@@ -248,17 +248,25 @@ describe('lineage family', () => {
     // held-out docs: the last 20 dev stories, never trained on; reloading gives the table's perplexity
     const docs = splitDocuments(await readTextFile(DEV), SEP);
     const held = docs.slice(docs.length - 20).join(`\n${SEP}\n`);
-    const { model } = await loadModel(join(out, 'plrd-0.50'));
-    const p = await perplexity(model, new JsBackend(), held, {
-      protocol: 'documents',
-      separator: SEP,
-      seqLen: 256,
-    });
-    expect(Math.abs(p.ppl / j.members[1].ppl - 1)).toBeLessThan(1e-6);
-    expect(model.provenance).toMatchObject({ method: 'plrd', step: 2 });
-    let stored = 0;
-    for (const t of model.stateDict().values()) stored += t.size;
-    expect(stored).toBe(j.members[1].params);
+    for (const [i, dir] of ['plrd-0.80', 'plrd-0.50'].entries()) {
+      const { model } = await loadModel(join(out, dir));
+      const p = await perplexity(model, new JsBackend(), held, {
+        protocol: 'documents',
+        separator: SEP,
+        seqLen: 256,
+      });
+      expect(Math.abs(p.ppl / j.members[i].ppl - 1)).toBeLessThan(1e-6);
+      expect(model.provenance).toMatchObject({ method: 'plrd', step: i + 1 });
+      // params and bytes are a count of the stored tensors
+      let params = 0;
+      let bytes = 0;
+      for (const t of model.stateDict().values()) {
+        params += t.size;
+        bytes += t.byteLength;
+      }
+      expect(params).toBe(j.members[i].params);
+      expect(bytes).toBe(j.members[i].bytes);
+    }
   }, 600_000);
 
   it('refuses to run without held-out data or with a rising schedule', async () => {
