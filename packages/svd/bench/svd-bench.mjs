@@ -39,30 +39,38 @@ async function timedAsync(fn) {
   return [(performance.now() - t) / 1000, r];
 }
 
-/** numpy.linalg.svd (thin) of n×n Gaussians, in a child process; threads: undefined = numpy's default. */
-function numpySvd(sizes, threads) {
+/**
+ * numpy in a child process: `svd` = numpy.linalg.svd (thin) of an n×n Gaussian, `gemm` = an n×n·n×n
+ * product; threads undefined = numpy's default (OpenBLAS: one per core).
+ */
+function numpy(kind, n, threads) {
   const env = { ...process.env };
   if (threads !== undefined) {
     for (const k of ['OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS']) env[k] = String(threads);
   }
+  const op = kind === 'svd' ? 'np.linalg.svd(a, full_matrices=False)' : 'a @ a';
   const code = `
-import json, time, numpy as np
+import time, numpy as np
 rng = np.random.default_rng(0)
-out = {}
-np.linalg.svd(rng.standard_normal((256, 256)), full_matrices=False)
-for n in ${JSON.stringify(sizes)}:
-    a = rng.standard_normal((n, n))
-    t = time.perf_counter(); np.linalg.svd(a, full_matrices=False); out[str(n)] = time.perf_counter() - t
-a = rng.standard_normal((2048, 2048))
-t = time.perf_counter(); a @ a; out['gemm2048'] = time.perf_counter() - t
-print(json.dumps(out))
+np.linalg.svd(rng.standard_normal((128, 128)), full_matrices=False)
+a = rng.standard_normal((${n}, ${n}))
+t = time.perf_counter(); ${op}; print(time.perf_counter() - t)
 `;
   const r = spawnSync('python3', ['-c', code], { env, encoding: 'utf8', timeout: 900_000 });
   if (r.status !== 0) {
     log(`numpy unavailable (${(r.stderr || r.error?.message || '').trim().split('\n').pop()})`);
     return undefined;
   }
-  return JSON.parse(r.stdout);
+  return Number(r.stdout.trim());
+}
+
+/** numpy's time with default threads and with one thread, measured right after ours. */
+function numpyPair(kind, n) {
+  const pair = { default: numpy(kind, n, undefined), one: numpy(kind, n, 1) };
+  log(
+    `  numpy ${kind} ${n}: ${pair.default?.toFixed(2)} s (default threads), ${pair.one?.toFixed(2)} s (1 thread)`,
+  );
+  return pair;
 }
 
 async function onnxruntimeOps() {
@@ -88,17 +96,22 @@ linalg.matmul64(gaussian(300, 300, 2), gaussian(300, 300, 3));
 const results = { machine: { cpus: cpus().length, model: cpus()[0]?.model, loadavgStart: load0 }, rows: [] };
 
 // matmul64 throughput
-for (const n of [1024, 2048]) {
+for (const n of quick ? [1024] : [1024, 2048]) {
   const a = gaussian(n, n, 10);
   const b = gaussian(n, n, 11);
   let best = Number.POSITIVE_INFINITY;
   for (let r = 0; r < (n <= 1024 ? 3 : 1); r++) best = Math.min(best, timed(() => linalg.matmul64(a, b))[0]);
   const gflops = (2 * n ** 3) / best / 1e9;
-  results.rows.push({ what: `matmul64 ${n}×${n}·${n}×${n}`, seconds: best, gflops });
   log(`matmul64 ${n}: ${best.toFixed(3)} s, ${gflops.toFixed(2)} GFLOP/s`);
+  results.rows.push({
+    what: `matmul64 ${n}×${n}·${n}×${n}`,
+    seconds: best,
+    gflops,
+    numpy: numpyPair('gemm', n),
+  });
 }
 
-// Exact SVD
+// Exact SVD, each beside numpy.linalg.svd of the same size.
 for (const n of exactSizes) {
   const a = gaussian(n, n, n);
   const [t, r] = timed(() => linalg.svd(a));
@@ -115,42 +128,43 @@ for (const n of exactSizes) {
     }
     row.relError = Math.sqrt(num / den);
   }
-  results.rows.push(row);
   log(
     `svd ${n}: ${t.toFixed(2)} s${row.relError !== undefined ? `, ‖A−USVᵀ‖/‖A‖ = ${row.relError.toExponential(1)}` : ''}`,
   );
+  row.numpy = numpyPair('svd', n);
+  results.rows.push(row);
 }
 
-// Randomized SVD
+// Randomized SVD, against numpy's full SVD of the largest exact size (measured again right after).
 {
   const { n, rank } = rsvd;
+  const ref = exactSizes[exactSizes.length - 1];
   const a = gaussian(n, n, 7);
   const [t, r] = await timedAsync(() => linalg.randomizedSvd(a, rank, { seed: 1 }));
-  results.rows.push({
-    what: `randomizedSvd ${n}×${n} rank ${rank} (host f64, q=2, p=10)`,
-    seconds: t,
-    s0: r.S[0],
-  });
   log(`randomizedSvd ${n}² rank ${rank} host: ${t.toFixed(2)} s`);
+  const hostRow = { what: `randomizedSvd ${n}×${n} rank ${rank} (host f64, q=2, p=10)`, seconds: t };
+  results.rows.push(hostRow);
   const ops = await onnxruntimeOps();
+  let onnxRow;
   if (ops) {
     await linalg.randomizedSvd(gaussian(512, 512, 3), 32, { ops }); // warm-up (session creation)
     const [t2, r2] = await timedAsync(() => linalg.randomizedSvd(a, rank, { seed: 1, ops }));
-    results.rows.push({
+    log(`randomizedSvd ${n}² rank ${rank} onnxruntime: ${t2.toFixed(2)} s`);
+    onnxRow = {
       what: `randomizedSvd ${n}×${n} rank ${rank} (onnxruntime-cpu f32 products)`,
       seconds: t2,
       s0RelDiff: Math.abs(r2.S[0] - r.S[0]) / r.S[0],
-    });
-    log(`randomizedSvd ${n}² rank ${rank} onnxruntime: ${t2.toFixed(2)} s`);
+    };
+    results.rows.push(onnxRow);
+  }
+  const np = numpyPair('svd', ref);
+  hostRow.numpy = np;
+  hostRow.versus = `numpy full svd ${ref}²`;
+  if (onnxRow) {
+    onnxRow.numpy = np;
+    onnxRow.versus = hostRow.versus;
   }
 }
-
-// numpy yardstick, same run.
-log('numpy.linalg.svd (default threads) …');
-const npDefault = numpySvd(exactSizes, undefined);
-log('numpy.linalg.svd (1 thread) …');
-const npOne = numpySvd(exactSizes, 1);
-results.numpy = { defaultThreads: npDefault, oneThread: npOne };
 results.machine.loadavgEnd = loadavg();
 
 const fmt = (x) => (x === undefined ? '—' : x.toFixed(2));
@@ -159,25 +173,12 @@ const lines = [
   '| --- | ---: | ---: | ---: | ---: | ---: |',
 ];
 for (const row of results.rows) {
-  let npD;
-  let np1;
-  if (row.what.startsWith('svd ')) {
-    const n = row.what.split(' ')[1].split('×')[0];
-    npD = npDefault?.[n];
-    np1 = npOne?.[n];
-  } else if (row.what.startsWith('randomizedSvd')) {
-    // Target: faster than numpy's full SVD of 2048².
-    npD = npDefault?.[String(exactSizes[exactSizes.length - 1])];
-    np1 = npOne?.[String(exactSizes[exactSizes.length - 1])];
-  } else if (row.what.startsWith('matmul64 2048')) {
-    npD = npDefault?.gemm2048;
-    np1 = npOne?.gemm2048;
-  }
-  const label = row.what.startsWith('randomizedSvd')
-    ? `${row.what} vs numpy full svd ${exactSizes[exactSizes.length - 1]}²`
-    : row.gflops !== undefined
-      ? `${row.what} (${row.gflops.toFixed(1)} GFLOP/s)`
-      : row.what;
+  const npD = row.numpy?.default;
+  const np1 = row.numpy?.one;
+  let label = row.what;
+  if (row.gflops !== undefined) label += ` (${row.gflops.toFixed(1)} GFLOP/s)`;
+  if (row.relError !== undefined) label += `, ‖A−USVᵀ‖/‖A‖ = ${row.relError.toExponential(1)}`;
+  if (row.versus) label += ` vs ${row.versus}`;
   lines.push(
     `| ${label} | ${fmt(row.seconds)} | ${fmt(npD)} | ${fmt(np1)} | ${npD ? (row.seconds / npD).toFixed(2) : '—'} | ${np1 ? (row.seconds / np1).toFixed(2) : '—'} |`,
   );
