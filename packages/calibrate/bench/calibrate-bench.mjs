@@ -1,4 +1,5 @@
-// Calibration benches (js backend unless LINEAGE_BENCH_BACKEND names another registered one).
+// Calibration benches (js backend unless --backend, or LINEAGE_BENCH_BACKEND, names another: `onnxruntime`, or any
+// backend whose package @lineage/backend-<name> is installed).
 //
 // 1. Throughput: calibration tokens/s (hessian + importance, and the bare layer walk) beside eval tokens/s on
 //    the same backend and the same tokens: the real stories260K, and a synthetic stories42M-shaped checkpoint.
@@ -6,10 +7,11 @@
 //    disk, with 8 and with 16 layers, against 1.5 × (one layer's weights + one layer's activations + the
 //    statistics held) + the runtime's baseline (the same child doing everything but calibrating).
 //
-// Usage: node bench/calibrate-bench.mjs [--memory-samples N] [--memory-seq-len L] [--skip-throughput]
-//   The issue's acceptance run is --memory-samples 128 --memory-seq-len 512 (long on the js backend: ~1 h for
-//   both children); the default (16 × 512) keeps `pnpm bench` to a few minutes; peaks scale with N·L only
-//   through the activations term.
+// Usage: node bench/calibrate-bench.mjs [--backend js|onnxruntime] [--memory-samples N] [--memory-seq-len L]
+//                                       [--layers 8,16] [--skip-throughput] [--skip-memory]
+//   The issue's acceptance run is --skip-throughput --memory-samples 128 --memory-seq-len 512 (long on the js
+//   backend: ~25 CPU-minutes per 8 layers); the default (16 × 512) keeps `pnpm bench` to a few minutes; peaks
+//   scale with N·L only through the activations term. The calibrating children run one after another.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,8 +41,14 @@ const flag = (name, dflt) => {
   const i = args.indexOf(name);
   return i >= 0 ? Number(args[i + 1]) : dflt;
 };
+const sflag = (name, dflt) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : dflt;
+};
 const SELF = fileURLToPath(import.meta.url);
-const backendName = process.env.LINEAGE_BENCH_BACKEND ?? 'js';
+const backendName = sflag('--backend', process.env.LINEAGE_BENCH_BACKEND ?? 'js');
+// Other backends are separate packages that register themselves when imported.
+if (backendName !== 'js') await import(`@lineage/backend-${backendName}`);
 
 /** shared/ beside the repository ($LINEAGE_SHARED, else found walking up from here). */
 function sharedPath(...parts) {
@@ -55,9 +63,11 @@ function sharedPath(...parts) {
 }
 
 // ------------------------------------------------------------------------------------------- child mode
-// `--child baseline|calibrate <modelDir> <samples> <seqLen> <out>`: one memory measurement per process. Both modes
-// do the same set-up (modules, backend, the checkpoint opened for streaming, N × L random token ids, V8's gc
-// exposed as the CLI does); only `calibrate` then runs. Peak RSS is read by /usr/bin/time -v in the parent.
+// `--child baseline|calibrate <modelDir> <samples> <seqLen> <out>` (backend from LINEAGE_BENCH_BACKEND): one memory
+// measurement per process. Both modes do the same set-up (modules, the backend initialised and one small op run on it so its
+// runtime is loaded, the checkpoint opened for streaming, N × L random token ids, V8's gc exposed as the CLI
+// does); only `calibrate` then runs. Peak RSS is read by /usr/bin/time -v in the parent; the child also reports
+// the largest RSS it saw at each layer's progress points (after every micro-batch) and after the walk.
 if (args[0] === '--child') {
   const [, mode, dir, n, L, out] = args;
   const { setFlagsFromString } = await import('node:v8');
@@ -66,20 +76,39 @@ if (args[0] === '--child') {
   const gc = runInNewContext('gc');
   const { openStreamedModel } = await import('../dist/index.js');
   const backend = await getBackend(backendName);
+  {
+    const ops = new Ops(backend);
+    const one = () => ops.upload(new Float32Array(64 * 64).fill(1), [64, 64]);
+    await ops.tidy(async () => ops.readF32(await ops.matmul(one(), one())));
+  }
   const model = await openStreamedModel(dir, { tokenizerOptional: true });
   const rng = new Random(1);
   const V = model.config.vocabSize;
   const seqs = Array.from({ length: Number(n) }, () =>
     Int32Array.from({ length: Number(L) }, () => 3 + rng.int(V - 3)),
   );
-  const report = { mode };
+  const report = { mode, backend: `${backend.name} (${backend.device})` };
   if (mode === 'calibrate') {
     const t0 = performance.now();
     const c0 = process.cpuUsage();
-    await computeStats(model, backend, sampleFromSequences(seqs, { protocol: 'stream' }), {
+    const rssByLayer = [];
+    report.rssBeforeWalk = process.memoryUsage.rss();
+    const stats = await computeStats(model, backend, sampleFromSequences(seqs, { protocol: 'stream' }), {
       out,
       collectGarbage: gc,
+      onProgress: (p) => {
+        const rss = process.memoryUsage.rss();
+        rssByLayer[p.layer - 1] = Math.max(rssByLayer[p.layer - 1] ?? 0, rss);
+        if (p.layerTokens === p.tokens) {
+          process.stderr.write(
+            `layer ${p.layer}/${p.layers} done at ${p.seconds.toFixed(0)} s, RSS ${(rssByLayer[p.layer - 1] / 2 ** 20).toFixed(1)} MiB max\n`,
+          );
+        }
+      },
     });
+    report.rssAfterWalk = process.memoryUsage.rss();
+    await stats.close();
+    report.rssByLayer = rssByLayer;
     const c = process.cpuUsage(c0);
     report.seconds = (performance.now() - t0) / 1000;
     report.tokensPerSecond = (seqs.length * seqs[0].length) / report.seconds;
@@ -185,11 +214,22 @@ if (!args.includes('--skip-memory')) {
   const N = flag('--memory-samples', 16);
   const L = flag('--memory-seq-len', 512);
   const dir = mkdtempSync(join(tmpdir(), 'lineage-calbench-'));
+  // Interrupted (Ctrl-C, kill): stop the children and remove the checkpoints and spools, as `finally` would.
+  const children = new Set();
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.on(sig, () => {
+      for (const c of children) c.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+      process.exit(130);
+    });
+  }
   const timed = (childArgs) =>
     new Promise((resolve, reject) => {
       const p = spawn('nice', ['-n', '10', '/usr/bin/time', '-v', process.execPath, SELF, ...childArgs], {
         stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, LINEAGE_BENCH_BACKEND: backendName },
       });
+      children.add(p);
       let out = '';
       let err = '';
       p.stdout.on('data', (d) => {
@@ -197,8 +237,13 @@ if (!args.includes('--skip-memory')) {
       });
       p.stderr.on('data', (d) => {
         err += d;
+        // the child's per-layer progress lines, as they come
+        for (const line of String(d).split('\n'))
+          if (line.startsWith('layer '))
+            console.error(`  [${childArgs[1]} ${childArgs[2].split('/').pop()}] ${line}`);
       });
       p.on('exit', (code) => {
+        children.delete(p);
         if (code !== 0)
           return reject(new Error(`child ${childArgs.join(' ')} exited ${code}: ${err.slice(-2000)}`));
         const kb = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(err)?.[1]);
@@ -214,7 +259,9 @@ if (!args.includes('--skip-memory')) {
     // Accumulators of one layer: three Grams of width D (q/k/v, o, gate/up), one of width F, importance vectors.
     const statsHeld =
       3 * new GramAccumulator(D).bytes + new GramAccumulator(F).bytes + 8 * 2 * (F + 3 * D + 16);
-    const layerCounts = (process.env.LINEAGE_BENCH_LAYERS ?? '8,16').split(',').map(Number);
+    const layerCounts = sflag('--layers', process.env.LINEAGE_BENCH_LAYERS ?? '8,16')
+      .split(',')
+      .map(Number);
     for (const layers of layerCounts) {
       const m = initModel(llamaConfig({ ...dims, layers }), { seed: 1 });
       await saveModel(m, join(dir, `m${layers}`), { format: 'hf' });
@@ -231,15 +278,20 @@ if (!args.includes('--skip-memory')) {
     const baseline = base.timeMaxRssBytes;
     results.memory = { samples: N, seqLen: L, baseline, layerWeights, activations, statsHeld };
     results.memory.bound = 1.5 * (layerWeights + activations + statsHeld) + baseline;
-    // All layer counts at once (each process is single-threaded); peak RSS is per process.
-    const runs = await Promise.all(layerCounts.map((layers) => timed(arg('calibrate', layers))));
-    results.memory.runs = runs.map((r, i) => ({ layers: layerCounts[i], ...r }));
+    // One after another: the machine's cores are shared, and onnxruntime uses several threads.
+    results.memory.runs = [];
+    for (const layers of layerCounts)
+      results.memory.runs.push({ layers, ...(await timed(arg('calibrate', layers))) });
     console.log(
       `memory (${N} × ${L} tokens, stories42M shape streamed from disk): baseline ${MiB(baseline)}; one layer's weights ${MiB(layerWeights)}, activations ${MiB(activations)}, statistics held ${MiB(statsHeld)} → bound ${MiB(results.memory.bound)}`,
     );
     for (const r of results.memory.runs) {
+      const ok = r.timeMaxRssBytes <= results.memory.bound ? 'PASS' : 'FAIL';
       console.log(
-        `  ${r.layers} layers: peak RSS ${MiB(r.timeMaxRssBytes)} (${(r.timeMaxRssBytes / results.memory.bound).toFixed(3)} of the bound; (peak − baseline) = ${((r.timeMaxRssBytes - baseline) / (layerWeights + activations + statsHeld)).toFixed(2)} × the terms), ${r.tokensPerSecond.toFixed(1)} tokens/s wall, ${r.tokensPerCpuSecond.toFixed(1)} per CPU-second`,
+        `  ${r.layers} layers: peak RSS ${MiB(r.timeMaxRssBytes)} ${ok} (${(r.timeMaxRssBytes / results.memory.bound).toFixed(3)} of the bound; (peak − baseline) = ${((r.timeMaxRssBytes - baseline) / (layerWeights + activations + statsHeld)).toFixed(2)} × the terms), ${r.tokensPerSecond.toFixed(1)} tokens/s wall, ${r.tokensPerCpuSecond.toFixed(1)} per CPU-second`,
+      );
+      console.log(
+        `    RSS at the progress points, max per layer (MiB): ${r.rssByLayer.map((b) => (b / 2 ** 20).toFixed(1)).join(' ')}; after the walk ${MiB(r.rssAfterWalk)}`,
       );
     }
   } finally {
