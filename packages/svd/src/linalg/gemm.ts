@@ -1,4 +1,5 @@
 import { type Matrix64, matrix64 } from './matrix.js';
+import { parallelAvailable, releaseMemory, runBlocks } from './parallel.js';
 import { createWasmKernels, MR, NR, type WasmKernels } from './wasm-kernels.js';
 
 /**
@@ -17,8 +18,10 @@ const MC = 128;
 const KC = 256;
 /** Columns of op(B) per packed panel. */
 const NC = 512;
+/** Packed A blocks per group: the blocks of a group are shared out between threads. */
+const GROUP = 8;
 const AP = 0;
-const BP = AP + MC * KC;
+const BP = AP + GROUP * MC * KC;
 const CB = BP + KC * NC;
 /** Elements of packing scratch at the start of every kernel memory. */
 const SCRATCH = CB + MC * NC;
@@ -67,6 +70,7 @@ export function withWorkspace<T>(elems: number, fn: (ws: Workspace) => T): T {
     return fn({ heap: k.heap, offset: SCRATCH });
   } finally {
     current = prev;
+    if (k.shared) releaseMemory(k.memory);
   }
 }
 
@@ -212,8 +216,9 @@ function packA(
   mc: number,
   k0: number,
   kc: number,
+  dest = AP,
 ): void {
-  let d = AP;
+  let d = dest;
   for (let p = 0; p < mc; p += MR) {
     const rows = Math.min(MR, mc - p);
     if (!transA) {
@@ -456,13 +461,13 @@ export function gemm(
   }
   if (!w && !jsHeap) jsHeap = new Float64Array(SCRATCH);
   const h = w ? w.heap : jsHeap!;
-  // C inside the kernel memory: full tiles accumulate in place, only the ragged edges go through CB.
-  const direct = w !== undefined && C.buffer === w.heap.buffer;
-  const cByte = C.byteOffset + cOff * 8;
+  if (w && C.buffer === w.heap.buffer) {
+    gemmDirect(w, h, transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, C, cOff, ldc);
+    return;
+  }
   for (let jc = 0; jc < N; jc += NC) {
     const nc = Math.min(NC, N - jc);
     const ncp = Math.ceil(nc / NR) * NR;
-    const nFull = nc - (nc % NR);
     for (let pc = 0; pc < K; pc += KC) {
       const kc = Math.min(KC, K - pc);
       packB(h, B, bOff, ldb, transB, pc, kc, jc, nc);
@@ -470,24 +475,98 @@ export function gemm(
         const mc = Math.min(MC, M - ic);
         const mcp = Math.ceil(mc / MR) * MR;
         packA(h, A, aOff, lda, transA, ic, mc, pc, kc);
-        if (direct) {
-          const mFull = mc - (mc % MR);
-          if (mFull > 0 && nFull > 0) {
-            w.macroAcc(mFull, nFull, kc, AP * 8, BP * 8, cByte + (ic * ldc + jc) * 8, ldc * 8, alpha);
-          }
-          if (nFull < nc) {
-            w.macro(mcp, NR, kc, AP * 8, (BP + nFull * kc) * 8, CB * 8, NC * 8);
-            addBlock(h, C, cOff + ic * ldc + jc + nFull, ldc, mc, nc - nFull, alpha);
-          }
-          if (mFull < mc && nFull > 0) {
-            w.macro(MR, nFull, kc, (AP + mFull * kc) * 8, BP * 8, CB * 8, NC * 8);
-            addBlock(h, C, cOff + (ic + mFull) * ldc + jc, ldc, mc - mFull, nFull, alpha);
-          }
-          continue;
-        }
         if (w) w.macro(mcp, ncp, kc, AP * 8, BP * 8, CB * 8, NC * 8);
         else macroJs(h, mcp, ncp, kc, AP, BP, CB, NC);
         addBlock(h, C, cOff + ic * ldc + jc, ldc, mc, nc, alpha);
+      }
+    }
+  }
+}
+
+/**
+ * The GEMM loops for a C inside the kernel memory: full tiles accumulate in place (macroAcc), ragged
+ * edges go through CB. A is packed a group of up to 8 MC-row blocks at a time and the group's blocks are
+ * shared out between the caller and the worker threads (each block owns its rows of C).
+ */
+function gemmDirect(
+  w: WasmKernels,
+  h: Float64Array,
+  transA: boolean,
+  transB: boolean,
+  M: number,
+  N: number,
+  K: number,
+  alpha: number,
+  A: Float64Array,
+  aOff: number,
+  lda: number,
+  B: Float64Array,
+  bOff: number,
+  ldb: number,
+  C: Float64Array,
+  cOff: number,
+  ldc: number,
+): void {
+  const cByte = C.byteOffset + cOff * 8;
+  const parallel = M > MC && parallelAvailable(w.module, w.shared);
+  for (let jc = 0; jc < N; jc += NC) {
+    const nc = Math.min(NC, N - jc);
+    const nFull = nc - (nc % NR);
+    for (let pc = 0; pc < K; pc += KC) {
+      const kc = Math.min(KC, K - pc);
+      packB(h, B, bOff, ldb, transB, pc, kc, jc, nc);
+      for (let g0 = 0; g0 < M; g0 += GROUP * MC) {
+        const rows = Math.min(GROUP * MC, M - g0);
+        const n = Math.ceil(rows / MC);
+        for (let b = 0; b < n; b++) {
+          const ic = g0 + b * MC;
+          packA(h, A, aOff, lda, transA, ic, Math.min(MC, M - ic), pc, kc, AP + b * MC * kc);
+        }
+        const lastMc = rows - (n - 1) * MC;
+        const lastFull = lastMc - (lastMc % MR);
+        if (nFull > 0) {
+          const job = {
+            n,
+            nFull,
+            kc,
+            ap0: AP * 8,
+            aps: MC * kc * 8,
+            bp: BP * 8,
+            c0: cByte + (g0 * ldc + jc) * 8,
+            cs: MC * ldc * 8,
+            ldc: ldc * 8,
+            mFull: MC,
+            last: lastFull,
+            alpha,
+          };
+          const run = (b: number) =>
+            w.macroAcc(
+              b === n - 1 ? lastFull : MC,
+              nFull,
+              kc,
+              job.ap0 + b * job.aps,
+              job.bp,
+              job.c0 + b * job.cs,
+              job.ldc,
+              alpha,
+            );
+          if (parallel) runBlocks(w.module, w.memory, job, run);
+          else for (let b = 0; b < n; b++) run(b);
+        }
+        // Ragged edges: the last NR-column strip of every block, the last MR-row strip of the last block.
+        for (let b = 0; b < n; b++) {
+          const ic = g0 + b * MC;
+          const mc = b === n - 1 ? lastMc : MC;
+          const ap = AP + b * MC * kc;
+          if (nFull < nc) {
+            w.macro(Math.ceil(mc / MR) * MR, NR, kc, ap * 8, (BP + nFull * kc) * 8, CB * 8, NC * 8);
+            addBlock(h, C, cOff + ic * ldc + jc + nFull, ldc, mc, nc - nFull, alpha);
+          }
+          if (b === n - 1 && lastFull < lastMc && nFull > 0) {
+            w.macro(MR, nFull, kc, (ap + lastFull * kc) * 8, BP * 8, CB * 8, NC * 8);
+            addBlock(h, C, cOff + (ic + lastFull) * ldc + jc, ldc, lastMc - lastFull, nFull, alpha);
+          }
+        }
       }
     }
   }

@@ -427,7 +427,7 @@ function gemvNKernel(): number[] {
   );
 }
 
-function moduleBytes(): Uint8Array {
+function moduleBytes(shared: boolean): Uint8Array {
   const sig = (ints: number, alpha = false): number[] => [
     0x60,
     ...vec([...new Array<number[]>(ints).fill([I32]), ...(alpha ? [[F64]] : [])]),
@@ -436,7 +436,18 @@ function moduleBytes(): Uint8Array {
   const bytes = [
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
     ...section(1, vec([sig(5), sig(7), sig(6), sig(5, true), sig(7, true)])),
-    ...section(2, vec([[...name('env'), ...name('mem'), 0x02, 0x00, ...uleb(1)]])),
+    // Memory import: shared (limits flag 3, up to 4 GiB) so worker threads can run kernels on it too.
+    ...section(
+      2,
+      vec([
+        [
+          ...name('env'),
+          ...name('mem'),
+          0x02,
+          ...(shared ? [0x03, ...uleb(1), ...uleb(65536)] : [0x00, ...uleb(1)]),
+        ],
+      ]),
+    ),
     // 0 micro, 1 microAcc, 2 macro, 3 macroAcc, 4 gemvT, 5 gemvN, 6 ger
     ...section(3, vec([[0], [3], [1], [4], [2], [2], [2]])),
     ...section(
@@ -468,6 +479,12 @@ function moduleBytes(): Uint8Array {
 export interface WasmKernels {
   /** View of the instance's whole memory. */
   heap: Float64Array;
+  /** The instance's memory (a WebAssembly.Memory; shared when `shared`). */
+  memory: object;
+  /** The compiled module (for instantiating the same kernels in worker threads). */
+  module: object;
+  /** Whether the memory is shared (a SharedArrayBuffer underneath), so workers can use it. */
+  shared: boolean;
   macro(mcp: number, ncp: number, kc: number, pa: number, pb: number, pc: number, ldcBytes: number): void;
   macroAcc(
     mcp: number,
@@ -488,34 +505,71 @@ export interface WasmKernels {
 interface WasmApi {
   Module: new (bytes: Uint8Array) => object;
   Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
-  Memory: new (descriptor: { initial: number }) => { buffer: ArrayBuffer };
+  Memory: new (descriptor: {
+    initial: number;
+    maximum?: number;
+    shared?: boolean;
+  }) => { buffer: ArrayBufferLike };
 }
 
-let compiled: object | null | undefined;
+let compiledShared: object | null | undefined;
+let compiledPlain: object | null | undefined;
 
-/** Instantiates the kernels over a fresh memory of at least `bytes` bytes; undefined without wasm SIMD. */
+function compile(api: WasmApi, shared: boolean): object | null {
+  try {
+    return new api.Module(moduleBytes(shared));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Instantiates the kernels over a fresh memory of at least `bytes` bytes (shared when the platform
+ * allows); undefined without wasm SIMD or when the memory cannot be had.
+ */
 export function createWasmKernels(bytes: number): WasmKernels | undefined {
   const api = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
-  if (compiled === undefined) {
+  if (!api) return undefined;
+  const pages = Math.max(1, Math.ceil(bytes / 65536));
+  if (pages > 65536) return undefined;
+  if (compiledShared === undefined) {
+    compiledShared = typeof SharedArrayBuffer === 'function' ? compile(api, true) : null;
+  }
+  const attempts: [object | null | undefined, boolean][] = [[compiledShared, true]];
+  for (const [module, shared] of attempts) {
+    if (!module) continue;
     try {
-      compiled = api ? new api.Module(moduleBytes()) : null;
+      const memory = new api.Memory({ initial: pages, maximum: pages, shared: true });
+      return instantiate(api, module, memory, shared);
     } catch {
-      compiled = null;
+      // fall through to a plain memory
     }
   }
-  if (!api || compiled === null) return undefined;
+  if (compiledPlain === undefined) compiledPlain = compile(api, false);
+  if (!compiledPlain) return undefined;
   try {
-    const memory = new api.Memory({ initial: Math.max(1, Math.ceil(bytes / 65536)) });
-    const ex = new api.Instance(compiled, { env: { mem: memory } }).exports;
-    return {
-      heap: new Float64Array(memory.buffer),
-      macro: ex['macro'] as WasmKernels['macro'],
-      macroAcc: ex['macroAcc'] as WasmKernels['macroAcc'],
-      gemvT: ex['gemvT'] as WasmKernels['gemvT'],
-      gemvN: ex['gemvN'] as WasmKernels['gemvN'],
-      ger: ex['ger'] as WasmKernels['ger'],
-    };
+    return instantiate(api, compiledPlain, new api.Memory({ initial: pages }), false);
   } catch {
     return undefined;
   }
+}
+
+function instantiate(
+  api: WasmApi,
+  module: object,
+  memory: { buffer: ArrayBufferLike },
+  shared: boolean,
+): WasmKernels {
+  const ex = new api.Instance(module, { env: { mem: memory } }).exports;
+  return {
+    heap: new Float64Array(memory.buffer),
+    memory,
+    module,
+    shared,
+    macro: ex['macro'] as WasmKernels['macro'],
+    macroAcc: ex['macroAcc'] as WasmKernels['macroAcc'],
+    gemvT: ex['gemvT'] as WasmKernels['gemvT'],
+    gemvN: ex['gemvN'] as WasmKernels['gemvN'],
+    ger: ex['ger'] as WasmKernels['ger'],
+  };
 }
