@@ -6,10 +6,12 @@ import { createWasmKernels, MR, NR, type WasmKernels } from './wasm-kernels.js';
  * Float64 GEMM, BLAS style: C ← α·op(A)·op(B) + β·C over strided sub-matrices of Float64Arrays
  * (row-major, leading dimensions lda/ldb/ldc). Large products run the GotoBLAS scheme: B packed into
  * KC×NC panels (NR-column micro-panels), A into MC×KC blocks (MR-row micro-panels), and a register-tiled
- * micro-kernel (wasm SIMD when available, else JS) sweeps the packed blocks into a C buffer that is
- * added into C. Small products and matrix–vector shapes take direct loops. Also the two matrix–vector
- * kernels of the reductions (`gemvT`, `gemvN`), which run in wasm when their arrays live in a
- * `withWorkspace` memory.
+ * micro-kernel (wasm SIMD when available, else JS) sweeps the packed blocks. When C lives in a kernel
+ * memory (a `withWorkspace` array) full tiles accumulate into it in place and the blocks may be shared
+ * out to worker threads (parallel.ts); otherwise a C buffer is added into C (or, for products with
+ * several passes over K, C is first copied into a temporary workspace). Small products and
+ * matrix–vector shapes take direct loops. Also the level-2 kernels of the reductions (`gemvT`, `gemvN`,
+ * `ger`), which run in wasm when their arrays live in a `withWorkspace` memory.
  */
 
 /** Rows of op(A) per packed block (the A block, MC×KC f64 = 256 KiB, stays in L2). */

@@ -146,22 +146,33 @@ function post(p: Pool, w: PoolWorker, kind: number): number {
   return seq;
 }
 
-/** Waits for `w` to finish job `seq`; with `cancel`, returns at once if the worker has not claimed it. */
-function join(w: PoolWorker, seq: number, cancel: boolean): void {
+/**
+ * Waits for `w` to finish job `seq` (false after `timeoutMs`); with `cancel`, returns at once if the
+ * worker has not claimed the job yet.
+ */
+function join(w: PoolWorker, seq: number, cancel: boolean, timeoutMs: number): boolean {
   const tag = (seq & 0x1fffffff) * 4;
-  if (cancel && Atomics.compareExchange(w.ctrl, STATE, tag + 1, tag) === tag + 1) return;
+  if (cancel && Atomics.compareExchange(w.ctrl, STATE, tag + 1, tag) === tag + 1) return true;
+  const until = Date.now() + timeoutMs;
   for (;;) {
     const s = Atomics.load(w.ctrl, STATE);
-    if (s === tag + 3) return;
+    if (s === tag + 3) return true;
+    if (Date.now() > until) return false;
     Atomics.wait(w.ctrl, STATE, s, 100);
   }
 }
 
-function bind(p: Pool, w: PoolWorker, memory: object | undefined): void {
+/** Points `w` at `memory` (undefined: drops its reference); false if the worker did not answer. */
+function bind(p: Pool, w: PoolWorker, memory: object | undefined): boolean {
   p.seq++;
   if (memory) w.port.postMessage({ seq: p.seq, memory });
-  join(w, post(p, w, memory ? 2 : 3), false);
+  // A worker that never answers (it failed to start) leaves the caller single-threaded.
+  if (!join(w, post(p, w, memory ? 2 : 3), false, 10_000)) {
+    pool = null;
+    return false;
+  }
   w.bound = memory;
+  return true;
 }
 
 let idleCheckedAt = 0;
@@ -186,7 +197,8 @@ export function parallelAvailable(module: object, shared: boolean): boolean {
 /** Drops the workers' references to `memory` (called when a workspace ends). */
 export function releaseMemory(memory: object): void {
   if (!pool) return;
-  for (const w of pool.workers) if (w.bound === memory) bind(pool, w, undefined);
+  const p = pool;
+  for (const w of p.workers) if (w.bound === memory && !bind(p, w, undefined)) return;
 }
 
 /**
@@ -217,7 +229,12 @@ export function runBlocks(
     for (let b = 0; b < job.n; b++) run(b);
     return;
   }
-  for (const w of p.workers) if (w.bound !== memory) bind(p, w, memory);
+  for (const w of p.workers) {
+    if (w.bound !== memory && !bind(p, w, memory)) {
+      for (let b = 0; b < job.n; b++) run(b);
+      return;
+    }
+  }
   jobsPosted++;
   Atomics.store(p.next, 0, 0);
   p.seq++;
@@ -244,6 +261,12 @@ export function runBlocks(
     run(b);
   }
   p.workers.forEach((w, i) => {
-    join(w, seqs[i]!, true);
+    // A claimed block takes milliseconds; a worker silent for 30 s has died mid-job.
+    if (!join(w, seqs[i]!, true, 30_000)) {
+      pool = null;
+      throw new Error(
+        'linalg: a GEMM worker thread stopped responding (set LINEAGE_SVD_THREADS=1 to run without)',
+      );
+    }
   });
 }
