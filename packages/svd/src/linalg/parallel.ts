@@ -1,4 +1,4 @@
-import { availableParallelism, loadavg } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 
 /**
@@ -8,9 +8,8 @@ import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
  * worker that has not started a job (it cancels the job instead), so a busy machine degrades to the
  * single-threaded speed rather than stalling.
  *
- * Threads: `LINEAGE_SVD_THREADS` (1 disables workers), else the available parallelism, at most 4 — and
- * without that variable only while the machine has idle cores (1-minute load average below the core
- * count − 0.5): on an oversubscribed machine a second thread measured no faster, at times 2× slower.
+ * Threads: opt-in with `LINEAGE_SVD_THREADS=n` (n > 1). Off by default: their speed-up was never measured
+ * on an idle machine, and on an oversubscribed one a second thread measured no faster, at times 2× slower.
  */
 
 // Per-worker control block (Int32 slots), then α as a float64 at byte 64.
@@ -175,18 +174,10 @@ function bind(p: Pool, w: PoolWorker, memory: object | undefined): boolean {
   return true;
 }
 
-let idleCheckedAt = 0;
-let idle = false;
-
-/** Whether the machine has a spare core (re-read at most once a second). */
+/** Whether workers may run: only when LINEAGE_SVD_THREADS asks for them. */
 function machineIdle(): boolean {
   if (process.env['LINEAGE_SVD_THREADS'] !== undefined) return true;
-  const now = Date.now();
-  if (now - idleCheckedAt > 1000) {
-    idleCheckedAt = now;
-    idle = loadavg()[0]! < availableParallelism() - 0.5;
-  }
-  return idle;
+  return false;
 }
 
 /** Whether GEMM groups on `memory` (of a shared instance of `module`) can run on worker threads. */
