@@ -106,6 +106,24 @@ export function factorize(layer: LinearLayer, whitening?: Whitening): LayerFacto
   };
 }
 
+/**
+ * Rescales component j of A (column) and Bᵀ (column) by c and 1/c so both have the same norm: A·B is
+ * unchanged, but the factors are on one scale. Unwhitening puts S⁻¹ (of the scale 1/√tokens·|x|) into B
+ * only; left unbalanced, one learning rate is far too large for one factor and too small for the other.
+ */
+function balance(A: Matrix64, Bt: Matrix64, rank: number): void {
+  for (let j = 0; j < rank; j++) {
+    let na = 0;
+    let nb = 0;
+    for (let i = 0; i < A.rows; i++) na += A.data[i * rank + j]! ** 2;
+    for (let i = 0; i < Bt.rows; i++) nb += Bt.data[i * rank + j]! ** 2;
+    if (!(na > 0 && nb > 0)) continue;
+    const c = Math.sqrt(Math.sqrt(nb / na)); // ‖c·a‖ = ‖b/c‖
+    for (let i = 0; i < A.rows; i++) A.data[i * rank + j]! *= c;
+    for (let i = 0; i < Bt.rows; i++) Bt.data[i * rank + j]! /= c;
+  }
+}
+
 /** The rank-r LowRankLinear of a factorization (r ≤ the number of singular values). */
 export function truncate(f: LayerFactorization, rank: number): LowRankLinear {
   const k = f.sigma.length;
@@ -114,7 +132,10 @@ export function truncate(f: LayerFactorization, rank: number): LowRankLinear {
   const A = scaleColumns(f.svd.U, f.sigma, rank, 0.5); // U_r·Σ_r^½, m×r
   let Bt = scaleColumns(f.svd.V, f.sigma, rank, 0.5); // V_r·Σ_r^½, n×r = Bᵀ before unwhitening
   // B = Σ^½·V_rᵀ·S⁻¹  ⇔  Bᵀ = S⁻ᵀ·(V_r·Σ^½): one triangular solve with Sᵀ.
-  if (f.whitening) Bt = solveTriangular(f.whitening.S, Bt, { lower: true, trans: true });
+  if (f.whitening) {
+    Bt = solveTriangular(f.whitening.S, Bt, { lower: true, trans: true });
+    balance(A, Bt, rank);
+  }
   const B = matrix64(rank, f.in);
   for (let i = 0; i < f.in; i++) for (let j = 0; j < rank; j++) B.data[j * f.in + i] = Bt.data[i * rank + j]!;
   return LowRankLinear.fromFactors(toF32(A), toF32(B), f.out, rank, f.in, f.bias?.slice());
