@@ -1,32 +1,15 @@
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadStats } from '@lineage/calibrate';
 import { loadModel } from '@lineage/core';
 import { sharedPath } from '@lineage/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lineage, type Run } from './test-support.js';
 
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'bin.js');
 const MODEL = sharedPath('models', 'stories260K', 'stories260K.bin');
 const DEV = sharedPath('data', 'tinystories', 'valid-dev.txt');
 const SEP = '<|endoftext|>';
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function lineage(args: string[]): Promise<Run> {
-  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: build the CLI first (pnpm build)`);
-  return new Promise((resolve) => {
-    execFile('node', [BIN, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 let tmp: string;
 beforeAll(() => {
