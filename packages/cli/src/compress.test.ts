@@ -18,6 +18,23 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
+/** `lineage eval` of the first 10 dev stories on the js backend. */
+function evalFirst10(model: string) {
+  return lineage([
+    'eval',
+    model,
+    '--data',
+    DEV,
+    '--doc-separator',
+    SEP,
+    '--limit',
+    '10',
+    '--backend',
+    'js',
+    '--json',
+  ]);
+}
+
 describe('lineage compress', () => {
   it("--help lists the registered methods and their options; --method X --help shows X's", async () => {
     const all = await lineage(['compress', '--help']);
@@ -59,19 +76,7 @@ describe('lineage compress', () => {
     for (const t of model.stateDict().values()) stored += t.size;
     expect(model.stats().params).toBe(stored);
     expect(stored).toBe(j.params.after);
-    const e = await lineage([
-      'eval',
-      out,
-      '--data',
-      DEV,
-      '--doc-separator',
-      SEP,
-      '--limit',
-      '10',
-      '--backend',
-      'js',
-      '--json',
-    ]);
+    const e = await evalFirst10(out);
     expect(e.code, e.stderr).toBe(0);
     expect(JSON.parse(e.stdout).ppl).toBeGreaterThan(1);
   }, 300_000);
@@ -81,32 +86,8 @@ describe('lineage compress', () => {
     const bin = join(tmp, 'dense.bin');
     const r = await lineage(['convert', out, '--to', 'llama2c', '--dense', '--out', bin]);
     expect(r.code, r.stderr).toBe(0);
-    const a = await lineage([
-      'eval',
-      out,
-      '--data',
-      DEV,
-      '--doc-separator',
-      SEP,
-      '--limit',
-      '10',
-      '--backend',
-      'js',
-      '--json',
-    ]);
-    const b = await lineage([
-      'eval',
-      bin,
-      '--data',
-      DEV,
-      '--doc-separator',
-      SEP,
-      '--limit',
-      '10',
-      '--backend',
-      'js',
-      '--json',
-    ]);
+    const a = await evalFirst10(out);
+    const b = await evalFirst10(bin);
     expect(Math.abs(JSON.parse(a.stdout).ppl / JSON.parse(b.stdout).ppl - 1)).toBeLessThan(1e-4);
     const refused = await lineage(['convert', out, '--to', 'llama2c', '--out', join(tmp, 'x.bin')]);
     expectOneLineError(refused, /dense layers only.*--dense/);

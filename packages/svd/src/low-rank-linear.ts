@@ -10,6 +10,7 @@ import {
   storedStats,
   type Tensor,
 } from '@lineage/core';
+import { fromF32, matmul64, toF32 } from './linalg/index.js';
 
 /** The layer kind name recorded in config.json for factored layers. */
 export const LOW_RANK_KIND = 'low_rank';
@@ -88,24 +89,12 @@ export class LowRankLinear implements LinearLayer {
     return { rank: this.rank };
   }
 
-  /** A·B in float64, rounded to f32 once. */
+  /** A·B in float64 (the engine's GEMM), rounded to f32 once. */
   denseWeight(): Float32Array {
-    const a = this.A.value.toF32();
-    const b = this.B.value.toF32();
-    const out = this.outFeatures;
-    const inp = this.inFeatures;
     const r = this.rank;
-    const w = new Float64Array(out * inp);
-    for (let i = 0; i < out; i++) {
-      const row = i * inp;
-      for (let k = 0; k < r; k++) {
-        const aik = a[i * r + k]!;
-        if (aik === 0) continue;
-        const bk = k * inp;
-        for (let j = 0; j < inp; j++) w[row + j] = w[row + j]! + aik * b[bk + j]!;
-      }
-    }
-    return Float32Array.from(w);
+    const a = fromF32(this.outFeatures, r, this.A.value.toF32());
+    const b = fromF32(r, this.inFeatures, this.B.value.toF32());
+    return toF32(matmul64(a, b));
   }
 
   denseBias(): Float32Array | undefined {

@@ -1,7 +1,9 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { loadStats } from '@lineage/calibrate';
 import {
+  applyMethod,
   type Backend,
   getMethod,
   LineageError,
@@ -209,11 +211,16 @@ export async function prepare(
   return { model, path, backend, ctx };
 }
 
-/** The CLI flag of a method option, its parser and its attribute name under commander. */
+/** `--name <value>` (or `--name` for booleans, `<list>` for numbers). */
+function flagText(opt: MethodOption): string {
+  return opt.type === 'boolean'
+    ? `--${opt.name}`
+    : `--${opt.name} <${opt.type === 'numbers' ? 'list' : 'value'}>`;
+}
+
+/** The CLI option of a method option, with its parser, default and whether it is required. */
 function methodFlag(opt: MethodOption): Option {
-  const flags =
-    opt.type === 'boolean' ? `--${opt.name}` : `--${opt.name} <${opt.type === 'numbers' ? 'list' : 'value'}>`;
-  const o = new Option(flags, opt.description);
+  const o = new Option(flagText(opt), opt.description);
   if (opt.type === 'number') {
     o.argParser((v: string) => {
       const n = /^\d+(\.\d+)?[kKmMbB]$/.test(v) ? parseTokens(v) : Number(v);
@@ -249,10 +256,7 @@ function methodsHelp(): string {
   for (const m of listMethods()) {
     lines.push(`  ${m.name.padEnd(10)} ${m.description} (${m.package})`);
     for (const opt of m.options) {
-      const flag =
-        opt.type === 'boolean'
-          ? `--${opt.name}`
-          : `--${opt.name} <${opt.type === 'numbers' ? 'list' : 'value'}>`;
+      const flag = flagText(opt);
       const dflt =
         opt.default !== undefined ? ` (default: ${String(opt.default)})` : opt.required ? ' (required)' : '';
       lines.push(`      ${flag.padEnd(26)} ${opt.description}${dflt}`);
@@ -283,7 +287,6 @@ export async function saveFamily(
       for (const m of members) {
         await saveModel(m.model, join(tmp, m.name), { format: 'hf', ...(o.dtype ? { dtype: o.dtype } : {}) });
       }
-      const { writeFile } = await import('node:fs/promises');
       await writeFile(join(tmp, 'family.json'), `${JSON.stringify(record, null, 2)}\n`);
     },
     { overwrite: o.force ?? false },
@@ -329,7 +332,6 @@ export function compressCommand(program: Command, argv: readonly string[] = []):
       checkOut(o);
       const method = d.create(methodValues(d, o));
       const p = await prepare(modelArg, o);
-      const { applyMethod } = await import('@lineage/core');
       const t0 = performance.now();
       const result = await applyMethod(method, p.model, p.ctx);
       const seconds = (performance.now() - t0) / 1000;
