@@ -76,6 +76,15 @@ export function withWorkspace<T>(elems: number, fn: (ws: Workspace) => T): T {
   }
 }
 
+/** The active kernels when A, x and y all live in their memory (so a level-2 kernel can run in wasm). */
+function kernelsHolding(A: Float64Array, x: Float64Array, y: Float64Array): WasmKernels | undefined {
+  const k = active();
+  return k && A.buffer === k.heap.buffer && x.buffer === A.buffer && y.buffer === A.buffer ? k : undefined;
+}
+
+/** The byte address of a[off] in a kernel memory. */
+const addr = (a: Float64Array, off: number): number => a.byteOffset + off * 8;
+
 /**
  * y[yOff + c] += Σ_r u[uOff + r]·A[aOff + r·lda + c] for r < rows, c < cols (y += Aᵀ·u over a row-major
  * block: one pass over A, four rows per pass over y).
@@ -92,9 +101,9 @@ export function gemvT(
   yOff: number,
 ): void {
   if (rows <= 0 || cols <= 0) return;
-  const k = active();
-  if (k && A.buffer === k.heap.buffer && u.buffer === A.buffer && y.buffer === A.buffer) {
-    k.gemvT(A.byteOffset + aOff * 8, lda * 8, rows, cols, u.byteOffset + uOff * 8, y.byteOffset + yOff * 8);
+  const k = kernelsHolding(A, u, y);
+  if (k) {
+    k.gemvT(addr(A, aOff), lda * 8, rows, cols, addr(u, uOff), addr(y, yOff));
     return;
   }
   let r = 0;
@@ -131,9 +140,9 @@ export function ger(
   yOff: number,
 ): void {
   if (rows <= 0 || cols <= 0) return;
-  const k = active();
-  if (k && A.buffer === k.heap.buffer && x.buffer === A.buffer && y.buffer === A.buffer) {
-    k.ger(A.byteOffset + aOff * 8, lda * 8, rows, cols, x.byteOffset + xOff * 8, y.byteOffset + yOff * 8);
+  const k = kernelsHolding(A, x, y);
+  if (k) {
+    k.ger(addr(A, aOff), lda * 8, rows, cols, addr(x, xOff), addr(y, yOff));
     return;
   }
   for (let r = 0; r < rows; r++) {
@@ -157,16 +166,9 @@ export function gemvN(
   xOff: number,
 ): void {
   if (rows <= 0) return;
-  const k = active();
-  if (k && A.buffer === k.heap.buffer && v.buffer === A.buffer && x.buffer === A.buffer) {
-    k.gemvN(
-      A.byteOffset + aOff * 8,
-      lda * 8,
-      rows,
-      Math.max(0, cols),
-      v.byteOffset + vOff * 8,
-      x.byteOffset + xOff * 8,
-    );
+  const k = kernelsHolding(A, v, x);
+  if (k) {
+    k.gemvN(addr(A, aOff), lda * 8, rows, Math.max(0, cols), addr(v, vOff), addr(x, xOff));
     return;
   }
   for (let r = 0; r < rows; r++) {
@@ -207,109 +209,60 @@ function macroJs(h: Float64Array, mcp: number, ncp: number, kc: number, pa: numb
   }
 }
 
-/** Packs op(A)[i0.., k0..] (mc×kc) into MR-row micro-panels at h[AP]: panel p, depth k, row r → p·MR·kc + k·MR + r. */
-function packA(
+/**
+ * Packs the m×kc block X[off + i·si + k·sk] (i < m, k < kc; one of si, sk is 1) into 4-row micro-panels
+ * from h[d] on: panel p, depth k, row r → d + p·4·kc + k·4 + r, a ragged last panel padded with zeros.
+ */
+function packPanels(
   h: Float64Array,
-  A: Float64Array,
-  aOff: number,
-  lda: number,
-  transA: boolean,
-  i0: number,
-  mc: number,
-  k0: number,
+  X: Float64Array,
+  off: number,
+  si: number,
+  sk: number,
+  m: number,
   kc: number,
-  dest = AP,
+  d: number,
 ): void {
-  let d = dest;
-  for (let p = 0; p < mc; p += MR) {
-    const rows = Math.min(MR, mc - p);
-    if (!transA) {
-      // op(A)(i, k) = A[i·lda + k]: four rows read along k.
-      const r0 = aOff + (i0 + p) * lda + k0;
-      if (rows === MR) {
-        const r1 = r0 + lda;
-        const r2 = r1 + lda;
-        const r3 = r2 + lda;
-        for (let k = 0; k < kc; k++, d += 4) {
-          h[d] = A[r0 + k]!;
-          h[d + 1] = A[r1 + k]!;
-          h[d + 2] = A[r2 + k]!;
-          h[d + 3] = A[r3 + k]!;
-        }
-      } else {
-        for (let k = 0; k < kc; k++, d += MR) {
-          for (let r = 0; r < MR; r++) h[d + r] = r < rows ? A[r0 + r * lda + k]! : 0;
-        }
+  for (let p = 0; p < m; p += 4, off += 4 * si) {
+    const rows = Math.min(4, m - p);
+    if (rows < 4) {
+      for (let k = 0; k < kc; k++, d += 4) {
+        for (let r = 0; r < 4; r++) h[d + r] = r < rows ? X[off + r * si + k * sk]! : 0;
+      }
+    } else if (sk === 1) {
+      // Four rows read along k.
+      const r0 = off;
+      const r1 = r0 + si;
+      const r2 = r1 + si;
+      const r3 = r2 + si;
+      for (let k = 0; k < kc; k++, d += 4) {
+        h[d] = X[r0 + k]!;
+        h[d + 1] = X[r1 + k]!;
+        h[d + 2] = X[r2 + k]!;
+        h[d + 3] = X[r3 + k]!;
       }
     } else {
-      // op(A)(i, k) = A[k·lda + i]: MR contiguous elements per k.
-      let s = aOff + k0 * lda + i0 + p;
-      if (rows === MR) {
-        for (let k = 0; k < kc; k++, d += 4, s += lda) {
-          h[d] = A[s]!;
-          h[d + 1] = A[s + 1]!;
-          h[d + 2] = A[s + 2]!;
-          h[d + 3] = A[s + 3]!;
-        }
-      } else {
-        for (let k = 0; k < kc; k++, d += MR, s += lda) {
-          for (let r = 0; r < MR; r++) h[d + r] = r < rows ? A[s + r]! : 0;
-        }
+      // Four contiguous elements per k.
+      for (let k = 0, s = off; k < kc; k++, d += 4, s += sk) {
+        h[d] = X[s]!;
+        h[d + 1] = X[s + 1]!;
+        h[d + 2] = X[s + 2]!;
+        h[d + 3] = X[s + 3]!;
       }
     }
   }
 }
 
-/** Packs op(B)[k0.., j0..] (kc×nc) into NR-column micro-panels at h[BP]: panel p, depth k, col c → p·NR·kc + k·NR + c. */
-function packB(
-  h: Float64Array,
-  B: Float64Array,
-  bOff: number,
-  ldb: number,
-  transB: boolean,
-  k0: number,
-  kc: number,
-  j0: number,
-  nc: number,
-): void {
-  let d = BP;
-  for (let p = 0; p < nc; p += NR) {
-    const cols = Math.min(NR, nc - p);
-    if (!transB) {
-      // op(B)(k, j) = B[k·ldb + j]: NR contiguous elements per k.
-      let s = bOff + k0 * ldb + j0 + p;
-      if (cols === NR) {
-        for (let k = 0; k < kc; k++, d += 4, s += ldb) {
-          h[d] = B[s]!;
-          h[d + 1] = B[s + 1]!;
-          h[d + 2] = B[s + 2]!;
-          h[d + 3] = B[s + 3]!;
-        }
-      } else {
-        for (let k = 0; k < kc; k++, d += NR, s += ldb) {
-          for (let c = 0; c < NR; c++) h[d + c] = c < cols ? B[s + c]! : 0;
-        }
-      }
-    } else {
-      // op(B)(k, j) = B[j·ldb + k]: four rows of B read along k.
-      const r0 = bOff + (j0 + p) * ldb + k0;
-      if (cols === NR) {
-        const r1 = r0 + ldb;
-        const r2 = r1 + ldb;
-        const r3 = r2 + ldb;
-        for (let k = 0; k < kc; k++, d += 4) {
-          h[d] = B[r0 + k]!;
-          h[d + 1] = B[r1 + k]!;
-          h[d + 2] = B[r2 + k]!;
-          h[d + 3] = B[r3 + k]!;
-        }
-      } else {
-        for (let k = 0; k < kc; k++, d += NR) {
-          for (let c = 0; c < NR; c++) h[d + c] = c < cols ? B[r0 + c * ldb + k]! : 0;
-        }
-      }
-    }
-  }
+/** Packs op(A)[i0.., k0..] (mc×kc) into MR-row micro-panels at h[dest] (MR = 4). */
+function packA(h: Float64Array, p: Product, i0: number, mc: number, k0: number, kc: number, dest = AP): void {
+  const [si, sk] = p.transA ? [1, p.lda] : [p.lda, 1];
+  packPanels(h, p.A, p.aOff + i0 * si + k0 * sk, si, sk, mc, kc, dest);
+}
+
+/** Packs op(B)[k0.., j0..] (kc×nc) into NR-column micro-panels at h[BP]: op(B)ᵀ's rows, as packA (NR = 4). */
+function packB(h: Float64Array, p: Product, k0: number, kc: number, j0: number, nc: number): void {
+  const [sj, sk] = p.transB ? [p.ldb, 1] : [1, p.ldb];
+  packPanels(h, p.B, p.bOff + j0 * sj + k0 * sk, sj, sk, nc, kc, BP);
 }
 
 /**
@@ -358,24 +311,28 @@ function gemvInto(
   }
 }
 
-/** Direct loops for small products (C already scaled by β). */
-function gemmSmall(
-  transA: boolean,
-  transB: boolean,
-  M: number,
-  N: number,
-  K: number,
-  alpha: number,
-  A: Float64Array,
-  aOff: number,
-  lda: number,
-  B: Float64Array,
-  bOff: number,
-  ldb: number,
-  C: Float64Array,
-  cOff: number,
-  ldc: number,
-): void {
+/** The operands of one product C += α·op(A)·op(B) (the arguments of `gemm` but β, C already scaled). */
+interface Product {
+  transA: boolean;
+  transB: boolean;
+  M: number;
+  N: number;
+  K: number;
+  alpha: number;
+  A: Float64Array;
+  aOff: number;
+  lda: number;
+  B: Float64Array;
+  bOff: number;
+  ldb: number;
+  C: Float64Array;
+  cOff: number;
+  ldc: number;
+}
+
+/** Direct loops for small products. */
+function gemmSmall(p: Product): void {
+  const { transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, C, cOff, ldc } = p;
   const sai = transA ? 1 : lda;
   const sak = transA ? lda : 1;
   if (!transB) {
@@ -445,8 +402,9 @@ export function gemm(
     gemvInto(transB, N, K, alpha, B, bOff, ldb, x, C, cOff, 1);
     return;
   }
+  const p: Product = { transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, C, cOff, ldc };
   if (M * N * K <= 32768 || M < MR || N < NR) {
-    gemmSmall(transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, C, cOff, ldc);
+    gemmSmall(p);
     return;
   }
   const w = active();
@@ -464,7 +422,7 @@ export function gemm(
   if (!w && !jsHeap) jsHeap = new Float64Array(SCRATCH);
   const h = w ? w.heap : jsHeap!;
   if (w && C.buffer === w.heap.buffer) {
-    gemmDirect(w, h, transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, C, cOff, ldc);
+    gemmDirect(w, h, p);
     return;
   }
   for (let jc = 0; jc < N; jc += NC) {
@@ -472,11 +430,11 @@ export function gemm(
     const ncp = Math.ceil(nc / NR) * NR;
     for (let pc = 0; pc < K; pc += KC) {
       const kc = Math.min(KC, K - pc);
-      packB(h, B, bOff, ldb, transB, pc, kc, jc, nc);
+      packB(h, p, pc, kc, jc, nc);
       for (let ic = 0; ic < M; ic += MC) {
         const mc = Math.min(MC, M - ic);
         const mcp = Math.ceil(mc / MR) * MR;
-        packA(h, A, aOff, lda, transA, ic, mc, pc, kc);
+        packA(h, p, ic, mc, pc, kc);
         if (w) w.macro(mcp, ncp, kc, AP * 8, BP * 8, CB * 8, NC * 8);
         else macroJs(h, mcp, ncp, kc, AP, BP, CB, NC);
         addBlock(h, C, cOff + ic * ldc + jc, ldc, mc, nc, alpha);
@@ -490,25 +448,8 @@ export function gemm(
  * edges go through CB. A is packed a group of up to 8 MC-row blocks at a time and the group's blocks are
  * shared out between the caller and the worker threads (each block owns its rows of C).
  */
-function gemmDirect(
-  w: WasmKernels,
-  h: Float64Array,
-  transA: boolean,
-  transB: boolean,
-  M: number,
-  N: number,
-  K: number,
-  alpha: number,
-  A: Float64Array,
-  aOff: number,
-  lda: number,
-  B: Float64Array,
-  bOff: number,
-  ldb: number,
-  C: Float64Array,
-  cOff: number,
-  ldc: number,
-): void {
+function gemmDirect(w: WasmKernels, h: Float64Array, p: Product): void {
+  const { M, N, K, alpha, C, cOff, ldc } = p;
   const cByte = C.byteOffset + cOff * 8;
   const parallel = M > MC && parallelAvailable(w.module, w.shared);
   for (let jc = 0; jc < N; jc += NC) {
@@ -516,13 +457,13 @@ function gemmDirect(
     const nFull = nc - (nc % NR);
     for (let pc = 0; pc < K; pc += KC) {
       const kc = Math.min(KC, K - pc);
-      packB(h, B, bOff, ldb, transB, pc, kc, jc, nc);
+      packB(h, p, pc, kc, jc, nc);
       for (let g0 = 0; g0 < M; g0 += GROUP * MC) {
         const rows = Math.min(GROUP * MC, M - g0);
         const n = Math.ceil(rows / MC);
         for (let b = 0; b < n; b++) {
           const ic = g0 + b * MC;
-          packA(h, A, aOff, lda, transA, ic, Math.min(MC, M - ic), pc, kc, AP + b * MC * kc);
+          packA(h, p, ic, Math.min(MC, M - ic), pc, kc, AP + b * MC * kc);
         }
         const lastMc = rows - (n - 1) * MC;
         const lastFull = lastMc - (lastMc % MR);

@@ -57,7 +57,9 @@ const ADD = 0x6a;
 const MUL = 0x6c;
 const LT_S = 0x48;
 const GT_S = 0x4a;
+const LE_S = 0x4c;
 const EQZ = 0x45;
+const IF_VOID = [0x04, 0x40];
 const END = 0x0b;
 const BR = 0x0c;
 const BR_IF = 0x0d;
@@ -73,6 +75,7 @@ const vStore = (off = 0): number[] => simd(0x0b, 3, ...uleb(off));
 const vSplatLoad = (off = 0): number[] => simd(0x0a, 3, ...uleb(off));
 const V_ADD = simd(0xf0);
 const V_MUL = simd(0xf2);
+const V_ZERO = simd(0x0c, ...new Array<number>(16).fill(0)); // v128.const 0
 const lane = (l: number): number[] => simd(0x21, l);
 
 /** `while (cond) { body }` as block/loop: cond leaves an i32 on the stack. */
@@ -84,6 +87,21 @@ const inc = (i: number, delta: number | number[]): number[] =>
   typeof delta === 'number'
     ? [...get(i), ...i32(delta), ADD, ...set(i)]
     : [...get(i), ...delta, ADD, ...set(i)];
+/** `for (; counter < limit; counter += step) { body }` */
+const forLt = (counter: number, limit: number, step: number, body: number[]): number[] =>
+  whileLoop([...get(counter), ...get(limit), LT_S], [...body, ...inc(counter, step)]);
+/** Whole steps only: `for (; counter + step <= limit; counter += step) { body }` (step 1: forLt). */
+const forSteps = (counter: number, limit: number, step: number, body: number[]): number[] =>
+  step === 1
+    ? forLt(counter, limit, 1, body)
+    : whileLoop([...get(counter), ...i32(step), ADD, ...get(limit), LE_S], [...body, ...inc(counter, step)]);
+/** `if (a < b) { body }` */
+function ifLt(a: number, b: number, body: number[]): number[] {
+  return [...get(a), ...get(b), LT_S, ...IF_VOID, ...body, END];
+}
+/** The code of `f(0), f(1), …, f(n − 1)` one after another. */
+const times = (n: number, f: (i: number) => number[]): number[] =>
+  Array.from({ length: n }, (_, i) => f(i)).flat();
 
 function funcBody(locals: [number, number][], code: number[]): number[] {
   const body = [...vec(locals.map(([n, t]) => [...uleb(n), t])), ...code, END];
@@ -132,236 +150,165 @@ function macroKernel(accumulate: boolean): number[] {
   const [MCP, NCP, KC, PA, PB, PC, LDC] = [0, 1, 2, 3, 4, 5, 6];
   const first = accumulate ? 8 : 7;
   const [J, I, PAI, PCI] = [first, first + 1, first + 2, first + 3];
-  const inner = whileLoop(
-    [...get(I), ...get(MCP), LT_S],
-    [
-      ...get(KC),
-      ...get(PAI),
-      ...get(PB),
-      ...get(PCI),
-      ...get(LDC),
-      ...(accumulate ? [...get(7), CALL, 1] : [CALL, 0]),
-      ...inc(PAI, [...get(KC), ...i32(8 * MR), MUL]),
-      ...inc(PCI, [...get(LDC), ...i32(MR), MUL]),
-      ...inc(I, MR),
-    ],
-  );
-  const outer = whileLoop(
-    [...get(J), ...get(NCP), LT_S],
-    [
-      ...i32(0),
-      ...set(I),
-      ...get(PA),
-      ...set(PAI),
-      ...get(PC),
-      ...set(PCI),
-      ...inner,
-      ...inc(PB, [...get(KC), ...i32(8 * NR), MUL]),
-      ...inc(PC, 8 * NR),
-      ...inc(J, NR),
-    ],
-  );
+  const inner = forLt(I, MCP, MR, [
+    ...[KC, PAI, PB, PCI, LDC].flatMap(get),
+    ...(accumulate ? [...get(7), CALL, 1] : [CALL, 0]),
+    ...inc(PAI, [...get(KC), ...i32(8 * MR), MUL]),
+    ...inc(PCI, [...get(LDC), ...i32(MR), MUL]),
+  ]);
+  const outer = forLt(J, NCP, NR, [
+    ...i32(0),
+    ...set(I),
+    ...get(PA),
+    ...set(PAI),
+    ...get(PC),
+    ...set(PCI),
+    ...inner,
+    ...inc(PB, [...get(KC), ...i32(8 * NR), MUL]),
+    ...inc(PC, 8 * NR),
+  ]);
   return funcBody([[4, I32]], outer);
 }
 
-/** gemvT(pa, lda, rows, cols, pu, py): y[c] += Σ_r u[r]·A[r, c]. */
-function gemvTKernel(): number[] {
-  const [PA, LDA, ROWS, COLS, PU, PY] = [0, 1, 2, 3, 4, 5];
-  const [R, C, A0, A1, A2, A3, PYC] = [6, 7, 8, 9, 10, 11, 12];
-  const [U0, U1, U2, U3, Y] = [13, 14, 15, 16, 17];
-  const A = [A0, A1, A2, A3];
-  const U = [U0, U1, U2, U3];
-  const code: number[] = [...i32(0), ...set(R)];
-  // Four rows at a time.
-  const four: number[] = [
-    ...get(PA),
-    ...get(R),
-    ...get(LDA),
+// Pieces of the level-2 kernels (gemvT, ger, gemvN), which share the signature (pa, lda, rows, cols,
+// p, q): A's rows are walked by i32 locals holding byte addresses, the columns two at a time in f64x2.
+
+/** The byte address of element `index` (a local) of the f64 vector at `base` (a local). */
+function elemAddr(base: number, index: number): number[] {
+  return [...get(base), ...get(index), ...i32(8), MUL, ADD];
+}
+
+/** rows[0] = pa + r·lda, rows[i] = rows[i − 1] + lda: the addresses of rows r, r + 1, … of A. */
+function rowPointers(rows: number[], pa: number, r: number, lda: number): number[] {
+  return [
+    ...[pa, r, lda].flatMap(get),
     MUL,
     ADD,
-    ...set(A0),
-    ...get(A0),
-    ...get(LDA),
-    ADD,
-    ...set(A1),
-    ...get(A1),
-    ...get(LDA),
-    ADD,
-    ...set(A2),
-    ...get(A2),
-    ...get(LDA),
-    ADD,
-    ...set(A3),
+    ...set(rows[0]!),
+    ...times(rows.length - 1, (i) => [...get(rows[i]!), ...get(lda), ADD, ...set(rows[i + 1]!)]),
   ];
-  for (let i = 0; i < 4; i++)
-    four.push(...get(PU), ...get(R), ...i32(8), MUL, ADD, ...vSplatLoad(8 * i), ...set(U[i]!));
-  four.push(...i32(0), ...set(C), ...get(PY), ...set(PYC));
-  const step: number[] = [...get(PYC), ...vLoad()];
-  for (let i = 0; i < 4; i++) step.push(...get(U[i]!), ...get(A[i]!), ...vLoad(), ...V_MUL, ...V_ADD);
-  step.push(...set(Y), ...get(PYC), ...get(Y), ...vStore());
-  for (let i = 0; i < 4; i++) step.push(...inc(A[i]!, 16));
-  step.push(...inc(PYC, 16), ...inc(C, 2));
-  four.push(...whileLoop([...get(C), ...i32(2), ADD, ...get(COLS), 0x4c /* le_s */], step));
-  // Odd last column.
-  const tail: number[] = [...get(PYC), ...get(PYC), ...f64Load()];
-  for (let i = 0; i < 4; i++)
-    tail.push(...get(U[i]!), ...lane(0), ...get(A[i]!), ...f64Load(), F64_MUL, F64_ADD);
-  tail.push(...f64Store());
-  four.push(...get(C), ...get(COLS), LT_S, 0x04, 0x40, ...tail, END);
-  four.push(...inc(R, 4));
-  code.push(...whileLoop([...get(R), ...i32(4), ADD, ...get(ROWS), 0x4c], four));
-  // Remaining rows one at a time.
-  const one: number[] = [...get(PA), ...get(R), ...get(LDA), MUL, ADD, ...set(A0)];
-  one.push(...get(PU), ...get(R), ...i32(8), MUL, ADD, ...vSplatLoad(), ...set(U0));
-  one.push(...i32(0), ...set(C), ...get(PY), ...set(PYC));
-  one.push(
-    ...whileLoop(
-      [...get(C), ...i32(2), ADD, ...get(COLS), 0x4c],
-      [
-        ...get(PYC),
-        ...get(PYC),
-        ...vLoad(),
-        ...get(U0),
-        ...get(A0),
-        ...vLoad(),
-        ...V_MUL,
-        ...V_ADD,
-        ...vStore(),
-        ...inc(A0, 16),
-        ...inc(PYC, 16),
-        ...inc(C, 2),
-      ],
-    ),
-  );
-  one.push(
-    ...get(C),
-    ...get(COLS),
-    LT_S,
-    0x04,
-    0x40,
-    ...get(PYC),
-    ...get(PYC),
-    ...f64Load(),
-    ...get(U0),
-    ...lane(0),
-    ...get(A0),
-    ...f64Load(),
-    F64_MUL,
-    F64_ADD,
-    ...f64Store(),
-    END,
-  );
-  one.push(...inc(R, 1));
-  code.push(...whileLoop([...get(R), ...get(ROWS), LT_S], one));
+}
+
+/**
+ * r = 0, then for each width n in turn, passes of n rows while n rows remain: `pass(n)` is the body of
+ * a pass (the widths end with 1 so that every row is covered).
+ */
+const rowPasses = (r: number, rows: number, widths: number[], pass: (n: number) => number[]): number[] => [
+  ...i32(0),
+  ...set(r),
+  ...widths.flatMap((n) => forSteps(r, rows, n, pass(n))),
+];
+
+/**
+ * The columns of a row pass two at a time: c = 0, p = base, then while c + 2 ≤ cols: `body`, and every
+ * row pointer in `rows` and p step on by two f64 (the odd last column is left to the caller).
+ */
+const columnPairs = (c: number, cols: number, p: number, base: number, rows: number[], body: number[]) => [
+  ...i32(0),
+  ...set(c),
+  ...get(base),
+  ...set(p),
+  ...forSteps(c, cols, 2, [...body, ...[...rows, p].flatMap((q) => inc(q, 16))]),
+];
+
+/** A term of an update: a v128 local holding a splatted scale, and the i32 local addressing its operand. */
+type Term = [scale: number, src: number];
+
+/**
+ * Two lanes of `dst += Σ scale·src` over the terms, left to right; with `via`, the sum passes through that
+ * v128 local before the store.
+ */
+function axpy2(dst: number, terms: Term[], via?: number): number[] {
+  const sum = [
+    ...get(dst),
+    ...vLoad(),
+    ...terms.flatMap(([s, src]) => [...get(s), ...get(src), ...vLoad(), ...V_MUL, ...V_ADD]),
+  ];
+  return via === undefined
+    ? [...get(dst), ...sum, ...vStore()]
+    : [...sum, ...set(via), ...get(dst), ...get(via), ...vStore()];
+}
+
+/** The odd last column of an update: `dst += Σ scale·src` in f64 (lane 0 of each scale). */
+const axpy1 = (dst: number, terms: Term[]): number[] => [
+  ...get(dst),
+  ...get(dst),
+  ...f64Load(),
+  ...terms.flatMap(([s, src]) => [...get(s), ...lane(0), ...get(src), ...f64Load(), F64_MUL, F64_ADD]),
+  ...f64Store(),
+];
+
+/** gemvT(pa, lda, rows, cols, pu, py): y[c] += Σ_r u[r]·A[r, c], four rows per pass over y. */
+function gemvTKernel(): number[] {
+  const [PA, LDA, ROWS, COLS, PU, PY] = [0, 1, 2, 3, 4, 5];
+  const [R, C, PYC, Y] = [6, 7, 12, 17];
+  const A = [8, 9, 10, 11]; // row addresses
+  const U = [13, 14, 15, 16]; // u[r + i], splatted
+  const pass = (n: number): number[] => {
+    const rows = A.slice(0, n);
+    const terms = rows.map((a, i): Term => [U[i]!, a]);
+    return [
+      ...rowPointers(rows, PA, R, LDA),
+      ...times(n, (i) => [...elemAddr(PU, R), ...vSplatLoad(8 * i), ...set(U[i]!)]),
+      ...columnPairs(C, COLS, PYC, PY, rows, axpy2(PYC, terms, n > 1 ? Y : undefined)),
+      ...ifLt(C, COLS, axpy1(PYC, terms)),
+    ];
+  };
   return funcBody(
     [
       [7, I32],
       [5, V128],
     ],
-    code,
+    rowPasses(R, ROWS, [4, 1], pass),
   );
 }
 
 /** ger(pa, lda, rows, cols, px, py): A[r, c] += x[r]·y[c] (rank-one update, row by row). */
 function gerKernel(): number[] {
   const [PA, LDA, ROWS, COLS, PX, PY] = [0, 1, 2, 3, 4, 5];
-  const [R, C, A0, PYC] = [6, 7, 8, 9];
-  const [X] = [10];
-  const row: number[] = [...get(PA), ...get(R), ...get(LDA), MUL, ADD, ...set(A0)];
-  row.push(...get(PX), ...get(R), ...i32(8), MUL, ADD, ...vSplatLoad(), ...set(X));
-  row.push(...i32(0), ...set(C), ...get(PY), ...set(PYC));
-  row.push(
-    ...whileLoop(
-      [...get(C), ...i32(2), ADD, ...get(COLS), 0x4c],
-      [
-        ...get(A0),
-        ...get(A0),
-        ...vLoad(),
-        ...get(X),
-        ...get(PYC),
-        ...vLoad(),
-        ...V_MUL,
-        ...V_ADD,
-        ...vStore(),
-        ...inc(A0, 16),
-        ...inc(PYC, 16),
-        ...inc(C, 2),
-      ],
-    ),
-  );
-  row.push(
-    ...get(C),
-    ...get(COLS),
-    LT_S,
-    0x04,
-    0x40,
-    ...get(A0),
-    ...get(A0),
-    ...f64Load(),
-    ...get(X),
-    ...lane(0),
-    ...get(PYC),
-    ...f64Load(),
-    F64_MUL,
-    F64_ADD,
-    ...f64Store(),
-    END,
-  );
-  row.push(...inc(R, 1));
-  const code = [...i32(0), ...set(R), ...whileLoop([...get(R), ...get(ROWS), LT_S], row)];
+  const [R, C, A0, PYC, X] = [6, 7, 8, 9, 10];
+  const terms: Term[] = [[X, PYC]];
+  const row = [
+    ...rowPointers([A0], PA, R, LDA),
+    ...elemAddr(PX, R),
+    ...vSplatLoad(),
+    ...set(X),
+    ...columnPairs(C, COLS, PYC, PY, [A0], axpy2(A0, terms)),
+    ...ifLt(C, COLS, axpy1(A0, terms)),
+  ];
   return funcBody(
     [
       [4, I32],
       [1, V128],
     ],
-    code,
+    rowPasses(R, ROWS, [1], () => row),
   );
 }
 
-/** gemvN(pa, lda, rows, cols, pv, px): x[r] = Σ_c A[r, c]·v[c]. */
+/** gemvN(pa, lda, rows, cols, pv, px): x[r] = Σ_c A[r, c]·v[c], four rows per pass over v. */
 function gemvNKernel(): number[] {
   const [PA, LDA, ROWS, COLS, PV, PX] = [0, 1, 2, 3, 4, 5];
-  const [R, C, A0, A1, A2, A3, PVC] = [6, 7, 8, 9, 10, 11, 12];
-  const [S0, S1, S2, S3, V] = [13, 14, 15, 16, 17];
-  const [T0, T1, T2, T3] = [18, 19, 20, 21]; // f64 sums
-  const A = [A0, A1, A2, A3];
-  const S = [S0, S1, S2, S3];
-  const T = [T0, T1, T2, T3];
-  const zeroV = simd(0x0c, ...new Array<number>(16).fill(0)); // v128.const 0
-  const code: number[] = [...i32(0), ...set(R)];
-  const four: number[] = [
-    ...get(PA),
-    ...get(R),
-    ...get(LDA),
-    MUL,
-    ADD,
-    ...set(A0),
-    ...get(A0),
-    ...get(LDA),
-    ADD,
-    ...set(A1),
-    ...get(A1),
-    ...get(LDA),
-    ADD,
-    ...set(A2),
-    ...get(A2),
-    ...get(LDA),
-    ADD,
-    ...set(A3),
-  ];
-  for (let i = 0; i < 4; i++) four.push(...zeroV, ...set(S[i]!));
-  four.push(...i32(0), ...set(C), ...get(PV), ...set(PVC));
-  const step: number[] = [...get(PVC), ...vLoad(), ...set(V)];
-  for (let i = 0; i < 4; i++)
-    step.push(...get(S[i]!), ...get(A[i]!), ...vLoad(), ...get(V), ...V_MUL, ...V_ADD, ...set(S[i]!));
-  for (let i = 0; i < 4; i++) step.push(...inc(A[i]!, 16));
-  step.push(...inc(PVC, 16), ...inc(C, 2));
-  four.push(...whileLoop([...get(C), ...i32(2), ADD, ...get(COLS), 0x4c], step));
-  for (let i = 0; i < 4; i++)
-    four.push(...get(S[i]!), ...lane(0), ...get(S[i]!), ...lane(1), F64_ADD, ...set(T[i]!));
-  const tail: number[] = [];
-  for (let i = 0; i < 4; i++) {
-    tail.push(
+  const [R, C, PVC, V] = [6, 7, 12, 17];
+  const A = [8, 9, 10, 11]; // row addresses
+  const S = [13, 14, 15, 16]; // two-lane partial sums
+  const T = [18, 19, 20, 21]; // f64 row sums
+  const pass = (n: number): number[] => {
+    const rows = A.slice(0, n);
+    // Several rows load v[c..c+1] once into V; a single row reads it in place.
+    const vIn = n > 1 ? get(V) : [...get(PVC), ...vLoad()];
+    const step = [
+      ...(n > 1 ? [...get(PVC), ...vLoad(), ...set(V)] : []),
+      ...times(n, (i) => [
+        ...get(S[i]!),
+        ...get(A[i]!),
+        ...vLoad(),
+        ...vIn,
+        ...V_MUL,
+        ...V_ADD,
+        ...set(S[i]!),
+      ]),
+    ];
+    const tail = times(n, (i) => [
       ...get(T[i]!),
       ...get(A[i]!),
       ...f64Load(),
@@ -370,60 +317,23 @@ function gemvNKernel(): number[] {
       F64_MUL,
       F64_ADD,
       ...set(T[i]!),
-    );
-  }
-  four.push(...get(C), ...get(COLS), LT_S, 0x04, 0x40, ...tail, END);
-  for (let i = 0; i < 4; i++) {
-    four.push(...get(PX), ...get(R), ...i32(8), MUL, ADD, ...get(T[i]!), ...f64Store(8 * i));
-  }
-  four.push(...inc(R, 4));
-  code.push(...whileLoop([...get(R), ...i32(4), ADD, ...get(ROWS), 0x4c], four));
-  const one: number[] = [...get(PA), ...get(R), ...get(LDA), MUL, ADD, ...set(A0), ...zeroV, ...set(S0)];
-  one.push(...i32(0), ...set(C), ...get(PV), ...set(PVC));
-  one.push(
-    ...whileLoop(
-      [...get(C), ...i32(2), ADD, ...get(COLS), 0x4c],
-      [
-        ...get(S0),
-        ...get(A0),
-        ...vLoad(),
-        ...get(PVC),
-        ...vLoad(),
-        ...V_MUL,
-        ...V_ADD,
-        ...set(S0),
-        ...inc(A0, 16),
-        ...inc(PVC, 16),
-        ...inc(C, 2),
-      ],
-    ),
-  );
-  one.push(...get(S0), ...lane(0), ...get(S0), ...lane(1), F64_ADD, ...set(T0));
-  one.push(
-    ...get(C),
-    ...get(COLS),
-    LT_S,
-    0x04,
-    0x40,
-    ...get(T0),
-    ...get(A0),
-    ...f64Load(),
-    ...get(PVC),
-    ...f64Load(),
-    F64_MUL,
-    F64_ADD,
-    ...set(T0),
-    END,
-  );
-  one.push(...get(PX), ...get(R), ...i32(8), MUL, ADD, ...get(T0), ...f64Store(), ...inc(R, 1));
-  code.push(...whileLoop([...get(R), ...get(ROWS), LT_S], one));
+    ]);
+    return [
+      ...rowPointers(rows, PA, R, LDA),
+      ...times(n, (i) => [...V_ZERO, ...set(S[i]!)]),
+      ...columnPairs(C, COLS, PVC, PV, rows, step),
+      ...times(n, (i) => [...get(S[i]!), ...lane(0), ...get(S[i]!), ...lane(1), F64_ADD, ...set(T[i]!)]),
+      ...ifLt(C, COLS, tail),
+      ...times(n, (i) => [...elemAddr(PX, R), ...get(T[i]!), ...f64Store(8 * i)]),
+    ];
+  };
   return funcBody(
     [
       [7, I32],
       [5, V128],
       [4, F64],
     ],
-    code,
+    rowPasses(R, ROWS, [4, 1], pass),
   );
 }
 
