@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { type Backend, LineageError, type LlamaModel, type MethodContext } from '@lineage/core';
 import { hasCheckpoint } from './checkpoint.js';
+import type { SamplerState } from './data.js';
 import type { DistillLoss, HiddenLossOptions } from './losses.js';
 import { type CommonTrainOptions, distill, type TrainResult, train } from './trainer.js';
 
@@ -24,6 +25,11 @@ export interface RecoverOptions
   resume?: boolean;
   /** Sees every recovery's result (loss curve, evaluations, throughput). */
   onResult?: (result: TrainResult, call: number) => void;
+  /**
+   * Each call continues the data stream where the previous one stopped (default true), so k calls of
+   * n tokens see the same text as one run of k·n tokens; false starts every call at the stream's beginning.
+   */
+  continueData?: boolean;
 }
 
 /**
@@ -33,9 +39,11 @@ export interface RecoverOptions
  */
 export function recoverCapability(options: RecoverOptions): RecoverFn {
   let calls = 0;
+  let position: SamplerState | undefined;
   return async (model, budget) => {
     const call = ++calls;
-    const { checkpointRoot, resume, onResult, teacher: defaultTeacher, ...rest } = options;
+    const { checkpointRoot, resume, onResult, continueData, teacher: defaultTeacher, ...common } = options;
+    const rest = continueData !== false && position ? { ...common, dataStart: position } : common;
     const dir = checkpointRoot ? join(checkpointRoot, `recover-${call}`) : undefined;
     const ck = dir
       ? { checkpointDir: dir, resume: resume === true && hasCheckpoint(dir), restart: resume !== true }
@@ -44,6 +52,7 @@ export function recoverCapability(options: RecoverOptions): RecoverFn {
     const r = teacher
       ? await distill({ ...rest, ...ck, student: model, teacher, tokens: budget.tokens })
       : await train({ ...rest, ...ck, model, tokens: budget.tokens });
+    position = r.dataEnd;
     onResult?.(r, call);
     return r.model;
   };

@@ -380,4 +380,25 @@ describe('the recover capability of a method context', () => {
     const withData = withRecover(methodContext(js, { data: { text: 'x', path: 'x.txt' } }));
     expect(typeof withData.recover).toBe('function');
   });
+
+  it('successive calls continue the data stream, so k calls of n tokens see what one run of k·n sees', async () => {
+    const ends = async (continueData?: boolean) => {
+      const seen: TrainResult[] = [];
+      const recover = recoverCapability({
+        ...small,
+        ...(continueData === undefined ? {} : { continueData }),
+        onResult: (r) => seen.push(r),
+      });
+      for (let k = 0; k < 3; k++) await recover(await noised(), { tokens: 5 * 128, teacher });
+      return seen.map((r) => r.dataEnd);
+    };
+    const once = await distill({ ...small, teacher, student: await noised(), tokens: 15 * 128 });
+    expect(once.dataEnd).toEqual({ epoch: 0, cursor: 15 * 4 });
+    const continued = await ends();
+    expect(continued[2]).toEqual(once.dataEnd);
+    expect(continued[0]).not.toEqual(continued[1]);
+    const restarted = await ends(false);
+    expect(restarted[1]).toEqual(restarted[0]);
+    expect(restarted[2]).toEqual(restarted[0]);
+  }, 120_000);
 });

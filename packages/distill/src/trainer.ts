@@ -34,7 +34,15 @@ import {
   readCheckpoint,
   saveCheckpoint,
 } from './checkpoint.js';
-import { type DataInput, holdOut, loadSources, tokenizeSources, tokensHash, WindowSampler } from './data.js';
+import {
+  type DataInput,
+  holdOut,
+  loadSources,
+  type SamplerState,
+  tokenizeSources,
+  tokensHash,
+  WindowSampler,
+} from './data.js';
 import { trainingFlops } from './flops.js';
 import { formatDuration, formatStep, formatTokens, JsonlLog, type StepRecord } from './log.js';
 import {
@@ -76,6 +84,11 @@ export interface CommonTrainOptions {
   clip?: number;
   /** Seed of the data sampler (default 0): a run is a pure function of its seed, data, models and options. */
   seed?: number;
+  /**
+   * Where in the sampler's stream to begin (default: the first window of epoch 0). Passing the previous
+   * run's `dataEnd` makes successive runs on the same data and seed walk the stream as one run would.
+   */
+  dataStart?: SamplerState;
   /** Where the student trains (default: getBackend(), the fastest registered). */
   backend?: Backend;
 
@@ -171,6 +184,8 @@ export interface TrainResult {
   checkpoint?: string;
   /** Token stream sizes. */
   dataTokens: number;
+  /** Where the sampler stopped: the `dataStart` of a run that should continue the stream. */
+  dataEnd: SamplerState;
   evalData?: string;
 }
 
@@ -398,6 +413,8 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
   const dataName = sources.map((x) => x.name).join(' + ');
   const seed = o.seed ?? 0;
   const sampler = new WindowSampler(tokens, seqLen, seed, dataName);
+  const dataStart = o.dataStart ?? { epoch: 0, cursor: 0 };
+  sampler.load(dataStart);
   const ev = await evalSetup(o, model, seqLen, heldOut);
   if (ev) {
     // fail now, not after the first steps, on evaluation data that yields no sequence
@@ -438,6 +455,8 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
     betas: [...betas],
     clip,
     seed,
+    // recorded only when given, so checkpoints of runs from the start keep resuming
+    ...(o.dataStart ? { dataStart: [dataStart.epoch, dataStart.cursor] } : {}),
     data: tokensHash(tokens),
     dataTokens: tokens.length,
     loss: s.kind === 'distill' ? s.loss : 'lm',
@@ -746,6 +765,7 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
     ...(teacherBackend ? { teacherBackend: `${teacherBackend.name} (${teacherBackend.device})` } : {}),
     ...(ckptDir && lastCheckpoint >= 0 ? { checkpoint: ckptDir } : {}),
     dataTokens: tokens.length,
+    dataEnd: sampler.state(),
     ...(ev ? { evalData: ev.name } : {}),
   };
   jsonl?.write({
