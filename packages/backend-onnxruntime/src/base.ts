@@ -3,16 +3,33 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import {
   type AttentionOptions,
+  attentionDims,
   type Backend,
   type BackendOptions,
   type BinaryOp,
+  broadcastShapes,
   type ComputeDType,
+  checkGatherIds,
+  checkTargets,
+  checkUpload,
+  concatShape,
+  crossEntropyDims,
   JsBackend,
   LineageError,
   type MatmulOptions,
+  matmulDims,
+  normAxis,
   type ReduceOp,
+  reduceDims,
+  reshapeDims,
+  rmsNormDims,
+  ropeDims,
   type Shape,
+  sameShape,
+  sizeOf,
+  sliceDims,
   type Tensor,
+  transposeDims,
   type UnaryOp,
 } from '@lineage/core';
 import * as G from './kernels.js';
@@ -90,32 +107,6 @@ class OrtBackendTensor implements Tensor {
   ) {}
 }
 
-const sizeOf = (shape: readonly number[]): number => shape.reduce((p, d) => p * d, 1);
-
-function normAxis(axis: number, rank: number, op: string): number {
-  if (!Number.isInteger(axis) || axis < -rank || axis >= rank) {
-    throw new RangeError(`${op}: axis ${axis} is out of range for rank ${rank}`);
-  }
-  return axis < 0 ? axis + rank : axis;
-}
-
-function broadcastShapes(a: Shape, b: Shape, op: string): number[] {
-  const r = Math.max(a.length, b.length);
-  const out: number[] = [];
-  for (let i = 0; i < r; i++) {
-    const x = a[a.length - r + i] ?? 1;
-    const y = b[b.length - r + i] ?? 1;
-    if (x === y || y === 1) out.push(x);
-    else if (x === 1) out.push(y);
-    else throw new RangeError(`${op}: shapes [${a}] and [${b}] do not broadcast`);
-  }
-  return out;
-}
-
-function sameShape(a: Shape, b: Shape): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
-}
-
 /**
  * The onnxruntime backend. Each op runs a small ONNX graph built in process (kernels.ts) with symbolic
  * dimensions, so one session serves every shape of a given rank; sessions are cached by
@@ -189,17 +180,7 @@ export class OnnxruntimeBackend implements Backend {
   }
 
   upload(data: Float32Array | Int32Array, shape: Shape): Tensor {
-    if (!(data instanceof Float32Array || data instanceof Int32Array)) {
-      throw new TypeError('onnxruntime backend upload: data must be a Float32Array or Int32Array');
-    }
-    for (const d of shape) {
-      if (!Number.isInteger(d) || d < 0) throw new RangeError(`upload: bad dimension ${d} in [${shape}]`);
-    }
-    if (data.length !== sizeOf(shape)) {
-      throw new RangeError(
-        `onnxruntime backend upload: ${data.length} values for shape [${shape}] (needs ${sizeOf(shape)})`,
-      );
-    }
+    checkUpload('onnxruntime', data, shape);
     return this.fromHost(data, shape);
   }
 
@@ -386,20 +367,9 @@ export class OnnxruntimeBackend implements Backend {
     this.checkDtype(b, 'f32', 'matmul');
     const tA = options.transposeA === true;
     const tB = options.transposeB === true;
+    const { M, K: Ka, N, batch } = matmulDims(a.shape, b.shape, tA, tB);
     const ra = a.shape.length;
     const rb = b.shape.length;
-    if (ra < 2 || rb < 2)
-      throw new RangeError(`matmul: operands need rank ≥ 2, got [${a.shape}] and [${b.shape}]`);
-    const M = a.shape[tA ? ra - 1 : ra - 2]!;
-    const Ka = a.shape[tA ? ra - 2 : ra - 1]!;
-    const N = b.shape[tB ? rb - 2 : rb - 1]!;
-    const Kb = b.shape[tB ? rb - 1 : rb - 2]!;
-    if (Ka !== Kb) {
-      throw new RangeError(
-        `matmul: inner dimensions differ (${Ka} vs ${Kb}) for [${a.shape}]${tA ? 'ᵀ' : ''} · [${b.shape}]${tB ? 'ᵀ' : ''}`,
-      );
-    }
-    const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2), 'matmul');
     const shape = [...batch, M, N];
     if (sizeOf(shape) === 0 || Ka === 0) return this.zeros(shape, 'f32');
     if (this.isSmallMacs(sizeOf(shape) * Ka))
@@ -483,14 +453,8 @@ export class OnnxruntimeBackend implements Backend {
   async reduce(op: ReduceOp, x: Tensor, axes: readonly number[], keepDims = false): Promise<Tensor> {
     this.storage(x, `reduce ${op}`);
     const rank = x.shape.length;
-    const reduced = new Array<boolean>(rank).fill(false);
-    for (const ax of axes) {
-      const a = normAxis(ax, rank, `reduce ${op}`);
-      if (reduced[a]) throw new RangeError(`reduce ${op}: axis ${ax} is repeated in [${axes}]`);
-      reduced[a] = true;
-    }
+    const { reduced, shape: outShape } = reduceDims(op, x.shape, axes, keepDims);
     const n = sizeOf(x.shape);
-    const outShape = x.shape.flatMap((d, i) => (reduced[i] ? (keepDims ? [1] : []) : [d]));
     const outDtype: ComputeDType = x.dtype === 'i32' && op !== 'mean' ? 'i32' : 'f32';
     if (n === 0 || this.isSmall(n) || (x.dtype === 'i32' && !this.onGpu) || axes.length === 0) {
       if (axes.length === 0 && n > 0 && outDtype === x.dtype) return this.alias(x, outShape);
@@ -530,12 +494,7 @@ export class OnnxruntimeBackend implements Backend {
   async rmsNorm(x: Tensor, weight: Tensor, eps: number): Promise<Tensor> {
     this.checkDtype(x, 'f32', 'rmsNorm');
     this.checkDtype(weight, 'f32', 'rmsNorm');
-    const L = x.shape[x.shape.length - 1] ?? 1;
-    if (weight.shape.length !== 1 || weight.shape[0] !== L) {
-      throw new RangeError(
-        `rmsNorm: weight [${weight.shape}] does not match the last axis of x [${x.shape}]`,
-      );
-    }
+    rmsNormDims(x.shape, weight.shape);
     const n = sizeOf(x.shape);
     if (n === 0 || this.isSmall(n) || x.shape.length === 0) {
       return this.viaJs([x, weight], ([y, w]) => this.js.rmsNorm(y!, w!, eps));
@@ -553,19 +512,9 @@ export class OnnxruntimeBackend implements Backend {
     this.checkDtype(x, 'f32', 'rope');
     this.checkDtype(cos, 'f32', 'rope');
     this.checkDtype(sin, 'f32', 'rope');
-    const r = x.shape.length;
-    if (r < 3) throw new RangeError(`rope: x must be [..., T, H, D], got [${x.shape}]`);
-    const [T, , D] = x.shape.slice(-3) as [number, number, number];
-    if (D % 2 !== 0) throw new RangeError(`rope: head dim ${D} is odd`);
-    const want = [T, D / 2];
-    if (!sameShape(cos.shape, want) || !sameShape(sin.shape, want)) {
-      throw new RangeError(
-        `rope: cos [${cos.shape}] and sin [${sin.shape}] must be [${want}] for x [${x.shape}]`,
-      );
-    }
+    const [T, H, D] = ropeDims(x.shape, cos.shape, sin.shape);
     const n = sizeOf(x.shape);
     if (n === 0 || this.isSmall(n)) return this.viaJs([x, cos, sin], ([y, c, s]) => this.js.rope(y!, c!, s!));
-    const H = x.shape[r - 2]!;
     const x3 = this.alias(x, [n / (T * H * D), T, H * D]);
     try {
       return await this.runOne(`rope:fused:${H}`, () => G.ropeFused(H), { x: x3, cos, sin }, 'f32', x.shape);
@@ -585,12 +534,7 @@ export class OnnxruntimeBackend implements Backend {
     this.storage(table, 'gather');
     const I = await this.indices(ids, 'gather');
     if (table.shape.length < 1) throw new RangeError('gather: table must have rank ≥ 1');
-    const V = table.shape[0]!;
-    for (let i = 0; i < I.length; i++) {
-      const id = I[i]!;
-      if (id < 0 || id >= V)
-        throw new LineageError(`gather: id ${id} (at position ${i}) is out of range [0, ${V})`);
-    }
+    checkGatherIds(I, table.shape[0]!);
     const rest = table.shape.slice(1);
     const shape = [...ids.shape, ...rest];
     const n = sizeOf(shape);
@@ -609,19 +553,8 @@ export class OnnxruntimeBackend implements Backend {
   async crossEntropy(logits: Tensor, targets: Tensor): Promise<Tensor> {
     this.checkDtype(logits, 'f32', 'crossEntropy');
     const Tg = await this.indices(targets, 'crossEntropy');
-    if (logits.shape.length !== 2)
-      throw new RangeError(`crossEntropy: logits must be [N, V], got [${logits.shape}]`);
-    const [N, V] = logits.shape as [number, number];
-    if (targets.shape.length !== 1 || targets.shape[0] !== N) {
-      throw new RangeError(
-        `crossEntropy: targets [${targets.shape}] must be [${N}] for logits [${logits.shape}]`,
-      );
-    }
-    for (let i = 0; i < N; i++) {
-      const t = Tg[i]!;
-      if (t < 0 || t >= V)
-        throw new LineageError(`crossEntropy: target ${t} (row ${i}) is out of range [0, ${V})`);
-    }
+    const [N, V] = crossEntropyDims(logits.shape, targets.shape);
+    checkTargets(Tg, N, V);
     if (N * V === 0 || this.isSmall(N * V)) {
       return this.viaJs([logits, targets], ([l, t]) => this.js.crossEntropy(l!, t!));
     }
@@ -630,32 +563,14 @@ export class OnnxruntimeBackend implements Backend {
 
   async reshape(x: Tensor, shape: Shape): Promise<Tensor> {
     this.storage(x, 'reshape');
-    const n = sizeOf(x.shape);
-    const dims = [...shape];
-    const free = dims.indexOf(-1);
-    if (free >= 0) {
-      dims[free] = 1;
-      const known = sizeOf(dims);
-      if (dims.includes(-1) || known === 0 || n % known !== 0) {
-        throw new RangeError(`reshape: cannot infer -1 in [${shape}] for ${n} values`);
-      }
-      dims[free] = n / known;
-    }
-    for (const d of dims) {
-      if (!Number.isInteger(d) || d < 0) throw new RangeError(`reshape: bad dimension ${d} in [${shape}]`);
-    }
-    if (sizeOf(dims) !== n) throw new RangeError(`reshape: [${x.shape}] -> [${shape}] changes the size`);
+    const dims = reshapeDims(x.shape, shape, true);
     // Shares the storage: tensors are immutable.
     return this.alias(x, dims);
   }
 
   async transpose(x: Tensor, perm: readonly number[]): Promise<Tensor> {
     this.storage(x, 'transpose');
-    const r = x.shape.length;
-    if (perm.length !== r) throw new RangeError(`transpose: perm [${perm}] does not match rank ${r}`);
-    const p = perm.map((ax) => normAxis(ax, r, 'transpose'));
-    if (new Set(p).size !== r) throw new RangeError(`transpose: [${perm}] is not a permutation`);
-    const shape = p.map((ax) => x.shape[ax]!);
+    const { perm: p, shape } = transposeDims(x.shape, perm);
     // Moving only axes of size 1 keeps the memory order: a reshape.
     const moved = p.filter((ax) => x.shape[ax] !== 1);
     if (moved.every((ax, i) => i === 0 || ax > moved[i - 1]!)) return this.alias(x, shape);
@@ -669,24 +584,7 @@ export class OnnxruntimeBackend implements Backend {
   async slice(x: Tensor, begin: readonly number[], size: readonly number[]): Promise<Tensor> {
     this.storage(x, 'slice');
     const r = x.shape.length;
-    if (begin.length !== r || size.length !== r) {
-      throw new RangeError(
-        `slice: begin [${begin}] and size [${size}] must both have rank ${r} for [${x.shape}]`,
-      );
-    }
-    const b: number[] = [];
-    const shape: number[] = [];
-    for (let i = 0; i < r; i++) {
-      const dim = x.shape[i]!;
-      const b0 = begin[i]!;
-      const bi = b0 < 0 ? b0 + dim : b0;
-      const s = size[i] === -1 ? dim - bi : size[i]!;
-      if (!Number.isInteger(bi) || !Number.isInteger(s) || bi < 0 || s < 0 || bi + s > dim) {
-        throw new RangeError(`slice: begin [${begin}] size [${size}] is out of bounds for [${x.shape}]`);
-      }
-      b.push(bi);
-      shape.push(s);
-    }
+    const { begin: b, shape } = sliceDims(x.shape, begin, size);
     if (sameShape(shape, x.shape)) return this.alias(x, shape);
     const n = sizeOf(shape);
     if (n === 0 || this.isSmall(n) || (x.dtype === 'i32' && !this.onGpu)) {
@@ -706,21 +604,7 @@ export class OnnxruntimeBackend implements Backend {
     if (!first) throw new RangeError('concat: no tensors');
     const r = first.shape.length;
     const ax = normAxis(axis, r, 'concat');
-    let total = 0;
-    for (const t of xs) {
-      this.storage(t, 'concat');
-      const ok =
-        t.dtype === first.dtype &&
-        t.shape.length === r &&
-        t.shape.every((d, i) => i === ax || d === first.shape[i]);
-      if (!ok) {
-        throw new RangeError(
-          `concat: [${t.shape}] ${t.dtype} does not match [${first.shape}] ${first.dtype} off axis ${ax}`,
-        );
-      }
-      total += t.shape[ax]!;
-    }
-    const shape = first.shape.map((d, i) => (i === ax ? total : d));
+    const shape = concatShape(xs, ax, (t) => this.storage(t, 'concat'));
     const parts = xs.filter((t) => t.shape[ax] !== 0);
     if (parts.length === 1) return this.alias(parts[0]!, shape);
     const n = sizeOf(shape);
@@ -755,18 +639,7 @@ export class OnnxruntimeBackend implements Backend {
     this.checkDtype(q, 'f32', 'attention');
     this.checkDtype(k, 'f32', 'attention');
     this.checkDtype(v, 'f32', 'attention');
-    if (q.shape.length !== 4 || k.shape.length !== 4 || !sameShape(k.shape, v.shape)) {
-      throw new RangeError(
-        `attention: need q [B,T,H,D] and k, v [B,S,Hkv,D]; got [${q.shape}], [${k.shape}], [${v.shape}]`,
-      );
-    }
-    const [B, T, H, D] = q.shape as [number, number, number, number];
-    const [Bk, S, Hkv, Dk] = k.shape as [number, number, number, number];
-    if (Bk !== B || Dk !== D || Hkv === 0 || H % Hkv !== 0) {
-      throw new RangeError(
-        `attention: q [${q.shape}] is incompatible with k/v [${k.shape}] (H must be a multiple of Hkv)`,
-      );
-    }
+    const { B, T, H, D, S, Hkv } = attentionDims(q.shape, k.shape, v.shape);
     const shape = [B, T, H * D];
     if (sizeOf(shape) === 0 || S === 0) return this.zeros(shape, 'f32');
     if (this.isSmallMacs(B * H * T * S * D))

@@ -14,7 +14,28 @@ import type {
   Tensor,
   UnaryOp,
 } from '@lineage/core';
-import { LineageError } from '@lineage/core';
+import {
+  attentionDims,
+  broadcastShapes,
+  checkGatherIds,
+  checkTargets,
+  checkUpload,
+  concatShape,
+  crossEntropyDims,
+  foldBatch,
+  LineageError,
+  matmulDims,
+  normAxis,
+  reduceDims,
+  reshapeDims,
+  rmsNormDims,
+  ropeDims,
+  rowMajorStrides,
+  sameShape,
+  sizeOf,
+  sliceDims,
+  transposeDims,
+} from '@lineage/core';
 import type * as tfc from '@tensorflow/tfjs-core';
 import {
   type EngineModules,
@@ -70,29 +91,6 @@ class TfjsTensor implements Tensor {
 
 const INT_UNARY: ReadonlySet<UnaryOp> = new Set(['neg', 'abs', 'square', 'relu']);
 
-function sizeOf(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
-}
-
-function normAxis(axis: number, rank: number, op: string): number {
-  if (!Number.isInteger(axis) || axis < -rank || axis >= rank) {
-    throw new RangeError(`${op}: axis ${axis} is out of range for rank ${rank}`);
-  }
-  return axis < 0 ? axis + rank : axis;
-}
-
-function checkShape(shape: readonly number[], op: string): void {
-  for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) throw new RangeError(`${op}: bad dimension ${d} in [${shape}]`);
-  }
-}
-
 /**
  * where(cond, a, b) with a and b each a scalar or of cond's shape, run flat: the webgpu engine's Select
  * handles rank ≤ 4 only.
@@ -100,15 +98,6 @@ function checkShape(shape: readonly number[], op: string): void {
 function select(tf: Tf, cond: TfTensor, a: TfTensor, b: TfTensor): TfTensor {
   const flat = (t: TfTensor) => (t.rank === 0 ? t : tf.reshape(t, [-1]));
   return tf.reshape(tf.where(flat(cond), flat(a), flat(b)), cond.shape);
-}
-
-function rowMajorStrides(shape: readonly number[]): number[] {
-  const s = new Array<number>(shape.length);
-  for (let i = shape.length - 1, acc = 1; i >= 0; i--) {
-    s[i] = acc;
-    acc *= shape[i]!;
-  }
-  return s;
 }
 
 /** Transpose of host i32 data. */
@@ -149,19 +138,6 @@ function reduceHost(
       if (++idx[d]! < shape[d]!) break;
       idx[d] = 0;
     }
-  }
-  return out;
-}
-
-function broadcastShapes(a: readonly number[], b: readonly number[], op: string): number[] {
-  const r = Math.max(a.length, b.length);
-  const out: number[] = [];
-  for (let i = 0; i < r; i++) {
-    const da = a[a.length - r + i] ?? 1;
-    const db = b[b.length - r + i] ?? 1;
-    if (da === db || db === 1) out.push(da);
-    else if (da === 1) out.push(db);
-    else throw new RangeError(`${op}: shapes [${a}] and [${b}] do not broadcast`);
   }
   return out;
 }
@@ -382,15 +358,7 @@ export class TfjsBackend implements Backend {
 
   upload(data: Float32Array | Int32Array, shape: Shape): Tensor {
     if (this.closed) throw new Error('tfjs backend: used after close()');
-    if (!(data instanceof Float32Array || data instanceof Int32Array)) {
-      throw new TypeError('tfjs backend upload: data must be a Float32Array or Int32Array');
-    }
-    checkShape(shape, 'upload');
-    if (data.length !== sizeOf(shape)) {
-      throw new RangeError(
-        `tfjs backend upload: ${data.length} values for shape [${shape}] (needs ${sizeOf(shape)})`,
-      );
-    }
+    checkUpload('tfjs', data, shape);
     // Uploads are synchronous: with two engines in one process the data may land on the other one, and
     // tfjs moves it to this engine when an op of ours first uses it.
     const t = this.tf.tensor(data, [...shape], data instanceof Int32Array ? 'int32' : 'float32');
@@ -465,41 +433,16 @@ export class TfjsBackend implements Backend {
     const B = this.f32(b, 'matmul');
     const tA = options.transposeA === true;
     const tB = options.transposeB === true;
-    const ra = a.shape.length;
+    const { M, K, N, batchA, batchB, batch } = matmulDims(a.shape, b.shape, tA, tB);
     const rb = b.shape.length;
-    if (ra < 2 || rb < 2)
-      throw new RangeError(`matmul: operands need rank ≥ 2, got [${a.shape}] and [${b.shape}]`);
-    const M = a.shape[tA ? ra - 1 : ra - 2]!;
-    const K = a.shape[tA ? ra - 2 : ra - 1]!;
-    const N = b.shape[tB ? rb - 2 : rb - 1]!;
-    const Kb = b.shape[tB ? rb - 1 : rb - 2]!;
-    if (K !== Kb) {
-      throw new RangeError(
-        `matmul: inner dimensions differ (${K} vs ${Kb}) for [${a.shape}]${tA ? 'ᵀ' : ''} · [${b.shape}]${tB ? 'ᵀ' : ''}`,
-      );
-    }
-    const batchA = a.shape.slice(0, -2);
-    const batchB = b.shape.slice(0, -2);
-    const batch = broadcastShapes(batchA, batchB, 'matmul');
     const outShape = [...batch, M, N];
     if (sizeOf(outShape) === 0 || K === 0) return this.run(() => this.zeros(outShape, 'f32'));
     await this.ready();
     // On wasm a transposed 2-D right operand (a weight) is transposed once and kept.
     const bt = this.wasm && tB && rb === 2 ? this.transposedOf(b) : undefined;
     return this.run((tf) => {
-      // Fold trailing batch axes over which b broadcasts into a's rows: x [.., K]·W is one 2-D product and
-      // [B,H,G,T,D]·[B,H,1,S,D]ᵀ one [G·T, D]·[S, D]ᵀ product per (B, H).
-      const r = batch.length;
-      const pa = [...new Array<number>(r - batchA.length).fill(1), ...batchA];
-      const pb = [...new Array<number>(r - batchB.length).fill(1), ...batchB];
-      let keep = r;
-      let fold = 1;
-      if (!tA) {
-        while (keep > 0 && pb[keep - 1] === 1 && pa[keep - 1] === batch[keep - 1]) {
-          fold *= batch[keep - 1]!;
-          keep--;
-        }
-      }
+      // Fold trailing batch axes over which b broadcasts into a's rows.
+      const { pa, pb, keep, fold } = foldBatch(batchA, batchB, batch, !tA);
       const outer = batch.slice(0, keep);
       const n = sizeOf(outer);
       const a3 = this.toBatch3(tf, A, pa.slice(0, keep), outer, tA ? [K, M] : [M * fold, K]);
@@ -687,18 +630,8 @@ export class TfjsBackend implements Backend {
   async reduce(op: ReduceOp, x: Tensor, axes: readonly number[], keepDims = false): Promise<Tensor> {
     const X = this.tt(x, `reduce ${op}`);
     const rank = x.shape.length;
-    const reduced = new Array<boolean>(rank).fill(false);
-    for (const ax of axes) {
-      const a = normAxis(ax, rank, `reduce ${op}`);
-      if (reduced[a]) throw new RangeError(`reduce ${op}: axis ${ax} is repeated in [${axes}]`);
-      reduced[a] = true;
-    }
+    const { reduced, shape } = reduceDims(op, x.shape, axes, keepDims);
     const list = reduced.flatMap((r, i) => (r ? [i] : []));
-    const shape: number[] = [];
-    for (let i = 0; i < rank; i++) {
-      if (!reduced[i]) shape.push(x.shape[i]!);
-      else if (keepDims) shape.push(1);
-    }
     const int = x.dtype === 'i32';
     const outDtype: ComputeDType = int && op !== 'mean' ? 'i32' : 'f32';
     if (sizeOf(shape) === 0) return this.run(() => this.zeros(shape, outDtype));
@@ -784,12 +717,7 @@ export class TfjsBackend implements Backend {
   async rmsNorm(x: Tensor, weight: Tensor, eps: number): Promise<Tensor> {
     const X = this.f32(x, 'rmsNorm');
     const W = this.f32(weight, 'rmsNorm');
-    const L = x.shape[x.shape.length - 1] ?? 1;
-    if (weight.shape.length !== 1 || weight.shape[0] !== L) {
-      throw new RangeError(
-        `rmsNorm: weight [${weight.shape}] does not match the last axis of x [${x.shape}]`,
-      );
-    }
+    rmsNormDims(x.shape, weight.shape);
     if (sizeOf(x.shape) === 0) return this.run(() => this.zeros(x.shape, 'f32'));
     return this.run((tf) => {
       const ms = tf.mean(tf.square(X), -1, true);
@@ -801,16 +729,7 @@ export class TfjsBackend implements Backend {
     const X = this.f32(x, 'rope');
     const C = this.f32(cos, 'rope');
     const S = this.f32(sin, 'rope');
-    const r = x.shape.length;
-    if (r < 3) throw new RangeError(`rope: x must be [..., T, H, D], got [${x.shape}]`);
-    const [T, H, D] = x.shape.slice(-3) as [number, number, number];
-    if (D % 2 !== 0) throw new RangeError(`rope: head dim ${D} is odd`);
-    const want = [T, D / 2];
-    if (!sameShape(cos.shape, want) || !sameShape(sin.shape, want)) {
-      throw new RangeError(
-        `rope: cos [${cos.shape}] and sin [${sin.shape}] must be [${want}] for x [${x.shape}]`,
-      );
-    }
+    const [T, H, D] = ropeDims(x.shape, cos.shape, sin.shape);
     if (sizeOf(x.shape) === 0) return this.run(() => this.zeros(x.shape, 'f32'));
     return this.run((tf) => {
       // y = x·[cos, cos] + [x₂, x₁]·[−sin, sin] over x as [outer, T, H, D] (ranks ≤ 4 for the webgpu engine).
@@ -834,14 +753,9 @@ export class TfjsBackend implements Backend {
     const Tb = this.tt(table, 'gather');
     const I = this.i32(ids, 'gather');
     if (table.shape.length < 1) throw new RangeError('gather: table must have rank ≥ 1');
-    const V = table.shape[0]!;
     const rest = table.shape.slice(1);
     const values = await this.intValues(ids, 'gather');
-    for (let i = 0; i < values.length; i++) {
-      const id = values[i]!;
-      if (id < 0 || id >= V)
-        throw new LineageError(`gather: id ${id} (at position ${i}) is out of range [0, ${V})`);
-    }
+    checkGatherIds(values, table.shape[0]!);
     const shape = [...ids.shape, ...rest];
     if (sizeOf(shape) === 0) return this.run(() => this.zeros(shape, table.dtype));
     return this.run((tf) => tf.reshape(tf.gather(Tb, tf.reshape(I, [values.length]), 0), shape));
@@ -850,22 +764,10 @@ export class TfjsBackend implements Backend {
   async crossEntropy(logits: Tensor, targets: Tensor): Promise<Tensor> {
     const X = this.f32(logits, 'crossEntropy');
     this.i32(targets, 'crossEntropy');
-    if (logits.shape.length !== 2)
-      throw new RangeError(`crossEntropy: logits must be [N, V], got [${logits.shape}]`);
-    const [N, V] = logits.shape as [number, number];
-    if (targets.shape.length !== 1 || targets.shape[0] !== N) {
-      throw new RangeError(
-        `crossEntropy: targets [${targets.shape}] must be [${N}] for logits [${logits.shape}]`,
-      );
-    }
+    const [N, V] = crossEntropyDims(logits.shape, targets.shape);
     const tg = await this.intValues(targets, 'crossEntropy');
-    const flat = new Int32Array(N);
-    for (let i = 0; i < N; i++) {
-      const t = tg[i]!;
-      if (t < 0 || t >= V)
-        throw new LineageError(`crossEntropy: target ${t} (row ${i}) is out of range [0, ${V})`);
-      flat[i] = i * V + t;
-    }
+    checkTargets(tg, N, V);
+    const flat = Int32Array.from({ length: N }, (_, i) => i * V + tg[i]!);
     if (N === 0) return this.run(() => this.zeros([0], 'f32'));
     return this.run((tf) => {
       // −log softmax[t] = log Σ exp(x − m) − (x_t − m): no cancellation between two large terms.
@@ -885,29 +787,13 @@ export class TfjsBackend implements Backend {
 
   async reshape(x: Tensor, shape: Shape): Promise<Tensor> {
     const X = this.tt(x, 'reshape');
-    const n = sizeOf(x.shape);
-    const dims = [...shape];
-    const free = dims.indexOf(-1);
-    if (free >= 0) {
-      dims[free] = 1;
-      const known = sizeOf(dims);
-      if (dims.includes(-1) || known === 0 || n % known !== 0) {
-        throw new RangeError(`reshape: cannot infer -1 in [${shape}] for ${n} values`);
-      }
-      dims[free] = n / known;
-    }
-    checkShape(dims, 'reshape');
-    if (sizeOf(dims) !== n) throw new RangeError(`reshape: [${x.shape}] -> [${shape}] changes the size`);
+    const dims = reshapeDims(x.shape, shape);
     return this.run((tf) => tf.reshape(X, dims), [X]);
   }
 
   async transpose(x: Tensor, perm: readonly number[]): Promise<Tensor> {
     const X = this.tt(x, 'transpose');
-    const r = x.shape.length;
-    if (perm.length !== r) throw new RangeError(`transpose: perm [${perm}] does not match rank ${r}`);
-    const p = perm.map((ax) => normAxis(ax, r, 'transpose'));
-    if (new Set(p).size !== r) throw new RangeError(`transpose: [${perm}] is not a permutation`);
-    const shape = p.map((ax) => x.shape[ax]!);
+    const { perm: p, shape } = transposeDims(x.shape, perm);
     if (sizeOf(shape) === 0) return this.run(() => this.zeros(shape, x.dtype));
     if (this.engine === 'webgpu' && x.dtype === 'i32') {
       // tfjs-webgpu's transpose shader is f32-only for some shapes: move i32 data (ids, small) on the host.
@@ -920,25 +806,7 @@ export class TfjsBackend implements Backend {
 
   async slice(x: Tensor, begin: readonly number[], size: readonly number[]): Promise<Tensor> {
     const X = this.tt(x, 'slice');
-    const r = x.shape.length;
-    if (begin.length !== r || size.length !== r) {
-      throw new RangeError(
-        `slice: begin [${begin}] and size [${size}] must both have rank ${r} for [${x.shape}]`,
-      );
-    }
-    const b: number[] = [];
-    const s: number[] = [];
-    for (let i = 0; i < r; i++) {
-      const dim = x.shape[i]!;
-      const b0 = begin[i]!;
-      const bi = b0 < 0 ? b0 + dim : b0;
-      const si = size[i] === -1 ? dim - bi : size[i]!;
-      if (!Number.isInteger(bi) || !Number.isInteger(si) || bi < 0 || si < 0 || bi + si > dim) {
-        throw new RangeError(`slice: begin [${begin}] size [${size}] is out of bounds for [${x.shape}]`);
-      }
-      b.push(bi);
-      s.push(si);
-    }
+    const { begin: b, shape: s } = sliceDims(x.shape, begin, size);
     if (sizeOf(s) === 0) return this.run(() => this.zeros(s, x.dtype));
     if (sameShape(s, x.shape)) return this.run((tf) => tf.clone(X));
     return this.run((tf) => this.sliceT(tf, X, b, s));
@@ -953,23 +821,9 @@ export class TfjsBackend implements Backend {
   async concat(xs: readonly Tensor[], axis: number): Promise<Tensor> {
     const first = xs[0];
     if (!first) throw new RangeError('concat: no tensors');
-    const r = first.shape.length;
-    const ax = normAxis(axis, r, 'concat');
+    const ax = normAxis(axis, first.shape.length, 'concat');
     const ts = xs.map((t) => this.tt(t, 'concat'));
-    let total = 0;
-    for (const t of xs) {
-      const ok =
-        t.dtype === first.dtype &&
-        t.shape.length === r &&
-        t.shape.every((d, i) => i === ax || d === first.shape[i]);
-      if (!ok) {
-        throw new RangeError(
-          `concat: [${t.shape}] ${t.dtype} does not match [${first.shape}] ${first.dtype} off axis ${ax}`,
-        );
-      }
-      total += t.shape[ax]!;
-    }
-    const shape = first.shape.map((d, i) => (i === ax ? total : d));
+    const shape = concatShape(xs, ax);
     if (sizeOf(shape) === 0) return this.run(() => this.zeros(shape, first.dtype));
     const parts = ts.filter((_, i) => sizeOf(xs[i]!.shape) > 0);
     if (parts.length === 1) return this.run((tf) => tf.clone(parts[0]!));
@@ -990,18 +844,7 @@ export class TfjsBackend implements Backend {
     const Q = this.f32(q, 'attention');
     const Kt = this.f32(k, 'attention');
     const Vt = this.f32(v, 'attention');
-    if (q.shape.length !== 4 || k.shape.length !== 4 || !sameShape(k.shape, v.shape)) {
-      throw new RangeError(
-        `attention: need q [B,T,H,D] and k, v [B,S,Hkv,D]; got [${q.shape}], [${k.shape}], [${v.shape}]`,
-      );
-    }
-    const [B, T, H, D] = q.shape as [number, number, number, number];
-    const [Bk, S, Hkv, Dk] = k.shape as [number, number, number, number];
-    if (Bk !== B || Dk !== D || Hkv === 0 || H % Hkv !== 0) {
-      throw new RangeError(
-        `attention: q [${q.shape}] is incompatible with k/v [${k.shape}] (H must be a multiple of Hkv)`,
-      );
-    }
+    const { B, T, H, D, S, Hkv } = attentionDims(q.shape, k.shape, v.shape);
     const outShape = [B, T, H * D];
     // No keys: zeros, as the composite's empty softmax · v gives.
     if (sizeOf(outShape) === 0 || S === 0) return this.run(() => this.zeros(outShape, 'f32'));

@@ -24,6 +24,7 @@ export * from './backend/backend.js';
 export { createJsBackend, JsBackend } from './backend/js/js-backend.js';
 export { Ops } from './backend/ops.js';
 export * from './backend/registry.js';
+export * from './backend/shapes.js';
 export * from './checkpoint/load-model.js';
 export * from './checkpoint/save-model.js';
 // Compression methods

@@ -37,6 +37,9 @@ export interface GradientCase {
   params: ReadonlyMap<string, Parameter>;
   /** The loss over `Ops` (runs under GradOps on each backend). */
   loss: (ops: Ops) => Promise<Tensor>;
+  /** Core's float64 checks only: coordinates checked per parameter (default all) and their seed. */
+  coords?: number;
+  seed?: number;
 }
 
 /** sum(y ⊙ R) for a fixed random probe R: every output element matters, each with its own weight. */
@@ -66,20 +69,10 @@ function opCase(
   };
 }
 
-const UNARY: UnaryOp[] = [
-  'neg',
-  'exp',
-  'log',
-  'sqrt',
-  'rsqrt',
-  'recip',
-  'abs',
-  'square',
-  'silu',
-  'sigmoid',
-  'tanh',
-  'relu',
-];
+/** The unary ops, in the order of their built-in gradients. */
+const UNARY = [...BUILTIN_GRADIENTS.keys()]
+  .filter((k) => k.startsWith('unary.'))
+  .map((k) => k.slice('unary.'.length) as UnaryOp);
 const POSITIVE = new Set<UnaryOp>(['log', 'sqrt', 'rsqrt', 'recip']);
 
 /**
@@ -277,6 +270,7 @@ export function layerGradientCases(): GradientCase[] {
     out.push({
       name: 'SwiGLU MLP (gate, up, down)',
       params,
+      coords: 24,
       loss: async (ops) => {
         const h = x.tensor(ops.backend);
         const g = await ops.unary('silu', await L['mlp.gate_proj'].forward(ops, h));
@@ -300,6 +294,7 @@ export function layerGradientCases(): GradientCase[] {
     out.push({
       name: `decoder block, head size ${dim / 4}: attention with RoPE and GQA 4/2, q/k/v/o biases, SwiGLU, norms, residuals`,
       params,
+      coords: 24,
       loss: async (ops) =>
         probeLoss(ops, await model.block(ops, 0, x.tensor(ops.backend), model.rope(ops, 5)), 5),
     });
@@ -356,6 +351,8 @@ export function layerGradientCases(): GradientCase[] {
     out.push({
       name: `Llama, GQA 4/2, biases, ${tied ? 'tied' : 'untied'} head: LM loss`,
       params: namedParameters(model),
+      coords: 6,
+      seed: 5,
       loss: (ops) => languageModelLoss(ops, model, tokens, 2),
     });
   }
@@ -366,6 +363,8 @@ export function layerGradientCases(): GradientCase[] {
     out.push({
       name: 'Llama, dim 32, GQA 4/2, head size 8, no biases, tied head: LM loss',
       params: namedParameters(model),
+      coords: 6,
+      seed: 5,
       loss: (ops) => languageModelLoss(ops, model, tokens, 2),
     });
   }
@@ -380,6 +379,7 @@ export function layerGradientCases(): GradientCase[] {
         ...namedParameters(student),
         ...[...namedParameters(teacher)].map(([k, q]) => [`teacher.${k}`, q] as [string, Parameter]),
       ]),
+      coords: 4,
       loss: async (ops) => {
         const t = await teacher.forward(ops, ids, 2);
         const s = await student.forward(ops, ids, 2);
