@@ -8,6 +8,12 @@ export {
   VERSION,
 } from './calibrate.js';
 export {
+  type CalibrateFn,
+  type CalibrationCapabilityOptions,
+  calibrationCapability,
+  withCalibration,
+} from './capability.js';
+export {
   type CalibrationSample,
   type DataFormat,
   type Dataset,

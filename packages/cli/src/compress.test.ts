@@ -197,6 +197,9 @@ describe('lineage family', () => {
       '0.8,0.5',
       '--recover-tokens',
       '2k',
+      '--data-aware', // no --stats: each step calibrates the model it truncates on the first --data file
+      '--calib-samples',
+      '16',
       '--data',
       TRAIN,
       '--data',
@@ -237,7 +240,12 @@ describe('lineage family', () => {
         seqLen: 256,
       });
       expect(Math.abs(p.ppl / j.members[i].ppl - 1)).toBeLessThan(1e-6);
-      expect(model.provenance).toMatchObject({ method: 'plrd', step: i + 1 });
+      expect(model.provenance).toMatchObject({
+        method: 'plrd',
+        step: i + 1,
+        dataAware: true,
+        whitenedBy: i === 0 ? 'parent' : 'member 1',
+      });
       // params and bytes are a count of the stored tensors
       let params = 0;
       let bytes = 0;

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
+import { calibrationCapability, computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
 import {
   applyMethod,
   JsBackend,
@@ -161,5 +161,41 @@ describe('plrd method', () => {
     const family = await applyMethod(plrd({ schedule: [0.7, 0.5], recoverTokens: 1000 }), parent, ctx);
     expect(calls).toEqual([1000, 1000]);
     expect(family.map((m) => m.provenance!.tokens)).toEqual([1000, 2000]);
+  }, 300_000);
+
+  it('data-aware: step 1 whitens by the parent, every later step by the member it truncates', async () => {
+    const calibrate = calibrationCapability({
+      data: sharedPath('data', 'tinystories', 'train-head.txt'),
+      samples: 16,
+      seqLen: 128,
+      backend,
+    });
+    const seen: LlamaModel[] = [];
+    const ctx = methodContext(backend, {
+      calibrate: async (m, request) => {
+        seen.push(m);
+        return calibrate(m, request);
+      },
+    });
+    const family = await applyMethod(
+      plrd({ schedule: [0.8, 0.6, 0.45], recoverTokens: 0, dataAware: true }),
+      parent,
+      ctx,
+    );
+    expect(seen).toEqual([parent, family[0], family[1]]);
+    expect(family.map((m) => m.provenance!.whitenedBy)).toEqual(['parent', 'member 1', 'member 2']);
+    // one-shot svd calibrates the model it is given through the same capability
+    seen.length = 0;
+    const one = await applyMethod(svd({ params: 0.6, dataAware: true }), parent, ctx);
+    expect(seen).toEqual([parent]);
+    expect(one.stats().params).toBe(family[1]!.stats().params);
+    // recalibrate: false keeps the parent's Grams throughout
+    seen.length = 0;
+    await applyMethod(
+      plrd({ schedule: [0.8, 0.6], recoverTokens: 0, dataAware: true, recalibrate: false }),
+      parent,
+      ctx,
+    );
+    expect(seen).toEqual([parent]);
   }, 300_000);
 });

@@ -37,6 +37,11 @@ export interface PlrdOptions extends LowRankOptions {
   recoverTokens: number;
   /** Teacher of each recovery: the parent (default) or the previous member. */
   teacher?: 'parent' | 'previous';
+  /**
+   * With dataAware: whiten each step by the Grams of the model being truncated (the previous member,
+   * calibrated through the context's `calibrate`), default true; false uses the parent's Grams throughout.
+   */
+  recalibrate?: boolean;
 }
 
 function checkFraction(p: number, what: string): void {
@@ -44,15 +49,33 @@ function checkFraction(p: number, what: string): void {
     throw new LineageError(`${what} must be in (0, 1), got ${String(p)}`);
 }
 
-function gramOf(o: LowRankOptions, ctx: MethodContext): GramSource | undefined {
+const GRAMS_NEEDED =
+  'data-aware decomposition needs calibration statistics with hessian (--stats <file>) or calibration text (--data <file>)';
+
+function hasGrams(s: unknown): s is GramSource {
+  return !!s && typeof (s as Partial<GramSource>).hessian === 'function';
+}
+
+/**
+ * The Grams that whiten `model`: the method's own source, else the context's statistics (which describe the
+ * parent), else fresh ones from the context's calibration capability.
+ */
+async function gramFor(
+  o: LowRankOptions,
+  ctx: MethodContext,
+  model: LlamaModel,
+  isParent: boolean,
+): Promise<GramSource | undefined> {
   if (!o.dataAware) return undefined;
   if (o.gram) return o.gram;
-  const s = ctx.stats as Partial<GramSource> | undefined;
-  if (!s || typeof s.hessian !== 'function')
-    throw new LineageError(
-      'data-aware decomposition needs calibration statistics with hessian (--stats <file>)',
-    );
-  return s as GramSource;
+  if (isParent && hasGrams(ctx.stats)) return ctx.stats;
+  if (ctx.calibrate) {
+    const s = await ctx.calibrate(model, { statistics: ['hessian'] });
+    if (!hasGrams(s)) throw new LineageError("the context's calibration returned no hessian statistics");
+    return s;
+  }
+  if (hasGrams(ctx.stats)) return ctx.stats;
+  throw new LineageError(GRAMS_NEEDED);
 }
 
 function parentRecord(model: LlamaModel): Record<string, Json> {
@@ -89,7 +112,7 @@ export function svd(o: SvdMethodOptions): CompressionMethod<LlamaModel> {
         ...(o.allocation ? { allocation: o.allocation } : {}),
         ...(o.includeHead ? { includeHead: true } : {}),
         progress: ctx.progress,
-        ...(o.dataAware ? { gram: gramOf(o, ctx)! } : {}),
+        ...(o.dataAware ? { gram: (await gramFor(o, ctx, model, true))! } : {}),
       });
       logDense(ctx, r);
       r.model.provenance = {
@@ -135,7 +158,12 @@ export function plrd(o: PlrdOptions): CompressionMethod<LlamaModel[]> {
     },
     async apply(parent, ctx) {
       const family: LlamaModel[] = [];
-      const gram = gramOf(o, ctx);
+      const recalibrate = o.dataAware && o.recalibrate !== false && !o.gram;
+      if (recalibrate && !ctx.calibrate && hasGrams(ctx.stats))
+        ctx.log.warn(
+          "no calibration text: every step whitens by the parent's statistics (give --data to calibrate each member)",
+        );
+      const parentGram = await gramFor(o, ctx, parent, true);
       const parentRec = parentRecord(parent);
       let previous = parent;
       let tokensTotal = 0;
@@ -144,6 +172,8 @@ export function plrd(o: PlrdOptions): CompressionMethod<LlamaModel[]> {
         ctx.log.info(
           `PLRD step ${i + 1}/${schedule.length}: ranks to ${fraction} of the decomposable parameters`,
         );
+        const ownGrams = i > 0 && recalibrate && !!ctx.calibrate;
+        const gram = ownGrams ? await gramFor(o, ctx, previous, false) : parentGram;
         const r = await decomposeModel(previous, {
           fraction,
           ...(o.allocation ? { allocation: o.allocation } : {}),
@@ -168,6 +198,7 @@ export function plrd(o: PlrdOptions): CompressionMethod<LlamaModel[]> {
           schedule,
           derivedFrom: i === 0 ? 'parent' : `member ${i}`,
           ...stepRecord(r, o, fraction),
+          ...(o.dataAware ? { whitenedBy: ownGrams ? `member ${i}` : 'parent' } : {}),
           recoverTokens: o.recoverTokens,
           teacher: o.teacher ?? 'parent',
           tokens: tokensTotal,

@@ -14,7 +14,7 @@ const common: MethodOption[] = [
     name: 'data-aware',
     type: 'boolean',
     description:
-      'whiten by calibration Grams (SVD-LLM): minimise the output error; needs --stats with hessian',
+      'whiten by calibration Grams (SVD-LLM): minimise the output error; Grams from --stats, or calibrated on the first --data file',
     default: false,
   },
   {

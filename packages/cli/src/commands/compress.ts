@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { loadStats } from '@lineage/calibrate';
+import { loadDataset, loadStats, withCalibration } from '@lineage/calibrate';
 import {
   applyMethod,
   type Backend,
@@ -36,6 +36,7 @@ export interface CompressionFlags {
   data?: string[];
   docSeparator?: string;
   stats?: string;
+  calibSamples?: number;
   seed: number;
   lr?: number;
   minLr?: number;
@@ -89,6 +90,11 @@ export function addCompressionOptions(cmd: Command): Command {
     .option(
       '--stats <file>',
       'calibration statistics of this model (lineage calibrate), for data-aware methods',
+    )
+    .option(
+      '--calib-samples <n>',
+      'data-aware methods without --stats: sequences of the first --data file to calibrate on (default 64)',
+      parseIntArg(),
     )
     .option('--seed <n>', 'seed of data sampling and of any randomness in the method', parseIntArg(0), 0)
     .option('--lr <x>', 'recovery: peak learning rate (default 1e-4)', parseFloatArg(0, 10))
@@ -207,6 +213,13 @@ export async function prepare(
       ...(o.hiddenWeight ? { hidden: { layers: 'uniform' as const, weight: o.hiddenWeight } } : {}),
     };
     ctx = withRecover(ctx, recover);
+    // statistics of any model the method asks about (e.g. each PLRD member), from the first data file
+    // minus held-out documents
+    const ds = await loadDataset(first!, sources[0]!.separator ? { separator: sources[0]!.separator } : {});
+    const kept = holdout && sources.length === 1 ? sources[0]!.documents : undefined;
+    const keptDocs = () => ds.documents().slice(kept![0], kept![1]);
+    const calib = kept ? { ...ds, documents: keptDocs, stream: () => keptDocs().join('\n\n') } : ds;
+    ctx = withCalibration(ctx, { data: calib, ...(o.calibSamples ? { samples: o.calibSamples } : {}) });
   }
   return { model, path, backend, ctx };
 }

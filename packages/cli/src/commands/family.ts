@@ -93,7 +93,10 @@ export function familyCommand(program: Command): void {
     .addOption(
       new Option('--allocation <mode>', 'rank allocation (default uniform)').choices(['uniform', 'energy']),
     )
-    .option('--data-aware', 'whiten by calibration Grams (SVD-LLM); needs --stats with hessian')
+    .option(
+      '--data-aware',
+      'whiten by calibration Grams (SVD-LLM); from --stats, or calibrated on the first --data file (each member on its own)',
+    )
     .option('--include-head', 'also decompose an untied output head')
     .addOption(
       new Option('--teacher <which>', 'recovery teacher (default parent)').choices(['parent', 'previous']),

@@ -48,6 +48,11 @@ export interface MethodContext {
   seed: number;
   /** Training capability supplied by @lineage/distill when installed: recover `model` (e.g. from its parent). */
   recover?(model: LlamaModel, budget: TrainBudget & { teacher?: LlamaModel }): Promise<LlamaModel>;
+  /**
+   * Calibration capability supplied by @lineage/calibrate: the named statistics of `model` (any model, e.g. a
+   * family member mid-method) on the context's calibration text, typed by that package like `stats`.
+   */
+  calibrate?(model: LlamaModel, request: { statistics: string[] }): Promise<unknown>;
 }
 
 /**
@@ -69,9 +74,9 @@ export function checkNeeds(method: CompressionMethod, ctx: MethodContext): void 
   if (n.training && !ctx.recover) {
     throw new LineageError(`method '${method.name}' needs training: install and import @lineage/distill`);
   }
-  if (n.stats?.length && !ctx.stats) {
+  if (n.stats?.length && !ctx.stats && !ctx.calibrate) {
     throw new LineageError(
-      `method '${method.name}' needs calibration statistics (${n.stats.join(', ')}): pass --stats <file>`,
+      `method '${method.name}' needs calibration statistics (${n.stats.join(', ')}): pass --stats <file>, or calibration text (--data <file>)`,
     );
   }
 }

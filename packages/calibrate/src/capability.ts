@@ -1,0 +1,72 @@
+import { type Backend, LineageError, type Logger, type MethodContext } from '@lineage/core';
+import { calibrate } from './calibrate.js';
+import { type Dataset, loadDataset } from './dataset.js';
+
+export type CalibrateFn = NonNullable<MethodContext['calibrate']>;
+
+export interface CalibrationCapabilityOptions {
+  /** Calibration text: a loaded dataset, or a file or directory path for `loadDataset`. */
+  data: Dataset | string;
+  /** Documents separator when `data` is a path. */
+  separator?: string;
+  /** Sequences (default 64, or every document when there are fewer). */
+  samples?: number;
+  /** Tokens per sequence (default min(256, the model's context)). */
+  seqLen?: number;
+  /** Sampling seed (default 0): every model calibrates on the same text. */
+  seed?: number;
+  backend: Backend;
+  log?: Logger;
+}
+
+/**
+ * The `calibrate` capability of a method context, backed by this package: statistics of any model (a
+ * parent, or a family member between steps) on one seeded sample of the calibration text, in memory.
+ */
+export function calibrationCapability(options: CalibrationCapabilityOptions): CalibrateFn {
+  let dataset: Promise<Dataset> | undefined;
+  return async (model, request) => {
+    dataset ??=
+      typeof options.data === 'string'
+        ? loadDataset(options.data, options.separator ? { separator: options.separator } : {})
+        : Promise.resolve(options.data);
+    const ds = await dataset;
+    const seqLen = options.seqLen ?? Math.min(256, model.config.maxPositions);
+    let samples = options.samples ?? 64;
+    if (options.samples === undefined && ds.separator) samples = Math.min(samples, ds.documents().length);
+    const t0 = performance.now();
+    const r = await calibrate(model, options.backend, ds, {
+      samples,
+      seqLen,
+      seed: options.seed ?? 0,
+      statistics: request.statistics,
+    });
+    options.log?.info(
+      `calibrated ${request.statistics.join(', ')} on ${samples} × ${seqLen} tokens of ${ds.path} (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
+    );
+    return r.stats;
+  };
+}
+
+/**
+ * The method context with `calibrate` attached; backend, logger and seed default to the context's, the
+ * text to the context's data file.
+ */
+export function withCalibration(
+  ctx: MethodContext,
+  options: Partial<CalibrationCapabilityOptions> = {},
+): MethodContext {
+  const data = options.data ?? ctx.data?.path;
+  if (!data) throw new LineageError('calibration needs text (--data <file>)');
+  return {
+    ...ctx,
+    calibrate: calibrationCapability({
+      backend: ctx.backend,
+      log: ctx.log,
+      seed: ctx.seed,
+      ...(ctx.data?.separator && options.data === undefined ? { separator: ctx.data.separator } : {}),
+      ...options,
+      data,
+    }),
+  };
+}
