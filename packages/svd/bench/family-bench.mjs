@@ -18,10 +18,11 @@
 //   node packages/svd/bench/family-bench.mjs [--backend onnxruntime|js] [--tokens-per-step 200k]
 //     [--schedule 0.8,0.6,0.45,0.3] [--hidden 1] [--lr 2e-3] [--min-lr 2e-5] [--batch 4] [--seq-len 256]
 //     [--skip-scratch] [--skip-oneshot] [--data-aware] [--json out.json]
-// (--data-aware: PLRD and the one-shot baseline both decompose with SVD-LLM whitening)
+// (--data-aware: PLRD and the one-shot baseline both decompose with SVD-LLM whitening; PLRD's step k > 1
+// whitens by member k − 1's own Grams, from the same 64 × 256 calibration tokens)
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
+import { calibrationCapability, computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
 import {
   applyMethod,
   getBackend,
@@ -114,15 +115,17 @@ for (const f of schedule) {
 // 2. PLRD
 const preRecovery = [];
 const recover = recoverCapability({ ...recipe, log, logEvery: 50 });
+const calibrate = calibrationCapability({ data: ds, samples: 64, seqLen: 256, seed: 0, backend });
 const ctx = methodContext(backend, {
   log,
+  calibrate,
   recover: async (m, budget) => {
     preRecovery.push(await ppl(m));
     return recover(m, budget);
   },
 });
 const tPlrd = performance.now();
-const lowRank = a['data-aware'] ? { dataAware: true, gram: stats } : {};
+const lowRank = a['data-aware'] ? { dataAware: true } : {};
 results.dataAware = a['data-aware'];
 const family = await applyMethod(plrd({ schedule, recoverTokens: tokensPerStep, ...lowRank }), parent, ctx);
 const plrdSeconds = (performance.now() - tPlrd) / 1000;
@@ -148,7 +151,11 @@ results.plrdSeconds = plrdSeconds;
 // 3. one-shot svd with the same total budget
 if (!a['skip-oneshot']) {
   for (const row of results.members) {
-    const m = await applyMethod(svd({ params: row.fraction, ...lowRank }), parent, methodContext(backend));
+    const m = await applyMethod(
+      svd({ params: row.fraction, ...lowRank }),
+      parent,
+      methodContext(backend, { calibrate }),
+    );
     const r = recoverCapability({ ...recipe, log, logEvery: 100 });
     await r(m, { tokens: row.tokens, teacher: parent });
     row.oneShot = await ppl(m);
