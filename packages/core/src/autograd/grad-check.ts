@@ -8,6 +8,7 @@ import type {
   UnaryOp,
 } from '../backend/backend.js';
 import { Ops } from '../backend/ops.js';
+import { broadcastShapes, rowMajorStrides } from '../backend/shapes.js';
 import type { Parameter } from '../nn/parameter.js';
 import { type Shape, sizeOf } from '../tensor/host-tensor.js';
 import { Random } from '../util/random.js';
@@ -34,28 +35,6 @@ class F64Tensor implements Tensor {
 }
 
 type D = Float64Array | Int32Array;
-
-function strides(shape: Shape): number[] {
-  const s = new Array<number>(shape.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    s[i] = acc;
-    acc *= shape[i]!;
-  }
-  return s;
-}
-
-function broadcast(a: Shape, b: Shape): number[] {
-  const r = Math.max(a.length, b.length);
-  const out: number[] = [];
-  for (let i = 0; i < r; i++) {
-    const x = a[a.length - r + i] ?? 1;
-    const y = b[b.length - r + i] ?? 1;
-    if (x !== y && x !== 1 && y !== 1) throw new RangeError(`f64: cannot broadcast [${a}] with [${b}]`);
-    out.push(x === 1 ? y : x);
-  }
-  return out;
-}
 
 /** Flat index into `shape` (broadcast against `out`) of the out multi-index `idx`. */
 function bIndex(idx: number[], shape: Shape, out: Shape): number {
@@ -144,7 +123,7 @@ export class F64Backend implements Backend {
     if (K !== b.shape[tB ? rb - 1 : rb - 2]) throw new RangeError('f64 matmul: inner dimensions differ');
     const ba = a.shape.slice(0, -2);
     const bb = b.shape.slice(0, -2);
-    const batch = broadcast(ba, bb);
+    const batch = broadcastShapes(ba, bb, 'f64 matmul');
     const nb = sizeOf(batch);
     const out = new Float64Array(nb * M * N);
     for (let z = 0; z < nb; z++) {
@@ -168,7 +147,7 @@ export class F64Backend implements Backend {
   async binary(op: BinaryOp, a: Tensor, b: Tensor): Promise<Tensor> {
     const A = this.data(a);
     const B = this.data(b);
-    const shape = broadcast(a.shape, b.shape);
+    const shape = broadcastShapes(a.shape, b.shape, 'f64');
     const out = A instanceof Int32Array ? new Int32Array(sizeOf(shape)) : new Float64Array(sizeOf(shape));
     const fn: Record<BinaryOp, (x: number, y: number) => number> = {
       add: (x, y) => x + y,
@@ -335,7 +314,7 @@ export class F64Backend implements Backend {
     const r = x.shape.length;
     const p = perm.map((a) => (a < 0 ? a + r : a));
     const shape = p.map((a) => x.shape[a]!);
-    const st = strides(x.shape);
+    const st = rowMajorStrides(x.shape);
     const out = X instanceof Int32Array ? new Int32Array(X.length) : new Float64Array(X.length);
     for (let i = 0; i < X.length; i++) {
       const idx = unravel(i, shape);
@@ -350,7 +329,7 @@ export class F64Backend implements Backend {
     const X = this.data(x);
     const b = begin.map((v, i) => (v < 0 ? v + x.shape[i]! : v));
     const shape = size.map((s, i) => (s === -1 ? x.shape[i]! - b[i]! : s));
-    const st = strides(x.shape);
+    const st = rowMajorStrides(x.shape);
     const out = X instanceof Int32Array ? new Int32Array(sizeOf(shape)) : new Float64Array(sizeOf(shape));
     for (let i = 0; i < out.length; i++) {
       const idx = unravel(i, shape);
