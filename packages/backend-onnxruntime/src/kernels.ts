@@ -1,4 +1,10 @@
-import type { BinaryOp, ComputeDType, ReduceOp, UnaryOp } from '@lineage/core';
+import {
+  type BinaryOp,
+  UNARY_OPS as CORE_UNARY_OPS,
+  type ComputeDType,
+  type ReduceOp,
+  type UnaryOp,
+} from '@lineage/core';
 import { type Dim, type ElemType, FLOAT, GraphBuilder, INT32, INT64 } from './onnx.js';
 
 /**
@@ -73,20 +79,7 @@ export function binary(op: BinaryOp, dtype: ComputeDType, ra: number, rb: number
   return g.build(OPSET);
 }
 
-export const UNARY_OPS: ReadonlySet<string> = new Set([
-  'neg',
-  'exp',
-  'log',
-  'sqrt',
-  'rsqrt',
-  'recip',
-  'abs',
-  'square',
-  'silu',
-  'sigmoid',
-  'tanh',
-  'relu',
-]);
+export const UNARY_OPS: ReadonlySet<string> = new Set(CORE_UNARY_OPS);
 
 export function unary(op: UnaryOp, r: number, device: string): Uint8Array {
   const g = new GraphBuilder();

@@ -1,13 +1,11 @@
 import { createHash } from 'node:crypto';
 import {
   BLOCK_LINEARS,
-  type BlockLinear,
+  checkpointReader,
   type DecoderBlock,
-  getLinearKind,
   HostTensor,
   type LineageConfigBlock,
   LineageError,
-  type LinearLayer,
   type LlamaConfig,
   LlamaModel,
   type LoadOptions,
@@ -120,19 +118,6 @@ export async function sourceFingerprint(config: LlamaConfig, source: TensorSourc
   return `sha256:${h.digest('hex')}`;
 }
 
-function linearShapes(c: LlamaConfig): Record<BlockLinear, [number, number, boolean]> {
-  const { hiddenSize: Dm, headDim: D, numHeads: H, numKvHeads: Hkv, intermediateSize: F } = c;
-  return {
-    'self_attn.q_proj': [H * D, Dm, c.qkvBias],
-    'self_attn.k_proj': [Hkv * D, Dm, c.qkvBias],
-    'self_attn.v_proj': [Hkv * D, Dm, c.qkvBias],
-    'self_attn.o_proj': [Dm, H * D, c.oBias],
-    'mlp.gate_proj': [F, Dm, c.mlpBias],
-    'mlp.up_proj': [F, Dm, c.mlpBias],
-    'mlp.down_proj': [Dm, F, c.mlpBias],
-  };
-}
-
 /**
  * Reads decoder layer `l` from a checkpoint source, checking names and shapes as loadModel does (layer kinds
  * other than dense `linear` are rebuilt through their registered loaders).
@@ -143,44 +128,7 @@ export async function readBlock(
   l: number,
   lineage?: LineageConfigBlock,
 ): Promise<DecoderBlock> {
-  const file = source.path;
-  const names = source.names();
-  const take = async (name: string, shape?: readonly number[]): Promise<HostTensor> => {
-    if (!names.includes(name)) throw new LineageError(`missing tensor '${name}'`, file);
-    const t = await source.read(name);
-    if (shape && (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))) {
-      throw new LineageError(`tensor '${name}' has shape [${t.shape}], the config implies [${shape}]`, file);
-    }
-    return t;
-  };
-  const p = `model.layers.${l}`;
-  const linears = {} as Record<BlockLinear, LinearLayer>;
-  for (const [slot, [out, inp, bias]] of Object.entries(linearShapes(config)) as [
-    BlockLinear,
-    [number, number, boolean],
-  ][]) {
-    const name = `${p}.${slot}`;
-    const spec = lineage?.layers?.[name];
-    const kind = getLinearKind(spec?.kind ?? 'linear', file);
-    const tensors = new Map<string, HostTensor>();
-    const prefix = `${name}.`;
-    for (const n of names)
-      if (n.startsWith(prefix) && !n.slice(prefix.length).includes('.'))
-        tensors.set(n.slice(prefix.length), await take(n));
-    if (!spec && bias && !tensors.has('bias')) throw new LineageError(`missing tensor '${name}.bias'`, file);
-    try {
-      linears[slot] = kind.load(tensors, spec?.meta ?? null, name, [out, inp]);
-    } catch (e) {
-      if (e instanceof LineageError && !e.file) throw new LineageError(e.message, file);
-      throw e;
-    }
-  }
-  const Dm = config.hiddenSize;
-  return {
-    inputNorm: new Parameter(await take(`${p}.input_layernorm.weight`, [Dm])),
-    postNorm: new Parameter(await take(`${p}.post_attention_layernorm.weight`, [Dm])),
-    linears,
-  };
+  return checkpointReader(config, source, lineage).block(l);
 }
 
 /**

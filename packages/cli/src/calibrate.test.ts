@@ -1,21 +1,11 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadStats } from '@lineage/calibrate';
 import { loadModel } from '@lineage/core';
-import { sharedPath } from '@lineage/core/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lineage, type Run } from './test-support.js';
+import { describe, expect, it } from 'vitest';
+import { DEV, expectJson, lineage, MODEL, type Run, SEP, tempDir } from './test-support.js';
 
-const MODEL = sharedPath('models', 'stories260K', 'stories260K.bin');
-const DEV = sharedPath('data', 'tinystories', 'valid-dev.txt');
-const SEP = '<|endoftext|>';
-
-let tmp: string;
-beforeAll(() => {
-  tmp = mkdtempSync(join(tmpdir(), 'lineage-cli-calibrate-'));
-});
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('lineage-cli-calibrate-');
 
 describe('lineage calibrate', () => {
   it('writes a statistics file for the model, with progress per layer and a JSON summary', async () => {
@@ -39,8 +29,7 @@ describe('lineage calibrate', () => {
       out,
       '--json',
     ]);
-    expect(r.code, r.stderr).toBe(0);
-    const j = JSON.parse(r.stdout);
+    const j = expectJson(r);
     expect(j).toMatchObject({
       out,
       statistics: ['hessian', 'importance'],

@@ -1,22 +1,16 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { JsBackend, loadModel, perplexity, readTextFile, splitDocuments } from '@lineage/core';
-import { sharedPath } from '@lineage/core/testing';
 import '@lineage/svd'; // registers the low_rank layer kind for loading members here
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectOneLineError, lineage } from './test-support.js';
+import { describe, expect, it } from 'vitest';
+import { DEV, expectJson, expectOneLineError, lineage, MODEL, SEP, TRAIN, tempDir } from './test-support.js';
 
-const MODEL = sharedPath('models', 'stories260K', 'stories260K.bin');
-const TRAIN = sharedPath('data', 'tinystories', 'train-head.txt');
-const DEV = sharedPath('data', 'tinystories', 'valid-dev.txt');
-const SEP = '<|endoftext|>';
+const tmp = tempDir('lineage-compress-cli-');
 
-let tmp: string;
-beforeAll(() => {
-  tmp = mkdtempSync(join(tmpdir(), 'lineage-compress-cli-'));
-});
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+/** `lineage compress MODEL --method svd --params 0.5 …extra`. */
+function svdHalf(...extra: string[]) {
+  return lineage(['compress', MODEL, '--method', 'svd', '--params', '0.5', ...extra]);
+}
 
 /** `lineage eval` of the first 10 dev stories on the js backend. */
 function evalFirst10(model: string) {
@@ -51,21 +45,8 @@ describe('lineage compress', () => {
 
   it('--method svd --params 0.5 writes a factored model that evaluates and counts honestly', async () => {
     const out = join(tmp, 'svd');
-    const r = await lineage([
-      'compress',
-      MODEL,
-      '--method',
-      'svd',
-      '--params',
-      '0.5',
-      '--out',
-      out,
-      '--backend',
-      'js',
-      '--json',
-    ]);
-    expect(r.code, r.stderr).toBe(0);
-    const j = JSON.parse(r.stdout);
+    const r = await svdHalf('--out', out, '--backend', 'js', '--json');
+    const j = expectJson(r);
     expect(j.params.after).toBeLessThan(j.params.before);
     const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
     expect(Object.keys(cfg.lineage.layers)).toHaveLength(35);
@@ -112,19 +93,7 @@ describe('lineage compress', () => {
       /saves nothing/,
     );
     expectOneLineError(
-      await lineage([
-        'compress',
-        MODEL,
-        '--method',
-        'svd',
-        '--params',
-        '0.5',
-        '--data-aware',
-        '--out',
-        out,
-        '--backend',
-        'js',
-      ]),
+      await svdHalf('--data-aware', '--out', out, '--backend', 'js'),
       /needs calibration statistics/,
     );
     const stats = join(tmp, 'other.safetensors');
@@ -166,21 +135,7 @@ describe('lineage compress', () => {
     ]);
     expect(c.code, c.stderr).toBe(0);
     expectOneLineError(
-      await lineage([
-        'compress',
-        MODEL,
-        '--method',
-        'svd',
-        '--params',
-        '0.5',
-        '--data-aware',
-        '--stats',
-        stats,
-        '--out',
-        out,
-        '--backend',
-        'js',
-      ]),
+      await svdHalf('--data-aware', '--stats', stats, '--out', out, '--backend', 'js'),
       /another model|different model|fingerprint/,
     );
     expect(existsSync(out)).toBe(false);
@@ -222,8 +177,7 @@ describe('lineage family', () => {
       out,
       '--json',
     ]);
-    expect(r.code, r.stderr).toBe(0);
-    const j = JSON.parse(r.stdout);
+    const j = expectJson(r);
     expect(j.members).toHaveLength(2);
     expect(readdirSync(out).sort()).toEqual(['family.json', 'plrd-0.50', 'plrd-0.80']);
     expect(JSON.parse(readFileSync(join(out, 'family.json'), 'utf8')).members).toHaveLength(2);

@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { initModel, llamaConfig, loadTokenizer, saveModel } from '@lineage/core';
 import { sharedPath } from '@lineage/core/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lineage } from './test-support.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { expectJson, lineage, MODEL, TRAIN, tempDir } from './test-support.js';
 
 /*
  * The training issue's bad input for distillation, through the CLI, over a previous run: a teacher and a
@@ -14,9 +13,6 @@ import { lineage } from './test-support.js';
  * leave the existing output (replaceable with --force) and the run directory (its checkpoint and JSONL
  * log) byte for byte and file for file as they were, whether the run asked to --resume or to --restart.
  */
-
-const MODEL = sharedPath('models', 'stories260K', 'stories260K.bin');
-const TRAIN = sharedPath('data', 'tinystories', 'train-head.txt');
 
 /** Every file and folder under the given roots (by path relative to their parent): content hash, size, modification time and inode (a rewrite changes them). */
 function snapshot(...roots: string[]): Map<string, string> {
@@ -43,43 +39,41 @@ function errorLines(stderr: string): string[] {
     .filter((l) => !/^(teacher )?backend: \S+ \(\S+\)$/.test(l));
 }
 
-let tmp: string;
-let out: string;
-let runDir: string;
+const tmp = tempDir('lineage-distill-bad-');
+const out = join(tmp, 'out');
+const runDir = `${out}.run`;
 let otherStudent: string;
 let bigVocabStudent: string;
 let shortData: string;
 
 /** Small settings: 4 × 32 tokens per step on the js backend (teacher too). */
 const SMALL = ['--seq-len', '32', '--batch-size', '4', '--backend', 'js', '--teacher-backend', 'js'];
+/** stories260K distilled into itself on the training head, for 1k tokens. */
+const SELF = ['--student', MODEL, '--data', TRAIN, '--tokens', '1k'];
 
-beforeAll(async () => {
-  tmp = mkdtempSync(join(tmpdir(), 'lineage-distill-bad-'));
-  out = join(tmp, 'out');
-  runDir = `${out}.run`;
-  // a previous result at --out (replaced only by a successful run with --force)
-  const prev = await lineage(['init', '--like', MODEL, '--dim', '32', '--layers', '1', '--out', out]);
-  expect(prev.code, prev.stderr).toBe(0);
-  // a paused distillation of stories260K: its checkpoint and log in <out>.run
-  const paused = await lineage([
+/** `lineage distill --teacher MODEL …args` in small settings, checkpointing every step, to `out` (--force). */
+function distill(args: string[], ...extra: string[]) {
+  return lineage([
     'distill',
     '--teacher',
     MODEL,
-    '--student',
-    MODEL,
-    '--data',
-    TRAIN,
-    '--tokens',
-    '1k',
+    ...args,
     ...SMALL,
     '--checkpoint-every',
-    '1',
-    '--stop-after',
     '1',
     '--out',
     out,
     '--force',
+    ...extra,
   ]);
+}
+
+beforeAll(async () => {
+  // a previous result at --out (replaced only by a successful run with --force)
+  const prev = await lineage(['init', '--like', MODEL, '--dim', '32', '--layers', '1', '--out', out]);
+  expect(prev.code, prev.stderr).toBe(0);
+  // a paused distillation of stories260K: its checkpoint and log in <out>.run
+  const paused = await distill(SELF, '--stop-after', '1');
   expect(paused.code, paused.stderr).toBe(0);
   expect(existsSync(join(runDir, 'checkpoint'))).toBe(true);
   expect(existsSync(join(runDir, 'log.jsonl'))).toBe(true);
@@ -98,7 +92,6 @@ beforeAll(async () => {
   shortData = join(tmp, 'short.txt');
   writeFileSync(shortData, 'Once upon a time.\n');
 }, 120_000);
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const cases: { name: string; args: () => string[]; error: () => RegExp; modes: string[] }[] = [
   {
@@ -141,19 +134,7 @@ describe('lineage distill: bad input is a one-line error and overwrites nothing'
         const files = [...before.keys()].join(' ');
         for (const f of ['out/model.safetensors', 'out.run/log.jsonl', 'out.run/checkpoint/state.json'])
           expect(files).toContain(f);
-        const r = await lineage([
-          'distill',
-          '--teacher',
-          MODEL,
-          ...c.args(),
-          ...SMALL,
-          '--checkpoint-every',
-          '1',
-          '--out',
-          out,
-          '--force',
-          mode,
-        ]);
+        const r = await distill(c.args(), mode);
         expect(r.code, `${mode}: ${r.stderr}`).toBe(1);
         const errors = errorLines(r.stderr);
         expect(errors, `${mode}: stderr ${JSON.stringify(r.stderr)}`).toHaveLength(1);
@@ -165,26 +146,7 @@ describe('lineage distill: bad input is a one-line error and overwrites nothing'
   }
 
   it('the previous run is intact: it still resumes to the end', async () => {
-    const r = await lineage([
-      'distill',
-      '--teacher',
-      MODEL,
-      '--student',
-      MODEL,
-      '--data',
-      TRAIN,
-      '--tokens',
-      '1k',
-      ...SMALL,
-      '--checkpoint-every',
-      '1',
-      '--out',
-      out,
-      '--force',
-      '--resume',
-      '--json',
-    ]);
-    expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ stopped: 'budget', steps: 7, resumedFrom: 1 });
+    const r = await distill(SELF, '--resume', '--json');
+    expect(expectJson(r)).toMatchObject({ stopped: 'budget', steps: 7, resumedFrom: 1 });
   }, 60_000);
 });

@@ -1,11 +1,26 @@
 /* Helpers shared by the CLI's tests (not part of the package's API): run the built binary, check errors. */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { expect } from 'vitest';
+import { sharedPath } from '@lineage/core/testing';
+import { afterAll, expect } from 'vitest';
 
 export const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'bin.js');
+
+/** The shared fixtures: stories260K, TinyStories training head and dev split, and its document separator. */
+export const MODEL = sharedPath('models', 'stories260K', 'stories260K.bin');
+export const TRAIN = sharedPath('data', 'tinystories', 'train-head.txt');
+export const DEV = sharedPath('data', 'tinystories', 'valid-dev.txt');
+export const SEP = '<|endoftext|>';
+
+/** A fresh temporary directory named `prefix…`, removed after the file's tests (call at a file's top level). */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
 
 export interface Run {
   code: number;
@@ -26,6 +41,12 @@ export function lineage(args: string[], env: Record<string, string> = {}): Promi
       },
     );
   });
+}
+
+/** Exit 0 (stderr shown otherwise); returns stdout parsed as JSON. */
+export function expectJson(r: Run): ReturnType<typeof JSON.parse> {
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout);
 }
 
 /** Exit 1 and, besides the informational `backend:`/`model:` lines, exactly one error line matching `pattern`. */

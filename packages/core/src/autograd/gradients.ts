@@ -1,10 +1,11 @@
-import type {
-  AttentionOptions,
-  BinaryOp,
-  MatmulOptions,
-  ReduceOp,
-  Tensor,
-  UnaryOp,
+import {
+  type AttentionOptions,
+  type BinaryOp,
+  type MatmulOptions,
+  type ReduceOp,
+  type Tensor,
+  UNARY_OPS,
+  type UnaryOp,
 } from '../backend/backend.js';
 import type { Ops } from '../backend/ops.js';
 import { type Shape, sizeOf } from '../tensor/host-tensor.js';
@@ -476,21 +477,7 @@ const table = new Map<string, GradientSpec>([
 ]);
 for (const op of ['add', 'sub', 'mul', 'div', 'max', 'min'] as const)
   table.set(`binary.${op}`, binarySpec(op));
-for (const op of [
-  'neg',
-  'exp',
-  'log',
-  'sqrt',
-  'rsqrt',
-  'recip',
-  'abs',
-  'square',
-  'silu',
-  'sigmoid',
-  'tanh',
-  'relu',
-] as const)
-  table.set(`unary.${op}`, unarySpec(op));
+for (const op of UNARY_OPS) table.set(`unary.${op}`, unarySpec(op));
 for (const op of ['sum', 'mean', 'max'] as const) table.set(`reduce.${op}`, reduceSpec(op));
 
 /** The gradients of the op contract, keyed by op (`matmul`, `binary.add`, `unary.exp`, `reduce.sum`, …). */

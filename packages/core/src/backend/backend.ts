@@ -20,19 +20,22 @@ export interface MatmulOptions {
   transposeB?: boolean;
 }
 
-export type UnaryOp =
-  | 'neg'
-  | 'exp'
-  | 'log'
-  | 'sqrt'
-  | 'rsqrt'
-  | 'recip'
-  | 'abs'
-  | 'square'
-  | 'silu'
-  | 'sigmoid'
-  | 'tanh'
-  | 'relu';
+/** The elementwise unary ops of the contract (`Backend.unary`). */
+export const UNARY_OPS = [
+  'neg',
+  'exp',
+  'log',
+  'sqrt',
+  'rsqrt',
+  'recip',
+  'abs',
+  'square',
+  'silu',
+  'sigmoid',
+  'tanh',
+  'relu',
+] as const;
+export type UnaryOp = (typeof UNARY_OPS)[number];
 export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'max' | 'min';
 export type ReduceOp = 'sum' | 'mean' | 'max';
 

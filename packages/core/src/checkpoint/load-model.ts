@@ -7,7 +7,13 @@ import { SafetensorsFile, ShardedSafetensors } from '../io/safetensors.js';
 import type { TensorSource } from '../io/tensor-source.js';
 import type { LlamaConfig } from '../nn/config.js';
 import { getLinearKind, type Json, type LinearLayer } from '../nn/layer.js';
-import { BLOCK_LINEARS, type BlockLinear, type DecoderBlock, LlamaModel } from '../nn/llama.js';
+import {
+  BLOCK_LINEARS,
+  type BlockLinear,
+  blockLinearShapes,
+  type DecoderBlock,
+  LlamaModel,
+} from '../nn/llama.js';
 import '../nn/linear.js';
 import { Parameter } from '../nn/parameter.js';
 import type { HostTensor } from '../tensor/host-tensor.js';
@@ -86,15 +92,29 @@ async function openHF(
   return { config, source, lineage };
 }
 
-/** Builds a model from a tensor source, checking every tensor's presence and shape against the config. */
-export async function buildModel(
+/** A checkpoint's tensors, read and checked against the config as loadModel does. */
+export interface CheckpointReader {
+  readonly names: ReadonlySet<string>;
+  /** The names read so far. */
+  readonly used: ReadonlySet<string>;
+  /** Tensor `name`, which must exist and (given `shape`) have that shape. */
+  take(name: string, shape?: readonly number[]): Promise<HostTensor>;
+  /** Linear layer `name` of [out, inp] features, rebuilt by its recorded kind (dense `linear` by default). */
+  linear(name: string, out: number, inp: number, bias: boolean): Promise<LinearLayer>;
+  /** Decoder layer `l`, its linears and norms checked against the config. */
+  block(l: number): Promise<DecoderBlock>;
+}
+
+/** A reader of `source`'s tensors for a model of `config` (non-dense layer kinds from `lineage`). */
+export function checkpointReader(
   config: LlamaConfig,
   source: TensorSource,
   lineage?: LineageConfigBlock,
-): Promise<LlamaModel> {
+): CheckpointReader {
   const file = source.path;
   const names = new Set(source.names());
   const used = new Set<string>();
+  const shapes = blockLinearShapes(config);
   const take = async (name: string, shape?: readonly number[]): Promise<HostTensor> => {
     if (!names.has(name)) throw new LineageError(`missing tensor '${name}'`, file);
     used.add(name);
@@ -120,39 +140,35 @@ export async function buildModel(
       throw e;
     }
   };
-
-  const {
-    hiddenSize: Dm,
-    headDim: D,
-    numHeads: H,
-    numKvHeads: Hkv,
-    intermediateSize: F,
-    vocabSize: V,
-  } = config;
-  const embed = new Parameter(await take('model.embed_tokens.weight', [V, Dm]));
-  const shapes: Record<BlockLinear, [number, number, boolean]> = {
-    'self_attn.q_proj': [H * D, Dm, config.qkvBias],
-    'self_attn.k_proj': [Hkv * D, Dm, config.qkvBias],
-    'self_attn.v_proj': [Hkv * D, Dm, config.qkvBias],
-    'self_attn.o_proj': [Dm, H * D, config.oBias],
-    'mlp.gate_proj': [F, Dm, config.mlpBias],
-    'mlp.up_proj': [F, Dm, config.mlpBias],
-    'mlp.down_proj': [Dm, F, config.mlpBias],
-  };
-  const blocks: DecoderBlock[] = [];
-  for (let i = 0; i < config.numLayers; i++) {
-    const p = `model.layers.${i}`;
+  const block = async (l: number): Promise<DecoderBlock> => {
+    const p = `model.layers.${l}`;
     const linears = {} as Record<BlockLinear, LinearLayer>;
     for (const s of BLOCK_LINEARS) {
       const [out, inp, bias] = shapes[s];
       linears[s] = await linear(`${p}.${s}`, out, inp, bias);
     }
-    blocks.push({
+    const Dm = config.hiddenSize;
+    return {
       inputNorm: new Parameter(await take(`${p}.input_layernorm.weight`, [Dm])),
       postNorm: new Parameter(await take(`${p}.post_attention_layernorm.weight`, [Dm])),
       linears,
-    });
-  }
+    };
+  };
+  return { names, used, take, linear, block };
+}
+
+/** Builds a model from a tensor source, checking every tensor's presence and shape against the config. */
+export async function buildModel(
+  config: LlamaConfig,
+  source: TensorSource,
+  lineage?: LineageConfigBlock,
+): Promise<LlamaModel> {
+  const file = source.path;
+  const { names, used, take, linear, block } = checkpointReader(config, source, lineage);
+  const { hiddenSize: Dm, vocabSize: V } = config;
+  const embed = new Parameter(await take('model.embed_tokens.weight', [V, Dm]));
+  const blocks: DecoderBlock[] = [];
+  for (let i = 0; i < config.numLayers; i++) blocks.push(await block(i));
   const norm = new Parameter(await take('model.norm.weight', [Dm]));
   let lmHead: LinearLayer | undefined;
   if (!config.tieWordEmbeddings || names.has('lm_head.weight') || lineage?.layers?.lm_head) {

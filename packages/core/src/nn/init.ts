@@ -2,7 +2,13 @@ import { HostTensor } from '../tensor/host-tensor.js';
 import { Random } from '../util/random.js';
 import type { LlamaConfig } from './config.js';
 import { Linear } from './linear.js';
-import { BLOCK_LINEARS, type BlockLinear, type DecoderBlock, LlamaModel } from './llama.js';
+import {
+  BLOCK_LINEARS,
+  type BlockLinear,
+  blockLinearShapes,
+  type DecoderBlock,
+  LlamaModel,
+} from './llama.js';
 import { Parameter } from './parameter.js';
 
 export interface InitOptions {
@@ -22,23 +28,8 @@ export function initModel(config: LlamaConfig, opts: InitOptions = {}): LlamaMod
   };
   const ones = (n: number) => new Parameter(new HostTensor('f32', [n], new Float32Array(n).fill(1)));
   const zeros = (n: number) => new HostTensor('f32', [n], new Float32Array(n));
-  const {
-    hiddenSize: Dm,
-    headDim: D,
-    numHeads: H,
-    numKvHeads: Hkv,
-    intermediateSize: F,
-    vocabSize: V,
-  } = config;
-  const shapes: Record<BlockLinear, [number, number, boolean]> = {
-    'self_attn.q_proj': [H * D, Dm, config.qkvBias],
-    'self_attn.k_proj': [Hkv * D, Dm, config.qkvBias],
-    'self_attn.v_proj': [Hkv * D, Dm, config.qkvBias],
-    'self_attn.o_proj': [Dm, H * D, config.oBias],
-    'mlp.gate_proj': [F, Dm, config.mlpBias],
-    'mlp.up_proj': [F, Dm, config.mlpBias],
-    'mlp.down_proj': [Dm, F, config.mlpBias],
-  };
+  const { hiddenSize: Dm, vocabSize: V } = config;
+  const shapes = blockLinearShapes(config);
   const blocks: DecoderBlock[] = [];
   for (let l = 0; l < config.numLayers; l++) {
     const linears = {} as Record<BlockLinear, Linear>;

@@ -21,6 +21,20 @@ export const BLOCK_LINEARS = [
 ] as const;
 export type BlockLinear = (typeof BLOCK_LINEARS)[number];
 
+/** Each block linear's [out, in] features and whether `config` gives it a bias. */
+export function blockLinearShapes(config: LlamaConfig): Record<BlockLinear, [number, number, boolean]> {
+  const { hiddenSize: Dm, headDim: D, numHeads: H, numKvHeads: Hkv, intermediateSize: F } = config;
+  return {
+    'self_attn.q_proj': [H * D, Dm, config.qkvBias],
+    'self_attn.k_proj': [Hkv * D, Dm, config.qkvBias],
+    'self_attn.v_proj': [Hkv * D, Dm, config.qkvBias],
+    'self_attn.o_proj': [Dm, H * D, config.oBias],
+    'mlp.gate_proj': [F, Dm, config.mlpBias],
+    'mlp.up_proj': [F, Dm, config.mlpBias],
+    'mlp.down_proj': [Dm, F, config.mlpBias],
+  };
+}
+
 export interface DecoderBlock {
   inputNorm: Parameter;
   postNorm: Parameter;
