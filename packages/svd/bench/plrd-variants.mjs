@@ -1,0 +1,113 @@
+// PLRD recipe variants against one-shot svd at equal cumulative tokens, on stories260K (BENCHMARKS.md,
+// "Session 3: why PLRD trails one-shot here"). Same held-out set, data and recipe as family-bench.mjs.
+//
+// Run after `pnpm build`, one configuration per process (they run side by side on two cores):
+//   node packages/svd/bench/plrd-variants.mjs --mode plrd|oneshot|last-step [--tokens-per-step 50k]
+//     [--lr 2e-3] [--aware none|parent|own]
+// plrd: the family, each step from the previous member (--aware own: whitened by that member's Grams);
+// oneshot: svd from the parent to each fraction, recovered with k × tokens-per-step;
+// last-step: members 0.8/0.6/0.45 plain, then the 0.45 → 0.3 step under several recipes.
+import { parseArgs } from 'node:util';
+import { computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
+import { getBackend, loadModel, perplexity, readTextFile, sharedPath, splitDocuments } from '@lineage/core';
+import { distill } from '@lineage/distill';
+import { decomposeModel } from '../dist/index.js';
+
+const { values: a } = parseArgs({
+  options: {
+    mode: { type: 'string', default: 'plrd' },
+    'tokens-per-step': { type: 'string', default: '50000' },
+    lr: { type: 'string', default: '2e-3' },
+    aware: { type: 'string', default: 'none' },
+  },
+});
+try {
+  await import('@lineage/backend-onnxruntime');
+} catch {}
+const SEP = '<|endoftext|>';
+const T = Number(a['tokens-per-step'].replace(/k$/, '000'));
+const LR = Number(a.lr);
+const schedule = [0.8, 0.6, 0.45, 0.3];
+const backend = await getBackend();
+const devPath = sharedPath('data', 'tinystories', 'valid-dev.txt');
+const trainPath = sharedPath('data', 'tinystories', 'train-head.txt');
+const dev = splitDocuments(await readTextFile(devPath), SEP);
+const heldOut = dev.slice(600).join(`\n${SEP}\n`);
+const data = [{ path: trainPath }, { path: devPath, separator: SEP, documents: [0, 600] }];
+const { model: parent } = await loadModel(sharedPath('models', 'stories260K', 'stories260K.bin'));
+const ppl = async (m) =>
+  (await perplexity(m, backend, heldOut, { protocol: 'documents', separator: SEP, seqLen: 512 })).ppl;
+const recipe = {
+  backend,
+  data,
+  seqLen: 256,
+  batchSize: 4,
+  lr: LR,
+  minLr: LR / 100,
+  weightDecay: 0,
+  seed: 0,
+  hidden: { layers: 'uniform', weight: 1 },
+  logEvery: 1e9,
+};
+const sample = sampleSequences(await loadDataset(trainPath), parent.tokenizer, {
+  samples: 64,
+  seqLen: 256,
+  seed: 0,
+});
+const gramsOf = (m) => computeStats(m, backend, sample, { statistics: ['hessian'] });
+const tag = `${a.mode} ${T} tokens/step lr ${LR} aware ${a.aware}:`;
+
+if (a.mode === 'oneshot') {
+  const gram = a.aware === 'none' ? undefined : await gramsOf(parent);
+  for (const [i, f] of schedule.entries()) {
+    const m = (await decomposeModel(parent, { fraction: f, ...(gram ? { gram } : {}) })).model;
+    await distill({ ...recipe, student: m, teacher: parent, tokens: (i + 1) * T });
+    console.log(`${tag} one-shot ${f} + ${(i + 1) * T} tokens: ppl ${(await ppl(m)).toFixed(4)}`);
+  }
+} else {
+  // the family; successive recoveries continue the data stream (dataStart)
+  let m = parent;
+  let position;
+  const steps = a.mode === 'last-step' ? schedule.slice(0, 3) : schedule;
+  for (const f of steps) {
+    const gram = a.aware === 'none' ? undefined : await gramsOf(a.aware === 'own' ? m : parent);
+    m = (await decomposeModel(m, { fraction: f, ...(gram ? { gram } : {}) })).model;
+    const r = await distill({
+      ...recipe,
+      student: m,
+      teacher: parent,
+      tokens: T,
+      ...(position ? { dataStart: position } : {}),
+    });
+    position = r.dataEnd;
+    console.log(`${tag} member ${f}: ppl ${(await ppl(m)).toFixed(4)}`);
+  }
+  if (a.mode === 'last-step') {
+    const previous = m;
+    const variants = {
+      default: {},
+      'lr/2': { lr: LR / 2, minLr: LR / 200 },
+      'lr×2': { lr: 2 * LR, minLr: LR / 50 },
+      'KL only': { hidden: undefined },
+      'teacher = previous member': { teacher: previous },
+      'no warmup': { warmup: 0 },
+      "parent's Grams": { gram: await gramsOf(parent) },
+      "member's own Grams": { gram: await gramsOf(previous) },
+    };
+    for (const [name, { gram, teacher, ...v }] of Object.entries(variants)) {
+      const s = (await decomposeModel(previous, { fraction: 0.3, ...(gram ? { gram } : {}) })).model;
+      const before = await ppl(s);
+      await distill({
+        ...recipe,
+        ...v,
+        student: s,
+        teacher: teacher ?? parent,
+        tokens: T,
+        dataStart: position,
+      });
+      console.log(
+        `${tag} last step, ${name}: ppl ${before.toFixed(2)} before, ${(await ppl(s)).toFixed(4)} after`,
+      );
+    }
+  }
+}
