@@ -3,8 +3,9 @@
 //
 // Run after `pnpm build`, one configuration per process (they run side by side on two cores):
 //   node packages/svd/bench/plrd-variants.mjs --mode plrd|oneshot|last-step [--tokens-per-step 50k]
-//     [--lr 2e-3] [--aware none|parent|own]
-// plrd: the family, each step from the previous member (--aware own: whitened by that member's Grams);
+//     [--lr 2e-3] [--aware none|parent|own] [--substeps n]
+// plrd: the family, each step from the previous member (--aware own: whitened by that member's Grams;
+// --substeps n: each step lowers the fraction in n equal parts, each recovered for tokens-per-step / n);
 // oneshot: svd from the parent to each fraction, recovered with k × tokens-per-step;
 // last-step: members 0.8/0.6/0.45 plain, then the 0.45 → 0.3 step under several recipes.
 import { parseArgs } from 'node:util';
@@ -19,6 +20,7 @@ const { values: a } = parseArgs({
     'tokens-per-step': { type: 'string', default: '50000' },
     lr: { type: 'string', default: '2e-3' },
     aware: { type: 'string', default: 'none' },
+    substeps: { type: 'string', default: '1' },
   },
 });
 try {
@@ -69,17 +71,23 @@ if (a.mode === 'oneshot') {
   let m = parent;
   let position;
   const steps = a.mode === 'last-step' ? schedule.slice(0, 3) : schedule;
+  const substeps = Number(a.substeps);
+  let from = 1;
   for (const f of steps) {
-    const gram = a.aware === 'none' ? undefined : await gramsOf(a.aware === 'own' ? m : parent);
-    m = (await decomposeModel(m, { fraction: f, ...(gram ? { gram } : {}) })).model;
-    const r = await distill({
-      ...recipe,
-      student: m,
-      teacher: parent,
-      tokens: T,
-      ...(position ? { dataStart: position } : {}),
-    });
-    position = r.dataEnd;
+    for (let j = 1; j <= substeps; j++) {
+      const target = from + ((f - from) * j) / substeps;
+      const gram = a.aware === 'none' ? undefined : await gramsOf(a.aware === 'own' ? m : parent);
+      m = (await decomposeModel(m, { fraction: target, ...(gram ? { gram } : {}) })).model;
+      const r = await distill({
+        ...recipe,
+        student: m,
+        teacher: parent,
+        tokens: Math.round(T / substeps),
+        ...(position ? { dataStart: position } : {}),
+      });
+      position = r.dataEnd;
+    }
+    from = f;
     console.log(`${tag} member ${f}: ppl ${(await ppl(m)).toFixed(4)}`);
   }
   if (a.mode === 'last-step') {
