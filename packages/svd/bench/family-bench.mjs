@@ -23,18 +23,10 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { calibrationCapability, computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
-import {
-  applyMethod,
-  getBackend,
-  loadModel,
-  methodContext,
-  perplexity,
-  readTextFile,
-  sharedPath,
-  splitDocuments,
-} from '@lineage/core';
+import { applyMethod, getBackend, methodContext } from '@lineage/core';
 import { initLike, recoverCapability, train } from '@lineage/distill';
 import { decomposeModel, plrd, svd } from '../dist/index.js';
+import { data, heldOutPpl, loadParent, tokenCount, trainPath } from './stories-setup.mjs';
 
 const { values: a } = parseArgs({
   options: {
@@ -54,8 +46,7 @@ const { values: a } = parseArgs({
   },
 });
 
-const SEP = '<|endoftext|>';
-const tokensPerStep = Number(a['tokens-per-step'].replace(/k$/, '000'));
+const tokensPerStep = tokenCount(a['tokens-per-step']);
 const schedule = a.schedule.split(',').map(Number);
 
 let backend;
@@ -67,14 +58,8 @@ if (a.backend !== 'js') {
 backend = await getBackend(a.backend);
 console.error(`backend: ${backend.name} (${backend.device})`);
 
-const devPath = sharedPath('data', 'tinystories', 'valid-dev.txt');
-const trainPath = sharedPath('data', 'tinystories', 'train-head.txt');
-const dev = splitDocuments(await readTextFile(devPath), SEP);
-const heldOut = dev.slice(600).join(`\n${SEP}\n`);
-const data = [{ path: trainPath }, { path: devPath, separator: SEP, documents: [0, 600] }];
-const { model: parent } = await loadModel(sharedPath('models', 'stories260K', 'stories260K.bin'));
-const ppl = async (m) =>
-  (await perplexity(m, backend, heldOut, { protocol: 'documents', separator: SEP, seqLen: 512 })).ppl;
+const parent = await loadParent();
+const ppl = (m) => heldOutPpl(m, backend);
 
 const recipe = {
   backend,

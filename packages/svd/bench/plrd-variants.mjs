@@ -10,9 +10,10 @@
 // last-step: members 0.8/0.6/0.45 plain, then the 0.45 → 0.3 step under several recipes.
 import { parseArgs } from 'node:util';
 import { computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
-import { getBackend, loadModel, perplexity, readTextFile, sharedPath, splitDocuments } from '@lineage/core';
+import { getBackend } from '@lineage/core';
 import { distill } from '@lineage/distill';
 import { decomposeModel } from '../dist/index.js';
+import { data, heldOutPpl, loadParent, tokenCount, trainPath } from './stories-setup.mjs';
 
 const { values: a } = parseArgs({
   options: {
@@ -26,19 +27,12 @@ const { values: a } = parseArgs({
 try {
   await import('@lineage/backend-onnxruntime');
 } catch {}
-const SEP = '<|endoftext|>';
-const T = Number(a['tokens-per-step'].replace(/k$/, '000'));
+const T = tokenCount(a['tokens-per-step']);
 const LR = Number(a.lr);
 const schedule = [0.8, 0.6, 0.45, 0.3];
 const backend = await getBackend();
-const devPath = sharedPath('data', 'tinystories', 'valid-dev.txt');
-const trainPath = sharedPath('data', 'tinystories', 'train-head.txt');
-const dev = splitDocuments(await readTextFile(devPath), SEP);
-const heldOut = dev.slice(600).join(`\n${SEP}\n`);
-const data = [{ path: trainPath }, { path: devPath, separator: SEP, documents: [0, 600] }];
-const { model: parent } = await loadModel(sharedPath('models', 'stories260K', 'stories260K.bin'));
-const ppl = async (m) =>
-  (await perplexity(m, backend, heldOut, { protocol: 'documents', separator: SEP, seqLen: 512 })).ppl;
+const parent = await loadParent();
+const ppl = (m) => heldOutPpl(m, backend);
 const recipe = {
   backend,
   data,
