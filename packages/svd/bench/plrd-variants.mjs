@@ -2,11 +2,12 @@
 // "Session 3: why PLRD trails one-shot here"). Same held-out set, data and recipe as family-bench.mjs.
 //
 // Run after `pnpm build`, one configuration per process (they run side by side on two cores):
-//   node packages/svd/bench/plrd-variants.mjs --mode plrd|oneshot|last-step [--tokens-per-step 50k]
+//   node packages/svd/bench/plrd-variants.mjs --mode plrd|oneshot|oneshot-step|last-step [--tokens-per-step 50k]
 //     [--lr 2e-3] [--aware none|parent|own] [--substeps n]
 // plrd: the family, each step from the previous member (--aware own: whitened by that member's Grams;
 // --substeps n: each step lowers the fraction in n equal parts, each recovered for tokens-per-step / n);
-// oneshot: svd from the parent to each fraction, recovered with k × tokens-per-step;
+// oneshot: svd from the parent to each fraction, recovered with k × tokens-per-step (oneshot-step: with
+// tokens-per-step only, PLRD's per-step budget);
 // last-step: members 0.8/0.6/0.45 plain, then the 0.45 → 0.3 step under several recipes.
 import { parseArgs } from 'node:util';
 import { computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
@@ -53,12 +54,13 @@ const sample = sampleSequences(await loadDataset(trainPath), parent.tokenizer, {
 const gramsOf = (m) => computeStats(m, backend, sample, { statistics: ['hessian'] });
 const tag = `${a.mode} ${T} tokens/step lr ${LR} aware ${a.aware}:`;
 
-if (a.mode === 'oneshot') {
+if (a.mode === 'oneshot' || a.mode === 'oneshot-step') {
   const gram = a.aware === 'none' ? undefined : await gramsOf(parent);
   for (const [i, f] of schedule.entries()) {
     const m = (await decomposeModel(parent, { fraction: f, ...(gram ? { gram } : {}) })).model;
-    await distill({ ...recipe, student: m, teacher: parent, tokens: (i + 1) * T });
-    console.log(`${tag} one-shot ${f} + ${(i + 1) * T} tokens: ppl ${(await ppl(m)).toFixed(4)}`);
+    const tokens = a.mode === 'oneshot' ? (i + 1) * T : T;
+    await distill({ ...recipe, student: m, teacher: parent, tokens });
+    console.log(`${tag} one-shot ${f} + ${tokens} tokens: ppl ${(await ppl(m)).toFixed(4)}`);
   }
 } else {
   // the family; successive recoveries continue the data stream (dataStart)
