@@ -23,6 +23,30 @@ describe('the calibrate capability of a method context', () => {
     expect(got.info.tokens).toBe(want.info.tokens);
   }, 120_000);
 
+  it('calibrates on a range of documents only (held-out documents left out)', async () => {
+    const js = new JsBackend();
+    const { model } = await loadModel(sharedPath('models', 'stories260K', 'stories260K.bin'));
+    const dev = sharedPath('data', 'tinystories', 'valid-dev.txt');
+    const sep = '<|endoftext|>';
+    const calibrate = calibrationCapability({
+      data: dev,
+      separator: sep,
+      documents: [0, 3],
+      seqLen: 64,
+      backend: js,
+    });
+    const got = (await calibrate(model, { statistics: ['hessian'] })) as Awaited<
+      ReturnType<typeof computeStats>
+    >;
+    // samples default to every document when there are fewer than 64: here the 3 kept ones
+    const docs = (await loadDataset(dev, { separator: sep })).documents().slice(0, 3);
+    const tokens = docs.reduce(
+      (n, d) => n + Math.min(64, model.tokenizer!.encode(d, { bos: true }).length),
+      0,
+    );
+    expect(got.info.tokens).toBe(tokens);
+  }, 120_000);
+
   it('withCalibration takes the context data file, and needs one', () => {
     const js = new JsBackend();
     expect(() => withCalibration(methodContext(js))).toThrow(/calibration needs text/);

@@ -9,6 +9,8 @@ export interface CalibrationCapabilityOptions {
   data: Dataset | string;
   /** Documents separator when `data` is a path. */
   separator?: string;
+  /** Calibrate on documents [start, end) only (e.g. to leave held-out documents out). */
+  documents?: [number, number?];
   /** Sequences (default 64, or every document when there are fewer). */
   samples?: number;
   /** Tokens per sequence (default min(256, the model's context)). */
@@ -24,12 +26,20 @@ export interface CalibrationCapabilityOptions {
  * parent, or a family member between steps) on one seeded sample of the calibration text, in memory.
  */
 export function calibrationCapability(options: CalibrationCapabilityOptions): CalibrateFn {
+  // loaded on the first call, so a context that never calibrates never reads the text
   let dataset: Promise<Dataset> | undefined;
-  return async (model, request) => {
-    dataset ??=
+  const load = async (): Promise<Dataset> => {
+    const ds =
       typeof options.data === 'string'
-        ? loadDataset(options.data, options.separator ? { separator: options.separator } : {})
-        : Promise.resolve(options.data);
+        ? await loadDataset(options.data, options.separator ? { separator: options.separator } : {})
+        : options.data;
+    const range = options.documents;
+    if (!range) return ds;
+    const documents = () => ds.documents().slice(range[0], range[1]);
+    return { ...ds, documents, stream: () => documents().join('\n\n') };
+  };
+  return async (model, request) => {
+    dataset ??= load();
     const ds = await dataset;
     const seqLen = options.seqLen ?? Math.min(256, model.config.maxPositions);
     let samples = options.samples ?? 64;

@@ -413,8 +413,7 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
   const dataName = sources.map((x) => x.name).join(' + ');
   const seed = o.seed ?? 0;
   const sampler = new WindowSampler(tokens, seqLen, seed, dataName);
-  const dataStart = o.dataStart ?? { epoch: 0, cursor: 0 };
-  sampler.load(dataStart);
+  if (o.dataStart) sampler.load(o.dataStart);
   const ev = await evalSetup(o, model, seqLen, heldOut);
   if (ev) {
     // fail now, not after the first steps, on evaluation data that yields no sequence
@@ -456,7 +455,7 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
     clip,
     seed,
     // recorded only when given, so checkpoints of runs from the start keep resuming
-    ...(o.dataStart ? { dataStart: [dataStart.epoch, dataStart.cursor] } : {}),
+    ...(o.dataStart ? { dataStart: [o.dataStart.epoch, o.dataStart.cursor] } : {}),
     data: tokensHash(tokens),
     dataTokens: tokens.length,
     loss: s.kind === 'distill' ? s.loss : 'lm',

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { loadDataset, loadStats, withCalibration } from '@lineage/calibrate';
+import { loadStats, withCalibration } from '@lineage/calibrate';
 import {
   applyMethod,
   type Backend,
@@ -213,13 +213,13 @@ export async function prepare(
       ...(o.hiddenWeight ? { hidden: { layers: 'uniform' as const, weight: o.hiddenWeight } } : {}),
     };
     ctx = withRecover(ctx, recover);
-    // statistics of any model the method asks about (e.g. each PLRD member), from the first data file
-    // minus held-out documents
-    const ds = await loadDataset(first!, sources[0]!.separator ? { separator: sources[0]!.separator } : {});
+    // statistics of any model the method asks about (e.g. each PLRD member): the context's data file (the
+    // first --data), minus held-out documents, read only if a method calibrates
     const kept = holdout && sources.length === 1 ? sources[0]!.documents : undefined;
-    const keptDocs = () => ds.documents().slice(kept![0], kept![1]);
-    const calib = kept ? { ...ds, documents: keptDocs, stream: () => keptDocs().join('\n\n') } : ds;
-    ctx = withCalibration(ctx, { data: calib, ...(o.calibSamples ? { samples: o.calibSamples } : {}) });
+    ctx = withCalibration(ctx, {
+      ...(kept ? { documents: kept } : {}),
+      ...(o.calibSamples ? { samples: o.calibSamples } : {}),
+    });
   }
   return { model, path, backend, ctx };
 }
