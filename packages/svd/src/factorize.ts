@@ -11,7 +11,7 @@ import {
   svd,
   toF32,
   transpose64,
-} from './linalg/index.js';
+} from '@lineage/linalg';
 import { LowRankLinear } from './low-rank-linear.js';
 
 /** Where data-aware decomposition gets a layer's input Gram H = Σ xᵀx ([in, in], row-major). */

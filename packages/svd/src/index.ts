@@ -1,13 +1,13 @@
 /**
- * @lineage/svd: the float64 decomposition engine (`linalg`), the `low_rank` layer kind, rank allocation,
+ * @lineage/svd: the float64 decomposition engine (`linalg`, re-exported from @lineage/linalg), the `low_rank` layer kind, rank allocation,
  * and the `svd` (one-shot) and `plrd` (progressive family) methods. Importing it registers the layer kind
  * and the methods.
  */
 import './register.js';
 
+export * as linalg from '@lineage/linalg';
 export * from './allocation.js';
 export * from './decompose-model.js';
 export * from './factorize.js';
-export * as linalg from './linalg/index.js';
 export * from './low-rank-linear.js';
 export * from './methods.js';

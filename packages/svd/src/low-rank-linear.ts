@@ -10,7 +10,7 @@ import {
   storedStats,
   type Tensor,
 } from '@lineage/core';
-import { fromF32, matmul64, toF32 } from './linalg/index.js';
+import { fromF32, matmul64, toF32 } from '@lineage/linalg';
 
 /** The layer kind name recorded in config.json for factored layers. */
 export const LOW_RANK_KIND = 'low_rank';

@@ -1,7 +1,7 @@
-import { Random } from '@lineage/core';
 import { describe, expect, it } from 'vitest';
 import { bidiagonalSvd } from './bidiagonal-svd.js';
 import { matrix64 } from './matrix.js';
+import { Rng } from './random.js';
 import { secularDiff, solveSecular } from './secular.js';
 import { orthogonalityError, reconstructionError } from './test-helpers.js';
 
@@ -32,7 +32,7 @@ function check(d: Float64Array, e: Float64Array, tol = 1e-12) {
 }
 
 describe('bidiagonalSvd (divide and conquer)', () => {
-  const rng = new Random(77);
+  const rng = new Rng(77);
   const rand = (n: number) => Float64Array.from({ length: n }, () => rng.normal());
 
   it('solves random bidiagonals of many sizes (leaf only, one and several merges)', () => {

@@ -1,15 +1,10 @@
-import { Random } from '@lineage/core';
 import { matmul64 } from './gemm.js';
 import { type Matrix64, matrix64 } from './matrix.js';
 import { qr } from './qr.js';
+import { gaussian64 } from './random.js';
 
 /** Seeded standard-normal m×n matrix. */
-export function gaussian(m: number, n: number, seed: number): Matrix64 {
-  const rng = new Random(seed);
-  const a = matrix64(m, n);
-  for (let i = 0; i < a.data.length; i++) a.data[i] = rng.normal();
-  return a;
-}
+export const gaussian = gaussian64;
 
 /** m×k with orthonormal columns (Q of a Gaussian). */
 export function orthonormal(m: number, k: number, seed: number): Matrix64 {

@@ -1,3 +1,7 @@
+/**
+ * @lineage/linalg: the float64 engine (row-major `Matrix64`): exact and randomized SVD, eigh, QR, Cholesky,
+ * triangular solves and the WebAssembly SIMD GEMM. No dependencies, no side effects on import.
+ */
 export { cholesky } from './cholesky.js';
 export { eigh } from './eigh.js';
 export { type GemmKernelKind, gemmKernelKind, matmul64 } from './gemm.js';
@@ -13,6 +17,7 @@ export {
   transpose64,
 } from './matrix.js';
 export { qr } from './qr.js';
-export { type RandomizedSvdOptions, randomizedSvd } from './randomized-svd.js';
+export { gaussian64 } from './random.js';
+export { type DeviceMatmul, type RandomizedSvdOptions, randomizedSvd } from './randomized-svd.js';
 export { type SvdOptions, type SvdResult, svd, truncationError } from './svd.js';
 export { invertTriangular, solveTriangular, type TriangularSolveOptions } from './triangular.js';

@@ -1,8 +1,19 @@
-import { type Ops, Random, type Tensor } from '@lineage/core';
 import { matmul64 } from './gemm.js';
 import { fromF32, type Matrix64, matrix64, toF32 } from './matrix.js';
 import { qr } from './qr.js';
+import { gaussian64 } from './random.js';
 import { type SvdResult, svd } from './svd.js';
+
+/**
+ * The four calls the randomized SVD makes on a device (f32 upload, matmul, read back, dispose). `Ops` from
+ * @lineage/core satisfies it as is; it is spelt out here so the engine depends on no package.
+ */
+export interface DeviceMatmul<T = unknown> {
+  upload(data: Float32Array, shape: number[]): T;
+  matmul(a: T, b: T, opts?: { transposeA?: boolean; transposeB?: boolean }): Promise<T>;
+  readF32(t: T): Promise<Float32Array>;
+  dispose(...ts: (T | undefined)[]): void;
+}
 
 export interface RandomizedSvdOptions {
   /** Extra sample columns beyond the rank (default 10). */
@@ -15,7 +26,7 @@ export interface RandomizedSvdOptions {
    * When given, the products with A (A·Ω, Aᵀ·Q, A·Q, Qᵀ·A) run on this backend's f32 matmul, with A uploaded
    * once; orthonormalisation and the small SVD stay in float64 on the host.
    */
-  ops?: Ops;
+  ops?: DeviceMatmul;
   /** Called with the fraction done (0…1) after each product. */
   onProgress?: (fraction: number) => void;
 }
@@ -53,9 +64,7 @@ export async function randomizedSvd(
     progress(1);
     return truncate(full, k);
   }
-  const rng = new Random(opts?.seed ?? 0);
-  const omega = matrix64(n, l);
-  for (let i = 0; i < omega.data.length; i++) omega.data[i] = rng.normal();
+  const omega = gaussian64(n, l, opts?.seed ?? 0);
 
   const products = 2 * q + 2;
   let done = 0;
@@ -99,11 +108,11 @@ function hostProducts(a: Matrix64): Products {
   };
 }
 
-async function deviceProducts(ops: Ops, a: Matrix64): Promise<Products> {
+async function deviceProducts(ops: DeviceMatmul, a: Matrix64): Promise<Products> {
   const A = ops.upload(toF32(a), [a.rows, a.cols]);
   const run = async (x: Matrix64, transposeA: boolean, rows: number): Promise<Matrix64> => {
     const X = ops.upload(toF32(x), [x.rows, x.cols]);
-    let Y: Tensor | undefined;
+    let Y: unknown;
     try {
       Y = await ops.matmul(A, X, { transposeA });
       return fromF32(rows, x.cols, await ops.readF32(Y));

@@ -3,14 +3,13 @@
 // 4096² (host float64, and on the onnxruntime backend when @lineage/backend-onnxruntime is built), each
 // beside numpy.linalg.svd timed in the same run (a yardstick only; OpenBLAS/LAPACK gesdd).
 //
-//   pnpm --filter @lineage/svd build && pnpm --filter @lineage/svd bench [-- --json] [-- --quick]
+//   pnpm --filter @lineage/linalg build && pnpm --filter @lineage/linalg bench [-- --json] [-- --quick]
 //
 // --quick: 512²/1024² exact and rank-128 of 2048² (a smoke run). Times are wall-clock, single runs
 // after one warm-up at a small size (the machines this runs on are shared; see the load average).
 import { spawnSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
-import { Ops, Random } from '@lineage/core';
-import { linalg } from '../dist/index.js';
+import * as linalg from '../dist/index.js';
 
 const json = process.argv.includes('--json');
 const quick = process.argv.includes('--quick');
@@ -20,12 +19,7 @@ const log = (...a) => {
   if (!json) console.error(...a);
 };
 
-function gaussian(m, n, seed) {
-  const rng = new Random(seed);
-  const a = linalg.matrix64(m, n);
-  for (let i = 0; i < a.data.length; i++) a.data[i] = rng.normal();
-  return a;
-}
+const gaussian = linalg.gaussian64;
 
 function timed(fn) {
   const t = performance.now();
@@ -75,6 +69,8 @@ function numpyPair(kind, n) {
 
 async function onnxruntimeOps() {
   try {
+    // Dev dependencies, loaded only here: the engine itself depends on neither.
+    const { Ops } = await import('@lineage/core');
     const mod = await import('@lineage/backend-onnxruntime');
     return new Ops(await mod.createOnnxruntimeBackend({ device: 'cpu' }));
   } catch (e) {
@@ -169,7 +165,7 @@ results.machine.loadavgEnd = loadavg();
 
 const fmt = (x) => (x === undefined ? '—' : x.toFixed(2));
 const lines = [
-  '| operation | @lineage/svd (s) | numpy default threads (s) | numpy 1 thread (s) | ratio vs default | ratio vs 1 thread |',
+  '| operation | @lineage/linalg (s) | numpy default threads (s) | numpy 1 thread (s) | ratio vs default | ratio vs 1 thread |',
   '| --- | ---: | ---: | ---: | ---: | ---: |',
 ];
 for (const row of results.rows) {
