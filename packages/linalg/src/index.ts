@@ -1,10 +1,11 @@
 /**
  * @lineage/linalg: the float64 engine (row-major `Matrix64`): exact and randomized SVD, eigh, QR, Cholesky,
- * triangular solves and the WebAssembly SIMD GEMM. No dependencies, no side effects on import.
+ * block LDLᵀ, triangular solves and the WebAssembly SIMD GEMM. No dependencies, no side effects on import.
  */
 export { cholesky } from './cholesky.js';
 export { eigh } from './eigh.js';
 export { type GemmKernelKind, gemmKernelKind, matmul64 } from './gemm.js';
+export { type LdlOptions, type LdlResult, ldl } from './ldl.js';
 export {
   clone64,
   frobeniusNorm,
