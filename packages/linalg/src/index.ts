@@ -1,6 +1,6 @@
 /**
  * @lineage/linalg: the float64 engine (row-major `Matrix64`): exact and randomized SVD, eigh, QR, Cholesky,
- * block LDLᵀ, triangular solves and the WebAssembly SIMD GEMM. No dependencies, no side effects on import.
+ * block LDLᵀ, symmetric square roots, triangular solves and the WebAssembly SIMD GEMM. No dependencies, no side effects on import.
  */
 export { cholesky } from './cholesky.js';
 export { eigh } from './eigh.js';
@@ -20,5 +20,12 @@ export {
 export { qr } from './qr.js';
 export { gaussian64 } from './random.js';
 export { type DeviceMatmul, type RandomizedSvdOptions, randomizedSvd } from './randomized-svd.js';
+export {
+  invSqrtSymmetric,
+  type SymmetricRootOptions,
+  type SymmetricRoots,
+  sqrtSymmetric,
+  symmetricRoots,
+} from './sqrtm.js';
 export { type SvdOptions, type SvdResult, svd, truncationError } from './svd.js';
 export { invertTriangular, solveTriangular, type TriangularSolveOptions } from './triangular.js';
