@@ -28,4 +28,5 @@ export {
   symmetricRoots,
 } from './sqrtm.js';
 export { type SvdOptions, type SvdResult, svd, truncationError } from './svd.js';
+export { syrkUpper64 } from './syrk.js';
 export { invertTriangular, solveTriangular, type TriangularSolveOptions } from './triangular.js';
