@@ -11,6 +11,7 @@ import {
   valueAndGrad,
 } from '@lineage/core';
 import { type ForwardCapture, forwardCapture, type StepLossOptions, stepLoss } from './losses.js';
+import { addRegularizers, type ResolvedRegularizer } from './regularizers.js';
 
 /** What one optimiser step needs: the models, the objective, the batch plan and the optimiser. */
 export interface StepContext {
@@ -21,6 +22,8 @@ export interface StepContext {
   loss: StepLossOptions;
   /** The parameters that train (gradients are computed for these only). */
   params: readonly Parameter[];
+  /** Extra terms of the objective. */
+  regularizers: readonly ResolvedRegularizer[];
   seqLen: number;
   batchSize: number;
   micro: number;
@@ -80,7 +83,10 @@ export async function trainStep(c: StepContext, batch: Int32Array, lr: number): 
     try {
       const r = await valueAndGrad(
         backend,
-        (g) => stepLoss(g, model, ids, targets, rows, teacherOut, c.loss),
+        async (g) => {
+          const out = await stepLoss(g, model, ids, targets, rows, teacherOut, c.loss);
+          return c.regularizers.length ? addRegularizers(g, out, c.regularizers) : out;
+        },
         c.params,
       );
       const w = rows / batchSize;

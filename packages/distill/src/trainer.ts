@@ -8,7 +8,10 @@ import {
   modelFingerprint,
   namedParameters,
   Ops,
+  type ParamGroup,
+  type ParamSelector,
   type Progress,
+  type Regularizer,
   silentLogger,
   silentProgress,
 } from '@lineage/core';
@@ -18,6 +21,8 @@ import { evaluate } from './evaluate.js';
 import { trainingFlops } from './flops.js';
 import { formatDuration, formatStep, formatTokens, JsonlLog, type StepRecord } from './log.js';
 import { type DistillLoss, type HiddenLossOptions, layerPairs } from './losses.js';
+import { groupOptions, selectionConfig, trainedParameters } from './param-groups.js';
+import { REGULARIZER_METRIC, regularizerConfig, resolveRegularizers } from './regularizers.js';
 import { refuseExistingCheckpoint, resumeRun } from './resume.js';
 import {
   DEFAULTS,
@@ -68,6 +73,24 @@ export interface CommonTrainOptions {
   dataStart?: SamplerState;
   /** Where the student trains (default: getBackend(), the fastest registered). */
   backend?: Backend;
+
+  /**
+   * Which parameters train (default: all whose `trainable` flag is set; a frozen one never trains): name
+   * globs like `layers.2.mlp.*`, RegExps or a predicate. The others stay bitwise unchanged and get no
+   * optimiser state. A glob that matches no parameter is an error.
+   */
+  trainable?: ParamSelector;
+  /**
+   * Parameter groups (PyTorch style), each with its own peak `lr` or `lrScale` and `weightDecay`. Without
+   * `trainable`, only the grouped parameters train; with it, the selected ones outside every group train
+   * with the run's settings.
+   */
+  groups?: readonly ParamGroup[];
+  /**
+   * Extra terms of the objective, on the autodiff tape (e.g. `l1(1e-4, 'layers.2.mlp.*')`); each weighted
+   * term is reported beside the loss's parts (StepRecord.regularizers).
+   */
+  regularizers?: readonly Regularizer[];
 
   /** Held-out evaluation data (perplexity: documents protocol when it has a separator, else windows of seqLen). */
   evalData?: DataInput;
@@ -200,8 +223,8 @@ export async function distill(options: DistillOptions): Promise<TrainResult> {
   }
   if (teacher === student) throw new LineageError('the teacher and the student are the same model object');
   const teacherParams = new Set(namedParameters(teacher).values());
-  for (const [name, p] of namedParameters(student)) {
-    if (teacherParams.has(p) && p.trainable)
+  for (const [name, p] of trainedParameters(student, options).trained) {
+    if (teacherParams.has(p))
       throw new LineageError(
         `the student shares the parameter '${name}' with the teacher; training would change the teacher (copy the model first)`,
       );
@@ -248,12 +271,23 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
   const backend = o.backend ?? (await getBackend());
   const teacherBackend = s.teacher ? (s.teacherBackend ?? (await getBackend())) : undefined;
   const opt = planOptimizer(s, o, totalSteps);
-  const params = namedParameters(model);
-  const trainable = [...params.values()].filter((p) => p.trainable);
-  if (!trainable.length) throw new LineageError(`${who} has no trainable parameters`);
-  const optimizer = new AdamW(params, { lr: opt.lr, weightDecay: opt.weightDecay, betas: opt.betas });
+  const selection = trainedParameters(model, o);
+  const { trained } = selection;
+  if (!trained.size) throw new LineageError(`${who} has no trainable parameters`);
+  const perParam = groupOptions(o.groups ?? [], selection, opt.lr);
+  const optimizer = new AdamW(trained, {
+    lr: opt.lr,
+    weightDecay: opt.weightDecay,
+    betas: opt.betas,
+    ...(perParam.size ? { paramOptions: (name: string) => perParam.get(name) } : {}),
+  });
+  const regularizers = resolveRegularizers(o.regularizers ?? [], selection.all, trained);
   const needTeacher = !!s.teacher && (s.loss !== 'ce' || s.hiddenPairs.length > 0);
-  const config = runConfig(s, o, plan, opt, data);
+  const config = {
+    ...runConfig(s, o, plan, opt, data),
+    ...selectionConfig(o, selection, perParam),
+    ...regularizerConfig(regularizers),
+  };
 
   // ---- checkpoint: validate everything before anything is written
   const ckptDir = o.checkpointDir;
@@ -313,7 +347,8 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
       hiddenWeight: s.hiddenWeight,
       studentLayers: s.hiddenPairs.map(([a]) => a),
     },
-    params: [...params.values()],
+    params: [...trained.values()],
+    regularizers,
     seqLen,
     batchSize,
     micro: plan.micro,
@@ -435,6 +470,7 @@ function stepRecord(
     ...(s.kind === 'distill' && m.kl !== undefined ? { kl: m.kl } : {}),
     ...(m.ce !== undefined ? { ce: m.ce } : {}),
     ...(m.hidden !== undefined ? { hidden: m.hidden } : {}),
+    ...regularizerRecord(m),
     lr,
     gradNorm: r.norm,
     tokensPerSecond: (done * stepTokens) / state.sessionSeconds,
@@ -442,4 +478,12 @@ function stepRecord(
     eta: (state.sessionSeconds / done) * (totalSteps - state.step),
     ...(r.finite ? {} : { skipped: true }),
   };
+}
+
+/** The regularisers' terms among a step's metrics, as StepRecord.regularizers. */
+function regularizerRecord(m: Record<string, number>): Pick<StepRecord, 'regularizers'> {
+  const terms = Object.entries(m).filter(([k]) => k.startsWith(REGULARIZER_METRIC));
+  return terms.length
+    ? { regularizers: Object.fromEntries(terms.map(([k, v]) => [k.slice(REGULARIZER_METRIC.length), v])) }
+    : {};
 }
