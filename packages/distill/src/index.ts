@@ -34,7 +34,13 @@ export {
   stepLoss,
 } from './losses.js';
 export { groupOptions, namesHash, type TrainedParameters, trainedParameters } from './param-groups.js';
-export { type RecoverFn, type RecoverOptions, recoverCapability, withRecover } from './recover.js';
+export {
+  type RecoverFn,
+  type RecoverOptions,
+  RecoveryInterrupted,
+  recoverCapability,
+  withRecover,
+} from './recover.js';
 export {
   addRegularizers,
   l1,

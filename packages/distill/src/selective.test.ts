@@ -19,6 +19,7 @@ import { OPTIMIZER_FILE } from './checkpoint.js';
 import { perturbLinearWeights } from './init.js';
 import type { StepRecord } from './log.js';
 import { forwardCapture } from './losses.js';
+import { RecoveryInterrupted, recoverCapability } from './recover.js';
 import { l1, regularizerTerms, resolveRegularizers } from './regularizers.js';
 import { type DistillOptions, distill, train } from './trainer.js';
 
@@ -218,4 +219,44 @@ describe('parameter groups', () => {
     await bad({ regularizers: [l1(1e-3), l1(1e-4)] }, /'l1': the name is taken/);
     await bad({ regularizers: [l1(-1)] }, /weight must be a non-negative number/);
   }, 60_000);
+});
+
+describe('the recover capability passes the selection through and stops cleanly on abort', () => {
+  const options = { data: TRAIN, seqLen: 32, batchSize: 4, lr: 3e-3, backend: js } as const;
+  const budget = { tokens: 4 * 128, trainable: 'layers.2.mlp.*', regularizers: [l1(1e-4)] };
+
+  it('a method recovers only the parameters it names; an abort writes a checkpoint that resumes to the same weights', async () => {
+    const fresh = async () => perturbLinearWeights(await stories(), 0.3, 3);
+    const start = snapshot(await fresh());
+    const steps: StepRecord[] = [];
+    const whole = await recoverCapability({ ...options, onStep: (s) => steps.push(s) })(
+      await fresh(),
+      budget,
+    );
+    expect(steps.length).toBe(4);
+    expect(steps.every((s) => s.regularizers!.l1! > 0)).toBe(true);
+    for (const [name, p] of namedParameters(whole))
+      expect(equalBits(bitsOf(p), start.get(name)!), name).toBe(!LAYER2_MLP.includes(name));
+
+    // Ctrl-C after step 2: the call throws (the method must not go on with a half-trained model)
+    const root = join(tmp, 'recover-abort');
+    const abort = new AbortController();
+    const interrupted = recoverCapability({
+      ...options,
+      checkpointRoot: root,
+      signal: abort.signal,
+      onStep: (s) => s.step === 2 && abort.abort(),
+    });
+    const e = await interrupted(await fresh(), budget).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(RecoveryInterrupted);
+    expect((e as RecoveryInterrupted).steps).toBe(2);
+    expect((e as Error).message).toMatch(/^recovery 1 interrupted at step 2 of 4; checkpoint in .*recover-1/);
+    // the re-run with resume continues the checkpoint and ends where the uninterrupted call ended
+    const resumed = await recoverCapability({ ...options, checkpointRoot: root, resume: true })(
+      await fresh(),
+      budget,
+    );
+    for (const [name, p] of namedParameters(resumed))
+      expect(equalBits(bitsOf(p), bitsOf(namedParameters(whole).get(name)!)), name).toBe(true);
+  }, 120_000);
 });
