@@ -324,6 +324,13 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
       (resumedFrom !== undefined ? `; resuming at step ${resumedFrom}` : ''),
   );
 
+  if (o.trainable !== undefined || o.groups?.length) {
+    const values = (ps: Iterable<{ value: { size: number } }>) =>
+      [...ps].reduce((n, p) => n + p.value.size, 0);
+    log.info(
+      `training ${trained.size} of ${selection.all.size} parameter tensors (${values(trained.values())} of ${values(selection.all.values())} values); the others stay unchanged`,
+    );
+  }
   const minDelta = o.earlyStop?.minDelta ?? 1e-3;
   const evalNow = () => evaluate(model, backend, ev!, state, minDelta, { log, jsonl, onEval: o.onEval });
   const checkpoint = async () => {
