@@ -192,6 +192,24 @@ export interface PreparedRun {
   dispose(): void;
 }
 
+/**
+ * An AbortController that the first Ctrl-C aborts (training stops after its step and writes a checkpoint;
+ * a second Ctrl-C quits at once). Pass `abort.signal` as the trainer's or recover's `signal`; `dispose`
+ * removes the handler.
+ */
+export function abortOnSigint(): { abort: AbortController; dispose(): void } {
+  const abort = new AbortController();
+  let interrupts = 0;
+  const onSigint = () => {
+    interrupts++;
+    if (interrupts > 1) process.exit(130);
+    log('interrupt: stopping after this step and writing a checkpoint (press Ctrl-C again to quit now)');
+    abort.abort();
+  };
+  process.on('SIGINT', onSigint);
+  return { abort, dispose: () => process.off('SIGINT', onSigint) };
+}
+
 /** Checks the output and resolves data, evaluation and run-directory options (before any model is loaded). */
 export async function prepareRun(o: TrainingFlags): Promise<PreparedRun> {
   if (!o.data?.length) throw new LineageError('give training data: --data <file>');
@@ -203,15 +221,7 @@ export async function prepareRun(o: TrainingFlags): Promise<PreparedRun> {
   const evalData = o.evalData ? await asSource(o.evalData, o.docSeparator) : undefined;
   const runDir = resolve(o.runDir ?? `${out}.run`);
   const checkpointDir = resolve(runDir, 'checkpoint');
-  const abort = new AbortController();
-  let interrupts = 0;
-  const onSigint = () => {
-    interrupts++;
-    if (interrupts > 1) process.exit(130);
-    log('interrupt: stopping after this step and writing a checkpoint (press Ctrl-C again to quit now)');
-    abort.abort();
-  };
-  process.on('SIGINT', onSigint);
+  const { abort, dispose } = abortOnSigint();
   const options: Omit<CommonTrainOptions, 'backend'> = {
     data,
     tokens: o.tokens,
@@ -247,7 +257,7 @@ export async function prepareRun(o: TrainingFlags): Promise<PreparedRun> {
     logEvery: o.logEvery ?? 10,
     log: stderrLogger(),
   };
-  return { options, runDir, checkpointDir, abort, dispose: () => process.off('SIGINT', onSigint) };
+  return { options, runDir, checkpointDir, abort, dispose };
 }
 
 /** Saves the trained model (unless the run stopped early for a later resume) and prints the summary. */
