@@ -48,6 +48,7 @@ export * from './nn/rope.js';
 export * from './optim/adamw.js';
 export * from './optim/clip.js';
 export * from './optim/optimizer.js';
+export * from './optim/param-groups.js';
 export * from './optim/schedule.js';
 export * from './optim/sgd.js';
 export * from './tensor/dtype.js';

@@ -5,13 +5,16 @@ import {
   type HostTensor,
   LineageError,
   type LlamaModel,
+  modelFingerprint,
   namedParameters,
+  type Optimizer,
   type OptimizerState,
   SafetensorsFile,
   writeDirAtomic,
   writeSafetensors,
 } from '@lineage/core';
-import type { SamplerState } from './data.js';
+import type { SamplerState, WindowSampler } from './data.js';
+import type { TrainState } from './train-state.js';
 
 export const CHECKPOINT_FORMAT = 'lineage-train-checkpoint';
 export const STATE_FILE = 'state.json';
@@ -147,4 +150,39 @@ export function applyWeights(model: LlamaModel, weights: Map<string, HostTensor>
   for (const name of weights.keys())
     if (!params.has(name)) throw new LineageError(`checkpoint tensor '${name}' is not in the model`, dir);
   for (const [name, p] of params) p.value = weights.get(name)!;
+}
+
+/** What a run's checkpoint holds besides its progress. */
+export interface RunSnapshot {
+  kind: 'train' | 'distill';
+  model: LlamaModel;
+  optimizer: Optimizer;
+  sampler: WindowSampler;
+  studentFingerprint: string;
+  teacherFingerprint: string | null;
+  config: RunConfig;
+  backend: { name: string; device: string };
+}
+
+/** Writes the checkpoint of a run at its current step. */
+export async function checkpointRun(dir: string, run: RunSnapshot, state: TrainState): Promise<void> {
+  const p = state.progress();
+  const st: CheckpointState = {
+    format: CHECKPOINT_FORMAT,
+    version: 1,
+    kind: run.kind,
+    step: p.step,
+    tokens: p.tokens,
+    sampler: run.sampler.state(),
+    studentFingerprint: run.studentFingerprint,
+    teacherFingerprint: run.teacherFingerprint,
+    weightsFingerprint: modelFingerprint(run.model),
+    config: run.config,
+    evals: p.evals,
+    early: p.early,
+    skippedSteps: p.skippedSteps,
+    seconds: p.seconds,
+    backend: { name: run.backend.name, device: run.backend.device },
+  };
+  await saveCheckpoint(dir, run.model, run.optimizer.state(), st);
 }

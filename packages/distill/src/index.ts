@@ -33,7 +33,22 @@ export {
   type StepLossOptions,
   stepLoss,
 } from './losses.js';
-export { type RecoverFn, type RecoverOptions, recoverCapability, withRecover } from './recover.js';
+export { groupOptions, namesHash, type TrainedParameters, trainedParameters } from './param-groups.js';
+export {
+  type RecoverFn,
+  type RecoverOptions,
+  RecoveryInterrupted,
+  recoverCapability,
+  withRecover,
+} from './recover.js';
+export {
+  addRegularizers,
+  l1,
+  l2,
+  type ResolvedRegularizer,
+  regularizerTerms,
+  resolveRegularizers,
+} from './regularizers.js';
 export {
   type CommonTrainOptions,
   type DistillOptions,

@@ -15,6 +15,8 @@ export interface StepRecord {
   kl?: number;
   ce?: number;
   hidden?: number;
+  /** Weighted terms of the regularisers, by name (each is part of `loss`). */
+  regularizers?: Record<string, number>;
   lr: number;
   /** Global gradient norm before clipping. */
   gradNorm: number;
@@ -90,11 +92,7 @@ export function formatTokens(n: number): string {
 
 /** The stderr line for a step: `step 12/146  tokens 24.6K  loss 0.5123 (kl 0.5123 ce 1.2345)  lr 9.80e-4  1024 tok/s  ETA 2m13s`. */
 export function formatStep(r: StepRecord): string {
-  const parts = [
-    ['kl', r.kl],
-    ['ce', r.ce],
-    ['hidden', r.hidden],
-  ]
+  const parts = [['kl', r.kl], ['ce', r.ce], ['hidden', r.hidden], ...Object.entries(r.regularizers ?? {})]
     .filter(([, v]) => v !== undefined)
     .map(([k, v]) => `${k} ${(v as number).toFixed(4)}`);
   return [

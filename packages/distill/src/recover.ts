@@ -3,7 +3,27 @@ import { type Backend, LineageError, type LlamaModel, type MethodContext } from 
 import { hasCheckpoint } from './checkpoint.js';
 import type { SamplerState } from './data.js';
 import type { DistillLoss, HiddenLossOptions } from './losses.js';
-import { type CommonTrainOptions, distill, type TrainResult, train } from './trainer.js';
+import { type CommonTrainOptions, distill, type StopReason, type TrainResult, train } from './trainer.js';
+
+/**
+ * A recovery call stopped by `signal` (e.g. Ctrl-C) or `stopAfter` before its budget was spent: the
+ * method must not go on with a half-trained model. When the call had a checkpoint directory the
+ * checkpoint is written, and re-running the pipeline with `resume: true` continues it.
+ */
+export class RecoveryInterrupted extends LineageError {
+  constructor(
+    readonly call: number,
+    readonly stopped: StopReason,
+    readonly steps: number,
+    readonly totalSteps: number,
+    readonly checkpoint: string | undefined,
+  ) {
+    super(
+      `recovery ${call} ${stopped === 'interrupted' ? 'interrupted' : 'stopped'} at step ${steps} of ${totalSteps}` +
+        (checkpoint ? `; checkpoint in ${checkpoint} (run again with resume to continue)` : ''),
+    );
+  }
+}
 
 export type RecoverFn = NonNullable<MethodContext['recover']>;
 
@@ -23,6 +43,11 @@ export interface RecoverOptions
    */
   checkpointRoot?: string;
   resume?: boolean;
+  /**
+   * Abort between steps (e.g. on SIGINT): the running call writes its checkpoint (with `checkpointRoot`)
+   * and throws RecoveryInterrupted; later calls are not started.
+   */
+  signal?: AbortSignal;
   /** Sees every recovery's result (loss curve, evaluations, throughput). */
   onResult?: (result: TrainResult, call: number) => void;
   /**
@@ -35,7 +60,9 @@ export interface RecoverOptions
 /**
  * The `recover` capability of a method context, backed by this package: distillation from
  * `budget.teacher` (or `options.teacher`) when there is one, else next-token training. Compression
- * methods (PLRD, Minitron) call `ctx.recover(model, { tokens, teacher })` without depending on this package.
+ * methods (PLRD, Minitron) call `ctx.recover(model, { tokens, teacher })` without depending on this package;
+ * `trainable`, `groups` and `regularizers` in the budget (or, as defaults, in the options) choose what
+ * trains and add penalty terms.
  */
 export function recoverCapability(options: RecoverOptions): RecoverFn {
   let calls = 0;
@@ -49,11 +76,19 @@ export function recoverCapability(options: RecoverOptions): RecoverFn {
       ? { checkpointDir: dir, resume: resume === true && hasCheckpoint(dir), restart: resume !== true }
       : {};
     const teacher = budget.teacher ?? defaultTeacher;
+    const { tokens, trainable, groups, regularizers } = budget;
+    const selection = {
+      ...(trainable !== undefined ? { trainable } : {}),
+      ...(groups !== undefined ? { groups } : {}),
+      ...(regularizers !== undefined ? { regularizers } : {}),
+    };
     const r = teacher
-      ? await distill({ ...rest, ...ck, student: model, teacher, tokens: budget.tokens })
-      : await train({ ...rest, ...ck, model, tokens: budget.tokens });
+      ? await distill({ ...rest, ...ck, ...selection, student: model, teacher, tokens })
+      : await train({ ...rest, ...ck, ...selection, model, tokens });
     position = r.dataEnd;
     onResult?.(r, call);
+    if (r.stopped === 'interrupted' || r.stopped === 'stop-after')
+      throw new RecoveryInterrupted(call, r.stopped, r.steps, r.totalSteps, r.checkpoint);
     return r.model;
   };
 }

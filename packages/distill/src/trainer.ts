@@ -1,58 +1,40 @@
-import { createHash } from 'node:crypto';
 import {
   AdamW,
   type Backend,
-  clipGradNorm,
-  evalSequences,
-  GradientAccumulator,
   getBackend,
-  gradNorm,
-  type HostTensor,
   LineageError,
   type LlamaModel,
   type Logger,
-  lrSchedule,
   modelFingerprint,
   namedParameters,
   Ops,
-  type Parameter,
-  type PerplexityOptions,
+  type ParamGroup,
+  type ParamSelector,
   type Progress,
-  perplexity,
+  type Regularizer,
   silentLogger,
   silentProgress,
-  type Tensor,
-  valueAndGrad,
 } from '@lineage/core';
-import {
-  applyWeights,
-  type CheckpointState,
-  configMismatch,
-  type EvalRecord,
-  hasCheckpoint,
-  type RunConfig,
-  readCheckpoint,
-  saveCheckpoint,
-} from './checkpoint.js';
-import {
-  type DataInput,
-  holdOut,
-  loadSources,
-  type SamplerState,
-  tokenizeSources,
-  tokensHash,
-  WindowSampler,
-} from './data.js';
+import { checkpointRun, type EvalRecord, type RunSnapshot } from './checkpoint.js';
+import type { DataInput, SamplerState } from './data.js';
+import { evaluate } from './evaluate.js';
 import { trainingFlops } from './flops.js';
 import { formatDuration, formatStep, formatTokens, JsonlLog, type StepRecord } from './log.js';
+import { type DistillLoss, type HiddenLossOptions, layerPairs } from './losses.js';
+import { groupOptions, selectionConfig, trainedParameters } from './param-groups.js';
+import { REGULARIZER_METRIC, regularizerConfig, resolveRegularizers } from './regularizers.js';
+import { refuseExistingCheckpoint, resumeRun } from './resume.js';
 import {
-  type DistillLoss,
-  type ForwardCapture,
-  forwardCapture,
-  type HiddenLossOptions,
-  layerPairs,
-  stepLoss,
-} from './losses.js';
+  DEFAULTS,
+  planBatches,
+  planOptimizer,
+  positiveNumber,
+  runConfig,
+  type Setup,
+} from './train-config.js';
+import { prepareData } from './train-data.js';
+import { TrainState } from './train-state.js';
+import { type StepContext, trainStep } from './train-step.js';
 
 export type Schedule = 'cosine' | 'linear' | 'constant';
 
@@ -91,6 +73,24 @@ export interface CommonTrainOptions {
   dataStart?: SamplerState;
   /** Where the student trains (default: getBackend(), the fastest registered). */
   backend?: Backend;
+
+  /**
+   * Which parameters train (default: all whose `trainable` flag is set; a frozen one never trains): name
+   * globs like `layers.2.mlp.*`, RegExps or a predicate. The others stay bitwise unchanged and get no
+   * optimiser state. A glob that matches no parameter is an error.
+   */
+  trainable?: ParamSelector;
+  /**
+   * Parameter groups (PyTorch style), each with its own peak `lr` or `lrScale` and `weightDecay`. Without
+   * `trainable`, only the grouped parameters train; with it, the selected ones outside every group train
+   * with the run's settings.
+   */
+  groups?: readonly ParamGroup[];
+  /**
+   * Extra terms of the objective, on the autodiff tape (e.g. `l1(1e-4, 'layers.2.mlp.*')`); each weighted
+   * term is reported beside the loss's parts (StepRecord.regularizers).
+   */
+  regularizers?: readonly Regularizer[];
 
   /** Held-out evaluation data (perplexity: documents protocol when it has a separator, else windows of seqLen). */
   evalData?: DataInput;
@@ -189,39 +189,6 @@ export interface TrainResult {
   evalData?: string;
 }
 
-const DEFAULTS = {
-  seqLen: 256,
-  batchSize: 8,
-  lrDistill: 1e-4,
-  lrTrain: 3e-4,
-  weightDecay: 0.01,
-  betas: [0.9, 0.95] as [number, number],
-  clip: 1,
-  logEvery: 10,
-};
-
-interface Setup {
-  kind: 'train' | 'distill';
-  model: LlamaModel;
-  teacher?: LlamaModel;
-  teacherBackend?: Backend;
-  loss: DistillLoss;
-  temperature: number;
-  ceWeight: number;
-  hiddenPairs: [number, number][];
-  hiddenWeight: number;
-}
-
-function positiveInt(v: number | undefined, name: string, min = 1): void {
-  if (v !== undefined && !(Number.isInteger(v) && v >= min))
-    throw new LineageError(`${name} must be an integer ≥ ${min}, got ${v}`);
-}
-
-function positiveNumber(v: number | undefined, name: string, allowZero = false): void {
-  if (v !== undefined && !(Number.isFinite(v) && (allowZero ? v >= 0 : v > 0)))
-    throw new LineageError(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${v}`);
-}
-
 /** Plain language-model training (next-token cross-entropy) of `model`, with the distillation machinery. */
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const { model } = options;
@@ -256,8 +223,8 @@ export async function distill(options: DistillOptions): Promise<TrainResult> {
   }
   if (teacher === student) throw new LineageError('the teacher and the student are the same model object');
   const teacherParams = new Set(namedParameters(teacher).values());
-  for (const [name, p] of namedParameters(student)) {
-    if (teacherParams.has(p) && p.trainable)
+  for (const [name, p] of trainedParameters(student, options).trained) {
+    if (teacherParams.has(p))
       throw new LineageError(
         `the student shares the parameter '${name}' with the teacher; training would change the teacher (copy the model first)`,
       );
@@ -283,80 +250,11 @@ export async function distill(options: DistillOptions): Promise<TrainResult> {
   );
 }
 
-/** Checks that the teacher tokenizes text as the student does (same vocabulary size is not enough). */
-function checkTokenizers(student: LlamaModel, teacher: LlamaModel, sample: string): void {
-  const a = student.tokenizer;
-  const b = teacher.tokenizer;
-  if (!a || !b) return;
-  const probe = sample.slice(0, 2000);
-  const x = a.encode(probe, { bos: true });
-  const y = b.encode(probe, { bos: true });
-  if (x.length !== y.length || x.some((v, i) => v !== y[i]))
-    throw new LineageError(
-      `the teacher (${b.source}) and the student (${a.source}) tokenize the data differently: distillation needs the same tokenizer`,
-    );
-}
-
-interface EvalSetup {
-  text: string;
-  options: PerplexityOptions;
-  name: string;
-  hash: string;
-}
-
-async function evalSetup(
-  o: CommonTrainOptions,
-  model: LlamaModel,
-  seqLen: number,
-  heldOut: { docs: string[]; separator: string; from: string } | undefined,
-): Promise<EvalSetup | undefined> {
-  const common = {
-    ...(o.evalLimit ? { limit: o.evalLimit } : {}),
-    batchSize: o.evalBatchSize ?? 8,
-  };
-  let text: string;
-  let options: PerplexityOptions;
-  let name: string;
-  if (o.evalData) {
-    const sources = await loadSources(o.evalData, 'evaluation data');
-    const sep = sources[0]!.separator;
-    if (sources.some((s) => s.separator !== sep))
-      throw new LineageError('evaluation sources must all have the same document separator, or none');
-    name = sources.map((s) => s.name).join(' + ');
-    if (sep) {
-      text = sources.flatMap((s) => s.documents).join(`\n${sep}\n`);
-      options = {
-        protocol: 'documents',
-        separator: sep,
-        seqLen: o.evalSeqLen ?? model.config.maxPositions,
-        ...common,
-      };
-    } else {
-      text = sources.flatMap((s) => s.documents).join('\n\n');
-      options = { protocol: 'stream', seqLen: o.evalSeqLen ?? seqLen, ...common };
-    }
-  } else if (heldOut) {
-    text = heldOut.docs.join(`\n${heldOut.separator}\n`);
-    name = heldOut.from;
-    options = {
-      protocol: 'documents',
-      separator: heldOut.separator,
-      seqLen: o.evalSeqLen ?? model.config.maxPositions,
-      ...common,
-    };
-  } else return undefined;
-  const hash = `sha256:${createHash('sha256').update(text).digest('hex')}`;
-  return { text, options, name, hash };
-}
-
-/** Moves the teacher's outputs to the student's backend (a no-op when they share one). */
-async function transfer(ops: Ops, t: Tensor, to: Backend): Promise<Tensor> {
-  if (t.backend === to) return t;
-  const data = await ops.read(t);
-  ops.dispose(t);
-  return to.upload(data instanceof Float32Array ? data : Float32Array.from(data), t.shape);
-}
-
+/**
+ * A run: checks the options, prepares data and evaluation, restores a checkpoint when resuming, then
+ * steps until the budget is spent, early stopping, `stopAfter` or the abort signal (writing a checkpoint
+ * when stopped, and every `checkpointEvery` steps).
+ */
 async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
   const log = o.log ?? silentLogger;
   const progress = o.progress ?? silentProgress;
@@ -364,182 +262,49 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
   const who = s.kind === 'distill' ? 'the student' : 'the model';
   if (!model.tokenizer) throw new LineageError(`${who} has no tokenizer (pass --tokenizer)`);
 
-  // ---- options
-  if (!(typeof o.tokens === 'number' && Number.isFinite(o.tokens) && o.tokens >= 0))
-    throw new LineageError(`the token budget must be a number of tokens, got ${String(o.tokens)}`);
-  positiveInt(o.seqLen, 'seqLen', 2);
-  positiveInt(o.batchSize, 'batchSize');
-  positiveInt(o.microBatchSize, 'microBatchSize');
-  positiveNumber(o.lr, 'lr');
-  positiveNumber(o.minLr, 'minLr', true);
-  positiveInt(o.warmup, 'warmup', 0);
-  positiveNumber(o.weightDecay, 'weightDecay', true);
-  positiveNumber(o.clip, 'clip', true);
-  positiveInt(o.seed, 'seed', 0);
-  positiveInt(o.evalEvery, 'evalEvery');
-  positiveInt(o.checkpointEvery, 'checkpointEvery');
-  positiveInt(o.stopAfter, 'stopAfter');
-  positiveInt(o.logEvery, 'logEvery');
-  if (o.earlyStop) positiveInt(o.earlyStop.patience, 'earlyStop.patience');
-  if (o.schedule && !['cosine', 'linear', 'constant'].includes(o.schedule))
-    throw new LineageError(`schedule must be cosine, linear or constant, got '${o.schedule}'`);
-  const context = Math.min(model.config.maxPositions, s.teacher?.config.maxPositions ?? Infinity);
-  const seqLen = o.seqLen ?? Math.min(DEFAULTS.seqLen, context);
-  if (seqLen > context) throw new LineageError(`seq-len ${seqLen} exceeds the context of ${context} tokens`);
-  const batchSize = o.batchSize ?? DEFAULTS.batchSize;
-  const micro = Math.min(o.microBatchSize ?? batchSize, batchSize);
-  const stepTokens = batchSize * seqLen;
-  const totalSteps = Math.floor(o.tokens / stepTokens);
-  if (totalSteps < 1) {
-    throw new LineageError(
-      `a budget of ${o.tokens} tokens is less than one step (batch size ${batchSize} × seq-len ${seqLen} = ${stepTokens} tokens)`,
-    );
-  }
-  if (o.earlyStop && !o.evalData && !o.holdout)
-    throw new LineageError('early stopping needs evaluation data (evalData or holdout)');
-  if (o.resume && !o.checkpointDir) throw new LineageError('resume needs a checkpoint directory');
-
-  // ---- data
-  let sources = await loadSources(o.data);
-  let heldOut: { docs: string[]; separator: string; from: string } | undefined;
-  if (o.holdout) {
-    if (o.evalData) throw new LineageError('give either evaluation data or a holdout, not both');
-    const h = holdOut(sources, o.holdout);
-    sources = h.train;
-    heldOut = { docs: h.heldOut, separator: h.separator, from: h.from };
-  }
-  if (s.teacher) checkTokenizers(model, s.teacher, sources[0]!.documents[0]!);
-  const tokens = tokenizeSources(sources, model.tokenizer);
-  const dataName = sources.map((x) => x.name).join(' + ');
-  const seed = o.seed ?? 0;
-  const sampler = new WindowSampler(tokens, seqLen, seed, dataName);
-  if (o.dataStart) sampler.load(o.dataStart);
-  const ev = await evalSetup(o, model, seqLen, heldOut);
-  if (ev) {
-    // fail now, not after the first steps, on evaluation data that yields no sequence
-    evalSequences(model, ev.text, ev.options, ev.name);
-  }
+  const plan = planBatches(s, o);
+  const { seqLen, batchSize, stepTokens, totalSteps } = plan;
+  const data = await prepareData(s, o, seqLen);
+  const { sampler, ev } = data;
 
   // ---- backends, optimiser, config
   const backend = o.backend ?? (await getBackend());
   const teacherBackend = s.teacher ? (s.teacherBackend ?? (await getBackend())) : undefined;
-  const lr = o.lr ?? (s.kind === 'distill' ? DEFAULTS.lrDistill : DEFAULTS.lrTrain);
-  const minLr = o.schedule === 'constant' ? lr : (o.minLr ?? lr / 10);
-  const warmup = o.warmup ?? Math.min(100, Math.floor(totalSteps / 20));
-  if (warmup > totalSteps) throw new LineageError(`warmup (${warmup} steps) exceeds the ${totalSteps} steps`);
-  const schedule = o.schedule ?? 'cosine';
-  const sched = lrSchedule({ lr, minLr, warmupSteps: warmup, totalSteps, decay: schedule });
-  const weightDecay = o.weightDecay ?? DEFAULTS.weightDecay;
-  const betas = o.betas ?? DEFAULTS.betas;
-  const clip = o.clip ?? DEFAULTS.clip;
-  const params = namedParameters(model);
-  const trainable = [...params.values()].filter((p) => p.trainable);
-  if (!trainable.length) throw new LineageError(`${who} has no trainable parameters`);
-  const opt = new AdamW(params, { lr, weightDecay, betas });
-  const studentLayers = s.hiddenPairs.map(([a]) => a);
-  const teacherLayers = s.hiddenPairs.map(([, b]) => b);
+  const opt = planOptimizer(s, o, totalSteps);
+  const selection = trainedParameters(model, o);
+  const { trained } = selection;
+  if (!trained.size) throw new LineageError(`${who} has no trainable parameters`);
+  const perParam = groupOptions(o.groups ?? [], selection, opt.lr);
+  const optimizer = new AdamW(trained, {
+    lr: opt.lr,
+    weightDecay: opt.weightDecay,
+    betas: opt.betas,
+    ...(perParam.size ? { paramOptions: (name: string) => perParam.get(name) } : {}),
+  });
+  const regularizers = resolveRegularizers(o.regularizers ?? [], selection.all, trained);
   const needTeacher = !!s.teacher && (s.loss !== 'ce' || s.hiddenPairs.length > 0);
-  const config: RunConfig = {
-    kind: s.kind,
-    seqLen,
-    batchSize,
-    microBatchSize: micro,
-    tokens: o.tokens,
-    totalSteps,
-    lr,
-    minLr,
-    warmup,
-    schedule,
-    weightDecay,
-    betas: [...betas],
-    clip,
-    seed,
-    // recorded only when given, so checkpoints of runs from the start keep resuming
-    ...(o.dataStart ? { dataStart: [o.dataStart.epoch, o.dataStart.cursor] } : {}),
-    data: tokensHash(tokens),
-    dataTokens: tokens.length,
-    loss: s.kind === 'distill' ? s.loss : 'lm',
-    temperature: s.temperature,
-    ceWeight: s.ceWeight,
-    hidden: s.hiddenPairs.map(([a, b]) => [a, b]),
-    hiddenWeight: s.hiddenWeight,
-    evalData: ev?.hash ?? null,
-    evalEvery: o.evalEvery ?? null,
-    evalSeqLen: ev?.options.seqLen ?? null,
-    evalLimit: o.evalLimit ?? null,
-    earlyStopPatience: o.earlyStop?.patience ?? null,
-    earlyStopMinDelta: o.earlyStop ? (o.earlyStop.minDelta ?? 1e-3) : null,
+  const config = {
+    ...runConfig(s, o, plan, opt, data),
+    ...selectionConfig(o, selection, perParam),
+    ...regularizerConfig(regularizers),
   };
 
   // ---- checkpoint: validate everything before anything is written
   const ckptDir = o.checkpointDir;
-  const studentFingerprint = ckptDir ? modelFingerprint(model) : '';
-  const teacherFingerprint = ckptDir && s.teacher ? modelFingerprint(s.teacher) : null;
-  let step = 0;
-  let tokensSeen = 0;
-  let evals: EvalRecord[] = [];
-  let bestNll: number | null = null;
-  let bestStep: number | null = null;
-  let sinceBest = 0;
-  let skipped = 0;
-  let priorSeconds = 0;
-  let resumedFrom: number | undefined;
-  let lastCheckpoint = -1;
-  if (ckptDir && !o.resume && !o.restart && hasCheckpoint(ckptDir)) {
-    throw new LineageError(
-      'holds a checkpoint of an earlier run: resume it (--resume) or start over (--restart)',
-      ckptDir,
-    );
-  }
-  if (ckptDir && o.resume) {
-    const ck = await readCheckpoint(ckptDir);
-    const st = ck.state;
-    if (st.kind !== s.kind)
-      throw new LineageError(`is a checkpoint of a '${st.kind}' run, not '${s.kind}'`, ckptDir);
-    if (st.studentFingerprint !== studentFingerprint) {
-      throw new LineageError(
-        `was made from a different ${s.kind === 'distill' ? 'student' : 'model'} (fingerprint ${st.studentFingerprint.slice(0, 19)}…, this one is ${studentFingerprint.slice(0, 19)}…)`,
-        ckptDir,
-      );
-    }
-    if (st.teacherFingerprint !== teacherFingerprint) {
-      throw new LineageError(
-        `was made with a different teacher (fingerprint ${String(st.teacherFingerprint).slice(0, 19)}…, this one is ${String(teacherFingerprint).slice(0, 19)}…)`,
-        ckptDir,
-      );
-    }
-    const diff = configMismatch(st.config, config);
-    if (diff) throw new LineageError(`was made with different settings: ${diff}`, ckptDir);
-    const before = new Map<Parameter, HostTensor>([...params.values()].map((p) => [p, p.value]));
-    try {
-      applyWeights(model, ck.weights, ckptDir);
-      if (modelFingerprint(model) !== st.weightsFingerprint)
-        throw new LineageError(
-          'weights do not match the fingerprint recorded with them (corrupt checkpoint)',
-          ckptDir,
-        );
-      opt.loadState(ck.optimizer);
-      sampler.load(st.sampler);
-    } catch (e) {
-      for (const [p, v] of before) p.value = v;
-      if (e instanceof LineageError) throw e;
-      throw new LineageError(`cannot restore: ${(e as Error).message}`, ckptDir);
-    }
-    step = st.step;
-    tokensSeen = st.tokens;
-    evals = st.evals;
-    bestNll = st.early.bestNll;
-    bestStep = st.early.bestStep;
-    sinceBest = st.early.sinceBest;
-    skipped = st.skippedSteps;
-    priorSeconds = st.seconds;
-    resumedFrom = step;
-    lastCheckpoint = step;
-    if (st.backend.name !== backend.name || st.backend.device !== backend.device)
-      log.warn(
-        `checkpoint was written on ${st.backend.name} (${st.backend.device}); resuming on ${backend.name} (${backend.device})`,
-      );
-  }
+  const snapshot: RunSnapshot = {
+    kind: s.kind,
+    model,
+    optimizer,
+    sampler,
+    studentFingerprint: ckptDir ? modelFingerprint(model) : '',
+    teacherFingerprint: ckptDir && s.teacher ? modelFingerprint(s.teacher) : null,
+    config,
+    backend,
+  };
+  const state = new TrainState();
+  refuseExistingCheckpoint(ckptDir, o.resume, o.restart);
+  if (ckptDir && o.resume) await resumeRun({ ...snapshot, dir: ckptDir, state, backend, log });
+  const { resumedFrom } = state;
   const jsonl = o.logFile ? await JsonlLog.open(o.logFile, resumedFrom) : undefined;
 
   const flops = trainingFlops(model.config, seqLen);
@@ -550,75 +315,62 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
     time: new Date().toISOString(),
     backend: `${backend.name} (${backend.device})`,
     ...(teacherBackend ? { teacherBackend: `${teacherBackend.name} (${teacherBackend.device})` } : {}),
-    data: dataName,
+    data: data.name,
     evalData: ev?.name ?? null,
     config,
   });
   log.info(
-    `${s.kind}: ${totalSteps} steps of ${batchSize}×${seqLen} tokens (${formatTokens(totalSteps * stepTokens)} of ${formatTokens(tokens.length)} data tokens), lr ${lr} ${schedule}, warmup ${warmup}` +
+    `${s.kind}: ${totalSteps} steps of ${batchSize}×${seqLen} tokens (${formatTokens(totalSteps * stepTokens)} of ${formatTokens(data.tokens.length)} data tokens), lr ${opt.lr} ${opt.schedule}, warmup ${opt.warmup}` +
       (resumedFrom !== undefined ? `; resuming at step ${resumedFrom}` : ''),
   );
 
-  // ---- evaluation
-  /** The best evaluation as early stopping counts it (improvements smaller than minDelta do not count). */
-  const best = (): EvalRecord | undefined => evals.find((e) => e.step === bestStep);
-  const evaluate = async (): Promise<EvalRecord> => {
-    const r = await perplexity(model, backend, ev!.text, ev!.options, ev!.name);
-    const rec: EvalRecord = { step, tokens: tokensSeen, ppl: r.ppl, nll: r.nll, scored: r.tokens };
-    evals.push(rec);
-    const minDelta = o.earlyStop?.minDelta ?? 1e-3;
-    if (bestNll === null || r.nll < bestNll - minDelta) {
-      bestNll = r.nll;
-      bestStep = step;
-      sinceBest = 0;
-    } else sinceBest++;
-    jsonl?.write({ type: 'eval', ...rec, best: bestStep === step });
+  if (o.trainable !== undefined || o.groups?.length) {
+    const values = (ps: Iterable<{ value: { size: number } }>) =>
+      [...ps].reduce((n, p) => n + p.value.size, 0);
     log.info(
-      `eval step ${step}: ppl ${r.ppl.toFixed(4)} (nll ${r.nll.toFixed(4)}, ${r.tokens} tokens of ${ev!.name})${bestStep === step ? '' : `; best ${Math.exp(bestNll).toFixed(4)} at step ${bestStep}`}`,
+      `training ${trained.size} of ${selection.all.size} parameter tensors (${values(trained.values())} of ${values(selection.all.values())} values); the others stay unchanged`,
     );
-    o.onEval?.(rec);
-    return rec;
-  };
-
-  // ---- checkpointing
-  let sessionSeconds = 0;
+  }
+  const minDelta = o.earlyStop?.minDelta ?? 1e-3;
+  const evalNow = () => evaluate(model, backend, ev!, state, minDelta, { log, jsonl, onEval: o.onEval });
   const checkpoint = async () => {
-    if (!ckptDir || lastCheckpoint === step) return;
-    const state: CheckpointState = {
-      format: 'lineage-train-checkpoint',
-      version: 1,
-      kind: s.kind,
-      step,
-      tokens: tokensSeen,
-      sampler: sampler.state(),
-      studentFingerprint,
-      teacherFingerprint,
-      weightsFingerprint: modelFingerprint(model),
-      config,
-      evals,
-      early: { bestNll, bestStep, sinceBest },
-      skippedSteps: skipped,
-      seconds: priorSeconds + sessionSeconds,
-      backend: { name: backend.name, device: backend.device },
-    };
-    await saveCheckpoint(ckptDir, model, opt.state(), state);
-    lastCheckpoint = step;
-    jsonl?.write({ type: 'checkpoint', step, tokens: tokensSeen, path: ckptDir });
-    log.debug(`checkpoint at step ${step}: ${ckptDir}`);
+    if (!ckptDir || state.lastCheckpoint === state.step) return;
+    await checkpointRun(ckptDir, snapshot, state);
+    state.lastCheckpoint = state.step;
+    jsonl?.write({ type: 'checkpoint', step: state.step, tokens: state.tokens, path: ckptDir });
+    log.debug(`checkpoint at step ${state.step}: ${ckptDir}`);
+  };
+  const stepContext: StepContext = {
+    backend,
+    model,
+    teacher:
+      needTeacher && teacherBackend
+        ? { model: s.teacher!, ops: new Ops(teacherBackend), layers: s.hiddenPairs.map(([, b]) => b) }
+        : undefined,
+    loss: {
+      loss: s.loss,
+      temperature: s.temperature,
+      ceWeight: s.ceWeight,
+      hiddenWeight: s.hiddenWeight,
+      studentLayers: s.hiddenPairs.map(([a]) => a),
+    },
+    params: [...trained.values()],
+    regularizers,
+    seqLen,
+    batchSize,
+    micro: plan.micro,
+    clip: opt.clip,
+    optimizer,
   };
 
   // ---- the loop
   let stopped: StopReason = 'budget';
-  let lastLoss = Number.NaN;
-  let consecutiveSkips = 0;
-  const sessionStartStep = step;
   const logEvery = o.logEvery ?? DEFAULTS.logEvery;
-  const teacherOps = teacherBackend ? new Ops(teacherBackend) : undefined;
   progress.start(s.kind, totalSteps);
-  if (step) progress.tick(step);
+  if (state.step) progress.tick(state.step);
   try {
-    if (ev && evals.length === 0) await evaluate();
-    while (step < totalSteps) {
+    if (ev && state.evals.length === 0) await evalNow();
+    while (state.step < totalSteps) {
       // the backend's promises resolve as microtasks: yield to the event loop so signals (Ctrl-C), timers
       // and I/O are seen between steps
       await new Promise<void>((resolve) => setImmediate(resolve));
@@ -626,103 +378,25 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
         stopped = 'interrupted';
         break;
       }
-      if (o.stopAfter !== undefined && step >= o.stopAfter) {
+      if (o.stopAfter !== undefined && state.step >= o.stopAfter) {
         stopped = 'stop-after';
         break;
       }
       const t0 = performance.now();
-      const batch = sampler.next(batchSize);
-      const L = seqLen + 1;
-      const acc = new GradientAccumulator();
-      let grads: Map<Parameter, Float32Array> | undefined;
-      let lossSum = 0;
-      const metricSums: Record<string, number> = {};
-      for (let r0 = 0; r0 < batchSize; r0 += micro) {
-        const rows = Math.min(micro, batchSize - r0);
-        const ids = new Int32Array(rows * seqLen);
-        const targets = new Int32Array(rows * seqLen);
-        for (let b = 0; b < rows; b++) {
-          const w = batch.subarray((r0 + b) * L, (r0 + b + 1) * L);
-          ids.set(w.subarray(0, seqLen), b * seqLen);
-          targets.set(w.subarray(1), b * seqLen);
-        }
-        let teacherOut: ForwardCapture | undefined;
-        if (needTeacher) {
-          const tops = teacherOps!;
-          const t = await tops.tidy(() => forwardCapture(tops, s.teacher!, ids, rows, teacherLayers));
-          teacherOut = {
-            logits: await transfer(tops, t.logits, backend),
-            hidden: await Promise.all(t.hidden.map((h) => transfer(tops, h, backend))),
-          };
-        }
-        try {
-          const r = await valueAndGrad(
-            backend,
-            (g) =>
-              stepLoss(g, model, ids, targets, rows, teacherOut, {
-                loss: s.loss,
-                temperature: s.temperature,
-                ceWeight: s.ceWeight,
-                hiddenWeight: s.hiddenWeight,
-                studentLayers,
-              }),
-            params.values(),
-          );
-          const w = rows / batchSize;
-          lossSum += r.loss * w;
-          for (const [k, v] of Object.entries(r.metrics)) metricSums[k] = (metricSums[k] ?? 0) + v * w;
-          if (rows === batchSize) grads = r.grads;
-          else acc.add(r.grads, rows);
-        } finally {
-          if (teacherOut) backend.dispose(teacherOut.logits);
-          for (const h of teacherOut?.hidden ?? []) backend.dispose(h);
-        }
-      }
-      grads ??= acc.take();
-      const norm = clip > 0 ? clipGradNorm(grads, clip) : gradNorm(grads);
-      const lrNow = sched(step);
-      const finite = Number.isFinite(norm) && Number.isFinite(lossSum);
-      if (finite) {
-        opt.step(grads, lrNow);
-        consecutiveSkips = 0;
-      } else {
-        skipped++;
-        consecutiveSkips++;
-        if (consecutiveSkips >= 10)
-          throw new LineageError(
-            `training diverged: ${consecutiveSkips} consecutive steps with a non-finite loss or gradient (lower the learning rate)`,
-          );
-      }
-      step++;
-      tokensSeen += stepTokens;
-      lastLoss = lossSum;
-      sessionSeconds += (performance.now() - t0) / 1000;
-      const done = step - sessionStartStep;
-      const rec: StepRecord = {
-        type: 'step',
-        step,
-        totalSteps,
-        tokens: tokensSeen,
-        loss: lossSum,
-        ...(s.kind === 'distill' && metricSums.kl !== undefined ? { kl: metricSums.kl } : {}),
-        ...(metricSums.ce !== undefined ? { ce: metricSums.ce } : {}),
-        ...(metricSums.hidden !== undefined ? { hidden: metricSums.hidden } : {}),
-        lr: lrNow,
-        gradNorm: norm,
-        tokensPerSecond: (done * stepTokens) / sessionSeconds,
-        seconds: priorSeconds + sessionSeconds,
-        eta: (sessionSeconds / done) * (totalSteps - step),
-        ...(finite ? {} : { skipped: true }),
-      };
+      const lrNow = opt.sched(state.step);
+      const r = await trainStep(stepContext, sampler.next(batchSize), lrNow);
+      state.countStep(r.finite, stepTokens, r.loss, (performance.now() - t0) / 1000);
+      const rec = stepRecord(s, state, totalSteps, stepTokens, lrNow, r);
       jsonl?.write(rec);
       o.onStep?.(rec);
-      progress.tick(1, { loss: lossSum.toFixed(4), 'tok/s': Math.round(rec.tokensPerSecond) });
-      if (step === 1 || step === totalSteps || step % logEvery === 0 || !finite) log.info(formatStep(rec));
+      progress.tick(1, { loss: r.loss.toFixed(4), 'tok/s': Math.round(rec.tokensPerSecond) });
+      const step = state.step;
+      if (step === 1 || step === totalSteps || step % logEvery === 0 || !r.finite) log.info(formatStep(rec));
       if (ev && ((o.evalEvery && step % o.evalEvery === 0) || step === totalSteps)) {
-        await evaluate();
-        if (o.earlyStop && sinceBest >= o.earlyStop.patience && step < totalSteps) {
+        await evalNow();
+        if (o.earlyStop && state.sinceBest >= o.earlyStop.patience && step < totalSteps) {
           log.info(
-            `early stop at step ${step}: no held-out improvement in ${sinceBest} evaluations (best ppl ${Math.exp(bestNll!).toFixed(4)} at step ${bestStep})`,
+            `early stop at step ${step}: no held-out improvement in ${state.sinceBest} evaluations (best ppl ${Math.exp(state.bestNll!).toFixed(4)} at step ${state.bestStep})`,
           );
           stopped = 'early-stop';
           break;
@@ -733,27 +407,27 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
     if ((stopped === 'interrupted' || stopped === 'stop-after') && o.checkpointOnStop !== false) {
       await checkpoint();
       log.info(
-        `stopped at step ${step} of ${totalSteps}${ckptDir && lastCheckpoint === step ? `; checkpoint in ${ckptDir} (resume to continue)` : ''}`,
+        `stopped at step ${state.step} of ${totalSteps}${ckptDir && state.lastCheckpoint === state.step ? `; checkpoint in ${ckptDir} (resume to continue)` : ''}`,
       );
     }
   } finally {
     progress.end();
   }
-  const done = step - sessionStartStep;
-  const tokensPerSecond = done ? (done * stepTokens) / sessionSeconds : 0;
-  const b = best();
+  const done = state.sessionSteps;
+  const tokensPerSecond = done ? (done * stepTokens) / state.sessionSeconds : 0;
+  const b = state.best();
   const result: TrainResult = {
     model,
-    steps: step,
+    steps: state.step,
     totalSteps,
-    tokens: tokensSeen,
+    tokens: state.tokens,
     stopped,
-    loss: lastLoss,
-    evals,
+    loss: state.lastLoss,
+    evals: state.evals,
     ...(b ? { best: b } : {}),
     ...(resumedFrom !== undefined ? { resumedFrom } : {}),
-    skippedSteps: skipped,
-    seconds: priorSeconds + sessionSeconds,
+    skippedSteps: state.skipped,
+    seconds: state.seconds,
     tokensPerSecond,
     flops: {
       student: flops.train,
@@ -762,23 +436,61 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
     },
     backend: `${backend.name} (${backend.device})`,
     ...(teacherBackend ? { teacherBackend: `${teacherBackend.name} (${teacherBackend.device})` } : {}),
-    ...(ckptDir && lastCheckpoint >= 0 ? { checkpoint: ckptDir } : {}),
-    dataTokens: tokens.length,
+    ...(ckptDir && state.lastCheckpoint >= 0 ? { checkpoint: ckptDir } : {}),
+    dataTokens: data.tokens.length,
     dataEnd: sampler.state(),
     ...(ev ? { evalData: ev.name } : {}),
   };
   jsonl?.write({
     type: 'end',
-    step,
+    step: state.step,
     stopped,
-    tokens: tokensSeen,
-    loss: lastLoss,
+    tokens: state.tokens,
+    loss: state.lastLoss,
     seconds: result.seconds,
     tokensPerSecond,
     ...(b ? { bestPpl: b.ppl, bestStep: b.step } : {}),
   });
   log.info(
-    `${s.kind} ${stopped === 'budget' ? 'done' : `stopped (${stopped})`}: ${step} steps, ${formatTokens(tokensSeen)} tokens, ${formatDuration(result.seconds)}, ${Math.round(tokensPerSecond)} tok/s`,
+    `${s.kind} ${stopped === 'budget' ? 'done' : `stopped (${stopped})`}: ${state.step} steps, ${formatTokens(state.tokens)} tokens, ${formatDuration(result.seconds)}, ${Math.round(tokensPerSecond)} tok/s`,
   );
   return result;
+}
+
+/** The record of a step as logged, written to the JSONL log and given to `onStep`. */
+function stepRecord(
+  s: Setup,
+  state: TrainState,
+  totalSteps: number,
+  stepTokens: number,
+  lr: number,
+  r: { loss: number; metrics: Record<string, number>; norm: number; finite: boolean },
+): StepRecord {
+  const m = r.metrics;
+  const done = state.sessionSteps;
+  return {
+    type: 'step',
+    step: state.step,
+    totalSteps,
+    tokens: state.tokens,
+    loss: r.loss,
+    ...(s.kind === 'distill' && m.kl !== undefined ? { kl: m.kl } : {}),
+    ...(m.ce !== undefined ? { ce: m.ce } : {}),
+    ...(m.hidden !== undefined ? { hidden: m.hidden } : {}),
+    ...regularizerRecord(m),
+    lr,
+    gradNorm: r.norm,
+    tokensPerSecond: (done * stepTokens) / state.sessionSeconds,
+    seconds: state.seconds,
+    eta: (state.sessionSeconds / done) * (totalSteps - state.step),
+    ...(r.finite ? {} : { skipped: true }),
+  };
+}
+
+/** The regularisers' terms among a step's metrics, as StepRecord.regularizers. */
+function regularizerRecord(m: Record<string, number>): Pick<StepRecord, 'regularizers'> {
+  const terms = Object.entries(m).filter(([k]) => k.startsWith(REGULARIZER_METRIC));
+  return terms.length
+    ? { regularizers: Object.fromEntries(terms.map(([k, v]) => [k.slice(REGULARIZER_METRIC.length), v])) }
+    : {};
 }

@@ -9,7 +9,7 @@ import {
   saveModel,
 } from '@lineage/core';
 import type { CommonTrainOptions, Schedule, TextSource, TrainResult } from '@lineage/distill';
-import { train } from '@lineage/distill';
+import { l1, train } from '@lineage/distill';
 import { type Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { selectBackend } from '../backend.js';
 import { log, printJson } from '../output.js';
@@ -30,6 +30,8 @@ export interface TrainingFlags {
   schedule?: Schedule;
   weightDecay?: number;
   clip?: number;
+  train?: string[];
+  l1?: number;
   seed: number;
   evalData?: string;
   holdout?: number;
@@ -60,6 +62,16 @@ export function parseTokens(v: string): number {
   if (!Number.isFinite(n) || n < 0)
     throw new InvalidArgumentError(`must be a number of tokens like 300000, 300k or 1.5M, got '${v}'`);
   return Math.round(n);
+}
+
+/** Comma-separated parameter-name globs (`layers.2.mlp.*,model.norm.weight`). */
+export function parseGlobs(v: string): string[] {
+  const globs = v.split(',').map((g) => g.trim());
+  if (globs.some((g) => !g))
+    throw new InvalidArgumentError(
+      `must be comma-separated parameter-name globs like layers.2.mlp.*, got '${v}'`,
+    );
+  return globs;
 }
 
 function collect(v: string, prev: string[] | undefined): string[] {
@@ -99,6 +111,12 @@ export function addTrainingOptions(cmd: Command): Command {
     )
     .option('--weight-decay <x>', 'AdamW weight decay (default 0.01)', parseFloatArg(0, 10))
     .option('--clip <x>', 'clip the gradient norm (default 1; 0 disables)', parseFloatArg(0, 1e9))
+    .option(
+      '--train <globs>',
+      'train only the parameters whose names match these comma-separated globs (e.g. layers.2.mlp.*); the others stay unchanged',
+      parseGlobs,
+    )
+    .option('--l1 <weight>', 'add an L1 penalty weight·Σ|w| on the trained parameters', parseFloatArg(0, 1e6))
     .option('--seed <n>', 'data sampling seed: a run is reproducible from it', parseIntArg(0), 0)
     .option(
       '--eval-data <file>',
@@ -174,6 +192,24 @@ export interface PreparedRun {
   dispose(): void;
 }
 
+/**
+ * An AbortController that the first Ctrl-C aborts (training stops after its step and writes a checkpoint;
+ * a second Ctrl-C quits at once). Pass `abort.signal` as the trainer's or recover's `signal`; `dispose`
+ * removes the handler.
+ */
+export function abortOnSigint(): { abort: AbortController; dispose(): void } {
+  const abort = new AbortController();
+  let interrupts = 0;
+  const onSigint = () => {
+    interrupts++;
+    if (interrupts > 1) process.exit(130);
+    log('interrupt: stopping after this step and writing a checkpoint (press Ctrl-C again to quit now)');
+    abort.abort();
+  };
+  process.on('SIGINT', onSigint);
+  return { abort, dispose: () => process.off('SIGINT', onSigint) };
+}
+
 /** Checks the output and resolves data, evaluation and run-directory options (before any model is loaded). */
 export async function prepareRun(o: TrainingFlags): Promise<PreparedRun> {
   if (!o.data?.length) throw new LineageError('give training data: --data <file>');
@@ -185,15 +221,7 @@ export async function prepareRun(o: TrainingFlags): Promise<PreparedRun> {
   const evalData = o.evalData ? await asSource(o.evalData, o.docSeparator) : undefined;
   const runDir = resolve(o.runDir ?? `${out}.run`);
   const checkpointDir = resolve(runDir, 'checkpoint');
-  const abort = new AbortController();
-  let interrupts = 0;
-  const onSigint = () => {
-    interrupts++;
-    if (interrupts > 1) process.exit(130);
-    log('interrupt: stopping after this step and writing a checkpoint (press Ctrl-C again to quit now)');
-    abort.abort();
-  };
-  process.on('SIGINT', onSigint);
+  const { abort, dispose } = abortOnSigint();
   const options: Omit<CommonTrainOptions, 'backend'> = {
     data,
     tokens: o.tokens,
@@ -206,6 +234,8 @@ export async function prepareRun(o: TrainingFlags): Promise<PreparedRun> {
     ...(o.schedule ? { schedule: o.schedule } : {}),
     ...(o.weightDecay !== undefined ? { weightDecay: o.weightDecay } : {}),
     ...(o.clip !== undefined ? { clip: o.clip } : {}),
+    ...(o.train ? { trainable: o.train } : {}),
+    ...(o.l1 ? { regularizers: [l1(o.l1)] } : {}),
     seed: o.seed,
     ...(evalData ? { evalData } : {}),
     ...(o.holdout ? { holdout: o.holdout } : {}),
@@ -227,7 +257,7 @@ export async function prepareRun(o: TrainingFlags): Promise<PreparedRun> {
     logEvery: o.logEvery ?? 10,
     log: stderrLogger(),
   };
-  return { options, runDir, checkpointDir, abort, dispose: () => process.off('SIGINT', onSigint) };
+  return { options, runDir, checkpointDir, abort, dispose };
 }
 
 /** Saves the trained model (unless the run stopped early for a later resume) and prints the summary. */
@@ -256,6 +286,8 @@ export async function finishRun(
     params: model.stats().params,
     backend: r.backend,
     ...(r.teacherBackend ? { teacherBackend: r.teacherBackend } : {}),
+    ...(o.train ? { trainable: o.train } : {}),
+    ...(o.l1 ? { l1: o.l1 } : {}),
     runDir: run.runDir,
     log: run.options.logFile,
     checkpoint: paused ? run.checkpointDir : null,
@@ -276,6 +308,8 @@ export async function finishRun(
                 steps: r.steps,
                 seed: o.seed,
                 data: o.data,
+                ...(o.train ? { trainable: o.train } : {}),
+                ...(o.l1 ? { l1: o.l1 } : {}),
                 ...(r.best ? { heldOutPpl: r.evals[r.evals.length - 1]!.ppl } : {}),
               },
             },

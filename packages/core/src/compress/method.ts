@@ -1,5 +1,6 @@
 import type { Backend } from '../backend/backend.js';
 import type { LlamaModel } from '../nn/llama.js';
+import type { ParamGroup, ParamSelector, Regularizer } from '../optim/param-groups.js';
 import { LineageError } from '../util/errors.js';
 
 /** Progress of long work; the CLI renders it as a bar on a TTY, tests ignore it. */
@@ -29,6 +30,12 @@ export interface TextData {
 export interface TrainBudget {
   /** Tokens of training the method may spend. */
   tokens: number;
+  /** Which parameters train (default: all whose `trainable` flag is set); the others stay bitwise unchanged. */
+  trainable?: ParamSelector;
+  /** Parameter groups with their own learning rate and weight decay. */
+  groups?: readonly ParamGroup[];
+  /** Extra terms of the objective (e.g. `l1(weight, selector)` from @lineage/distill). */
+  regularizers?: readonly Regularizer[];
 }
 
 export interface MethodNeeds {

@@ -10,6 +10,7 @@ import {
   valuesOf,
   writeBack,
 } from './optimizer.js';
+import type { ParamOptions } from './param-groups.js';
 
 export interface AdamWOptions {
   lr: number;
@@ -21,6 +22,8 @@ export interface AdamWOptions {
   weightDecay?: number;
   /** Which parameters decay (default: matrices only, i.e. rank ≥ 2: not norms or biases). */
   decay?: (name: string, p: Parameter) => boolean;
+  /** Per-parameter settings (parameter groups): a learning-rate multiplier, a weight decay of its own. */
+  paramOptions?: (name: string, p: Parameter) => ParamOptions | undefined;
 }
 
 /**
@@ -39,6 +42,7 @@ export class AdamW implements Optimizer {
   private readonly eps: number;
   private readonly wd: number;
   private readonly decays: (name: string, p: Parameter) => boolean;
+  private readonly per = new Map<string, ParamOptions>();
 
   constructor(params: ReadonlyMap<string, Parameter> | Iterable<[string, Parameter]>, o: AdamWOptions) {
     this.params = toNamed(params);
@@ -47,6 +51,10 @@ export class AdamW implements Optimizer {
     this.eps = o.eps ?? 1e-8;
     this.wd = o.weightDecay ?? 0.01;
     this.decays = o.decay ?? ((_, p) => p.shape.length >= 2);
+    for (const [name, p] of this.params) {
+      const po = o.paramOptions?.(name, p);
+      if (po) this.per.set(name, po);
+    }
   }
 
   get stepCount(): number {
@@ -72,8 +80,11 @@ export class AdamW implements Optimizer {
         this.v.set(name, v);
       }
       const w = valuesOf(p);
-      const shrink = this.decays(name, p) ? 1 - lr * this.wd : 1;
-      const stepSize = lr / bc1;
+      const po = this.per.get(name);
+      const lrP = po?.lrScale === undefined ? lr : lr * po.lrScale;
+      const wd = po?.weightDecay ?? (this.decays(name, p) ? this.wd : undefined);
+      const shrink = wd === undefined ? 1 : 1 - lrP * wd;
+      const stepSize = lrP / bc1;
       for (let i = 0; i < n; i++) {
         const gi = g[i]!;
         const mi = Math.fround(b1 * m[i]! + (1 - b1) * gi);

@@ -10,6 +10,7 @@ import {
   valuesOf,
   writeBack,
 } from './optimizer.js';
+import type { ParamOptions } from './param-groups.js';
 
 export interface SgdOptions {
   lr: number;
@@ -20,6 +21,8 @@ export interface SgdOptions {
   nesterov?: boolean;
   /** L2 penalty added to the gradient (g ← g + λ·p), default 0. */
   weightDecay?: number;
+  /** Per-parameter settings (parameter groups): a learning-rate multiplier, a weight decay of its own. */
+  paramOptions?: (name: string, p: Parameter) => ParamOptions | undefined;
 }
 
 /**
@@ -35,6 +38,7 @@ export class SGD implements Optimizer {
   private readonly damp: number;
   private readonly nesterov: boolean;
   private readonly wd: number;
+  private readonly per = new Map<string, ParamOptions>();
 
   constructor(params: ReadonlyMap<string, Parameter> | Iterable<[string, Parameter]>, o: SgdOptions) {
     this.params = toNamed(params);
@@ -45,6 +49,10 @@ export class SGD implements Optimizer {
     this.wd = o.weightDecay ?? 0;
     if (this.nesterov && (this.mu <= 0 || this.damp !== 0))
       throw new RangeError('SGD: Nesterov momentum needs momentum > 0 and no dampening');
+    for (const [name, p] of this.params) {
+      const po = o.paramOptions?.(name, p);
+      if (po) this.per.set(name, po);
+    }
   }
 
   get stepCount(): number {
@@ -54,10 +62,13 @@ export class SGD implements Optimizer {
   step(grads: Grads, lr = this.lr): void {
     checkGrads(this.params, grads);
     this.t++;
-    const { mu, damp, wd } = this;
+    const { mu, damp } = this;
     for (const [name, p] of this.params) {
       const g = grads.get(p);
       if (!g) continue;
+      const po = this.per.get(name);
+      const lrP = po?.lrScale === undefined ? lr : lr * po.lrScale;
+      const wd = po?.weightDecay ?? this.wd;
       const w = valuesOf(p);
       const n = g.length;
       let b = this.buf.get(name);
@@ -73,7 +84,7 @@ export class SGD implements Optimizer {
           b[i] = bi;
           d = this.nesterov ? Math.fround(d + mu * bi) : bi;
         }
-        w[i] = w[i]! - lr * d;
+        w[i] = w[i]! - lrP * d;
       }
       writeBack(p, w);
     }
