@@ -41,6 +41,75 @@ export interface DecoderBlock {
   linears: Record<BlockLinear, LinearLayer>;
 }
 
+/** Checkpoint names of the slots that are not block linears. */
+export const EMBED_NAME = 'model.embed_tokens.weight';
+export const FINAL_NORM_NAME = 'model.norm.weight';
+export const HEAD_NAME = 'lm_head';
+
+/**
+ * One slot of a model's layout: the embedding table, a norm weight or a linear layer, with its checkpoint
+ * name and the shape the config implies. Linear slots name a layer (`model.layers.3.mlp.up_proj`), whose
+ * stored tensors are `${name}.${suffix}`; the others name their one tensor.
+ */
+export type SlotSpec =
+  | { kind: 'embed'; name: string; shape: [number, number] }
+  | { kind: 'norm'; name: string; shape: [number]; layer?: number; which: 'input' | 'post' | 'final' }
+  | {
+      kind: 'linear';
+      name: string;
+      layer?: number;
+      slot: BlockLinear | 'lm_head';
+      out: number;
+      in: number;
+      bias: boolean;
+    };
+
+/**
+ * Every slot of a model of `config`, in one fixed order: the embedding, each block's two norms, each block's
+ * linears, the head (when `untiedHead`), the final norm. This is the one walk: the model's parameters,
+ * state dict, counts, release and clone, the loader and the surgery primitives all go through it.
+ */
+export function modelLayout(config: LlamaConfig, untiedHead: boolean): SlotSpec[] {
+  const { hiddenSize: Dm, vocabSize: V, numLayers } = config;
+  const shapes = blockLinearShapes(config);
+  const out: SlotSpec[] = [{ kind: 'embed', name: EMBED_NAME, shape: [V, Dm] }];
+  for (let l = 0; l < numLayers; l++) {
+    out.push(
+      {
+        kind: 'norm',
+        name: `model.layers.${l}.input_layernorm.weight`,
+        shape: [Dm],
+        layer: l,
+        which: 'input',
+      },
+      {
+        kind: 'norm',
+        name: `model.layers.${l}.post_attention_layernorm.weight`,
+        shape: [Dm],
+        layer: l,
+        which: 'post',
+      },
+    );
+  }
+  for (let l = 0; l < numLayers; l++) {
+    for (const s of BLOCK_LINEARS) {
+      const [o, i, bias] = shapes[s];
+      out.push({ kind: 'linear', name: `model.layers.${l}.${s}`, layer: l, slot: s, out: o, in: i, bias });
+    }
+  }
+  if (untiedHead) out.push({ kind: 'linear', name: HEAD_NAME, slot: 'lm_head', out: V, in: Dm, bias: false });
+  out.push({ kind: 'norm', name: FINAL_NORM_NAME, shape: [Dm], which: 'final' });
+  return out;
+}
+
+/** What fills a slot: a Parameter for the embedding and norms, a layer for a linear slot. */
+export type SlotValue = Parameter | LinearLayer;
+
+function shapeError(spec: SlotSpec, got: readonly number[]): LineageError {
+  const want = spec.kind === 'linear' ? [spec.out, spec.in] : spec.shape;
+  return new LineageError(`'${spec.name}' has shape [${got}], the config implies [${want}]`);
+}
+
 /** Keys and values of past positions, per layer ([B, S, Hkv, D] each), for incremental decoding. */
 export class KVCache {
   keys: (Tensor | undefined)[] = [];
@@ -92,6 +161,22 @@ export interface ModelStats extends LayerStats {
   layers: LayerReport[];
 }
 
+/** A new Parameter around the same stored tensor (values are replaced, never written in place). */
+function copyParameter(p: Parameter): Parameter {
+  return new Parameter(p.value, p.trainable);
+}
+
+/** A copy of a linear layer of any kind, rebuilt through its kind's registered loader. */
+function cloneLinear(name: string, l: LinearLayer): LinearLayer {
+  const tensors = new Map([...l.parameters()].map(([k, p]) => [k, p.value]));
+  const copy = getLinearKind(l.kind).load(tensors, l.meta(), name, [l.outFeatures, l.inFeatures]);
+  for (const [k, p] of l.parameters()) {
+    const q = copy.parameters().get(k);
+    if (q) q.trainable = p.trainable;
+  }
+  return copy;
+}
+
 /**
  * A Llama-family decoder (Llama 1/2/3, Mistral, Qwen2) written once over the backend op contract.
  * Tensor names follow Hugging Face (`model.layers.3.mlp.down_proj.weight`).
@@ -116,13 +201,93 @@ export class LlamaModel {
     this.invFreq = ropeInvFreq(config);
   }
 
+  /**
+   * A model of `config` whose slots `fill` provides, checked against the shapes the config implies (the
+   * head slot exists when `untiedHead`). Loaders, clone and the surgery primitives build models this way.
+   */
+  static fromSlots(
+    config: LlamaConfig,
+    untiedHead: boolean,
+    fill: (spec: SlotSpec) => SlotValue,
+    tokenizer?: Tokenizer,
+  ): LlamaModel {
+    let embed: Parameter | undefined;
+    let norm: Parameter | undefined;
+    let head: LinearLayer | undefined;
+    const blocks = Array.from({ length: config.numLayers }, () => ({
+      linears: {} as Record<BlockLinear, LinearLayer>,
+    })) as DecoderBlock[];
+    for (const spec of modelLayout(config, untiedHead)) {
+      const v = fill(spec);
+      if (spec.kind === 'linear') {
+        const l = v as LinearLayer;
+        if (l.outFeatures !== spec.out || l.inFeatures !== spec.in)
+          throw shapeError(spec, [l.outFeatures, l.inFeatures]);
+        if (spec.slot === 'lm_head') head = l;
+        else blocks[spec.layer!]!.linears[spec.slot] = l;
+        continue;
+      }
+      const p = v as Parameter;
+      if (p.shape.length !== spec.shape.length || p.shape.some((d, i) => d !== spec.shape[i]))
+        throw shapeError(spec, p.shape);
+      if (spec.kind === 'embed') embed = p;
+      else if (spec.which === 'final') norm = p;
+      else if (spec.which === 'input') blocks[spec.layer!]!.inputNorm = p;
+      else blocks[spec.layer!]!.postNorm = p;
+    }
+    return new LlamaModel(config, embed!, blocks, norm!, head, tokenizer);
+  }
+
+  /** This model's layout (see modelLayout). */
+  layout(): SlotSpec[] {
+    return modelLayout(this.config, this.lmHead !== undefined);
+  }
+
+  /** What fills `spec` in this model. */
+  slot(spec: SlotSpec): SlotValue {
+    if (spec.kind === 'embed') return this.embed;
+    if (spec.kind === 'linear') {
+      if (spec.slot === 'lm_head') {
+        if (!this.lmHead)
+          throw new LineageError('the model has no separate head (it is tied to the embedding)');
+        return this.lmHead;
+      }
+      return this.blockAt(spec.layer!).linears[spec.slot];
+    }
+    if (spec.which === 'final') return this.norm;
+    const b = this.blockAt(spec.layer!);
+    return spec.which === 'input' ? b.inputNorm : b.postNorm;
+  }
+
+  private blockAt(l: number): DecoderBlock {
+    const b = this.blocks[l];
+    if (!b) throw new RangeError(`block ${l} does not exist (the model has ${this.blocks.length})`);
+    return b;
+  }
+
+  /** Every slot with what fills it, in layout order. */
+  slots(): [SlotSpec, SlotValue][] {
+    return this.layout().map((s) => [s, this.slot(s)]);
+  }
+
+  /**
+   * Every parameter by checkpoint name, in layout order: the embedding, the norms, each linear layer's
+   * stored tensors (`${layer}.${suffix}`, whatever its kind), the head, the final norm.
+   */
+  namedParameters(): Map<string, Parameter> {
+    const out = new Map<string, Parameter>();
+    for (const [spec, v] of this.slots()) {
+      if (spec.kind === 'linear') {
+        for (const [suffix, p] of (v as LinearLayer).parameters()) out.set(`${spec.name}.${suffix}`, p);
+      } else out.set(spec.name, v as Parameter);
+    }
+    return out;
+  }
+
   /** Every linear layer by name: `model.layers.{i}.{slot}` then `lm_head` when untied. */
   linearLayers(): [string, LinearLayer][] {
     const out: [string, LinearLayer][] = [];
-    this.blocks.forEach((b, i) => {
-      for (const s of BLOCK_LINEARS) out.push([`model.layers.${i}.${s}`, b.linears[s]]);
-    });
-    if (this.lmHead) out.push(['lm_head', this.lmHead]);
+    for (const [spec, v] of this.slots()) if (spec.kind === 'linear') out.push([spec.name, v as LinearLayer]);
     return out;
   }
 
@@ -141,7 +306,7 @@ export class LlamaModel {
       );
     }
     for (const p of old.parameters().values()) p.release();
-    if (name === 'lm_head') {
+    if (name === HEAD_NAME) {
       this.lmHead = layer;
       return;
     }
@@ -155,29 +320,15 @@ export class LlamaModel {
    * Layers are rebuilt through their kind's registered loader, so every layer kind clones.
    */
   clone(): LlamaModel {
-    const param = (p: Parameter) => new Parameter(p.value, p.trainable);
-    const linear = (name: string, l: LinearLayer): LinearLayer => {
-      const tensors = new Map([...l.parameters()].map(([k, p]) => [k, p.value]));
-      const copy = getLinearKind(l.kind).load(tensors, l.meta(), name, [l.outFeatures, l.inFeatures]);
-      for (const [k, p] of l.parameters()) {
-        const q = copy.parameters().get(k);
-        if (q) q.trainable = p.trainable;
-      }
-      return copy;
-    };
-    const blocks = this.blocks.map((b, i) => ({
-      inputNorm: param(b.inputNorm),
-      postNorm: param(b.postNorm),
-      linears: Object.fromEntries(
-        BLOCK_LINEARS.map((s) => [s, linear(`model.layers.${i}.${s}`, b.linears[s])]),
-      ) as Record<BlockLinear, LinearLayer>,
-    }));
-    const m = new LlamaModel(
+    const m = LlamaModel.fromSlots(
       this.config,
-      param(this.embed),
-      blocks,
-      param(this.norm),
-      this.lmHead ? linear('lm_head', this.lmHead) : undefined,
+      this.lmHead !== undefined,
+      (spec) => {
+        const v = this.slot(spec);
+        return spec.kind === 'linear'
+          ? cloneLinear(spec.name, v as LinearLayer)
+          : copyParameter(v as Parameter);
+      },
       this.tokenizer,
     );
     if (this.provenance) m.provenance = structuredClone(this.provenance);
@@ -196,19 +347,10 @@ export class LlamaModel {
     return m;
   }
 
-  /** All stored tensors by checkpoint name (stored dtypes, no copies). */
+  /** All stored tensors by checkpoint name (stored dtypes, no copies), sorted by name. */
   stateDict(): Map<string, HostTensor> {
-    const sd = new Map<string, HostTensor>();
-    sd.set('model.embed_tokens.weight', this.embed.value);
-    this.blocks.forEach((b, i) => {
-      sd.set(`model.layers.${i}.input_layernorm.weight`, b.inputNorm.value);
-      sd.set(`model.layers.${i}.post_attention_layernorm.weight`, b.postNorm.value);
-    });
-    for (const [name, layer] of this.linearLayers()) {
-      for (const [suffix, p] of layer.parameters()) sd.set(`${name}.${suffix}`, p.value);
-    }
-    sd.set('model.norm.weight', this.norm.value);
-    return new Map([...sd].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    const sd = [...this.namedParameters()].map(([n, p]) => [n, p.value] as [string, HostTensor]);
+    return new Map(sd.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   }
 
   /** Layers that are not dense `linear`, with what is needed to rebuild them (goes into config.json). */
@@ -229,22 +371,16 @@ export class LlamaModel {
     }));
     let params = 0;
     let bytes = 0;
-    for (const t of this.stateDict().values()) {
-      params += t.size;
-      bytes += t.byteLength;
+    for (const p of this.namedParameters().values()) {
+      params += p.value.size;
+      bytes += p.value.byteLength;
     }
     return { params, bytes, layers };
   }
 
   /** Frees every device copy of every parameter. */
   release(): void {
-    this.embed.release();
-    this.norm.release();
-    for (const b of this.blocks) {
-      b.inputNorm.release();
-      b.postNorm.release();
-    }
-    for (const [, l] of this.linearLayers()) for (const p of l.parameters().values()) p.release();
+    for (const p of this.namedParameters().values()) p.release();
   }
 
   /** Checks a batch of ids against the context, sliding window and vocabulary. */
