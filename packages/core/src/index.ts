@@ -45,6 +45,7 @@ export { Linear } from './nn/linear.js';
 export * from './nn/llama.js';
 export * from './nn/parameter.js';
 export * from './nn/rope.js';
+export * from './nn/shape.js';
 export * from './optim/adamw.js';
 export * from './optim/clip.js';
 export * from './optim/optimizer.js';
