@@ -55,6 +55,7 @@ export * from './tensor/dtype.js';
 export * from './tensor/half.js';
 export * from './tensor/host-tensor.js';
 export * from './tensor/packed.js';
+export * from './tensor/select.js';
 // Tokenizers
 export * from './tokenizer/index.js';
 // Utilities

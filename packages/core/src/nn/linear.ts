@@ -1,8 +1,18 @@
 import type { Tensor } from '../backend/backend.js';
 import type { Ops } from '../backend/ops.js';
 import type { HostTensor } from '../tensor/host-tensor.js';
+import { takeAlong } from '../tensor/select.js';
 import { LineageError } from '../util/errors.js';
-import { type Json, type LayerStats, type LinearLayer, registerLinearKind, storedStats } from './layer.js';
+import {
+  carryTrainable,
+  checkSelection,
+  type Json,
+  type LayerStats,
+  type LinearLayer,
+  registerLinearKind,
+  type Selection,
+  storedStats,
+} from './layer.js';
 import { Parameter } from './parameter.js';
 
 /** Dense y = x·Wᵀ + b with W [out, in] (HF layout), stored in any float dtype. */
@@ -52,6 +62,21 @@ export class Linear implements LinearLayer {
 
   denseBias(): Float32Array | undefined {
     return this.bias?.value.toF32();
+  }
+
+  select(selection: Selection): Linear {
+    const { rows, cols } = checkSelection(
+      selection,
+      [this.outFeatures, this.inFeatures],
+      `a ${this.kind} layer`,
+    );
+    let w = this.weight.value;
+    if (rows) w = takeAlong(w, 0, rows);
+    if (cols) w = takeAlong(w, 1, cols);
+    const b = this.bias && rows ? takeAlong(this.bias.value, 0, rows) : this.bias?.value;
+    const out = new Linear(w, b);
+    carryTrainable(this, out);
+    return out;
   }
 }
 

@@ -4,7 +4,7 @@ import { HostTensor } from '../tensor/host-tensor.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LineageError } from '../util/errors.js';
 import type { LlamaConfig } from './config.js';
-import { getLinearKind, type Json, type LayerStats, type LinearLayer } from './layer.js';
+import { carryTrainable, getLinearKind, type Json, type LayerStats, type LinearLayer } from './layer.js';
 import { Linear } from './linear.js';
 import { Parameter } from './parameter.js';
 import { ropeInvFreq, ropeTables } from './rope.js';
@@ -170,10 +170,7 @@ function copyParameter(p: Parameter): Parameter {
 function cloneLinear(name: string, l: LinearLayer): LinearLayer {
   const tensors = new Map([...l.parameters()].map(([k, p]) => [k, p.value]));
   const copy = getLinearKind(l.kind).load(tensors, l.meta(), name, [l.outFeatures, l.inFeatures]);
-  for (const [k, p] of l.parameters()) {
-    const q = copy.parameters().get(k);
-    if (q) q.trainable = p.trainable;
-  }
+  carryTrainable(l, copy);
   return copy;
 }
 
