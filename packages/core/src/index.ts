@@ -46,6 +46,7 @@ export * from './nn/llama.js';
 export * from './nn/parameter.js';
 export * from './nn/rope.js';
 export * from './nn/shape.js';
+export * from './nn/surgery.js';
 export * from './optim/adamw.js';
 export * from './optim/clip.js';
 export * from './optim/optimizer.js';
