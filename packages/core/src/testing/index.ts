@@ -36,6 +36,7 @@ export {
   tinyModel,
   uniform,
 } from './gradients.js';
+export { describeLayerKind, type LayerKindOptions } from './layer-kind.js';
 export {
   type DenseTensor,
   type DenseWeights,
