@@ -1,3 +1,5 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as Vitest from 'vitest';
 import { checkGradients } from '../autograd/grad-check.js';
@@ -12,7 +14,6 @@ import type { Parameter } from '../nn/parameter.js';
 import type { HostTensor } from '../tensor/host-tensor.js';
 import { probeLoss } from './gradients.js';
 import { seededChoice } from './surgery-suite.js';
-import { tempDir } from './temp-dir.js';
 
 /*
  * The conformance suite of a linear layer kind (`linear`, `low_rank`, and every later kind): what a kind
@@ -26,6 +27,13 @@ import { tempDir } from './temp-dir.js';
 
 // vitest throws when imported outside its runner (see conformance.ts): load it only under vitest.
 const vitest: typeof Vitest | undefined = process.env.VITEST ? await import('vitest') : undefined;
+
+/** A temp directory removed when the current test finishes (not temp-dir.ts: it imports vitest eagerly). */
+function scratchDir(v: typeof Vitest): string {
+  const dir = mkdtempSync(join(tmpdir(), 'lineage-layer-kind-'));
+  v.onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
 
 export interface LayerKindOptions {
   /** A layer of this kind mapping `in` → `out` features (with a bias when asked), its values seeded. */
@@ -222,7 +230,7 @@ export function describeLayerKind(kind: string, options: LayerKindOptions): void
         model.setLinear(name, make(l.outFeatures, l.inFeatures, false, seed++));
       const frozen = model.linearLayers()[2]![1].parameters().values().next().value!;
       frozen.trainable = false;
-      const dir = join(tempDir('lineage-layer-kind-'), 'model');
+      const dir = join(scratchDir(vitest), 'model');
       await saveModel(model, dir, { format: 'hf' });
       const { model: loaded } = await loadModel(dir, { tokenizerOptional: true });
       expect(loaded.layerKinds()).toEqual(model.layerKinds());

@@ -1,3 +1,5 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as Vitest from 'vitest';
 import type { Backend } from '../backend/backend.js';
@@ -12,10 +14,16 @@ import { Random } from '../util/random.js';
 import { readTextFile } from '../util/text-file.js';
 import { denseWeightsOf, type PrunePlan, pruneByHand, referenceLogits } from './reference-llama.js';
 import { sharedPath } from './shared.js';
-import { tempDir } from './temp-dir.js';
 
 // vitest throws when imported outside its runner (see conformance.ts): load it only under vitest.
 const vitest: typeof Vitest | undefined = process.env.VITEST ? await import('vitest') : undefined;
+
+/** A temp directory removed when the current test finishes (not temp-dir.ts: it imports vitest eagerly). */
+function scratchDir(v: typeof Vitest): string {
+  const dir = mkdtempSync(join(tmpdir(), 'lineage-surgery-'));
+  v.onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
 
 /** `k` distinct indices of 0..n−1 in a seeded random order (not sorted, so ordering bugs show too). */
 export function seededChoice(n: number, k: number, seed: number): number[] {
@@ -110,7 +118,7 @@ export function describeSurgery(
       expect(pruned.lmHead).toBeUndefined();
       expect(pruned.tokenizer).toBe(model.tokenizer);
 
-      const dir = join(tempDir('lineage-surgery-'), 'pruned');
+      const dir = join(scratchDir(vitest), 'pruned');
       await saveModel(pruned, dir, { format: 'hf' });
       const { model: reloaded } = await loadModel(dir);
       expect(reloaded.config).toEqual(pruned.config);
