@@ -76,6 +76,15 @@ export class LowRankLinear implements LinearLayer {
     return y;
   }
 
+  /** Rows of A·B for token ids: rows of A, then ·B (a factored embedding table is never densified). */
+  async lookup(ops: Ops, ids: Tensor): Promise<Tensor> {
+    const be = ops.backend;
+    const rows = await ops.gather(this.A.tensor(be), ids);
+    const y = await ops.matmul(rows, this.B.tensor(be));
+    ops.dispose(rows);
+    return y;
+  }
+
   parameters(): ReadonlyMap<string, Parameter> {
     const m = new Map<string, Parameter>([
       ['A', this.A],

@@ -19,3 +19,21 @@ describeSurgery('low_rank', factored, {
     for (const [, l] of m.linearLayers()) expect((l as unknown as { rank: number }).rank).toBe(16);
   },
 });
+
+// The embedding is a layer slot too: factored (rank 32 of [512, 64]), it is looked up as rows of A times B,
+// serves as the tied head, and keepHidden slices B's columns.
+describeSurgery(
+  'low_rank (embedding and tied head factored too)',
+  (m) => {
+    factored(m);
+    m.setEmbedding(truncate(factorize(m.embedding), 32));
+    return m;
+  },
+  {
+    checkKinds: (m) => {
+      expect(m.embedding.kind).toBe(LOW_RANK_KIND);
+      expect(m.layerKinds()['model.embed_tokens']).toEqual({ kind: LOW_RANK_KIND, meta: { rank: 32 } });
+      expect(m.lmHead).toBeUndefined();
+    },
+  },
+);

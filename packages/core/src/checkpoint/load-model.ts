@@ -143,9 +143,9 @@ export function checkpointReader(
     }
   };
   const fill = async (spec: SlotSpec): Promise<SlotValue> =>
-    spec.kind === 'linear'
-      ? linear(spec.name, spec.out, spec.in, spec.bias)
-      : new Parameter(await take(spec.name, spec.shape));
+    spec.kind === 'norm'
+      ? new Parameter(await take(spec.name, spec.shape))
+      : linear(spec.name, spec.out, spec.in, spec.kind === 'linear' && spec.bias);
   const block = async (l: number): Promise<DecoderBlock> => {
     // Layer l's slots only, built into a one-block view of the layout.
     const specs = modelLayout(config, false).filter((s) => s.kind !== 'embed' && s.layer === l);

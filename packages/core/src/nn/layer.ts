@@ -44,6 +44,12 @@ export interface LinearLayer extends Layer {
    * hidden channels. Stored dtypes are kept where the kind can; the bias is sliced by rows.
    */
   select(selection: Selection): LinearLayer;
+  /**
+   * Rows of the weight for token ids [...] → [..., inFeatures]: what lets a kind fill the embedding slot (a
+   * [vocab, hidden] layer whose rows are looked up and whose forward is the tied head). Optional: a kind
+   * without it cannot be an embedding.
+   */
+  lookup?(ops: Ops, ids: Tensor): Promise<Tensor>;
 }
 
 /** Output rows and input columns to keep (see LinearLayer.select), in the order wanted. */

@@ -21,13 +21,16 @@ export class Linear implements LinearLayer {
   readonly weight: Parameter;
   readonly bias: Parameter | undefined;
 
-  constructor(weight: HostTensor, bias?: HostTensor) {
-    if (weight.shape.length !== 2) throw new RangeError(`Linear: weight must be 2-D, got [${weight.shape}]`);
-    if (bias && (bias.shape.length !== 1 || bias.shape[0] !== weight.shape[0])) {
-      throw new RangeError(`Linear: bias [${bias.shape}] does not match weight [${weight.shape}]`);
+  /** From stored tensors, or from Parameters (kept as they are: e.g. a model's embedding table). */
+  constructor(weight: HostTensor | Parameter, bias?: HostTensor | Parameter) {
+    this.weight = weight instanceof Parameter ? weight : new Parameter(weight);
+    this.bias = bias === undefined || bias instanceof Parameter ? bias : new Parameter(bias);
+    const w = this.weight.shape;
+    if (w.length !== 2) throw new RangeError(`Linear: weight must be 2-D, got [${w}]`);
+    const b = this.bias?.shape;
+    if (b && (b.length !== 1 || b[0] !== w[0])) {
+      throw new RangeError(`Linear: bias [${b}] does not match weight [${w}]`);
     }
-    this.weight = new Parameter(weight);
-    this.bias = bias ? new Parameter(bias) : undefined;
   }
 
   get outFeatures(): number {
@@ -40,6 +43,11 @@ export class Linear implements LinearLayer {
   forward(ops: Ops, x: Tensor): Promise<Tensor> {
     const b = ops.backend;
     return ops.linear(x, this.weight.tensor(b), this.bias?.tensor(b));
+  }
+
+  /** Rows of W for token ids: the dense embedding table's gather. */
+  lookup(ops: Ops, ids: Tensor): Promise<Tensor> {
+    return ops.gather(this.weight.tensor(ops.backend), ids);
   }
 
   parameters(): ReadonlyMap<string, Parameter> {

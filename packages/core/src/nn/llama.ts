@@ -42,17 +42,20 @@ export interface DecoderBlock {
 }
 
 /** Checkpoint names of the slots that are not block linears. */
-export const EMBED_NAME = 'model.embed_tokens.weight';
+/** The embedding slot: a layer of [vocab, hidden] (its dense form stores `model.embed_tokens.weight`). */
+export const EMBED_NAME = 'model.embed_tokens';
 export const FINAL_NORM_NAME = 'model.norm.weight';
 export const HEAD_NAME = 'lm_head';
 
 /**
- * One slot of a model's layout: the embedding table, a norm weight or a linear layer, with its checkpoint
- * name and the shape the config implies. Linear slots name a layer (`model.layers.3.mlp.up_proj`), whose
- * stored tensors are `${name}.${suffix}`; the others name their one tensor.
+ * One slot of a model's layout: the embedding, a norm weight or a linear layer, with its checkpoint name
+ * and the shape the config implies. The embedding and linear slots name a layer (`model.embed_tokens`,
+ * `model.layers.3.mlp.up_proj`) whose stored tensors are `${name}.${suffix}`; norms name their one tensor.
+ * The embedding is a layer of [vocab, hidden] features whose rows are looked up (`LinearLayer.lookup`) and
+ * whose forward is the tied head.
  */
 export type SlotSpec =
-  | { kind: 'embed'; name: string; shape: [number, number] }
+  | { kind: 'embed'; name: string; out: number; in: number }
   | { kind: 'norm'; name: string; shape: [number]; layer?: number; which: 'input' | 'post' | 'final' }
   | {
       kind: 'linear';
@@ -72,7 +75,7 @@ export type SlotSpec =
 export function modelLayout(config: LlamaConfig, untiedHead: boolean): SlotSpec[] {
   const { hiddenSize: Dm, vocabSize: V, numLayers } = config;
   const shapes = blockLinearShapes(config);
-  const out: SlotSpec[] = [{ kind: 'embed', name: EMBED_NAME, shape: [V, Dm] }];
+  const out: SlotSpec[] = [{ kind: 'embed', name: EMBED_NAME, out: V, in: Dm }];
   for (let l = 0; l < numLayers; l++) {
     out.push(
       {
@@ -102,11 +105,11 @@ export function modelLayout(config: LlamaConfig, untiedHead: boolean): SlotSpec[
   return out;
 }
 
-/** What fills a slot: a Parameter for the embedding and norms, a layer for a linear slot. */
+/** What fills a slot: a Parameter for a norm, a layer for the embedding and the linear slots. */
 export type SlotValue = Parameter | LinearLayer;
 
 function shapeError(spec: SlotSpec, got: readonly number[]): LineageError {
-  const want = spec.kind === 'linear' ? [spec.out, spec.in] : spec.shape;
+  const want = spec.kind === 'norm' ? spec.shape : [spec.out, spec.in];
   return new LineageError(`'${spec.name}' has shape [${got}], the config implies [${want}]`);
 }
 
@@ -161,6 +164,23 @@ export interface ModelStats extends LayerStats {
   layers: LayerReport[];
 }
 
+/** Checks that `layer` can be the embedding of `config`: [vocab, hidden] features and a row lookup. */
+function checkEmbedding(layer: LinearLayer, config: LlamaConfig): void {
+  if (layer.outFeatures !== config.vocabSize || layer.inFeatures !== config.hiddenSize)
+    throw new LineageError(
+      `an embedding of [${layer.outFeatures}, ${layer.inFeatures}] does not fit a model of vocabulary ${config.vocabSize} and width ${config.hiddenSize}`,
+    );
+  if (!layer.lookup)
+    throw new LineageError(`a '${layer.kind}' layer cannot be an embedding (its kind has no row lookup)`);
+}
+
+/** A dense `linear` copy of any layer (f32 weights of what it computes). */
+function denseLinear(l: LinearLayer): Linear {
+  const w = new HostTensor('f32', [l.outFeatures, l.inFeatures], l.denseWeight());
+  const b = l.denseBias();
+  return new Linear(w, b ? new HostTensor('f32', [b.length], b) : undefined);
+}
+
 /** A new Parameter around the same stored tensor (values are replaced, never written in place). */
 function copyParameter(p: Parameter): Parameter {
   return new Parameter(p.value, p.trainable);
@@ -188,7 +208,8 @@ export class LlamaModel {
 
   constructor(
     readonly config: LlamaConfig,
-    readonly embed: Parameter,
+    /** The embedding: a layer of [vocab, hidden] (a dense table may be given as its Parameter). */
+    embed: Parameter | LinearLayer,
     readonly blocks: DecoderBlock[],
     readonly norm: Parameter,
     /** The output head; undefined when tied to the embedding. */
@@ -196,6 +217,53 @@ export class LlamaModel {
     public tokenizer?: Tokenizer,
   ) {
     this.invFreq = ropeInvFreq(config);
+    // Not checked here (fromSlots and setEmbedding check): views such as a calibration's one-block model
+    // pass a stub table.
+    this.embedding = embed instanceof Parameter ? new Linear(embed) : embed;
+  }
+
+  /** The embedding slot's layer: rows looked up for tokens; its forward is the tied head. */
+  embedding: LinearLayer;
+
+  /**
+   * The embedding table's Parameter when the embedding is a dense `linear` layer (the usual case); another
+   * kind (e.g. a factored table) has no single table: use `embedding`.
+   */
+  get embed(): Parameter {
+    const e = this.embedding;
+    if (!(e instanceof Linear))
+      throw new LineageError(`the embedding is a '${e.kind}' layer, not one table; use model.embedding`);
+    return e.weight;
+  }
+
+  /** Replaces the embedding with a layer of the same [vocab, hidden] (any kind that can look rows up). */
+  setEmbedding(layer: LinearLayer): void {
+    checkEmbedding(layer, this.config);
+    for (const p of this.embedding.parameters().values()) p.release();
+    this.embedding = layer;
+  }
+
+  /**
+   * A copy whose head is its own layer (a copy of the embedding, of the same kind) instead of the tied
+   * embedding; the config records it (tie_word_embeddings false). Untied models are returned as copies.
+   */
+  untied(): LlamaModel {
+    if (this.lmHead) return this.clone();
+    const config = { ...this.config, tieWordEmbeddings: false };
+    const m = LlamaModel.fromSlots(
+      config,
+      true,
+      (spec) => {
+        if (spec.kind === 'linear' && spec.slot === 'lm_head') return cloneLinear(EMBED_NAME, this.embedding);
+        const v = this.slot(spec);
+        return spec.kind === 'norm'
+          ? copyParameter(v as Parameter)
+          : cloneLinear(spec.name, v as LinearLayer);
+      },
+      this.tokenizer,
+    );
+    if (this.provenance) m.provenance = structuredClone(this.provenance);
+    return m;
   }
 
   /**
@@ -208,7 +276,7 @@ export class LlamaModel {
     fill: (spec: SlotSpec) => SlotValue,
     tokenizer?: Tokenizer,
   ): LlamaModel {
-    let embed: Parameter | undefined;
+    let embed: LinearLayer | undefined;
     let norm: Parameter | undefined;
     let head: LinearLayer | undefined;
     const blocks = Array.from({ length: config.numLayers }, () => ({
@@ -216,6 +284,11 @@ export class LlamaModel {
     })) as DecoderBlock[];
     for (const spec of modelLayout(config, untiedHead)) {
       const v = fill(spec);
+      if (spec.kind === 'embed') {
+        embed = v as LinearLayer;
+        checkEmbedding(embed, config);
+        continue;
+      }
       if (spec.kind === 'linear') {
         const l = v as LinearLayer;
         if (l.outFeatures !== spec.out || l.inFeatures !== spec.in)
@@ -227,8 +300,7 @@ export class LlamaModel {
       const p = v as Parameter;
       if (p.shape.length !== spec.shape.length || p.shape.some((d, i) => d !== spec.shape[i]))
         throw shapeError(spec, p.shape);
-      if (spec.kind === 'embed') embed = p;
-      else if (spec.which === 'final') norm = p;
+      if (spec.which === 'final') norm = p;
       else if (spec.which === 'input') blocks[spec.layer!]!.inputNorm = p;
       else blocks[spec.layer!]!.postNorm = p;
     }
@@ -242,7 +314,7 @@ export class LlamaModel {
 
   /** What fills `spec` in this model. */
   slot(spec: SlotSpec): SlotValue {
-    if (spec.kind === 'embed') return this.embed;
+    if (spec.kind === 'embed') return this.embedding;
     if (spec.kind === 'linear') {
       if (spec.slot === 'lm_head') {
         if (!this.lmHead)
@@ -274,7 +346,7 @@ export class LlamaModel {
   namedParameters(): Map<string, Parameter> {
     const out = new Map<string, Parameter>();
     for (const [spec, v] of this.slots()) {
-      if (spec.kind === 'linear') {
+      if (spec.kind !== 'norm') {
         for (const [suffix, p] of (v as LinearLayer).parameters()) out.set(`${spec.name}.${suffix}`, p);
       } else out.set(spec.name, v as Parameter);
     }
@@ -322,9 +394,9 @@ export class LlamaModel {
       this.lmHead !== undefined,
       (spec) => {
         const v = this.slot(spec);
-        return spec.kind === 'linear'
-          ? cloneLinear(spec.name, v as LinearLayer)
-          : copyParameter(v as Parameter);
+        return spec.kind === 'norm'
+          ? copyParameter(v as Parameter)
+          : cloneLinear(spec.name, v as LinearLayer);
       },
       this.tokenizer,
     );
@@ -335,12 +407,8 @@ export class LlamaModel {
   /** A copy whose every linear layer is dense (`linear`, f32 weights of what each layer computes). */
   densified(): LlamaModel {
     const m = this.clone();
-    for (const [name, l] of m.linearLayers()) {
-      if (l.kind === 'linear') continue;
-      const w = new HostTensor('f32', [l.outFeatures, l.inFeatures], l.denseWeight());
-      const b = l.denseBias();
-      m.setLinear(name, new Linear(w, b ? new HostTensor('f32', [b.length], b) : undefined));
-    }
+    if (m.embedding.kind !== 'linear') m.setEmbedding(denseLinear(m.embedding));
+    for (const [name, l] of m.linearLayers()) if (l.kind !== 'linear') m.setLinear(name, denseLinear(l));
     return m;
   }
 
@@ -353,6 +421,8 @@ export class LlamaModel {
   /** Layers that are not dense `linear`, with what is needed to rebuild them (goes into config.json). */
   layerKinds(): Record<string, { kind: string; meta: Json }> {
     const out: Record<string, { kind: string; meta: Json }> = {};
+    if (this.embedding.kind !== 'linear')
+      out[EMBED_NAME] = { kind: this.embedding.kind, meta: this.embedding.meta() };
     for (const [name, l] of this.linearLayers())
       if (l.kind !== 'linear') out[name] = { kind: l.kind, meta: l.meta() };
     return out;
@@ -403,10 +473,14 @@ export class LlamaModel {
     return T;
   }
 
+  private lookup(ops: Ops, ids: Tensor): Promise<Tensor> {
+    return this.embedding.lookup!(ops, ids);
+  }
+
   /** Token embeddings [B, T, D] for ids [B·T]. */
   async embedTokens(ops: Ops, ids: Int32Array, batch: number): Promise<Tensor> {
     const T = this.checkIds(ids, batch, 0);
-    return ops.tidy(async () => ops.gather(this.embed.tensor(ops.backend), ops.upload(ids, [batch, T])));
+    return ops.tidy(async () => this.lookup(ops, ops.upload(ids, [batch, T])));
   }
 
   /** RoPE cos/sin tables for T positions starting at `offset` (pass them to every `block` call of one forward). */
@@ -482,7 +556,7 @@ export class LlamaModel {
     const T = this.checkIds(ids, batch, offset);
     return ops.tidy(async () => {
       const rope = this.rope(ops, T, offset);
-      let x = await ops.gather(this.embed.tensor(ops.backend), ops.upload(ids, [batch, T]));
+      let x = await this.lookup(ops, ops.upload(ids, [batch, T]));
       for (let l = 0; l < this.blocks.length; l++) {
         const prev = x;
         x = await this.block(ops, l, x, rope, cache ? { cache } : {});
@@ -496,7 +570,7 @@ export class LlamaModel {
   /** Logits for hidden states [..., D] → [..., V] (the tied embedding or the head). */
   async logits(ops: Ops, hidden: Tensor): Promise<Tensor> {
     if (this.lmHead) return this.lmHead.forward(ops, hidden);
-    return ops.matmul(hidden, this.embed.tensor(ops.backend), { transposeB: true });
+    return this.embedding.forward(ops, hidden);
   }
 
   /** Logits [B, T, V] for ids [B·T]. */

@@ -58,19 +58,18 @@ function copyLinear(name: string, l: LinearLayer): LinearLayer {
   return copy;
 }
 
-function sliceParameter(p: Parameter, axis: 0 | 1, idx: Int32Array): Parameter {
-  return new Parameter(takeAlong(p.value, axis, idx), p.trainable);
-}
+/** A layer slot: a block linear, the head or the embedding. */
+type LayerSlot = BlockLinear | 'lm_head' | 'embed';
 
 interface Rebuild {
   /** The new model's shape (the head size never changes: no primitive splits a head). */
   shape: ModelShape;
   /** The parent's layer that fills the new model's layer l (default l). */
   layer?: (l: number) => number;
-  /** How a linear slot of the (parent) layer is sliced; undefined: copied as it is. */
-  linear?: (spec: SlotSpec & { kind: 'linear' }, parentLayer: number | undefined) => Selection | undefined;
-  /** How a norm or the embedding is sliced; undefined: copied as it is. */
-  tensor?: (spec: SlotSpec) => { axis: 0 | 1; idx: Int32Array } | undefined;
+  /** How a layer slot (embedding, linears, head) of the parent is sliced; undefined: copied as it is. */
+  linear?: (slot: LayerSlot, parentLayer: number | undefined) => Selection | undefined;
+  /** The entries kept of every norm; undefined: copied as they are. */
+  norm?: Int32Array;
 }
 
 /** A new model of the new shape whose every slot is the parent's slot, sliced as `r` says. */
@@ -85,15 +84,18 @@ function rebuild(model: LlamaModel, r: Rebuild): LlamaModel {
       const from = model.slot(
         parentLayer === undefined ? spec : ({ ...spec, layer: parentLayer } as SlotSpec),
       );
-      if (spec.kind === 'linear') {
-        const sel = r.linear?.(spec, parentLayer);
+      if (spec.kind !== 'norm') {
+        const sel = r.linear?.(spec.kind === 'embed' ? 'embed' : spec.slot, parentLayer);
         const l = from as LinearLayer;
         // The parent's name, so that a kind's loader names the layer it was asked to copy.
-        const name = parentLayer === undefined ? spec.name : `model.layers.${parentLayer}.${spec.slot}`;
+        const name =
+          spec.kind === 'linear' && parentLayer !== undefined
+            ? `model.layers.${parentLayer}.${spec.slot}`
+            : spec.name;
         return sel ? l.select(sel) : copyLinear(name, l);
       }
-      const t = r.tensor?.(spec);
-      return t ? sliceParameter(from as Parameter, t.axis, t.idx) : copyParameter(from as Parameter);
+      const p = from as Parameter;
+      return r.norm ? new Parameter(takeAlong(p.value, 0, r.norm), p.trainable) : copyParameter(p);
     },
     model.tokenizer,
   );
@@ -113,11 +115,11 @@ export function keepKvGroups(model: LlamaModel, groups: PerLayer): LlamaModel {
   const k = kept[0]!.length;
   return rebuild(model, {
     shape: { numKvHeads: k, numHeads: k * G },
-    linear: (spec, l) => {
+    linear: (slot, l) => {
       if (l === undefined) return undefined;
       const kv = expand(kept[l]!, D);
       const q = expand(expand(kept[l]!, G), D);
-      return attentionSelection(spec.slot as BlockLinear, q, kv);
+      return attentionSelection(slot, q, kv);
     },
   });
 }
@@ -150,16 +152,16 @@ export function keepHeads(model: LlamaModel, heads: PerLayer): LlamaModel {
   });
   return rebuild(model, {
     shape: { numHeads: k },
-    linear: (spec, l) => {
+    linear: (slot, l) => {
       if (l === undefined) return undefined;
-      return attentionSelection(spec.slot as BlockLinear, expand(ordered[l]!, D), undefined);
+      return attentionSelection(slot, expand(ordered[l]!, D), undefined);
     },
   });
 }
 
 /** q/o keep the query rows `q`; k/v keep the kv rows `kv` (when given); the MLP is untouched. */
 function attentionSelection(
-  slot: BlockLinear,
+  slot: LayerSlot,
   q: Int32Array,
   kv: Int32Array | undefined,
 ): Selection | undefined {
@@ -184,10 +186,10 @@ export function keepFfn(model: LlamaModel, neurons: PerLayer): LlamaModel {
   const kept = perLayer(model, neurons, model.config.intermediateSize, 'FFN neurons', 'keepFfn');
   return rebuild(model, {
     shape: { intermediateSize: kept[0]!.length },
-    linear: (spec, l) => {
+    linear: (slot, l) => {
       if (l === undefined) return undefined;
-      if (spec.slot === 'mlp.gate_proj' || spec.slot === 'mlp.up_proj') return { rows: kept[l]! };
-      if (spec.slot === 'mlp.down_proj') return { cols: kept[l]! };
+      if (slot === 'mlp.gate_proj' || slot === 'mlp.up_proj') return { rows: kept[l]! };
+      if (slot === 'mlp.down_proj') return { cols: kept[l]! };
       return undefined;
     },
   });
@@ -202,9 +204,9 @@ export function keepHidden(model: LlamaModel, channels: Indices): LlamaModel {
   const ch = checkIndices(channels, model.config.hiddenSize, 'keepHidden: hidden channels');
   return rebuild(model, {
     shape: { hiddenSize: ch.length },
-    linear: (spec) =>
-      spec.slot === 'self_attn.o_proj' || spec.slot === 'mlp.down_proj' ? { rows: ch } : { cols: ch },
-    tensor: (spec) => (spec.kind === 'embed' ? { axis: 1, idx: ch } : { axis: 0, idx: ch }),
+    // The embedding [vocab, hidden] and the head keep columns, like every layer reading the stream.
+    linear: (slot) => (slot === 'self_attn.o_proj' || slot === 'mlp.down_proj' ? { rows: ch } : { cols: ch }),
+    norm: ch,
   });
 }
 

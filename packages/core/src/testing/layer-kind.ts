@@ -194,6 +194,26 @@ export function describeLayerKind(kind: string, options: LayerKindOptions): void
         expect(() => l.select({ rows: [] })).toThrow(/keeps nothing/);
       });
 
+      it(`lookup() (the embedding slot), where the kind has it, gives rows of the dense weight — ${tag}`, async () => {
+        const l = make(11, 6, bias, 12);
+        if (!l.lookup) return;
+        const ids = Int32Array.from([3, 0, 10, 3, 7, 1]);
+        const ops = new Ops(js);
+        const rows = await ops.tidy(async () => ops.readF32(await l.lookup!(ops, ops.upload(ids, [2, 3]))));
+        const w = l.denseWeight();
+        const want = Float64Array.from([...ids].flatMap((id) => [...w.subarray(id * 6, id * 6 + 6)]));
+        expect(rows.length).toBe(2 * 3 * 6);
+        expect(relErr(rows, want)).toBeLessThan(options.forwardTolerance ?? 1e-5);
+        if (options.frozen) return;
+        const results = await checkGradients({
+          backend: js,
+          params: new Map([...l.parameters()].filter(([k, p]) => k !== 'bias' && p.trainable)),
+          loss: async (o) => probeLoss(o, await l.lookup!(o, o.upload(ids, [2, 3])), 13),
+        });
+        for (const r of results)
+          expect(r.maxError, `d/d${r.name}`).toBeLessThan(options.gradientTolerance ?? 2e-3);
+      });
+
       if (!options.frozen) {
         it(`gradients of its parameters and input match float64 finite differences — ${tag}`, async () => {
           const l = make(5, 6, bias, 8);

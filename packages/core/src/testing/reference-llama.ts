@@ -23,7 +23,7 @@ export function denseWeightsOf(model: LlamaModel): DenseWeights {
   const put = (name: string, rows: number, cols: number, v: Float32Array) =>
     out.set(name, { rows, cols, data: Float64Array.from(v) });
   const Dm = model.config.hiddenSize;
-  put('model.embed_tokens.weight', model.config.vocabSize, Dm, model.embed.value.toF32());
+  put('model.embed_tokens.weight', model.config.vocabSize, Dm, model.embedding.denseWeight());
   put('model.norm.weight', 1, Dm, model.norm.value.toF32());
   model.blocks.forEach((b, l) => {
     put(`model.layers.${l}.input_layernorm.weight`, 1, Dm, b.inputNorm.value.toF32());
