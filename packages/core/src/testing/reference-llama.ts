@@ -138,7 +138,9 @@ export function referenceLogits(config: LlamaConfig, w: DenseWeights, ids: reado
   }
   const head = w.get('lm_head.weight') ?? embed;
   const out = new Float64Array(T * head.rows);
-  xs.forEach((x, t) => out.set(matvec(head, rmsNorm(x, get(w, 'model.norm.weight'), eps)), t * head.rows));
+  xs.forEach((x, t) => {
+    out.set(matvec(head, rmsNorm(x, get(w, 'model.norm.weight'), eps)), t * head.rows);
+  });
   return out;
 }
 
