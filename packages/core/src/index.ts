@@ -45,6 +45,8 @@ export { Linear } from './nn/linear.js';
 export * from './nn/llama.js';
 export * from './nn/parameter.js';
 export * from './nn/rope.js';
+export * from './nn/shape.js';
+export * from './nn/surgery.js';
 export * from './optim/adamw.js';
 export * from './optim/clip.js';
 export * from './optim/optimizer.js';
@@ -55,6 +57,7 @@ export * from './tensor/dtype.js';
 export * from './tensor/half.js';
 export * from './tensor/host-tensor.js';
 export * from './tensor/packed.js';
+export * from './tensor/select.js';
 // Tokenizers
 export * from './tokenizer/index.js';
 // Utilities

@@ -22,7 +22,14 @@ export {
   WindowSampler,
 } from './data.js';
 export { matmulParams, type TrainingFlops, trainingFlops } from './flops.js';
-export { configLike, initLike, type ModelShape, perturbLinearWeights } from './init.js';
+export {
+  configLike,
+  initLike,
+  type ModelShape,
+  perturbLinearWeights,
+  type QuotedShape,
+  toModelShape,
+} from './init.js';
 export { formatDuration, formatStep, formatTokens, JsonlLog, readJsonl, type StepRecord } from './log.js';
 export {
   type DistillLoss,

@@ -1,14 +1,19 @@
 import {
+  type ModelShape as CoreModelShape,
   HostTensor,
   initModel,
   LineageError,
   type LlamaConfig,
   type LlamaModel,
   Random,
+  withShape,
 } from '@lineage/core';
 
-/** The numbers people quote for a Llama shape; unset ones are the parent's. */
-export interface ModelShape {
+/**
+ * The numbers people quote for a Llama shape (the `lineage init` flags): `dim` is the model width, `hidden`
+ * the FFN width. Core's `ModelShape` says the same in Hugging Face's words; this maps onto it.
+ */
+export interface QuotedShape {
   dim?: number;
   layers?: number;
   heads?: number;
@@ -17,43 +22,52 @@ export interface ModelShape {
   hidden?: number;
 }
 
-/** A parent's config with another shape (vocabulary, context, RoPE, norms and biases kept), validated. */
-export function configLike(parent: LlamaConfig, shape: ModelShape): LlamaConfig {
-  for (const [k, v] of Object.entries(shape))
-    if (v !== undefined && !(Number.isInteger(v) && v >= 1))
-      throw new LineageError(`${k} must be a positive integer, got ${v}`);
-  const dim = shape.dim ?? parent.hiddenSize;
-  const heads = shape.heads ?? parent.numHeads;
-  const kvHeads =
-    shape.kvHeads ?? (shape.heads !== undefined ? Math.min(heads, parent.numKvHeads) : parent.numKvHeads);
-  const keepHeadDim = shape.dim === undefined && shape.heads === undefined;
-  if (!keepHeadDim && dim % heads !== 0)
-    throw new LineageError(`dim ${dim} is not a multiple of heads ${heads}`);
-  const headDim = keepHeadDim ? parent.headDim : dim / heads;
-  if (headDim % 2 !== 0) throw new LineageError(`head dim ${headDim} (dim / heads) must be even for RoPE`);
-  if (heads % kvHeads !== 0)
-    throw new LineageError(`heads ${heads} is not a multiple of kv-heads ${kvHeads}`);
-  return {
-    ...parent,
-    hiddenSize: dim,
-    numLayers: shape.layers ?? parent.numLayers,
-    numHeads: heads,
-    numKvHeads: kvHeads,
-    headDim,
-    intermediateSize: shape.hidden ?? parent.intermediateSize,
-  };
+/** @deprecated The quoted shape; use `QuotedShape`, or core's `ModelShape` (Hugging Face names). */
+export type ModelShape = QuotedShape;
+
+const QUOTED: Record<keyof QuotedShape, keyof CoreModelShape> = {
+  dim: 'hiddenSize',
+  layers: 'numLayers',
+  heads: 'numHeads',
+  kvHeads: 'numKvHeads',
+  hidden: 'intermediateSize',
+};
+
+/** A quoted shape in core's (Hugging Face) vocabulary; a core shape is returned as it is. */
+export function toModelShape(shape: QuotedShape | CoreModelShape): CoreModelShape {
+  const out: CoreModelShape = {};
+  let quoted = false;
+  let hf = false;
+  for (const [k, v] of Object.entries(shape)) {
+    if (v === undefined) continue;
+    const mapped = QUOTED[k as keyof QuotedShape];
+    if (mapped) quoted = true;
+    else hf = true;
+    out[mapped ?? (k as keyof CoreModelShape)] = v;
+  }
+  if (quoted && hf)
+    throw new LineageError(
+      `a shape mixes quoted names (dim, layers, heads, kvHeads, hidden) with config names (${Object.keys(shape).join(', ')})`,
+    );
+  return out;
+}
+
+/** @deprecated Use core's `withShape` (Hugging Face names); this maps the quoted names onto it. */
+export function configLike(parent: LlamaConfig, shape: QuotedShape): LlamaConfig {
+  return withShape(parent, toModelShape(shape));
 }
 
 /**
- * A randomly initialised model shaped like `parent` with `shape` overrides and the parent's tokenizer:
- * the from-scratch baseline that compression methods must beat. Weights N(0, std²) (default 0.02), norms 1.
+ * A randomly initialised model shaped like `parent` with `shape` overrides (core's `ModelShape`, or the
+ * quoted names) and the parent's tokenizer: the from-scratch baseline that compression methods must beat.
+ * Weights N(0, std²) (default 0.02), norms 1.
  */
 export function initLike(
   parent: LlamaModel,
-  shape: ModelShape = {},
+  shape: CoreModelShape | QuotedShape = {},
   options: { seed?: number; std?: number } = {},
 ): LlamaModel {
-  const model = initModel(configLike(parent.config, shape), options);
+  const model = initModel(withShape(parent.config, toModelShape(shape)), options);
   model.tokenizer = parent.tokenizer;
   return model;
 }

@@ -1,4 +1,6 @@
 import {
+  carryTrainable,
+  checkSelection,
   HostTensor,
   type Json,
   type LayerStats,
@@ -7,8 +9,10 @@ import {
   type Ops,
   Parameter,
   registerLinearKind,
+  type Selection,
   storedStats,
   type Tensor,
+  takeAlong,
 } from '@lineage/core';
 import { fromF32, matmul64, toF32 } from '@lineage/linalg';
 
@@ -72,6 +76,15 @@ export class LowRankLinear implements LinearLayer {
     return y;
   }
 
+  /** Rows of A·B for token ids: rows of A, then ·B (a factored embedding table is never densified). */
+  async lookup(ops: Ops, ids: Tensor): Promise<Tensor> {
+    const be = ops.backend;
+    const rows = await ops.gather(this.A.tensor(be), ids);
+    const y = await ops.matmul(rows, this.B.tensor(be));
+    ops.dispose(rows);
+    return y;
+  }
+
   parameters(): ReadonlyMap<string, Parameter> {
     const m = new Map<string, Parameter>([
       ['A', this.A],
@@ -99,6 +112,21 @@ export class LowRankLinear implements LinearLayer {
 
   denseBias(): Float32Array | undefined {
     return this.bias?.value.toF32();
+  }
+
+  /** Rows slice A [out, r] (and the bias), columns slice B [r, in]: the rank and the factors' dtype stay. */
+  select(selection: Selection): LowRankLinear {
+    const { rows, cols } = checkSelection(
+      selection,
+      [this.outFeatures, this.inFeatures],
+      `a ${this.kind} layer`,
+    );
+    const A = rows ? takeAlong(this.A.value, 0, rows) : this.A.value;
+    const B = cols ? takeAlong(this.B.value, 1, cols) : this.B.value;
+    const b = this.bias && rows ? takeAlong(this.bias.value, 0, rows) : this.bias?.value;
+    const out = new LowRankLinear(A, B, b);
+    carryTrainable(this, out);
+    return out;
   }
 }
 

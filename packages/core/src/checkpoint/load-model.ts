@@ -8,11 +8,12 @@ import type { TensorSource } from '../io/tensor-source.js';
 import type { LlamaConfig } from '../nn/config.js';
 import { getLinearKind, type Json, type LinearLayer } from '../nn/layer.js';
 import {
-  BLOCK_LINEARS,
   type BlockLinear,
-  blockLinearShapes,
   type DecoderBlock,
   LlamaModel,
+  modelLayout,
+  type SlotSpec,
+  type SlotValue,
 } from '../nn/llama.js';
 import '../nn/linear.js';
 import { Parameter } from '../nn/parameter.js';
@@ -101,6 +102,8 @@ export interface CheckpointReader {
   take(name: string, shape?: readonly number[]): Promise<HostTensor>;
   /** Linear layer `name` of [out, inp] features, rebuilt by its recorded kind (dense `linear` by default). */
   linear(name: string, out: number, inp: number, bias: boolean): Promise<LinearLayer>;
+  /** The tensor(s) of one slot of the layout, checked against the config. */
+  fill(spec: SlotSpec): Promise<SlotValue>;
   /** Decoder layer `l`, its linears and norms checked against the config. */
   block(l: number): Promise<DecoderBlock>;
 }
@@ -114,7 +117,6 @@ export function checkpointReader(
   const file = source.path;
   const names = new Set(source.names());
   const used = new Set<string>();
-  const shapes = blockLinearShapes(config);
   const take = async (name: string, shape?: readonly number[]): Promise<HostTensor> => {
     if (!names.has(name)) throw new LineageError(`missing tensor '${name}'`, file);
     used.add(name);
@@ -140,21 +142,27 @@ export function checkpointReader(
       throw e;
     }
   };
+  const fill = async (spec: SlotSpec): Promise<SlotValue> =>
+    spec.kind === 'norm'
+      ? new Parameter(await take(spec.name, spec.shape))
+      : linear(spec.name, spec.out, spec.in, spec.kind === 'linear' && spec.bias);
   const block = async (l: number): Promise<DecoderBlock> => {
-    const p = `model.layers.${l}`;
+    // Layer l's slots only, built into a one-block view of the layout.
+    const specs = modelLayout(config, false).filter((s) => s.kind !== 'embed' && s.layer === l);
+    const values = new Map<string, SlotValue>();
+    for (const spec of specs) values.set(spec.name, await fill(spec));
+    const at = (spec: SlotSpec) => values.get(spec.name)!;
     const linears = {} as Record<BlockLinear, LinearLayer>;
-    for (const s of BLOCK_LINEARS) {
-      const [out, inp, bias] = shapes[s];
-      linears[s] = await linear(`${p}.${s}`, out, inp, bias);
+    let inputNorm: Parameter | undefined;
+    let postNorm: Parameter | undefined;
+    for (const spec of specs) {
+      if (spec.kind === 'linear') linears[spec.slot as BlockLinear] = at(spec) as LinearLayer;
+      else if (spec.kind === 'norm' && spec.which === 'input') inputNorm = at(spec) as Parameter;
+      else postNorm = at(spec) as Parameter;
     }
-    const Dm = config.hiddenSize;
-    return {
-      inputNorm: new Parameter(await take(`${p}.input_layernorm.weight`, [Dm])),
-      postNorm: new Parameter(await take(`${p}.post_attention_layernorm.weight`, [Dm])),
-      linears,
-    };
+    return { inputNorm: inputNorm!, postNorm: postNorm!, linears };
   };
-  return { names, used, take, linear, block };
+  return { names, used, take, linear, fill, block };
 }
 
 /** Builds a model from a tensor source, checking every tensor's presence and shape against the config. */
@@ -164,16 +172,10 @@ export async function buildModel(
   lineage?: LineageConfigBlock,
 ): Promise<LlamaModel> {
   const file = source.path;
-  const { names, used, take, linear, block } = checkpointReader(config, source, lineage);
-  const { hiddenSize: Dm, vocabSize: V } = config;
-  const embed = new Parameter(await take('model.embed_tokens.weight', [V, Dm]));
-  const blocks: DecoderBlock[] = [];
-  for (let i = 0; i < config.numLayers; i++) blocks.push(await block(i));
-  const norm = new Parameter(await take('model.norm.weight', [Dm]));
-  let lmHead: LinearLayer | undefined;
-  if (!config.tieWordEmbeddings || names.has('lm_head.weight') || lineage?.layers?.lm_head) {
-    lmHead = await linear('lm_head', V, Dm, false);
-  }
+  const { names, used, fill } = checkpointReader(config, source, lineage);
+  const untiedHead = !config.tieWordEmbeddings || names.has('lm_head.weight') || !!lineage?.layers?.lm_head;
+  const values = new Map<string, SlotValue>();
+  for (const spec of modelLayout(config, untiedHead)) values.set(spec.name, await fill(spec));
   // HF checkpoints of older transformers versions carry rotary caches; they are derived, not weights.
   const extra = [...names].filter((n) => !used.has(n) && !n.endsWith('rotary_emb.inv_freq'));
   if (extra.length) {
@@ -187,7 +189,7 @@ export async function buildModel(
       file,
     );
   }
-  return new LlamaModel(config, embed, blocks, norm, lmHead);
+  return LlamaModel.fromSlots(config, untiedHead, (spec) => values.get(spec.name)!);
 }
 
 async function resolveTokenizer(

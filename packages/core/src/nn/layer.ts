@@ -1,6 +1,7 @@
 import type { Tensor } from '../backend/backend.js';
 import type { Ops } from '../backend/ops.js';
 import type { HostTensor } from '../tensor/host-tensor.js';
+import { checkIndices, type Indices } from '../tensor/select.js';
 import { LineageError } from '../util/errors.js';
 import type { Parameter } from './parameter.js';
 
@@ -37,6 +38,44 @@ export interface LinearLayer extends Layer {
   denseWeight(): Float32Array;
   /** Its bias, if any. */
   denseBias(): Float32Array | undefined;
+  /**
+   * A new layer of the same kind computing the given output rows and reading the given input columns of
+   * this one (unset: all), without densifying: the structured slicing that removes heads, FFN neurons or
+   * hidden channels. Stored dtypes are kept where the kind can; the bias is sliced by rows.
+   */
+  select(selection: Selection): LinearLayer;
+  /**
+   * Rows of the weight for token ids [...] → [..., inFeatures]: what lets a kind fill the embedding slot (a
+   * [vocab, hidden] layer whose rows are looked up and whose forward is the tied head). Optional: a kind
+   * without it cannot be an embedding.
+   */
+  lookup?(ops: Ops, ids: Tensor): Promise<Tensor>;
+}
+
+/** Output rows and input columns to keep (see LinearLayer.select), in the order wanted. */
+export interface Selection {
+  rows?: Indices;
+  cols?: Indices;
+}
+
+/** A selection's indices checked against a layer of [out, in] features; unset axes are undefined. */
+export function checkSelection(
+  s: Selection,
+  [out, inp]: readonly [number, number],
+  where: string,
+): { rows?: Int32Array; cols?: Int32Array } {
+  return {
+    ...(s.rows ? { rows: checkIndices(s.rows, out, `rows of ${where}`) } : {}),
+    ...(s.cols ? { cols: checkIndices(s.cols, inp, `columns of ${where}`) } : {}),
+  };
+}
+
+/** Trainable flags carried from one layer's parameters to another's, by suffix. */
+export function carryTrainable(from: LinearLayer, to: LinearLayer): void {
+  for (const [k, p] of from.parameters()) {
+    const q = to.parameters().get(k);
+    if (q) q.trainable = p.trainable;
+  }
 }
 
 /** How to rebuild a linear layer kind from its stored tensors; registered by the package defining the kind. */

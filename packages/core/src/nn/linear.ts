@@ -1,8 +1,18 @@
 import type { Tensor } from '../backend/backend.js';
 import type { Ops } from '../backend/ops.js';
 import type { HostTensor } from '../tensor/host-tensor.js';
+import { takeAlong } from '../tensor/select.js';
 import { LineageError } from '../util/errors.js';
-import { type Json, type LayerStats, type LinearLayer, registerLinearKind, storedStats } from './layer.js';
+import {
+  carryTrainable,
+  checkSelection,
+  type Json,
+  type LayerStats,
+  type LinearLayer,
+  registerLinearKind,
+  type Selection,
+  storedStats,
+} from './layer.js';
 import { Parameter } from './parameter.js';
 
 /** Dense y = x·Wᵀ + b with W [out, in] (HF layout), stored in any float dtype. */
@@ -11,13 +21,16 @@ export class Linear implements LinearLayer {
   readonly weight: Parameter;
   readonly bias: Parameter | undefined;
 
-  constructor(weight: HostTensor, bias?: HostTensor) {
-    if (weight.shape.length !== 2) throw new RangeError(`Linear: weight must be 2-D, got [${weight.shape}]`);
-    if (bias && (bias.shape.length !== 1 || bias.shape[0] !== weight.shape[0])) {
-      throw new RangeError(`Linear: bias [${bias.shape}] does not match weight [${weight.shape}]`);
+  /** From stored tensors, or from Parameters (kept as they are: e.g. a model's embedding table). */
+  constructor(weight: HostTensor | Parameter, bias?: HostTensor | Parameter) {
+    this.weight = weight instanceof Parameter ? weight : new Parameter(weight);
+    this.bias = bias === undefined || bias instanceof Parameter ? bias : new Parameter(bias);
+    const w = this.weight.shape;
+    if (w.length !== 2) throw new RangeError(`Linear: weight must be 2-D, got [${w}]`);
+    const b = this.bias?.shape;
+    if (b && (b.length !== 1 || b[0] !== w[0])) {
+      throw new RangeError(`Linear: bias [${b}] does not match weight [${w}]`);
     }
-    this.weight = new Parameter(weight);
-    this.bias = bias ? new Parameter(bias) : undefined;
   }
 
   get outFeatures(): number {
@@ -30,6 +43,11 @@ export class Linear implements LinearLayer {
   forward(ops: Ops, x: Tensor): Promise<Tensor> {
     const b = ops.backend;
     return ops.linear(x, this.weight.tensor(b), this.bias?.tensor(b));
+  }
+
+  /** Rows of W for token ids: the dense embedding table's gather. */
+  lookup(ops: Ops, ids: Tensor): Promise<Tensor> {
+    return ops.gather(this.weight.tensor(ops.backend), ids);
   }
 
   parameters(): ReadonlyMap<string, Parameter> {
@@ -52,6 +70,21 @@ export class Linear implements LinearLayer {
 
   denseBias(): Float32Array | undefined {
     return this.bias?.value.toF32();
+  }
+
+  select(selection: Selection): Linear {
+    const { rows, cols } = checkSelection(
+      selection,
+      [this.outFeatures, this.inFeatures],
+      `a ${this.kind} layer`,
+    );
+    let w = this.weight.value;
+    if (rows) w = takeAlong(w, 0, rows);
+    if (cols) w = takeAlong(w, 1, cols);
+    const b = this.bias && rows ? takeAlong(this.bias.value, 0, rows) : this.bias?.value;
+    const out = new Linear(w, b);
+    carryTrainable(this, out);
+    return out;
   }
 }
 

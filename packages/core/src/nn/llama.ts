@@ -4,7 +4,7 @@ import { HostTensor } from '../tensor/host-tensor.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LineageError } from '../util/errors.js';
 import type { LlamaConfig } from './config.js';
-import { getLinearKind, type Json, type LayerStats, type LinearLayer } from './layer.js';
+import { carryTrainable, getLinearKind, type Json, type LayerStats, type LinearLayer } from './layer.js';
 import { Linear } from './linear.js';
 import { Parameter } from './parameter.js';
 import { ropeInvFreq, ropeTables } from './rope.js';
@@ -39,6 +39,78 @@ export interface DecoderBlock {
   inputNorm: Parameter;
   postNorm: Parameter;
   linears: Record<BlockLinear, LinearLayer>;
+}
+
+/** Checkpoint names of the slots that are not block linears. */
+/** The embedding slot: a layer of [vocab, hidden] (its dense form stores `model.embed_tokens.weight`). */
+export const EMBED_NAME = 'model.embed_tokens';
+export const FINAL_NORM_NAME = 'model.norm.weight';
+export const HEAD_NAME = 'lm_head';
+
+/**
+ * One slot of a model's layout: the embedding, a norm weight or a linear layer, with its checkpoint name
+ * and the shape the config implies. The embedding and linear slots name a layer (`model.embed_tokens`,
+ * `model.layers.3.mlp.up_proj`) whose stored tensors are `${name}.${suffix}`; norms name their one tensor.
+ * The embedding is a layer of [vocab, hidden] features whose rows are looked up (`LinearLayer.lookup`) and
+ * whose forward is the tied head.
+ */
+export type SlotSpec =
+  | { kind: 'embed'; name: string; out: number; in: number }
+  | { kind: 'norm'; name: string; shape: [number]; layer?: number; which: 'input' | 'post' | 'final' }
+  | {
+      kind: 'linear';
+      name: string;
+      layer?: number;
+      slot: BlockLinear | 'lm_head';
+      out: number;
+      in: number;
+      bias: boolean;
+    };
+
+/**
+ * Every slot of a model of `config`, in one fixed order: the embedding, each block's two norms, each block's
+ * linears, the head (when `untiedHead`), the final norm. This is the one walk: the model's parameters,
+ * state dict, counts, release and clone, the loader and the surgery primitives all go through it.
+ */
+export function modelLayout(config: LlamaConfig, untiedHead: boolean): SlotSpec[] {
+  const { hiddenSize: Dm, vocabSize: V, numLayers } = config;
+  const shapes = blockLinearShapes(config);
+  const out: SlotSpec[] = [{ kind: 'embed', name: EMBED_NAME, out: V, in: Dm }];
+  for (let l = 0; l < numLayers; l++) {
+    out.push(
+      {
+        kind: 'norm',
+        name: `model.layers.${l}.input_layernorm.weight`,
+        shape: [Dm],
+        layer: l,
+        which: 'input',
+      },
+      {
+        kind: 'norm',
+        name: `model.layers.${l}.post_attention_layernorm.weight`,
+        shape: [Dm],
+        layer: l,
+        which: 'post',
+      },
+    );
+  }
+  for (let l = 0; l < numLayers; l++) {
+    for (const s of BLOCK_LINEARS) {
+      const [o, i, bias] = shapes[s];
+      out.push({ kind: 'linear', name: `model.layers.${l}.${s}`, layer: l, slot: s, out: o, in: i, bias });
+    }
+  }
+  if (untiedHead) out.push({ kind: 'linear', name: HEAD_NAME, slot: 'lm_head', out: V, in: Dm, bias: false });
+  out.push({ kind: 'norm', name: FINAL_NORM_NAME, shape: [Dm], which: 'final' });
+  return out;
+}
+
+/** What fills a slot: a Parameter for a norm, a layer for the embedding and the linear slots. */
+export type SlotValue = Parameter | LinearLayer;
+
+function shapeError(spec: SlotSpec, got: readonly number[]): LineageError {
+  const want = spec.kind === 'norm' ? spec.shape : [spec.out, spec.in];
+  return new LineageError(`'${spec.name}' has shape [${got}], the config implies [${want}]`);
 }
 
 /** Keys and values of past positions, per layer ([B, S, Hkv, D] each), for incremental decoding. */
@@ -92,6 +164,36 @@ export interface ModelStats extends LayerStats {
   layers: LayerReport[];
 }
 
+/** Checks that `layer` can be the embedding of `config`: [vocab, hidden] features and a row lookup. */
+function checkEmbedding(layer: LinearLayer, config: LlamaConfig): void {
+  if (layer.outFeatures !== config.vocabSize || layer.inFeatures !== config.hiddenSize)
+    throw new LineageError(
+      `an embedding of [${layer.outFeatures}, ${layer.inFeatures}] does not fit a model of vocabulary ${config.vocabSize} and width ${config.hiddenSize}`,
+    );
+  if (!layer.lookup)
+    throw new LineageError(`a '${layer.kind}' layer cannot be an embedding (its kind has no row lookup)`);
+}
+
+/** A dense `linear` copy of any layer (f32 weights of what it computes). */
+function denseLinear(l: LinearLayer): Linear {
+  const w = new HostTensor('f32', [l.outFeatures, l.inFeatures], l.denseWeight());
+  const b = l.denseBias();
+  return new Linear(w, b ? new HostTensor('f32', [b.length], b) : undefined);
+}
+
+/** A new Parameter around the same stored tensor (values are replaced, never written in place). */
+function copyParameter(p: Parameter): Parameter {
+  return new Parameter(p.value, p.trainable);
+}
+
+/** A copy of a linear layer of any kind, rebuilt through its kind's registered loader. */
+function cloneLinear(name: string, l: LinearLayer): LinearLayer {
+  const tensors = new Map([...l.parameters()].map(([k, p]) => [k, p.value]));
+  const copy = getLinearKind(l.kind).load(tensors, l.meta(), name, [l.outFeatures, l.inFeatures]);
+  carryTrainable(l, copy);
+  return copy;
+}
+
 /**
  * A Llama-family decoder (Llama 1/2/3, Mistral, Qwen2) written once over the backend op contract.
  * Tensor names follow Hugging Face (`model.layers.3.mlp.down_proj.weight`).
@@ -106,7 +208,8 @@ export class LlamaModel {
 
   constructor(
     readonly config: LlamaConfig,
-    readonly embed: Parameter,
+    /** The embedding: a layer of [vocab, hidden] (a dense table may be given as its Parameter). */
+    embed: Parameter | LinearLayer,
     readonly blocks: DecoderBlock[],
     readonly norm: Parameter,
     /** The output head; undefined when tied to the embedding. */
@@ -114,15 +217,146 @@ export class LlamaModel {
     public tokenizer?: Tokenizer,
   ) {
     this.invFreq = ropeInvFreq(config);
+    // Not checked here (fromSlots and setEmbedding check): views such as a calibration's one-block model
+    // pass a stub table.
+    this.embedding = embed instanceof Parameter ? new Linear(embed) : embed;
+  }
+
+  /** The embedding slot's layer: rows looked up for tokens; its forward is the tied head. */
+  embedding: LinearLayer;
+
+  /**
+   * The embedding table's Parameter when the embedding is a dense `linear` layer (the usual case); another
+   * kind (e.g. a factored table) has no single table: use `embedding`.
+   */
+  get embed(): Parameter {
+    const e = this.embedding;
+    if (!(e instanceof Linear))
+      throw new LineageError(`the embedding is a '${e.kind}' layer, not one table; use model.embedding`);
+    return e.weight;
+  }
+
+  /** Replaces the embedding with a layer of the same [vocab, hidden] (any kind that can look rows up). */
+  setEmbedding(layer: LinearLayer): void {
+    checkEmbedding(layer, this.config);
+    for (const p of this.embedding.parameters().values()) p.release();
+    this.embedding = layer;
+  }
+
+  /**
+   * A copy whose head is its own layer (a copy of the embedding, of the same kind) instead of the tied
+   * embedding; the config records it (tie_word_embeddings false). Untied models are returned as copies.
+   */
+  untied(): LlamaModel {
+    if (this.lmHead) return this.clone();
+    const config = { ...this.config, tieWordEmbeddings: false };
+    const m = LlamaModel.fromSlots(
+      config,
+      true,
+      (spec) => {
+        if (spec.kind === 'linear' && spec.slot === 'lm_head') return cloneLinear(EMBED_NAME, this.embedding);
+        const v = this.slot(spec);
+        return spec.kind === 'norm'
+          ? copyParameter(v as Parameter)
+          : cloneLinear(spec.name, v as LinearLayer);
+      },
+      this.tokenizer,
+    );
+    if (this.provenance) m.provenance = structuredClone(this.provenance);
+    return m;
+  }
+
+  /**
+   * A model of `config` whose slots `fill` provides, checked against the shapes the config implies (the
+   * head slot exists when `untiedHead`). Loaders, clone and the surgery primitives build models this way.
+   */
+  static fromSlots(
+    config: LlamaConfig,
+    untiedHead: boolean,
+    fill: (spec: SlotSpec) => SlotValue,
+    tokenizer?: Tokenizer,
+  ): LlamaModel {
+    let embed: LinearLayer | undefined;
+    let norm: Parameter | undefined;
+    let head: LinearLayer | undefined;
+    const blocks = Array.from({ length: config.numLayers }, () => ({
+      linears: {} as Record<BlockLinear, LinearLayer>,
+    })) as DecoderBlock[];
+    for (const spec of modelLayout(config, untiedHead)) {
+      const v = fill(spec);
+      if (spec.kind === 'embed') {
+        embed = v as LinearLayer;
+        checkEmbedding(embed, config);
+        continue;
+      }
+      if (spec.kind === 'linear') {
+        const l = v as LinearLayer;
+        if (l.outFeatures !== spec.out || l.inFeatures !== spec.in)
+          throw shapeError(spec, [l.outFeatures, l.inFeatures]);
+        if (spec.slot === 'lm_head') head = l;
+        else blocks[spec.layer!]!.linears[spec.slot] = l;
+        continue;
+      }
+      const p = v as Parameter;
+      if (p.shape.length !== spec.shape.length || p.shape.some((d, i) => d !== spec.shape[i]))
+        throw shapeError(spec, p.shape);
+      if (spec.which === 'final') norm = p;
+      else if (spec.which === 'input') blocks[spec.layer!]!.inputNorm = p;
+      else blocks[spec.layer!]!.postNorm = p;
+    }
+    return new LlamaModel(config, embed!, blocks, norm!, head, tokenizer);
+  }
+
+  /** This model's layout (see modelLayout). */
+  layout(): SlotSpec[] {
+    return modelLayout(this.config, this.lmHead !== undefined);
+  }
+
+  /** What fills `spec` in this model. */
+  slot(spec: SlotSpec): SlotValue {
+    if (spec.kind === 'embed') return this.embedding;
+    if (spec.kind === 'linear') {
+      if (spec.slot === 'lm_head') {
+        if (!this.lmHead)
+          throw new LineageError('the model has no separate head (it is tied to the embedding)');
+        return this.lmHead;
+      }
+      return this.blockAt(spec.layer!).linears[spec.slot];
+    }
+    if (spec.which === 'final') return this.norm;
+    const b = this.blockAt(spec.layer!);
+    return spec.which === 'input' ? b.inputNorm : b.postNorm;
+  }
+
+  private blockAt(l: number): DecoderBlock {
+    const b = this.blocks[l];
+    if (!b) throw new RangeError(`block ${l} does not exist (the model has ${this.blocks.length})`);
+    return b;
+  }
+
+  /** Every slot with what fills it, in layout order. */
+  slots(): [SlotSpec, SlotValue][] {
+    return this.layout().map((s) => [s, this.slot(s)]);
+  }
+
+  /**
+   * Every parameter by checkpoint name, in layout order: the embedding, the norms, each linear layer's
+   * stored tensors (`${layer}.${suffix}`, whatever its kind), the head, the final norm.
+   */
+  namedParameters(): Map<string, Parameter> {
+    const out = new Map<string, Parameter>();
+    for (const [spec, v] of this.slots()) {
+      if (spec.kind !== 'norm') {
+        for (const [suffix, p] of (v as LinearLayer).parameters()) out.set(`${spec.name}.${suffix}`, p);
+      } else out.set(spec.name, v as Parameter);
+    }
+    return out;
   }
 
   /** Every linear layer by name: `model.layers.{i}.{slot}` then `lm_head` when untied. */
   linearLayers(): [string, LinearLayer][] {
     const out: [string, LinearLayer][] = [];
-    this.blocks.forEach((b, i) => {
-      for (const s of BLOCK_LINEARS) out.push([`model.layers.${i}.${s}`, b.linears[s]]);
-    });
-    if (this.lmHead) out.push(['lm_head', this.lmHead]);
+    for (const [spec, v] of this.slots()) if (spec.kind === 'linear') out.push([spec.name, v as LinearLayer]);
     return out;
   }
 
@@ -141,7 +375,7 @@ export class LlamaModel {
       );
     }
     for (const p of old.parameters().values()) p.release();
-    if (name === 'lm_head') {
+    if (name === HEAD_NAME) {
       this.lmHead = layer;
       return;
     }
@@ -155,29 +389,15 @@ export class LlamaModel {
    * Layers are rebuilt through their kind's registered loader, so every layer kind clones.
    */
   clone(): LlamaModel {
-    const param = (p: Parameter) => new Parameter(p.value, p.trainable);
-    const linear = (name: string, l: LinearLayer): LinearLayer => {
-      const tensors = new Map([...l.parameters()].map(([k, p]) => [k, p.value]));
-      const copy = getLinearKind(l.kind).load(tensors, l.meta(), name, [l.outFeatures, l.inFeatures]);
-      for (const [k, p] of l.parameters()) {
-        const q = copy.parameters().get(k);
-        if (q) q.trainable = p.trainable;
-      }
-      return copy;
-    };
-    const blocks = this.blocks.map((b, i) => ({
-      inputNorm: param(b.inputNorm),
-      postNorm: param(b.postNorm),
-      linears: Object.fromEntries(
-        BLOCK_LINEARS.map((s) => [s, linear(`model.layers.${i}.${s}`, b.linears[s])]),
-      ) as Record<BlockLinear, LinearLayer>,
-    }));
-    const m = new LlamaModel(
+    const m = LlamaModel.fromSlots(
       this.config,
-      param(this.embed),
-      blocks,
-      param(this.norm),
-      this.lmHead ? linear('lm_head', this.lmHead) : undefined,
+      this.lmHead !== undefined,
+      (spec) => {
+        const v = this.slot(spec);
+        return spec.kind === 'norm'
+          ? copyParameter(v as Parameter)
+          : cloneLinear(spec.name, v as LinearLayer);
+      },
       this.tokenizer,
     );
     if (this.provenance) m.provenance = structuredClone(this.provenance);
@@ -187,33 +407,22 @@ export class LlamaModel {
   /** A copy whose every linear layer is dense (`linear`, f32 weights of what each layer computes). */
   densified(): LlamaModel {
     const m = this.clone();
-    for (const [name, l] of m.linearLayers()) {
-      if (l.kind === 'linear') continue;
-      const w = new HostTensor('f32', [l.outFeatures, l.inFeatures], l.denseWeight());
-      const b = l.denseBias();
-      m.setLinear(name, new Linear(w, b ? new HostTensor('f32', [b.length], b) : undefined));
-    }
+    if (m.embedding.kind !== 'linear') m.setEmbedding(denseLinear(m.embedding));
+    for (const [name, l] of m.linearLayers()) if (l.kind !== 'linear') m.setLinear(name, denseLinear(l));
     return m;
   }
 
-  /** All stored tensors by checkpoint name (stored dtypes, no copies). */
+  /** All stored tensors by checkpoint name (stored dtypes, no copies), sorted by name. */
   stateDict(): Map<string, HostTensor> {
-    const sd = new Map<string, HostTensor>();
-    sd.set('model.embed_tokens.weight', this.embed.value);
-    this.blocks.forEach((b, i) => {
-      sd.set(`model.layers.${i}.input_layernorm.weight`, b.inputNorm.value);
-      sd.set(`model.layers.${i}.post_attention_layernorm.weight`, b.postNorm.value);
-    });
-    for (const [name, layer] of this.linearLayers()) {
-      for (const [suffix, p] of layer.parameters()) sd.set(`${name}.${suffix}`, p.value);
-    }
-    sd.set('model.norm.weight', this.norm.value);
-    return new Map([...sd].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    const sd = [...this.namedParameters()].map(([n, p]) => [n, p.value] as [string, HostTensor]);
+    return new Map(sd.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   }
 
   /** Layers that are not dense `linear`, with what is needed to rebuild them (goes into config.json). */
   layerKinds(): Record<string, { kind: string; meta: Json }> {
     const out: Record<string, { kind: string; meta: Json }> = {};
+    if (this.embedding.kind !== 'linear')
+      out[EMBED_NAME] = { kind: this.embedding.kind, meta: this.embedding.meta() };
     for (const [name, l] of this.linearLayers())
       if (l.kind !== 'linear') out[name] = { kind: l.kind, meta: l.meta() };
     return out;
@@ -229,22 +438,16 @@ export class LlamaModel {
     }));
     let params = 0;
     let bytes = 0;
-    for (const t of this.stateDict().values()) {
-      params += t.size;
-      bytes += t.byteLength;
+    for (const p of this.namedParameters().values()) {
+      params += p.value.size;
+      bytes += p.value.byteLength;
     }
     return { params, bytes, layers };
   }
 
   /** Frees every device copy of every parameter. */
   release(): void {
-    this.embed.release();
-    this.norm.release();
-    for (const b of this.blocks) {
-      b.inputNorm.release();
-      b.postNorm.release();
-    }
-    for (const [, l] of this.linearLayers()) for (const p of l.parameters().values()) p.release();
+    for (const p of this.namedParameters().values()) p.release();
   }
 
   /** Checks a batch of ids against the context, sliding window and vocabulary. */
@@ -270,10 +473,14 @@ export class LlamaModel {
     return T;
   }
 
+  private lookup(ops: Ops, ids: Tensor): Promise<Tensor> {
+    return this.embedding.lookup!(ops, ids);
+  }
+
   /** Token embeddings [B, T, D] for ids [B·T]. */
   async embedTokens(ops: Ops, ids: Int32Array, batch: number): Promise<Tensor> {
     const T = this.checkIds(ids, batch, 0);
-    return ops.tidy(async () => ops.gather(this.embed.tensor(ops.backend), ops.upload(ids, [batch, T])));
+    return ops.tidy(async () => this.lookup(ops, ops.upload(ids, [batch, T])));
   }
 
   /** RoPE cos/sin tables for T positions starting at `offset` (pass them to every `block` call of one forward). */
@@ -349,7 +556,7 @@ export class LlamaModel {
     const T = this.checkIds(ids, batch, offset);
     return ops.tidy(async () => {
       const rope = this.rope(ops, T, offset);
-      let x = await ops.gather(this.embed.tensor(ops.backend), ops.upload(ids, [batch, T]));
+      let x = await this.lookup(ops, ops.upload(ids, [batch, T]));
       for (let l = 0; l < this.blocks.length; l++) {
         const prev = x;
         x = await this.block(ops, l, x, rope, cache ? { cache } : {});
@@ -363,7 +570,7 @@ export class LlamaModel {
   /** Logits for hidden states [..., D] → [..., V] (the tied embedding or the head). */
   async logits(ops: Ops, hidden: Tensor): Promise<Tensor> {
     if (this.lmHead) return this.lmHead.forward(ops, hidden);
-    return ops.matmul(hidden, this.embed.tensor(ops.backend), { transposeB: true });
+    return this.embedding.forward(ops, hidden);
   }
 
   /** Logits [B, T, V] for ids [B·T]. */

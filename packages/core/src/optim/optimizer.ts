@@ -28,18 +28,9 @@ export interface Optimizer {
   loadState(state: OptimizerState): void;
 }
 
-/** Every parameter of a model by checkpoint name (embedding, per-block norms and linears, final norm, head). */
+/** Every parameter of a model by checkpoint name: `model.namedParameters()` (kept for existing callers). */
 export function namedParameters(model: LlamaModel): Map<string, Parameter> {
-  const out = new Map<string, Parameter>([['model.embed_tokens.weight', model.embed]]);
-  model.blocks.forEach((b, i) => {
-    out.set(`model.layers.${i}.input_layernorm.weight`, b.inputNorm);
-    out.set(`model.layers.${i}.post_attention_layernorm.weight`, b.postNorm);
-  });
-  for (const [name, layer] of model.linearLayers()) {
-    for (const [suffix, p] of layer.parameters()) out.set(`${name}.${suffix}`, p);
-  }
-  out.set('model.norm.weight', model.norm);
-  return out;
+  return model.namedParameters();
 }
 
 /** Named parameters with a name → Parameter map (or pairs); checks names are unique. */

@@ -36,5 +36,22 @@ export {
   tinyModel,
   uniform,
 } from './gradients.js';
+export { describeLayerKind, type LayerKindOptions } from './layer-kind.js';
+export {
+  type DenseTensor,
+  type DenseWeights,
+  denseWeightsOf,
+  type PrunePlan,
+  pruneByHand,
+  referenceLogits,
+} from './reference-llama.js';
 export { sharedDir, sharedPath } from './shared.js';
+export {
+  applyPlan,
+  describeSurgery,
+  relativeError,
+  type SurgerySuiteOptions,
+  seededChoice,
+  stories260KPlan,
+} from './surgery-suite.js';
 export { tempDir } from './temp-dir.js';
