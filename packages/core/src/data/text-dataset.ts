@@ -1,22 +1,23 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { extname, join, relative } from 'node:path';
-import {
-  type EvalProtocol,
-  LineageError,
-  Random,
-  readTextFile,
-  splitDocuments,
-  type Tokenizer,
-} from '@lineage/core';
+import { splitDocuments } from '../eval/documents.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { LineageError } from '../util/errors.js';
+import { readTextFile } from '../util/text-file.js';
 
 export type DataFormat = 'text' | 'jsonl';
 
-export interface DatasetOptions {
+export interface TextDatasetOptions {
   /** JSONL: the field holding each record's text (default 'text'). */
   field?: string;
   /** Text files: split into documents on lines equal to this (as eval's documents protocol does). */
   separator?: string;
+  /**
+   * Keep the separator only when some text file holds it; otherwise the data is a stream without documents
+   * (how the CLI treats `--doc-separator` given for files that may or may not hold documents).
+   */
+  separatorIfFound?: boolean;
 }
 
 export interface DatasetFile {
@@ -26,24 +27,29 @@ export interface DatasetFile {
   format: DataFormat;
 }
 
-/**
- * Calibration text: a plain text file, a JSONL file (one document per record, text in `field`), or a
- * directory of them (`.txt`/`.text`/`.md` and `.jsonl`/`.ndjson`, recursively, in name order; hidden entries
- * skipped). `hash` identifies the content (file names relative to the dataset and their bytes).
- */
-export interface Dataset {
-  readonly path: string;
-  readonly files: readonly DatasetFile[];
-  readonly field: string;
-  readonly separator: string | undefined;
-  /** `sha256:…` of the content. */
-  readonly hash: string;
-  /** Whether any file is JSONL (its records are documents). */
-  readonly hasJsonl: boolean;
-  /** Documents: text files split on the separator (a whole file is one document without one), JSONL records. */
-  documents(): string[];
-  /** The text as one stream: documents of JSONL files and whole text files, joined by blank lines. */
-  stream(): string;
+/** A dataset's documents, each encoded with BOS, concatenated. Shared by every caller: do not modify. */
+export interface TokenizedText {
+  readonly tokens: Int32Array;
+  /** Document i is `tokens[offsets[i], offsets[i + 1])`. */
+  readonly offsets: Int32Array;
+}
+
+/** One file (or the literal text): its raw text and its documents. */
+interface Part {
+  format: DataFormat;
+  text: string;
+  docs: string[];
+}
+
+/** What every range of one dataset shares. */
+interface Source {
+  path: string;
+  files: readonly DatasetFile[];
+  field: string;
+  separator: string | undefined;
+  hash: string;
+  parts: readonly Part[];
+  all?: string[];
 }
 
 const TEXT_EXT = new Set(['.txt', '.text', '.md']);
@@ -98,172 +104,260 @@ function parseJsonl(text: string, field: string, file: string): string[] {
   return docs;
 }
 
-/**
- * Reads calibration data. Every file must be non-empty UTF-8 (one-line errors name the file); a directory
- * must hold at least one data file.
- */
-export async function loadDataset(path: string, options: DatasetOptions = {}): Promise<Dataset> {
-  const field = options.field ?? 'text';
-  const separator = options.separator || undefined;
-  let st: Awaited<ReturnType<typeof fsp.stat>>;
-  try {
-    st = await fsp.stat(path);
-  } catch {
-    throw new LineageError('no such file or directory', path);
-  }
-  let files: DatasetFile[];
-  if (st.isDirectory()) {
-    files = await listDir(path);
-    if (!files.length)
-      throw new LineageError('directory holds no data files (.txt, .text, .md, .jsonl, .ndjson)', path);
-  } else files = [{ name: '', path, format: formatOf(path) ?? 'text' }];
+function textDocs(text: string, separator: string | undefined): string[] {
+  return separator ? splitDocuments(text, separator) : [text.trim()].filter(Boolean);
+}
 
+/** Content hash of named texts: what the bytes are, not how they are split (that is in the range hash). */
+function contentHash(named: readonly { name: string; text: string }[]): string {
   const h = createHash('sha256');
   h.update('lineage-dataset-v1\0');
-  const texts: { file: DatasetFile; text: string; docs: string[] }[] = [];
-  for (const f of files) {
-    const text = await readTextFile(f.path);
+  for (const { name, text } of named) {
     const bytes = Buffer.from(text, 'utf8');
-    h.update(`${f.name}\0${bytes.byteLength}\0`);
+    h.update(`${name}\0${bytes.byteLength}\0`);
     h.update(bytes);
-    const docs =
-      f.format === 'jsonl'
-        ? parseJsonl(text, field, f.path)
-        : separator
-          ? splitDocuments(text, separator)
-          : [text.trim()].filter(Boolean);
-    if (!docs.length) {
-      throw new LineageError(
-        f.format === 'jsonl' ? `no record has a non-empty '${field}'` : 'no document (only separators)',
-        f.path,
-      );
-    }
-    texts.push({ file: f, text, docs });
   }
-  const hash = `sha256:${h.digest('hex')}`;
-  return {
-    path,
-    files,
-    field,
-    separator,
-    hash,
-    hasJsonl: files.some((f) => f.format === 'jsonl'),
-    documents: () => texts.flatMap((t) => t.docs),
-    stream: () =>
-      texts.map((t) => (t.file.format === 'jsonl' ? t.docs.join('\n\n') : t.text.trim())).join('\n\n'),
-  };
+  return `sha256:${h.digest('hex')}`;
 }
 
-export interface SampleOptions {
-  /** Number of sequences. */
-  samples: number;
-  /** Tokens per sequence: the window (stream) or truncation (documents) length. */
-  seqLen: number;
-  /** Seed of the sampling (default 0). */
-  seed?: number;
-  /**
-   * `stream` (default for plain text without a separator): the text tokenized as one stream (BOS first) and cut
-   * into non-overlapping windows of seqLen, as eval does; full windows only. `documents` (default with a
-   * separator or JSONL): each document alone with BOS, truncated to seqLen, as eval does.
-   */
-  protocol?: EvalProtocol;
-}
+// Tokenizations by tokenizer object, then by content, split and range; a few per tokenizer, least recently
+// used dropped, so successive recoveries of one pipeline tokenize their data once.
+const MEMO_ENTRIES = 8;
+const memo = new WeakMap<Tokenizer, Map<string, TokenizedText | Int32Array>>();
 
-export interface CalibrationSample {
-  sequences: Int32Array[];
-  /** Tokens in all sequences. */
-  tokens: number;
-  protocol: EvalProtocol;
-  samples: number;
-  seqLen: number;
-  seed: number;
-  /** How many sequences the data could supply. */
-  available: number;
-  /** `sha256:…` of the protocol, length, seed and token ids. */
-  hash: string;
-}
-
-/** The protocol used when none is given: documents for JSONL or with a separator, else stream. */
-export function defaultProtocol(dataset: Dataset): EvalProtocol {
-  return dataset.hasJsonl || dataset.separator ? 'documents' : 'stream';
-}
-
-/** k distinct indices from [0, n), seeded (a partial Fisher–Yates shuffle: the draw for k is a prefix of k+1's). */
-function choose(n: number, k: number, rng: Random): number[] {
-  const idx = Array.from({ length: n }, (_, i) => i);
-  for (let i = 0; i < k; i++) {
-    const j = i + rng.int(n - i);
-    const t = idx[i]!;
-    idx[i] = idx[j]!;
-    idx[j] = t;
+function memoised<T extends TokenizedText | Int32Array>(tokenizer: Tokenizer, key: string, make: () => T): T {
+  let m = memo.get(tokenizer);
+  if (!m) {
+    m = new Map();
+    memo.set(tokenizer, m);
   }
-  return idx.slice(0, k);
+  const hit = m.get(key);
+  if (hit) {
+    m.delete(key);
+    m.set(key, hit);
+    return hit as T;
+  }
+  const v = make();
+  m.set(key, v);
+  if (m.size > MEMO_ENTRIES) m.delete(m.keys().next().value!);
+  return v;
 }
 
 /**
- * Seeded sampling of `samples` sequences through the model's tokenizer, under eval's protocols. Asking for
- * more than the data supplies is a one-line error saying how many it can.
+ * The one text dataset: a plain text file, a JSONL file (one document per record, text in `field`), a
+ * directory of them (`.txt`/`.text`/`.md` and `.jsonl`/`.ndjson`, recursively, in name order; hidden entries
+ * skipped), or literal text — or a range of documents of any of these.
+ *
+ * Documents are the JSONL records and the text files split on the separator; a text file without a
+ * separator is one document. The data *has documents* (`hasDocuments`) when it has a separator or JSONL;
+ * otherwise it is a stream, which `split` refuses: holding out "the last n documents" of a stream has no
+ * meaning, and cutting at a token count would depend on the tokenizer — give separate evaluation data.
  */
-export function sampleSequences(
-  dataset: Dataset,
-  tokenizer: Tokenizer,
-  options: SampleOptions,
-): CalibrationSample {
-  const { samples, seqLen } = options;
-  const seed = options.seed ?? 0;
-  const protocol = options.protocol ?? defaultProtocol(dataset);
-  if (!Number.isInteger(samples) || samples < 1)
-    throw new LineageError(`samples must be an integer ≥ 1, got ${samples}`);
-  if (!Number.isInteger(seqLen) || seqLen < 1)
-    throw new LineageError(`sequence length must be an integer ≥ 1, got ${seqLen}`);
-  const rng = new Random(seed);
-  let sequences: Int32Array[];
-  let available: number;
-  if (protocol === 'documents') {
-    const docs = dataset.documents();
-    available = docs.length;
-    if (samples > available) {
+export class TextDataset {
+  /** The file or directory (or the name given to literal text, '<text>' by default). */
+  readonly path: string;
+  readonly files: readonly DatasetFile[];
+  readonly field: string;
+  readonly separator: string | undefined;
+  /** Whether any file is JSONL (its records are documents). */
+  readonly hasJsonl: boolean;
+  /** Documents [start, end) of the whole data, when this is a range of it. */
+  readonly range: readonly [number, number] | undefined;
+  /**
+   * `sha256:…` of the content (file names relative to the dataset and their bytes); a range's also covers
+   * the separator, the JSONL field and the range, which decide its documents.
+   */
+  readonly hash: string;
+
+  private constructor(
+    private readonly source: Source,
+    range?: readonly [number, number],
+  ) {
+    this.path = source.path;
+    this.files = source.files;
+    this.field = source.field;
+    this.separator = source.separator;
+    this.hasJsonl = source.parts.some((p) => p.format === 'jsonl');
+    this.range = range;
+    this.hash = range
+      ? `sha256:${createHash('sha256')
+          .update(`lineage-dataset-range-v1\0${source.hash}\0${this.splitKey()}\0${range[0]}\0${range[1]}`)
+          .digest('hex')}`
+      : source.hash;
+  }
+
+  /**
+   * Reads a text file, a JSONL file or a directory of them. Every file must be non-empty UTF-8 and hold a
+   * document; a directory must hold at least one data file (one-line errors name the file).
+   */
+  static async open(path: string, options: TextDatasetOptions = {}): Promise<TextDataset> {
+    const field = options.field ?? 'text';
+    let separator = options.separator || undefined;
+    let st: Awaited<ReturnType<typeof fsp.stat>>;
+    try {
+      st = await fsp.stat(path);
+    } catch {
+      throw new LineageError('no such file or directory', path);
+    }
+    let files: DatasetFile[];
+    if (st.isDirectory()) {
+      files = await listDir(path);
+      if (!files.length)
+        throw new LineageError('directory holds no data files (.txt, .text, .md, .jsonl, .ndjson)', path);
+    } else files = [{ name: '', path, format: formatOf(path) ?? 'text' }];
+    const texts: { file: DatasetFile; text: string }[] = [];
+    for (const file of files) texts.push({ file, text: await readTextFile(file.path) });
+    if (
+      separator &&
+      options.separatorIfFound &&
+      !texts.some((t) => t.file.format === 'text' && t.text.includes(separator!))
+    )
+      separator = undefined;
+    const parts: Part[] = texts.map(({ file, text }) => {
+      const docs = file.format === 'jsonl' ? parseJsonl(text, field, file.path) : textDocs(text, separator);
+      if (!docs.length) {
+        throw new LineageError(
+          file.format === 'jsonl' ? `no record has a non-empty '${field}'` : 'no document (only separators)',
+          file.path,
+        );
+      }
+      return { format: file.format, text, docs };
+    });
+    const hash = contentHash(texts.map((t) => ({ name: t.file.name, text: t.text })));
+    return new TextDataset({ path, files, field, separator, hash, parts });
+  }
+
+  /** Literal text (split on `separator` when given); `path` names it in messages. */
+  static fromText(text: string, options: { separator?: string; path?: string } = {}): TextDataset {
+    const path = options.path ?? '<text>';
+    const separator = options.separator || undefined;
+    const docs = textDocs(text, separator);
+    if (!docs.length)
+      throw new LineageError(text.trim() ? 'no document (only separators)' : 'holds no text', path);
+    return new TextDataset({
+      path,
+      files: [],
+      field: 'text',
+      separator,
+      hash: contentHash([{ name: '', text }]),
+      parts: [{ format: 'text', text, docs }],
+    });
+  }
+
+  /** Given documents (kept apart by `separator`, or blank lines without one, in `stream()`). */
+  static fromDocuments(documents: readonly string[], options: { separator?: string; path?: string } = {}) {
+    const docs = documents.map((d) => d.trim()).filter(Boolean);
+    const path = options.path ?? '<text>';
+    if (!docs.length) throw new LineageError('holds no text', path);
+    const separator = options.separator || undefined;
+    const text = docs.join(separator ? `\n${separator}\n` : '\n\n');
+    return new TextDataset({
+      path,
+      files: [],
+      field: 'text',
+      separator,
+      hash: contentHash([{ name: '', text }]),
+      parts: [{ format: 'text', text, docs }],
+    });
+  }
+
+  private all(): string[] {
+    this.source.all ??= this.source.parts.flatMap((p) => p.docs);
+    return this.source.all;
+  }
+
+  private splitKey(): string {
+    return `${this.separator ?? ''}\0${this.hasJsonl ? this.field : ''}`;
+  }
+
+  /** Whether the data has documents (a separator or JSONL records) rather than being one stream per file. */
+  get hasDocuments(): boolean {
+    return this.hasJsonl || this.separator !== undefined;
+  }
+
+  /** Number of documents. */
+  get length(): number {
+    return this.range ? this.range[1] - this.range[0] : this.all().length;
+  }
+
+  /** The path, with the document range when this is one (`data.txt[0:700]`), for messages. */
+  get name(): string {
+    return this.range ? `${this.path}[${this.range[0]}:${this.range[1]}]` : this.path;
+  }
+
+  /** Documents: text files split on the separator (a whole file is one document without one), JSONL records. */
+  documents(): string[] {
+    return this.range ? this.all().slice(this.range[0], this.range[1]) : this.all().slice();
+  }
+
+  /**
+   * The text as one stream: documents of JSONL files and whole text files (separator lines included),
+   * joined by blank lines; a range's documents joined by blank lines.
+   */
+  stream(): string {
+    if (this.range) return this.documents().join('\n\n');
+    return this.source.parts
+      .map((p) => (p.format === 'jsonl' ? p.docs.join('\n\n') : p.text.trim()))
+      .join('\n\n');
+  }
+
+  /** Documents [start, end) of this dataset (end exclusive, default: to the last). */
+  slice(start: number, end: number = this.length): TextDataset {
+    const n = this.length;
+    if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start < end && end <= n))
+      throw new LineageError(`document range [${start}, ${end}) is not within the ${n} documents`, this.path);
+    const at = this.range?.[0] ?? 0;
+    return new TextDataset(this.source, [at + start, at + end]);
+  }
+
+  /**
+   * The held-out split: the last `holdout` documents held out, the rest to train on. Stream data (no
+   * separator, no JSONL) is refused with an error: give separate evaluation data or a document separator.
+   */
+  split(options: { holdout: number }): { train: TextDataset; heldOut: TextDataset } {
+    const n = options.holdout;
+    if (!Number.isInteger(n) || n < 1) throw new LineageError(`holdout must be a positive integer, got ${n}`);
+    if (!this.hasDocuments) {
       throw new LineageError(
-        `asked for ${samples} samples, but the data holds only ${available} document${available === 1 ? '' : 's'} (documents protocol); use --samples ${available} or more data`,
-        dataset.path,
+        `cannot hold out ${n} document${n === 1 ? '' : 's'}: the data is one stream without documents (give a document separator, JSONL, or separate evaluation data)`,
+        this.path,
       );
     }
-    sequences = choose(available, samples, rng).map((i) =>
-      Int32Array.from(tokenizer.encode(docs[i]!, { bos: true }).slice(0, seqLen)),
-    );
-  } else {
-    const ids = tokenizer.encode(dataset.stream().trim(), { bos: true });
-    available = Math.floor(ids.length / seqLen);
-    if (samples > available) {
-      const hint =
-        available === 0 ? 'use a shorter --seq-len' : `use --samples ${available} or a shorter --seq-len`;
-      throw new LineageError(
-        `asked for ${samples} samples of ${seqLen} tokens, but the data supplies only ${available} (${ids.length} tokens, stream protocol); ${hint}`,
-        dataset.path,
-      );
-    }
-    sequences = choose(available, samples, rng).map((w) =>
-      Int32Array.from(ids.slice(w * seqLen, (w + 1) * seqLen)),
+    const len = this.length;
+    if (n >= len)
+      throw new LineageError(`cannot hold out ${n} documents: ${this.name} has only ${len}`, this.path);
+    return { train: this.slice(0, len - n), heldOut: this.slice(len - n) };
+  }
+
+  private memoKey(kind: string): string {
+    return `${kind}\0${this.source.hash}\0${this.splitKey()}\0${this.range?.join(':') ?? 'all'}`;
+  }
+
+  /**
+   * Every document encoded with BOS, concatenated, with document offsets. Memoised per tokenizer object
+   * and content, split and range: datasets of the same text (even opened again) tokenize once.
+   */
+  tokenize(tokenizer: Tokenizer): TokenizedText {
+    return memoised(tokenizer, this.memoKey('documents'), () => {
+      const docs = this.documents();
+      const parts = docs.map((d) => tokenizer.encode(d, { bos: true }));
+      const offsets = new Int32Array(parts.length + 1);
+      for (let i = 0; i < parts.length; i++) offsets[i + 1] = offsets[i]! + parts[i]!.length;
+      const tokens = new Int32Array(offsets[parts.length]!);
+      for (let i = 0; i < parts.length; i++) tokens.set(parts[i]!, offsets[i]!);
+      return { tokens, offsets };
+    });
+  }
+
+  /** `stream()` encoded as one sequence with BOS first, memoised like `tokenize`. Do not modify it. */
+  tokenizeStream(tokenizer: Tokenizer): Int32Array {
+    return memoised(tokenizer, this.memoKey('stream'), () =>
+      Int32Array.from(tokenizer.encode(this.stream().trim(), { bos: true })),
     );
   }
-  return { ...describeSequences(sequences, protocol, seqLen, seed), available };
 }
 
-/** A CalibrationSample's bookkeeping for given sequences: token count and the hash of protocol, length, seed and ids. */
-export function describeSequences(
-  sequences: Int32Array[],
-  protocol: EvalProtocol,
-  seqLen: number,
-  seed: number,
-): Omit<CalibrationSample, 'available'> {
-  const samples = sequences.length;
-  const h = createHash('sha256');
-  h.update(JSON.stringify({ protocol, seqLen, samples, seed }));
-  let tokens = 0;
-  for (const s of sequences) {
-    tokens += s.length;
-    h.update(`\0${s.length}\0`);
-    h.update(new Uint8Array(s.buffer, s.byteOffset, s.byteLength));
-  }
-  return { sequences, tokens, protocol, samples, seqLen, seed, hash: `sha256:${h.digest('hex')}` };
+/** `TextDataset.open`: reads a text file, a JSONL file or a directory of them. */
+export function openTextDataset(path: string, options: TextDatasetOptions = {}): Promise<TextDataset> {
+  return TextDataset.open(path, options);
 }
