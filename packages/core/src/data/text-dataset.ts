@@ -244,20 +244,25 @@ export class TextDataset {
     });
   }
 
-  /** Given documents (kept apart by `separator`, or blank lines without one, in `stream()`). */
-  static fromDocuments(documents: readonly string[], options: { separator?: string; path?: string } = {}) {
-    const docs = documents.map((d) => d.trim()).filter(Boolean);
+  /**
+   * Given documents, exactly as given (kept apart by `separator`, or blank lines without one, in
+   * `stream()`); the hash covers each document's bytes and bounds.
+   */
+  static fromDocuments(
+    documents: readonly string[],
+    options: { separator?: string; path?: string } = {},
+  ): TextDataset {
     const path = options.path ?? '<text>';
-    if (!docs.length) throw new LineageError('holds no text', path);
+    if (!documents.length) throw new LineageError('holds no text', path);
     const separator = options.separator || undefined;
-    const text = docs.join(separator ? `\n${separator}\n` : '\n\n');
+    const docs = documents.slice();
     return new TextDataset({
       path,
       files: [],
       field: 'text',
       separator,
-      hash: contentHash([{ name: '', text }]),
-      parts: [{ format: 'text', text, docs }],
+      hash: contentHash(docs.map((text, i) => ({ name: `#${i}`, text }))),
+      parts: [{ format: 'text', text: docs.join(separator ? `\n${separator}\n` : '\n\n'), docs }],
     });
   }
 
