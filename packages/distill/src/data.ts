@@ -1,5 +1,12 @@
 import { createHash } from 'node:crypto';
-import { LineageError, Random, type TextData, TextDataset, type Tokenizer } from '@lineage/core';
+import {
+  DEFAULT_DOCUMENT_SEPARATOR,
+  LineageError,
+  Random,
+  type TextData,
+  TextDataset,
+  type Tokenizer,
+} from '@lineage/core';
 
 /**
  * Text to train or evaluate on: a file or directory (`path`: text, JSONL records in `field`, or a directory
@@ -34,12 +41,9 @@ export interface LoadedSource {
   separator?: string;
 }
 
-// JSONL records are documents without a separator line; this one keeps them apart where documents are
-// joined into text (eval's documents protocol).
-const JSONL_SEPARATOR = '<|endoftext|>';
-
 function loaded(ds: TextDataset, path: string | undefined): LoadedSource {
-  const separator = ds.separator ?? (ds.hasJsonl ? JSONL_SEPARATOR : undefined);
+  // JSONL records get the default separator, which keeps them apart where documents are joined into text
+  const separator = ds.separator ?? (ds.hasJsonl ? DEFAULT_DOCUMENT_SEPARATOR : undefined);
   return {
     name: ds.name,
     ...(path !== undefined ? { path } : {}),

@@ -2,11 +2,15 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { extname, join, relative } from 'node:path';
 import { splitDocuments } from '../eval/documents.js';
+import type { EvalProtocol } from '../eval/perplexity.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LineageError } from '../util/errors.js';
 import { readTextFile } from '../util/text-file.js';
 
 export type DataFormat = 'text' | 'jsonl';
+
+/** Keeps documents without a separator of their own (JSONL records) apart where they are joined into text. */
+export const DEFAULT_DOCUMENT_SEPARATOR = '<|endoftext|>';
 
 export interface TextDatasetOptions {
   /** JSONL: the field holding each record's text (default 'text'). */
@@ -332,6 +336,16 @@ export class TextDataset {
     if (n >= len)
       throw new LineageError(`cannot hold out ${n} documents: ${this.name} has only ${len}`, this.path);
     return { train: this.slice(0, len - n), heldOut: this.slice(len - n) };
+  }
+
+  /**
+   * The dataset as eval's `perplexity` takes it: with documents, the documents protocol on them joined by
+   * separator lines (JSONL records by `DEFAULT_DOCUMENT_SEPARATOR`); else the stream protocol on the stream.
+   */
+  evalText(): { text: string; protocol: EvalProtocol; separator?: string } {
+    if (!this.hasDocuments) return { text: this.stream(), protocol: 'stream' };
+    const separator = this.separator ?? DEFAULT_DOCUMENT_SEPARATOR;
+    return { text: this.documents().join(`\n${separator}\n`), protocol: 'documents', separator };
   }
 
   private memoKey(kind: string): string {
