@@ -8,7 +8,7 @@ import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LineageError } from '../util/errors.js';
 import { sharedPath } from '../util/shared-data.js';
 import { readTextFile } from '../util/text-file.js';
-import { TextDataset } from './text-dataset.js';
+import { DEFAULT_DOCUMENT_SEPARATOR, TextDataset } from './text-dataset.js';
 
 const DEV = sharedPath('data', 'tinystories', 'valid-dev.txt');
 const TRAIN_HEAD = sharedPath('data', 'tinystories', 'train-head.txt');
@@ -164,6 +164,33 @@ describe('TextDataset', () => {
     expect(s2).toBe(s1);
     expect(calls()).toBe(51);
     expect(s1[0]).toBe(tok.bosId);
+  });
+
+  it('hands eval its text: documents joined by separator lines (JSONL by the default one), or the stream', async () => {
+    const ds = (await TextDataset.open(DEV, { separator: SEP })).slice(3, 8);
+    const e = ds.evalText();
+    expect(e.protocol).toBe('documents');
+    expect(e.separator).toBe(SEP);
+    expect(splitDocuments(e.text, SEP)).toEqual(ds.documents());
+    const j = await TextDataset.open(file('eval.jsonl', '{"text": "A."}\n{"text": "B."}\n'));
+    expect(j.evalText()).toEqual({
+      text: `A.\n${DEFAULT_DOCUMENT_SEPARATOR}\nB.`,
+      protocol: 'documents',
+      separator: DEFAULT_DOCUMENT_SEPARATOR,
+    });
+    const s = await TextDataset.open(TRAIN_HEAD);
+    expect(s.evalText()).toEqual({ text: s.stream(), protocol: 'stream' });
+  });
+
+  it('given documents are kept exactly; their hash tells apart documents that join to the same text', () => {
+    const a = TextDataset.fromDocuments(['one', 'two'], { separator: SEP });
+    expect(a.documents()).toEqual(['one', 'two']);
+    expect(a.stream()).toBe(`one\n${SEP}\ntwo`);
+    expect(TextDataset.fromDocuments(['one', 'two'], { separator: SEP }).hash).toBe(a.hash);
+    expect(TextDataset.fromDocuments(['one\n\ntwo']).hash).not.toBe(
+      TextDataset.fromDocuments(['one', 'two']).hash,
+    );
+    expect(() => TextDataset.fromDocuments([])).toThrow('<text>: holds no text');
   });
 
   it('refuses bad input with one-line errors naming the file', async () => {
