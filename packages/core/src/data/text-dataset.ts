@@ -6,6 +6,7 @@ import type { EvalProtocol } from '../eval/perplexity.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LineageError } from '../util/errors.js';
 import { readTextFile } from '../util/text-file.js';
+import { memoised } from './token-memo.js';
 
 export type DataFormat = 'text' | 'jsonl';
 
@@ -122,29 +123,6 @@ function contentHash(named: readonly { name: string; text: string }[]): string {
     h.update(bytes);
   }
   return `sha256:${h.digest('hex')}`;
-}
-
-// Tokenizations by tokenizer object, then by content, split and range; a few per tokenizer, least recently
-// used dropped, so successive recoveries of one pipeline tokenize their data once.
-const MEMO_ENTRIES = 8;
-const memo = new WeakMap<Tokenizer, Map<string, TokenizedText | Int32Array>>();
-
-function memoised<T extends TokenizedText | Int32Array>(tokenizer: Tokenizer, key: string, make: () => T): T {
-  let m = memo.get(tokenizer);
-  if (!m) {
-    m = new Map();
-    memo.set(tokenizer, m);
-  }
-  const hit = m.get(key);
-  if (hit) {
-    m.delete(key);
-    m.set(key, hit);
-    return hit as T;
-  }
-  const v = make();
-  m.set(key, v);
-  if (m.size > MEMO_ENTRIES) m.delete(m.keys().next().value!);
-  return v;
 }
 
 /**
