@@ -97,7 +97,13 @@ export function holdOut(
       idx = i;
       break;
     }
-  if (idx < 0) throw new LineageError('holdout needs data with documents (a document separator)');
+  if (idx < 0) {
+    const last = sources[sources.length - 1];
+    throw new LineageError(
+      'holdout needs data with documents (a document separator, or JSONL); this is one stream',
+      last?.path ?? last?.name,
+    );
+  }
   const src = sources[idx]!;
   const ds = TextDataset.fromDocuments(src.documents, {
     separator: src.separator!,
