@@ -34,7 +34,7 @@ describe('data through core’s TextDataset', () => {
       '--holdout',
       '5',
       '--tokens',
-      '1k',
+      '4k',
       '--out',
       join(tmp, 'out'),
     ]);
