@@ -34,9 +34,7 @@ export function calibrationCapability(options: CalibrationCapabilityOptions): Ca
         ? await loadDataset(options.data, options.separator ? { separator: options.separator } : {})
         : options.data;
     const range = options.documents;
-    if (!range) return ds;
-    const documents = () => ds.documents().slice(range[0], range[1]);
-    return { ...ds, documents, stream: () => documents().join('\n\n') };
+    return range ? ds.slice(range[0], range[1]) : ds;
   };
   return async (model, request) => {
     dataset ??= load();

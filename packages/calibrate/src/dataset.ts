@@ -1,157 +1,28 @@
 import { createHash } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
-import { extname, join, relative } from 'node:path';
 import {
+  type DataFormat,
+  type DatasetFile,
   type EvalProtocol,
   LineageError,
   Random,
-  readTextFile,
-  splitDocuments,
+  TextDataset,
+  type TextDatasetOptions,
   type Tokenizer,
 } from '@lineage/core';
 
-export type DataFormat = 'text' | 'jsonl';
+export type { DataFormat, DatasetFile };
 
-export interface DatasetOptions {
-  /** JSONL: the field holding each record's text (default 'text'). */
-  field?: string;
-  /** Text files: split into documents on lines equal to this (as eval's documents protocol does). */
-  separator?: string;
-}
+export type DatasetOptions = TextDatasetOptions;
 
-export interface DatasetFile {
-  /** Path relative to the dataset path ('' for a single file). */
-  name: string;
-  path: string;
-  format: DataFormat;
-}
+/** Calibration text: core's one text dataset (a text file, JSONL, a directory of them, or a range). */
+export type Dataset = TextDataset;
 
 /**
- * Calibration text: a plain text file, a JSONL file (one document per record, text in `field`), or a
- * directory of them (`.txt`/`.text`/`.md` and `.jsonl`/`.ndjson`, recursively, in name order; hidden entries
- * skipped). `hash` identifies the content (file names relative to the dataset and their bytes).
+ * Reads calibration data (core's `TextDataset.open`). Every file must be non-empty UTF-8 (one-line errors
+ * name the file); a directory must hold at least one data file.
  */
-export interface Dataset {
-  readonly path: string;
-  readonly files: readonly DatasetFile[];
-  readonly field: string;
-  readonly separator: string | undefined;
-  /** `sha256:…` of the content. */
-  readonly hash: string;
-  /** Whether any file is JSONL (its records are documents). */
-  readonly hasJsonl: boolean;
-  /** Documents: text files split on the separator (a whole file is one document without one), JSONL records. */
-  documents(): string[];
-  /** The text as one stream: documents of JSONL files and whole text files, joined by blank lines. */
-  stream(): string;
-}
-
-const TEXT_EXT = new Set(['.txt', '.text', '.md']);
-const JSONL_EXT = new Set(['.jsonl', '.ndjson']);
-
-function formatOf(path: string): DataFormat | undefined {
-  const e = extname(path).toLowerCase();
-  if (JSONL_EXT.has(e)) return 'jsonl';
-  if (TEXT_EXT.has(e)) return 'text';
-  return undefined;
-}
-
-async function listDir(root: string): Promise<DatasetFile[]> {
-  const out: DatasetFile[] = [];
-  const walk = async (dir: string): Promise<void> => {
-    const entries = await fsp.readdir(dir, { withFileTypes: true });
-    for (const e of entries) {
-      if (e.name.startsWith('.')) continue;
-      const p = join(dir, e.name);
-      if (e.isDirectory()) await walk(p);
-      else if (e.isFile()) {
-        const format = formatOf(e.name);
-        if (format) out.push({ name: relative(root, p).split('\\').join('/'), path: p, format });
-      }
-    }
-  };
-  await walk(root);
-  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-}
-
-function parseJsonl(text: string, field: string, file: string): string[] {
-  const docs: string[] = [];
-  const lines = text.split(/\r?\n/);
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!.trim();
-    if (!line) continue;
-    let rec: unknown;
-    try {
-      rec = JSON.parse(line);
-    } catch {
-      throw new LineageError(`line ${i + 1} is not valid JSON`, file);
-    }
-    const v =
-      typeof rec === 'object' && rec !== null && !Array.isArray(rec)
-        ? (rec as Record<string, unknown>)[field]
-        : undefined;
-    if (typeof v !== 'string')
-      throw new LineageError(`line ${i + 1} has no string field '${field}' (choose one with --field)`, file);
-    const d = v.trim();
-    if (d) docs.push(d);
-  }
-  return docs;
-}
-
-/**
- * Reads calibration data. Every file must be non-empty UTF-8 (one-line errors name the file); a directory
- * must hold at least one data file.
- */
-export async function loadDataset(path: string, options: DatasetOptions = {}): Promise<Dataset> {
-  const field = options.field ?? 'text';
-  const separator = options.separator || undefined;
-  let st: Awaited<ReturnType<typeof fsp.stat>>;
-  try {
-    st = await fsp.stat(path);
-  } catch {
-    throw new LineageError('no such file or directory', path);
-  }
-  let files: DatasetFile[];
-  if (st.isDirectory()) {
-    files = await listDir(path);
-    if (!files.length)
-      throw new LineageError('directory holds no data files (.txt, .text, .md, .jsonl, .ndjson)', path);
-  } else files = [{ name: '', path, format: formatOf(path) ?? 'text' }];
-
-  const h = createHash('sha256');
-  h.update('lineage-dataset-v1\0');
-  const texts: { file: DatasetFile; text: string; docs: string[] }[] = [];
-  for (const f of files) {
-    const text = await readTextFile(f.path);
-    const bytes = Buffer.from(text, 'utf8');
-    h.update(`${f.name}\0${bytes.byteLength}\0`);
-    h.update(bytes);
-    const docs =
-      f.format === 'jsonl'
-        ? parseJsonl(text, field, f.path)
-        : separator
-          ? splitDocuments(text, separator)
-          : [text.trim()].filter(Boolean);
-    if (!docs.length) {
-      throw new LineageError(
-        f.format === 'jsonl' ? `no record has a non-empty '${field}'` : 'no document (only separators)',
-        f.path,
-      );
-    }
-    texts.push({ file: f, text, docs });
-  }
-  const hash = `sha256:${h.digest('hex')}`;
-  return {
-    path,
-    files,
-    field,
-    separator,
-    hash,
-    hasJsonl: files.some((f) => f.format === 'jsonl'),
-    documents: () => texts.flatMap((t) => t.docs),
-    stream: () =>
-      texts.map((t) => (t.file.format === 'jsonl' ? t.docs.join('\n\n') : t.text.trim())).join('\n\n'),
-  };
+export function loadDataset(path: string, options: DatasetOptions = {}): Promise<Dataset> {
+  return TextDataset.open(path, options);
 }
 
 export interface SampleOptions {
@@ -232,7 +103,8 @@ export function sampleSequences(
       Int32Array.from(tokenizer.encode(docs[i]!, { bos: true }).slice(0, seqLen)),
     );
   } else {
-    const ids = tokenizer.encode(dataset.stream().trim(), { bos: true });
+    // memoised per tokenizer: a pipeline calibrating member after member tokenizes the stream once
+    const ids = dataset.tokenizeStream(tokenizer);
     available = Math.floor(ids.length / seqLen);
     if (samples > available) {
       const hint =
@@ -242,9 +114,7 @@ export function sampleSequences(
         dataset.path,
       );
     }
-    sequences = choose(available, samples, rng).map((w) =>
-      Int32Array.from(ids.slice(w * seqLen, (w + 1) * seqLen)),
-    );
+    sequences = choose(available, samples, rng).map((w) => ids.slice(w * seqLen, (w + 1) * seqLen));
   }
   return { ...describeSequences(sequences, protocol, seqLen, seed), available };
 }

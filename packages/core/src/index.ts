@@ -30,6 +30,8 @@ export * from './checkpoint/save-model.js';
 // Compression methods
 export * from './compress/method.js';
 export * from './compress/registry.js';
+// Text datasets
+export * from './data/text-dataset.js';
 // Evaluation
 export * from './eval/documents.js';
 export * from './eval/generate.js';

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LineageError, type Tokenizer } from '@lineage/core';
+import { LineageError, TextDataset, type Tokenizer } from '@lineage/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { holdOut, loadSources, tokenizeSources, tokensHash, WindowSampler } from './data.js';
 
@@ -48,6 +48,50 @@ describe('text sources', () => {
     await expect(loadSources(join(tmp, 'missing.txt'))).rejects.toThrow(LineageError);
     expect(() => holdOut([{ name: 'x', documents: ['a'], separator: 's' }], 1)).toThrow(/has only 1/);
     expect(() => holdOut([{ name: 'x', documents: ['a', 'b'] }], 1)).toThrow(/needs data with documents/);
+  });
+});
+
+describe('text sources on core datasets', () => {
+  it('tokenize once per tokenizer: a second load of the same data (the next recovery) reuses the tokens', async () => {
+    const file = join(tmp, 'memo.txt');
+    writeFileSync(file, 'one\n<|sep|>\ntwo\n<|sep|>\nthree\n');
+    let calls = 0;
+    const counting: Tokenizer = {
+      ...charTokenizer,
+      encode: (t, o) => {
+        calls++;
+        return charTokenizer.encode(t, o);
+      },
+    };
+    const a = tokenizeSources(
+      holdOut(await loadSources({ path: file, separator: '<|sep|>' }), 1).train,
+      counting,
+    );
+    expect(calls).toBe(2);
+    const b = tokenizeSources(
+      holdOut(await loadSources({ path: file, separator: '<|sep|>' }), 1).train,
+      counting,
+    );
+    expect(calls).toBe(2);
+    expect(b).toBe(a);
+    expect([...a]).toEqual([1, 111, 110, 101, 1, 116, 119, 111]);
+    // other documents are tokenized anew
+    tokenizeSources(await loadSources({ path: file, separator: '<|sep|>' }), counting);
+    expect(calls).toBe(5);
+  });
+
+  it('reads JSONL records and directories as documents, and takes datasets as they are', async () => {
+    const jsonl = join(tmp, 'recs.jsonl');
+    writeFileSync(jsonl, '{"text": "ab"}\n{"text": "cd"}\n{"text": "ef"}\n');
+    const [src] = await loadSources(jsonl);
+    expect(src!.documents).toEqual(['ab', 'cd', 'ef']);
+    const h = holdOut([src!], 1);
+    expect(h.heldOut).toEqual(['ef']);
+    expect(h.train[0]!.documents).toEqual(['ab', 'cd']);
+    const ds = (await TextDataset.open(jsonl)).slice(1);
+    const [fromDs] = await loadSources([ds]);
+    expect(fromDs!.documents).toEqual(['cd', 'ef']);
+    expect(fromDs!.name).toBe(`${jsonl}[1:3]`);
   });
 });
 

@@ -1,15 +1,16 @@
 import { createHash } from 'node:crypto';
 import {
+  DEFAULT_DOCUMENT_SEPARATOR,
   LineageError,
   Random,
-  readTextFile,
-  splitDocuments,
   type TextData,
+  TextDataset,
   type Tokenizer,
 } from '@lineage/core';
 
 /**
- * Text to train or evaluate on: a file (`path`) or literal `text` (core's `TextData` is one). With a
+ * Text to train or evaluate on: a file or directory (`path`: text, JSONL records in `field`, or a directory
+ * of them, as core's `TextDataset` reads them) or literal `text` (core's `TextData` is one). With a
  * `separator` the text holds documents (e.g. `<|endoftext|>` lines): each is tokenized alone with BOS, and
  * `documents` may pick a range of them. Without one, the whole text is one stream (BOS first).
  */
@@ -17,12 +18,19 @@ export interface TextSource {
   path?: string;
   text?: string;
   separator?: string;
-  /** Documents [start, end) of this source (end exclusive, default: all); needs `separator`. */
+  /** JSONL: the field holding each record's text (default 'text'). */
+  field?: string;
+  /** Documents [start, end) of this source (end exclusive, default: all); needs `separator` or JSONL. */
   documents?: [number, number?];
 }
 
-/** A file path, a source, or several of them (concatenated in order). */
-export type DataInput = string | TextSource | TextData | readonly (string | TextSource | TextData)[];
+/** A file path, a source, a dataset, or several of them (concatenated in order). */
+export type DataInput =
+  | string
+  | TextSource
+  | TextData
+  | TextDataset
+  | readonly (string | TextSource | TextData | TextDataset)[];
 
 /** Resolved text of one source, split into documents (one document when it is a stream). */
 export interface LoadedSource {
@@ -33,62 +41,50 @@ export interface LoadedSource {
   separator?: string;
 }
 
-function sourcesOf(data: DataInput): TextSource[] {
-  const list = Array.isArray(data) ? data : [data];
-  return (list as (string | TextSource)[]).map((d) => (typeof d === 'string' ? { path: d } : d));
+function loaded(ds: TextDataset, path: string | undefined): LoadedSource {
+  // JSONL records get the default separator, which keeps them apart where documents are joined into text
+  const separator = ds.separator ?? (ds.hasJsonl ? DEFAULT_DOCUMENT_SEPARATOR : undefined);
+  return {
+    name: ds.name,
+    ...(path !== undefined ? { path } : {}),
+    documents: ds.documents(),
+    ...(separator ? { separator } : {}),
+  };
 }
 
-/** Reads every source (files through core's readTextFile: missing, empty and non-UTF-8 files are refused). */
-export async function loadSources(data: DataInput, what = 'data'): Promise<LoadedSource[]> {
-  const sources = sourcesOf(data);
-  if (!sources.length) throw new LineageError(`no ${what} given`);
-  const out: LoadedSource[] = [];
-  for (const s of sources) {
-    if (s.text === undefined && s.path === undefined)
-      throw new LineageError(`a ${what} source needs a path or a text`);
-    const text = s.text ?? (await readTextFile(s.path!));
-    const name = s.path ?? '<text>';
-    let documents: string[];
-    if (s.separator) documents = splitDocuments(text, s.separator);
-    else {
-      if (s.documents) throw new LineageError(`a document range needs a document separator`, s.path);
-      const t = text.trim();
-      documents = t ? [t] : [];
-    }
-    let range = '';
-    if (s.documents) {
-      const [start, end = documents.length] = s.documents;
-      if (
-        !(
-          Number.isInteger(start) &&
-          Number.isInteger(end) &&
-          start >= 0 &&
-          start < end &&
-          end <= documents.length
-        )
-      ) {
-        throw new LineageError(
-          `document range [${start}, ${end}) is not within the ${documents.length} documents`,
-          s.path,
-        );
-      }
-      documents = documents.slice(start, end);
-      range = `[${start}:${end}]`;
-    }
-    if (!documents.length) throw new LineageError('holds no text', s.path);
-    out.push({
-      name: `${name}${range}`,
-      ...(s.path ? { path: s.path } : {}),
-      documents,
-      ...(s.separator ? { separator: s.separator } : {}),
-    });
+async function open(s: string | TextSource | TextDataset, what: string): Promise<LoadedSource> {
+  if (s instanceof TextDataset) return loaded(s, s.path === '<text>' ? undefined : s.path);
+  const src = typeof s === 'string' ? { path: s } : s;
+  if (src.text === undefined && src.path === undefined)
+    throw new LineageError(`a ${what} source needs a path or a text`);
+  const sep = src.separator ? { separator: src.separator } : {};
+  let ds =
+    src.text !== undefined
+      ? TextDataset.fromText(src.text, { ...sep, ...(src.path ? { path: src.path } : {}) })
+      : await TextDataset.open(src.path!, { ...sep, ...(src.field ? { field: src.field } : {}) });
+  if (src.documents) {
+    if (!ds.hasDocuments) throw new LineageError(`a document range needs a document separator`, src.path);
+    ds = ds.slice(src.documents[0], src.documents[1]);
   }
+  return loaded(ds, src.path);
+}
+
+/**
+ * Reads every source through core's `TextDataset` (missing, empty and non-UTF-8 files are refused; `.jsonl`
+ * files and directories are read as datasets).
+ */
+export async function loadSources(data: DataInput, what = 'data'): Promise<LoadedSource[]> {
+  const list = (Array.isArray(data) ? data : [data]) as (string | TextSource | TextDataset)[];
+  if (!list.length) throw new LineageError(`no ${what} given`);
+  const out: LoadedSource[] = [];
+  for (const s of list) out.push(await open(s, what));
   return out;
 }
 
 /**
- * Splits off the last `n` documents of the last source that has documents, for held-out evaluation.
- * Returns the training sources (that source shortened) and the held-out documents.
+ * Splits off the last `n` documents of the last source that has documents, for held-out evaluation
+ * (core's `TextDataset.split`). Returns the training sources (that source shortened) and the held-out
+ * documents.
  */
 export function holdOut(
   sources: LoadedSource[],
@@ -101,37 +97,45 @@ export function holdOut(
       idx = i;
       break;
     }
-  if (idx < 0) throw new LineageError('holdout needs data with documents (a document separator)');
-  const src = sources[idx]!;
-  if (src.documents.length <= n) {
+  if (idx < 0) {
+    const last = sources[sources.length - 1];
     throw new LineageError(
-      `cannot hold out ${n} documents: ${src.name} has only ${src.documents.length}`,
-      src.path,
+      'holdout needs data with documents (a document separator, or JSONL); this is one stream',
+      last?.path ?? last?.name,
     );
   }
-  const keep = src.documents.length - n;
+  const src = sources[idx]!;
+  const ds = TextDataset.fromDocuments(src.documents, {
+    separator: src.separator!,
+    path: src.path ?? src.name,
+  });
+  const split = ds.split({ holdout: n });
+  const keep = split.train.length;
   const train = sources.slice();
-  train[idx] = { ...src, name: `${src.name}[0:${keep}]`, documents: src.documents.slice(0, keep) };
+  train[idx] = { ...src, name: `${src.name}[0:${keep}]`, documents: split.train.documents() };
   return {
     train,
-    heldOut: src.documents.slice(keep),
+    heldOut: split.heldOut.documents(),
     separator: src.separator!,
     from: `${src.name}[${keep}:]`,
   };
 }
 
-/** One token stream: every document encoded with BOS, concatenated (documents of all sources in order). */
+/**
+ * One token stream: every document encoded with BOS, concatenated (documents of all sources in order).
+ * Memoised per tokenizer object and documents (core's `TextDataset.tokenize`): successive recoveries on the
+ * same data tokenize it once. The result may be shared: do not modify it.
+ */
 export function tokenizeSources(sources: LoadedSource[], tokenizer: Tokenizer): Int32Array {
-  const parts: number[][] = [];
-  let total = 0;
-  for (const s of sources) {
-    for (const d of s.documents) {
-      const ids = tokenizer.encode(d, { bos: true });
-      parts.push(ids);
-      total += ids.length;
-    }
-  }
-  const out = new Int32Array(total);
+  const parts = sources.map(
+    (s) =>
+      TextDataset.fromDocuments(s.documents, {
+        ...(s.separator ? { separator: s.separator } : {}),
+        path: s.name,
+      }).tokenize(tokenizer).tokens,
+  );
+  if (parts.length === 1) return parts[0]!;
+  const out = new Int32Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {
     out.set(p, at);

@@ -1,4 +1,4 @@
-import { loadModel, perplexity, readTextFile } from '@lineage/core';
+import { loadModel, perplexity, TextDataset } from '@lineage/core';
 import type { Command } from 'commander';
 import { selectBackend } from '../backend.js';
 import { defaultEvalData, defaultModel } from '../defaults.js';
@@ -9,6 +9,7 @@ import { addBackendOptions, addJsonOption, addModelOptions, parseIntArg } from '
 interface EvalFlags {
   data?: string;
   docSeparator?: string;
+  field?: string;
   seqLen?: number;
   batchSize?: number;
   limit?: number;
@@ -22,14 +23,18 @@ export function evalCommand(program: Command): void {
   const cmd = program
     .command('eval')
     .description(
-      'perplexity on a text file: documents protocol with --doc-separator, else one stream in windows',
+      'perplexity on text (a file, JSONL, or a directory of them): documents protocol with --doc-separator or JSONL, else one stream in windows',
     )
     .argument('[model]', 'llama2.c .bin file or Hugging Face directory (default: ../shared stories260K)')
-    .option('--data <file>', 'UTF-8 text file (default: ../shared TinyStories dev set)')
+    .option(
+      '--data <path>',
+      'UTF-8 text or JSONL file, or a directory of them (default: ../shared TinyStories dev set)',
+    )
     .option(
       '--doc-separator <s>',
       'documents protocol: split on lines equal to <s>; each document scored alone with BOS',
     )
+    .option('--field <name>', 'JSONL: the field holding each record’s text', 'text')
     .option(
       '--seq-len <n>',
       'window (stream) or truncation (documents) length; default: model context',
@@ -49,11 +54,14 @@ export function evalCommand(program: Command): void {
       dataPath = d.path;
       separator ??= d.separator;
     }
-    const text = await readTextFile(dataPath);
+    const dataset = await TextDataset.open(dataPath, {
+      ...(separator ? { separator } : {}),
+      ...(o.field ? { field: o.field } : {}),
+    });
+    const { text, protocol, separator: docSeparator } = dataset.evalText();
     const { model } = await loadModel(path, { tokenizer: o.tokenizer });
     const backend = await selectBackend(o);
     const progress = createProgress();
-    const protocol = separator ? 'documents' : 'stream';
     const t0 = performance.now();
     let started = false;
     let lastDone = 0;
@@ -63,7 +71,7 @@ export function evalCommand(program: Command): void {
       text,
       {
         protocol,
-        ...(separator ? { separator } : {}),
+        ...(docSeparator ? { separator: docSeparator } : {}),
         ...(o.seqLen ? { seqLen: o.seqLen } : {}),
         ...(o.limit ? { limit: o.limit } : {}),
         batchSize: o.batchSize ?? 8,
@@ -91,6 +99,7 @@ export function evalCommand(program: Command): void {
       seqLen: r.seqLen,
       model: path,
       data: dataPath,
+      dataHash: dataset.hash,
       backend: backend.name,
       device: backend.device,
       seconds,

@@ -1,14 +1,7 @@
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import {
-  LineageError,
-  type LlamaModel,
-  type Logger,
-  loadModel,
-  readTextFile,
-  saveModel,
-} from '@lineage/core';
-import type { CommonTrainOptions, Schedule, TextSource, TrainResult } from '@lineage/distill';
+import { LineageError, type LlamaModel, type Logger, loadModel, saveModel, TextDataset } from '@lineage/core';
+import type { CommonTrainOptions, Schedule, TrainResult } from '@lineage/distill';
 import { l1, train } from '@lineage/distill';
 import { type Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { selectBackend } from '../backend.js';
@@ -19,6 +12,7 @@ import { addBackendOptions, addJsonOption, addModelOptions, parseFloatArg, parse
 export interface TrainingFlags {
   data?: string[];
   docSeparator?: string;
+  field?: string;
   tokens: number;
   out: string;
   seqLen?: number;
@@ -81,8 +75,13 @@ function collect(v: string, prev: string[] | undefined): string[] {
 /** Adds the data, budget, schedule, evaluation, checkpoint and output options. */
 export function addTrainingOptions(cmd: Command): Command {
   cmd
-    .option('--data <file>', 'training text (repeat for several files, used in order)', collect)
+    .option(
+      '--data <path>',
+      'training text: a text or JSONL file or a directory of them (repeat for several, used in order)',
+      collect,
+    )
     .option('--doc-separator <s>', 'documents are separated by lines equal to <s> (each gets BOS)')
+    .option('--field <name>', 'JSONL data: the field holding each record’s text', 'text')
     .requiredOption(
       '--tokens <n>',
       'training budget in tokens (e.g. 300k): steps = tokens / (batch × seq-len)',
@@ -173,10 +172,12 @@ function stderrLogger(): Logger {
   return { info: log, warn: (m) => log(`warning: ${m}`), debug: () => {} };
 }
 
-async function asSource(path: string, separator: string | undefined): Promise<TextSource> {
-  // only files that hold the separator are documents; others are one stream
-  const text = await readTextFile(path);
-  return separator && text.includes(separator) ? { path, text, separator } : { path, text };
+/** Training or evaluation data: only files that hold the separator have documents; others are one stream. */
+function openData(path: string, o: TrainingFlags): Promise<TextDataset> {
+  return TextDataset.open(path, {
+    ...(o.docSeparator ? { separator: o.docSeparator, separatorIfFound: true } : {}),
+    ...(o.field ? { field: o.field } : {}),
+  });
 }
 
 function nonEmptyDir(p: string): boolean {
@@ -217,8 +218,8 @@ export async function prepareRun(o: TrainingFlags): Promise<PreparedRun> {
   if (!o.force && nonEmptyDir(out))
     throw new LineageError('output exists (pass --force to replace it)', o.out);
   if (o.resume && o.restart) throw new LineageError('--resume and --restart exclude each other');
-  const data = await Promise.all(o.data.map((d) => asSource(d, o.docSeparator)));
-  const evalData = o.evalData ? await asSource(o.evalData, o.docSeparator) : undefined;
+  const data = await Promise.all(o.data.map((d) => openData(d, o)));
+  const evalData = o.evalData ? await openData(o.evalData, o) : undefined;
   const runDir = resolve(o.runDir ?? `${out}.run`);
   const checkpointDir = resolve(runDir, 'checkpoint');
   const { abort, dispose } = abortOnSigint();

@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import type { Backend } from '../backend/backend.js';
 import { Ops } from '../backend/ops.js';
+import { memoised } from '../data/token-memo.js';
 import type { LlamaModel } from '../nn/llama.js';
 import { LineageError } from '../util/errors.js';
 import { splitDocuments } from './documents.js';
@@ -49,25 +51,32 @@ export function evalSequences(
       `sequence length ${seqLen} exceeds the model's context of ${model.config.maxPositions}`,
     );
   }
-  let seqs: number[][];
-  if (opts.protocol === 'documents') {
-    if (!opts.separator) throw new LineageError('the documents protocol needs a separator');
-    const docs = splitDocuments(text, opts.separator);
-    seqs = docs.slice(0, opts.limit ?? docs.length).map((d) => tok.encode(d, { bos: true }).slice(0, seqLen));
-  } else {
-    const ids = tok.encode(text.trim(), { bos: true });
-    seqs = [];
-    for (
-      let i = 0;
-      i + 1 < ids.length && seqs.length < (opts.limit ?? Number.POSITIVE_INFINITY);
-      i += seqLen
-    ) {
-      seqs.push(ids.slice(i, i + seqLen));
+  if (opts.protocol === 'documents' && !opts.separator)
+    throw new LineageError('the documents protocol needs a separator');
+  // memoised per tokenizer: a trainer evaluating every n steps, or once per recovery, tokenizes once
+  const key = `eval\0${createHash('sha256').update(text).digest('hex')}\0${opts.protocol}\0${opts.separator ?? ''}\0${seqLen}\0${opts.limit ?? ''}`;
+  const seqs = memoised(tok, key, () => {
+    let seqs: number[][];
+    if (opts.protocol === 'documents') {
+      const docs = splitDocuments(text, opts.separator!);
+      seqs = docs
+        .slice(0, opts.limit ?? docs.length)
+        .map((d) => tok.encode(d, { bos: true }).slice(0, seqLen));
+    } else {
+      const ids = tok.encode(text.trim(), { bos: true });
+      seqs = [];
+      for (
+        let i = 0;
+        i + 1 < ids.length && seqs.length < (opts.limit ?? Number.POSITIVE_INFINITY);
+        i += seqLen
+      ) {
+        seqs.push(ids.slice(i, i + seqLen));
+      }
     }
-  }
-  seqs = seqs.filter((s) => s.length >= 2);
+    return seqs.filter((s) => s.length >= 2);
+  });
   if (!seqs.length) throw new LineageError('the data yields no sequence of at least two tokens', file);
-  return seqs;
+  return seqs.map((s) => s.slice());
 }
 
 /**
