@@ -20,8 +20,7 @@
 // sensitive to other work on the machine. LINEAGE_BENCH_REAL=0 skips the stories260K run (100 documents on
 // cpu, 16 on webgpu).
 import os from 'node:os';
-import { initModel, llamaConfig, loadModel, Ops, perplexity, readTextFile } from '@lineage/core';
-import { sharedPath } from '@lineage/core/testing';
+import { initModel, llamaConfig, loadModel, Ops, perplexity, readTextFile, sharedPath } from '@lineage/core';
 import { createOnnxruntimeBackend } from '../dist/index.js';
 
 const configs = (process.env.LINEAGE_BENCH_DEVICES ?? 'cpu,cpu:1,webgpu').split(',').map((s) => s.trim());

@@ -15,8 +15,8 @@ import {
   perplexity,
   readTextFile,
   saveModel,
+  sharedPath,
 } from '../dist/index.js';
-import { sharedPath } from '../dist/testing/index.js';
 
 const backendName = process.env.LINEAGE_BENCH_BACKEND ?? 'js';
 const backend = await getBackend(backendName);

@@ -18,8 +18,15 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { getBackend, JsBackend, loadModel, perplexity, readTextFile, splitDocuments } from '@lineage/core';
-import { sharedPath } from '@lineage/core/testing';
+import {
+  getBackend,
+  JsBackend,
+  loadModel,
+  perplexity,
+  readTextFile,
+  sharedPath,
+  splitDocuments,
+} from '@lineage/core';
 import { distill, perturbLinearWeights } from '../dist/index.js';
 
 const { values: a } = parseArgs({

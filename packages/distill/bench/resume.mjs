@@ -9,8 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { getBackend, JsBackend, loadModel, namedParameters } from '@lineage/core';
-import { sharedPath } from '@lineage/core/testing';
+import { getBackend, JsBackend, loadModel, namedParameters, sharedPath } from '@lineage/core';
 import { distill, perturbLinearWeights } from '../dist/index.js';
 
 const { values: a } = parseArgs({ options: { backend: { type: 'string', default: 'js' } } });

@@ -15,8 +15,15 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { getBackend, initModel, JsBackend, llamaConfig, loadTokenizer, readTextFile } from '@lineage/core';
-import { sharedPath } from '@lineage/core/testing';
+import {
+  getBackend,
+  initModel,
+  JsBackend,
+  llamaConfig,
+  loadTokenizer,
+  readTextFile,
+  sharedPath,
+} from '@lineage/core';
 import { distill, perturbLinearWeights, trainingFlops } from '../dist/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
