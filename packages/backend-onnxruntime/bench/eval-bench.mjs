@@ -184,7 +184,8 @@ for (const config of configs) {
   };
   results[config] = r;
   for (const k of ['gflops', 'gflopsPerCpuSecond']) sane(`${config} MatMul ${k}`, mm[k]);
-  for (const k of ['tokensPerSecond', 'gflops', 'gflopsPerCpuSecond', 'meanNll']) sane(`${config} eval ${k}`, syn[k]);
+  for (const k of ['tokensPerSecond', 'gflops', 'gflopsPerCpuSecond', 'meanNll'])
+    sane(`${config} eval ${k}`, syn[k]);
   if (real) for (const k of ['tokensPerSecond', 'ppl']) sane(`${config} stories260K ${k}`, real[k]);
   console.log(
     `onnxruntime ${device} (${threads ? `${threads} thread${threads > 1 ? 's' : ''}` : 'default threads'}; node ${process.version}; load average ${os.loadavg()[0].toFixed(1)} on ${os.availableParallelism()} cores)`,

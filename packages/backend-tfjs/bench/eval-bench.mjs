@@ -174,11 +174,14 @@ for (const engine of ENGINES) {
     const [tm, tk, tn] = TRAP;
     const x = tf.tensor2d(rand(tm * tk, 3), [tm, tk]);
     const w = tf.tensor2d(rand(tn * tk, 4), [tn, tk]);
-    const s = await timeIt(async () => {
-      const y = tf.matMul(x, w, false, true);
-      await y.data();
-      y.dispose();
-    }, Math.min(1, SECONDS));
+    const s = await timeIt(
+      async () => {
+        const y = tf.matMul(x, w, false, true);
+        await y.data();
+        y.dispose();
+      },
+      Math.min(1, SECONDS),
+    );
     tf.dispose([x, w]);
     results.wasmTrap = {
       tfjsTransposeB: (2 * tm * tk * tn) / s / 1e9,

@@ -30,6 +30,7 @@ import {
   Random,
   saveModel,
 } from '@lineage/core';
+import { benchShape, sane, smoke } from '../../../scripts/bench-kit.mjs';
 import {
   computeStats,
   GramAccumulator,
@@ -38,7 +39,6 @@ import {
   sampleSequences,
   walkLayers,
 } from '../dist/index.js';
-import { benchShape, sane, smoke } from '../../../scripts/bench-kit.mjs';
 
 const args = process.argv.slice(2);
 const flag = (name, dflt) => {
@@ -305,7 +305,11 @@ if (!args.includes('--skip-memory') && noTime) {
       for (const k of ['timeMaxRssBytes', 'tokensPerSecond', 'tokensPerCpuSecond'])
         sane(`memory ${r.layers} layers ${k}`, r[k]);
       // At smoke sizes the runtime's own allocations dwarf the terms: the bound only means something at full size.
-      const ok = smoke ? '(bound not judged at smoke sizes)' : r.timeMaxRssBytes <= results.memory.bound ? 'PASS' : 'FAIL';
+      const ok = smoke
+        ? '(bound not judged at smoke sizes)'
+        : r.timeMaxRssBytes <= results.memory.bound
+          ? 'PASS'
+          : 'FAIL';
       console.log(
         `  ${r.layers} layers: peak RSS ${MiB(r.timeMaxRssBytes)} ${ok} (${(r.timeMaxRssBytes / results.memory.bound).toFixed(3)} of the bound; (peak − baseline) = ${((r.timeMaxRssBytes - baseline) / (layerWeights + activations + statsHeld)).toFixed(2)} × the terms), ${r.tokensPerSecond.toFixed(1)} tokens/s wall, ${r.tokensPerCpuSecond.toFixed(1)} per CPU-second`,
       );

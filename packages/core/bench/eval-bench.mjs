@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { benchShape, pythonMissing, sane, smoke } from '../../../scripts/bench-kit.mjs';
 import {
   getBackend,
   initModel,
@@ -22,7 +23,6 @@ import {
   saveModel,
   sharedPath,
 } from '../dist/index.js';
-import { benchShape, pythonMissing, sane, smoke } from '../../../scripts/bench-kit.mjs';
 
 const SECONDS = smoke ? 0.05 : 1; // minimum timed seconds per measurement
 
@@ -126,7 +126,10 @@ const results = {};
     const T = Number(process.env.LINEAGE_BENCH_SEQ ?? (smoke ? 16 : 256));
     const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % cfg.vocabSize);
     const ops = new Ops(backend);
-    const s = await timeIt(() => ops.tidy(async () => ops.readF32(await model.forward(ops, ids, B))), 5 * SECONDS);
+    const s = await timeIt(
+      () => ops.tidy(async () => ops.readF32(await model.forward(ops, ids, B))),
+      5 * SECONDS,
+    );
     const lengths = Array.from({ length: B }, () => T);
     results.stories42M = {
       batch: B,
