@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 // Benches and scripts import @lineage/core's entries from plain node, where vitest refuses to load; a
 // static vitest import in any of them crashed every bench at import. Each built entry must import cleanly.
 const dist = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist');
-const entries = ['index.js', 'testing/index.js'];
+const entries = ['index.js', 'backend.js', 'testing/index.js'];
 
 describe('built entries import outside vitest', () => {
   for (const entry of entries) {
