@@ -7,6 +7,9 @@ import type * as Vitest from 'vitest';
 // only under vitest (see conformance.ts). A static import here once made every bench crash at import.
 const vitest: typeof Vitest | undefined = process.env.VITEST ? await import('vitest') : undefined;
 
+// Outside vitest: directories to remove at exit, under one listener however many a script makes.
+const atExit = new Set<string>();
+
 /**
  * A fresh directory under the OS temp dir, removed when the current test finishes (inside a test) or
  * after the current suite (at collection time), so test runs leave nothing behind in /tmp. Outside
@@ -16,7 +19,11 @@ export function tempDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   const clean = () => rmSync(dir, { recursive: true, force: true });
   if (!vitest) {
-    process.once('exit', clean);
+    if (atExit.size === 0)
+      process.once('exit', () => {
+        for (const d of atExit) rmSync(d, { recursive: true, force: true });
+      });
+    atExit.add(dir);
     return dir;
   }
   try {
