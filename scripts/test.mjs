@@ -1,8 +1,11 @@
 // Runs every package's tests through turbo, then prints one summary line over all packages:
 // "N passed, N failed, N skipped" (CI reads it). Each package's vitest writes .vitest-report.json.
+// A full run (no arguments) then runs every bench's smoke mode (scripts/bench-smoke.mjs) and counts each
+// bench as one test, so a bench that stops working fails CI; LINEAGE_BENCH_SMOKE=0 leaves them out.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { runBenchSmoke } from './bench-smoke.mjs';
 
 const root = join(import.meta.dirname, '..');
 const pkgs = readdirSync(join(root, 'packages'))
@@ -35,6 +38,14 @@ for (const d of pkgs) {
   // Suites that failed to load report no tests but must not pass silently.
   for (const s of rep.testResults ?? [])
     if (s.status === 'failed' && s.assertionResults.length === 0) failed += 1;
+}
+
+const filtered = process.argv.length > 2;
+if (!filtered && process.env.LINEAGE_BENCH_SMOKE !== '0') {
+  console.log('\nbench smoke runs (tiny sizes; `pnpm bench` measures):');
+  const smoke = await runBenchSmoke();
+  passed += smoke.passed;
+  failed += smoke.failed;
 }
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(r.status !== 0 || failed > 0 ? 1 : 0);

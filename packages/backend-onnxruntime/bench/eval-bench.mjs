@@ -19,14 +19,19 @@
 // is the best call seen (wall time), with GFLOP per CPU-second (all threads) beside it, which is far less
 // sensitive to other work on the machine. LINEAGE_BENCH_REAL=0 skips the stories260K run (100 documents on
 // cpu, 16 on webgpu).
+// --smoke (or LINEAGE_BENCH_SMOKE=1): cpu only, a tiny model, a 256³ MatMul, 4 documents, a fraction of a
+// second per figure; fails unless every figure is finite and positive (scripts/bench-smoke.mjs runs it in CI).
 import os from 'node:os';
-import { initModel, llamaConfig, loadModel, Ops, perplexity, readTextFile } from '@lineage/core';
-import { sharedPath } from '@lineage/core/testing';
+import { initModel, llamaConfig, loadModel, Ops, perplexity, readTextFile, sharedPath } from '@lineage/core';
+import { benchShape, sane, smoke } from '../../../scripts/bench-kit.mjs';
 import { createOnnxruntimeBackend } from '../dist/index.js';
 
-const configs = (process.env.LINEAGE_BENCH_DEVICES ?? 'cpu,cpu:1,webgpu').split(',').map((s) => s.trim());
-const minSeconds = Number(process.env.LINEAGE_BENCH_SECONDS ?? 3);
-const rounds = Number(process.env.LINEAGE_BENCH_ROUNDS ?? 2);
+const configs = (process.env.LINEAGE_BENCH_DEVICES ?? (smoke ? 'cpu' : 'cpu,cpu:1,webgpu'))
+  .split(',')
+  .map((s) => s.trim());
+const minSeconds = Number(process.env.LINEAGE_BENCH_SECONDS ?? (smoke ? 0.05 : 3));
+const rounds = Number(process.env.LINEAGE_BENCH_ROUNDS ?? (smoke ? 1 : 2));
+const MM = smoke ? 256 : 2048; // the MatMul yardstick's size
 const env = (k, d) => Number(process.env[k] ?? d);
 
 function linearParams(model) {
@@ -75,7 +80,7 @@ function rand(n, seed) {
 }
 
 async function matmul2048(backend) {
-  const n = 2048;
+  const n = MM;
   const ops = new Ops(backend);
   const a = ops.upload(rand(n * n, 1), [n, n]);
   const b = ops.upload(rand(n * n, 2), [n, n]);
@@ -87,18 +92,11 @@ async function matmul2048(backend) {
   });
   ops.dispose(a, b);
   const flops = 2 * n ** 3;
-  return { gflops: flops / t.wall / 1e9, gflopsPerCpuSecond: flops / t.cpu / 1e9 };
+  return { size: n, gflops: flops / t.wall / 1e9, gflopsPerCpuSecond: flops / t.cpu / 1e9 };
 }
 
 async function evalSynthetic(backend, B, T) {
-  const cfg = llamaConfig({
-    dim: 512,
-    layers: 8,
-    heads: 8,
-    hidden: 1376,
-    vocab: 32000,
-    context: Math.max(1024, T),
-  });
+  const cfg = llamaConfig({ ...benchShape, context: Math.max(benchShape.context, T) });
   const model = initModel(cfg, { seed: 1 });
   const ops = new Ops(backend);
   const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + 13) % cfg.vocabSize);
@@ -152,8 +150,8 @@ for (const config of configs) {
   const [device, t] = config.split(':');
   const threads = t ? Number(t) : undefined;
   const gpu = device !== 'cpu';
-  const B = gpu ? env('LINEAGE_BENCH_GPU_BATCH', 1) : env('LINEAGE_BENCH_BATCH', 4);
-  const T = gpu ? env('LINEAGE_BENCH_GPU_SEQ', 128) : env('LINEAGE_BENCH_SEQ', 512);
+  const B = gpu ? env('LINEAGE_BENCH_GPU_BATCH', 1) : env('LINEAGE_BENCH_BATCH', smoke ? 1 : 4);
+  const T = gpu ? env('LINEAGE_BENCH_GPU_SEQ', smoke ? 16 : 128) : env('LINEAGE_BENCH_SEQ', smoke ? 16 : 512);
   let backend;
   try {
     backend = await createOnnxruntimeBackend({ device, ...(threads ? { threads } : {}) });
@@ -173,7 +171,7 @@ for (const config of configs) {
   }
   const real =
     process.env.LINEAGE_BENCH_REAL !== '0' && !realDone.has(device)
-      ? await evalStories260K(backend, gpu ? 16 : 100)
+      ? await evalStories260K(backend, smoke ? 4 : gpu ? 16 : 100)
       : undefined;
   realDone.add(device);
   await backend.close();
@@ -185,14 +183,18 @@ for (const config of configs) {
     stories260K: real,
   };
   results[config] = r;
+  for (const k of ['gflops', 'gflopsPerCpuSecond']) sane(`${config} MatMul ${k}`, mm[k]);
+  for (const k of ['tokensPerSecond', 'gflops', 'gflopsPerCpuSecond', 'meanNll'])
+    sane(`${config} eval ${k}`, syn[k]);
+  if (real) for (const k of ['tokensPerSecond', 'ppl']) sane(`${config} stories260K ${k}`, real[k]);
   console.log(
     `onnxruntime ${device} (${threads ? `${threads} thread${threads > 1 ? 's' : ''}` : 'default threads'}; node ${process.version}; load average ${os.loadavg()[0].toFixed(1)} on ${os.availableParallelism()} cores)`,
   );
   console.log(
-    `  2048³ MatMul: ${mm.gflops.toFixed(1)} GFLOP/s (${mm.gflopsPerCpuSecond.toFixed(1)} per CPU-second)`,
+    `  ${MM}³ MatMul: ${mm.gflops.toFixed(1)} GFLOP/s (${mm.gflopsPerCpuSecond.toFixed(1)} per CPU-second)`,
   );
   console.log(
-    `  stories42M-shape eval (${B}×${T} tokens per forward): ${syn.tokensPerSecond.toFixed(0)} tokens/s, ${syn.gflops.toFixed(1)} GFLOP/s = ${(100 * r.ratio).toFixed(0)}% of the MatMul (per CPU-second: ${syn.gflopsPerCpuSecond.toFixed(1)} = ${(100 * r.cpuTimeRatio).toFixed(0)}%)`,
+    `  ${smoke ? 'tiny' : 'stories42M'}-shape eval (${B}×${T} tokens per forward): ${syn.tokensPerSecond.toFixed(0)} tokens/s, ${syn.gflops.toFixed(1)} GFLOP/s = ${(100 * r.ratio).toFixed(0)}% of the MatMul (per CPU-second: ${syn.gflopsPerCpuSecond.toFixed(1)} = ${(100 * r.cpuTimeRatio).toFixed(0)}%)`,
   );
   if (real) {
     console.log(

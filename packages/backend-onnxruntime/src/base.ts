@@ -3,35 +3,37 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import {
   type AttentionOptions,
-  attentionDims,
   type Backend,
   type BackendOptions,
   type BinaryOp,
-  broadcastShapes,
   type ComputeDType,
+  JsBackend,
+  LineageError,
+  type MatmulOptions,
+  type ReduceOp,
+  type Shape,
+  sizeOf,
+  type Tensor,
+  type UnaryOp,
+} from '@lineage/core';
+import {
+  attentionDims,
+  broadcastShapes,
   checkGatherIds,
   checkTargets,
   checkUpload,
   concatShape,
   crossEntropyDims,
-  JsBackend,
-  LineageError,
-  type MatmulOptions,
   matmulDims,
   normAxis,
-  type ReduceOp,
   reduceDims,
   reshapeDims,
   rmsNormDims,
   ropeDims,
-  type Shape,
   sameShape,
-  sizeOf,
   sliceDims,
-  type Tensor,
   transposeDims,
-  type UnaryOp,
-} from '@lineage/core';
+} from '@lineage/core/backend';
 import * as G from './kernels.js';
 import {
   INSTALL_COMMAND,

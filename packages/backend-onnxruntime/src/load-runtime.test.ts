@@ -1,4 +1,5 @@
-import { getBackend, listBackends, resetBackends } from '@lineage/core';
+import { getBackend, listBackends } from '@lineage/core';
+import { resetBackends } from '@lineage/core/testing';
 import { describe, expect, it, vi } from 'vitest';
 import { createOnnxruntimeBackend } from './base.js';
 import { INSTALL_COMMAND, loadRuntime, nativeBinFolder } from './load-runtime.js';

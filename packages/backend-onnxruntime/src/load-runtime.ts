@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { LineageError } from '@lineage/core';
 import type * as OrtNode from 'onnxruntime-node';
+import pkg from '../package.json' with { type: 'json' };
 
 /** The onnxruntime-node module (or a compatible object injected through `options.ort`). */
 export type OrtModule = typeof OrtNode;
@@ -12,8 +13,8 @@ export type OrtTensor = OrtNode.Tensor;
 export type OrtSession = OrtNode.InferenceSession;
 export type OrtSessionOptions = OrtNode.InferenceSession.SessionOptions;
 
-/** The version this package is built and tested against. */
-export const ORT_VERSION = '1.30.0';
+/** The version this package is built and tested against: its pinned dependency (package.json). */
+export const ORT_VERSION: string = pkg.dependencies['onnxruntime-node'];
 
 export const INSTALL_COMMAND = `npm install onnxruntime-node@${ORT_VERSION}`;
 

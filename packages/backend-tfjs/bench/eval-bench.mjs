@@ -8,11 +8,29 @@
 //   node bench/eval-bench.mjs                       (after `pnpm --filter @lineage/backend-tfjs build`)
 //   LINEAGE_BENCH_ENGINES=wasm,cpu,webgpu           engines to run (default: all that start)
 //   LINEAGE_BENCH_SECONDS=3                         minimum timed seconds per measurement
+//   --smoke (or LINEAGE_BENCH_SMOKE=1)             wasm and cpu engines, a tiny model, 256³ matmuls, a fraction
+//                                                   of a second each; fails unless every figure is finite and positive
 import { getBackend, initModel, llamaConfig, Ops } from '@lineage/core';
+import { benchShape, sane, smoke } from '../../../scripts/bench-kit.mjs';
 import { createTfjsBackend } from '../dist/base.js';
 
-const SECONDS = Number(process.env.LINEAGE_BENCH_SECONDS ?? 3);
-const ENGINES = (process.env.LINEAGE_BENCH_ENGINES ?? 'wasm,webgpu,cpu').split(',').filter(Boolean);
+const SECONDS = Number(process.env.LINEAGE_BENCH_SECONDS ?? (smoke ? 0.05 : 3));
+const ENGINES = (process.env.LINEAGE_BENCH_ENGINES ?? (smoke ? 'wasm,cpu' : 'wasm,webgpu,cpu'))
+  .split(',')
+  .filter(Boolean);
+const MM = smoke ? 256 : 2048; // the MatMul yardstick's size
+// Tokens per eval step: [B, T] on fast engines and on slow ones (pure-JS cpu, software WebGPU).
+const [FAST, SLOW] = smoke
+  ? [
+      [1, 16],
+      [1, 16],
+    ]
+  : [
+      [2, 256],
+      [1, 64],
+    ];
+// The wasm matmul trap's x·Wᵀ shape (stories42M's gate projection on 512 tokens).
+const TRAP = smoke ? [64, 64, 172] : [512, 512, 1376];
 
 function rand(n, seed) {
   const a = new Float32Array(n);
@@ -36,7 +54,7 @@ async function timeIt(fn, seconds = SECONDS) {
   return (performance.now() - t0) / 1000 / n;
 }
 
-const cfg = llamaConfig({ dim: 512, layers: 8, heads: 8, hidden: 1376, vocab: 32000, context: 1024 });
+const cfg = llamaConfig(benchShape);
 const model = initModel(cfg, { seed: 1 });
 
 function linearParams() {
@@ -92,26 +110,28 @@ async function matmulGflops(backend, m, k, n, transposeB = false) {
 const results = { node: process.version, engines: {} };
 const f = (x, d = 1) => (x === undefined ? 'n/a' : x.toFixed(d));
 
-// 1. Yardstick: one 2048³ onnxruntime MatMul, through @lineage/backend-onnxruntime (built beside us).
+// 1. Yardstick: one 2048³ (smoke: 256³) onnxruntime MatMul, through @lineage/backend-onnxruntime (built beside us).
 try {
   const ort = await import('../../backend-onnxruntime/dist/base.js');
   const be = await ort.createOnnxruntimeBackend({ device: 'cpu' });
-  results.ort2048 = await matmulGflops(be, 2048, 2048, 2048);
+  results.ort2048 = await matmulGflops(be, MM, MM, MM);
   await be.close?.();
 } catch (e) {
   results.ort2048 = undefined;
   results.ort2048Error = String(e?.message ?? e).split('\n')[0];
 }
 console.log(
-  `onnxruntime 2048³ MatMul: ${f(results.ort2048)} GFLOP/s${results.ort2048Error ? ` (${results.ort2048Error})` : ''}`,
+  `onnxruntime ${MM}³ MatMul: ${f(results.ort2048)} GFLOP/s${results.ort2048Error ? ` (${results.ort2048Error})` : ''}`,
 );
 
 // 2. The js reference backend on the same model.
 {
   const js = await getBackend('js');
-  results.js = await evalSynthetic(js, 2, 256);
+  results.js = await evalSynthetic(js, ...FAST);
+  sane('js eval tokensPerSecond', results.js.tokensPerSecond);
+  sane('js eval gflops', results.js.gflops);
   console.log(
-    `js          stories42M-shape eval 2×256: ${f(results.js.tokensPerSecond)} tokens/s, ${f(results.js.gflops, 2)} GFLOP/s`,
+    `js          eval ${FAST.join('×')}: ${f(results.js.tokensPerSecond)} tokens/s, ${f(results.js.gflops, 2)} GFLOP/s`,
   );
 }
 
@@ -127,41 +147,50 @@ for (const engine of ENGINES) {
   }
   const slow =
     engine === 'cpu' || (engine === 'webgpu' && /llvmpipe|lavapipe|swiftshader/i.test(be.engineDescription));
-  const [B, T] = slow ? [1, 64] : [2, 256];
+  const [B, T] = slow ? SLOW : FAST;
   const r = await evalSynthetic(be, B, T);
   r.description = be.engineDescription;
-  r.matmul2048 = slow ? undefined : await matmulGflops(be, 2048, 2048, 2048);
+  r.matmul2048 = slow ? undefined : await matmulGflops(be, MM, MM, MM);
+  for (const k of ['tokensPerSecond', 'gflops', 'nll']) sane(`tfjs ${engine} eval ${k}`, r[k]);
+  if (r.matmul2048 !== undefined) sane(`tfjs ${engine} matmul`, r.matmul2048);
   r.vsJs = r.gflops / results.js.gflops;
   r.vsOrt2048 = results.ort2048 ? r.gflops / results.ort2048 : undefined;
   results.engines[engine] = r;
   console.log(
-    `tfjs ${engine.padEnd(7)} stories42M-shape eval ${B}×${T}: ${f(r.tokensPerSecond)} tokens/s, ${f(r.gflops, 2)} GFLOP/s ` +
+    `tfjs ${engine.padEnd(7)} eval ${B}×${T}: ${f(r.tokensPerSecond)} tokens/s, ${f(r.gflops, 2)} GFLOP/s ` +
       `= ${f(r.vsJs, 2)}× js, ${r.vsOrt2048 === undefined ? 'n/a' : `${f(100 * r.vsOrt2048, 0)}%`} of the ORT MatMul` +
-      `${r.matmul2048 === undefined ? '' : `; its own 2048³ matmul ${f(r.matmul2048)} GFLOP/s`} [${be.engineDescription}]`,
+      `${r.matmul2048 === undefined ? '' : `; its own ${MM}³ matmul ${f(r.matmul2048)} GFLOP/s`} [${be.engineDescription}]`,
   );
   if (engine === 'wasm') {
     // Fused attention against core's composite, and the matmul trap (tfjs's own kernel on x·Wᵀ).
     const comp = await createTfjsBackend({ engine, fusedAttention: false });
     const rc = await evalSynthetic(comp, B, T);
+    sane('tfjs wasm composite-attention eval tokensPerSecond', rc.tokensPerSecond);
     results.engines['wasm (composite attention)'] = rc;
     console.log(
       `tfjs wasm, composite attention instead of fused: ${f(rc.tokensPerSecond)} tokens/s (fused: ${f(r.tokensPerSecond)})`,
     );
     const tf = be.tf;
-    const x = tf.tensor2d(rand(512 * 512, 3), [512, 512]);
-    const w = tf.tensor2d(rand(1376 * 512, 4), [1376, 512]);
-    const s = await timeIt(async () => {
-      const y = tf.matMul(x, w, false, true);
-      await y.data();
-      y.dispose();
-    }, 1);
+    const [tm, tk, tn] = TRAP;
+    const x = tf.tensor2d(rand(tm * tk, 3), [tm, tk]);
+    const w = tf.tensor2d(rand(tn * tk, 4), [tn, tk]);
+    const s = await timeIt(
+      async () => {
+        const y = tf.matMul(x, w, false, true);
+        await y.data();
+        y.dispose();
+      },
+      Math.min(1, SECONDS),
+    );
     tf.dispose([x, w]);
     results.wasmTrap = {
-      tfjsTransposeB: (2 * 512 * 512 * 1376) / s / 1e9,
-      ours: await matmulGflops(be, 512, 512, 1376, true),
+      tfjsTransposeB: (2 * tm * tk * tn) / s / 1e9,
+      ours: await matmulGflops(be, tm, tk, tn, true),
     };
+    sane('wasm trap tfjs', results.wasmTrap.tfjsTransposeB);
+    sane('wasm trap ours', results.wasmTrap.ours);
     console.log(
-      `wasm x·Wᵀ 512×512×1376: tfjs matMul(transposeB) ${f(results.wasmTrap.tfjsTransposeB, 2)} GFLOP/s, this backend ${f(results.wasmTrap.ours, 2)} GFLOP/s`,
+      `wasm x·Wᵀ ${TRAP.join('×')}: tfjs matMul(transposeB) ${f(results.wasmTrap.tfjsTransposeB, 2)} GFLOP/s, this backend ${f(results.wasmTrap.ours, 2)} GFLOP/s`,
     );
     await comp.close();
   }

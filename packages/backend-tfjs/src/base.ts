@@ -14,6 +14,7 @@ import type {
   Tensor,
   UnaryOp,
 } from '@lineage/core';
+import { LineageError, sizeOf } from '@lineage/core';
 import {
   attentionDims,
   broadcastShapes,
@@ -23,7 +24,6 @@ import {
   concatShape,
   crossEntropyDims,
   foldBatch,
-  LineageError,
   matmulDims,
   normAxis,
   reduceDims,
@@ -32,10 +32,9 @@ import {
   ropeDims,
   rowMajorStrides,
   sameShape,
-  sizeOf,
   sliceDims,
   transposeDims,
-} from '@lineage/core';
+} from '@lineage/core/backend';
 import type * as tfc from '@tensorflow/tfjs-core';
 import {
   type EngineModules,

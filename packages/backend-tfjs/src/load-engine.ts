@@ -10,6 +10,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { LineageError } from '@lineage/core';
 import type * as tfc from '@tensorflow/tfjs-core';
+import pkg from '../package.json' with { type: 'json' };
 
 /** The tfjs API namespace an engine runs on (tfjs-core, or tfjs-node's re-export of the whole API). */
 export type Tf = typeof tfc;
@@ -66,8 +67,11 @@ export const ENGINE_PACKAGES: Record<EngineName, readonly string[]> = {
   cpu: ['@tensorflow/tfjs-backend-cpu'],
 };
 
-/** tfjs packages are versioned together; engines must match the tfjs-core in use. */
-const TFJS_VERSION = '4.22.0';
+/**
+ * tfjs packages are versioned together; engines must match the tfjs-core in use. The version this package is
+ * built and tested against is its pinned tfjs-backend-cpu dependency (package.json).
+ */
+const TFJS_VERSION: string = pkg.dependencies['@tensorflow/tfjs-backend-cpu'];
 
 /** The exact install command for packages (tfjs ones pinned to the tfjs-core version in use). */
 export function installCommand(packages: readonly string[], tfjsVersion = TFJS_VERSION): string {

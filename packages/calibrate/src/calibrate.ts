@@ -6,6 +6,7 @@ import {
   type LlamaModel,
   SafetensorsFile,
 } from '@lineage/core';
+import pkg from '../package.json' with { type: 'json' };
 import {
   type CalibrationSample,
   type Dataset,
@@ -18,7 +19,8 @@ import { parseStatistics, STATISTICS, type StatisticName, StatsCollector } from 
 import { CalibrationStats, type StatsInfo, StatsSpool } from './stats.js';
 import { type WalkProgress, walkLayers } from './walk.js';
 
-export const VERSION = '0.1.0';
+/** This package's version (from its package.json, inlined at build time), recorded in statistics files. */
+export const VERSION: string = pkg.version;
 
 export interface StatsOptions {
   /** Statistics to compute (default: all, i.e. hessian and importance); a list or `hessian,importance`. */

@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import pkg from '../package.json' with { type: 'json' };
 import { calibrateCommand } from './commands/calibrate.js';
 import { compressCommand, loadPlugins } from './commands/compress.js';
 import { convertCommand } from './commands/convert.js';
@@ -11,7 +12,8 @@ import { inspectCommand } from './commands/inspect.js';
 import { trainCommand } from './commands/train.js';
 import { reportError } from './errors.js';
 
-export const VERSION = '0.1.0';
+/** This package's version (from its package.json, inlined at build time): `lineage --version`. */
+export const VERSION: string = pkg.version;
 
 /** The `lineage` program; exported so tests and embedders can run it in process. */
 export function createProgram(argv: readonly string[] = []): Command {

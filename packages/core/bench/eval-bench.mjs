@@ -1,11 +1,17 @@
 // Eval throughput of the `js` backend on the real stories260K and on a synthetic checkpoint with the shape
 // of stories42M (dim 512, 8 layers, 8 heads, hidden 1376, vocab 32000), written to disk and loaded back like
 // a user's model. GFLOP/s counts 2·(linear params) per token plus causal attention (4·layers·dim per attended
-// position). Beside it, the same run measures a large js matmul and numpy's matmul as yardsticks.
+// position). Beside it, the same run measures a large js matmul and numpy's matmul as yardsticks (the numpy
+// row is skipped, with the reason, where python3 or numpy is missing).
+//
+// Run after `pnpm build`: pnpm --filter @lineage/core bench
+// --smoke (or LINEAGE_BENCH_SMOKE=1): a tiny synthetic model, 4 dev documents, small matmuls, a fraction of a
+// second per figure; fails unless every figure is finite and positive (scripts/bench-smoke.mjs runs it in CI).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { benchShape, pythonMissing, sane, smoke } from '../../../scripts/bench-kit.mjs';
 import {
   getBackend,
   initModel,
@@ -15,8 +21,10 @@ import {
   perplexity,
   readTextFile,
   saveModel,
+  sharedPath,
 } from '../dist/index.js';
-import { sharedPath } from '../dist/testing/index.js';
+
+const SECONDS = smoke ? 0.05 : 1; // minimum timed seconds per measurement
 
 const backendName = process.env.LINEAGE_BENCH_BACKEND ?? 'js';
 const backend = await getBackend(backendName);
@@ -37,7 +45,7 @@ function forwardFlops(model, lengths) {
   return f;
 }
 
-async function timeIt(fn, minSeconds = 1) {
+async function timeIt(fn, minSeconds = SECONDS) {
   await fn();
   let n = 0;
   const t0 = performance.now();
@@ -73,7 +81,7 @@ function numpyGflops(n) {
 import numpy as np, time
 a=np.random.rand(${n},${n}).astype(np.float32); b=np.random.rand(${n},${n}).astype(np.float32)
 a@b; t=time.perf_counter(); k=0
-while time.perf_counter()-t<1: a@b; k+=1
+while time.perf_counter()-t<${SECONDS}: a@b; k+=1
 print(2*${n}**3*k/(time.perf_counter()-t)/1e9)`,
       ],
       { encoding: 'utf8' },
@@ -90,8 +98,8 @@ const results = {};
 {
   const { model } = await loadModel(sharedPath('models', 'stories260K', 'stories260K.bin'));
   const text = await readTextFile(sharedPath('data', 'tinystories', 'valid-dev.txt'));
-  const opts = { protocol: 'documents', separator: '<|endoftext|>', limit: 100, batchSize: 8 };
-  await perplexity(model, backend, text, { ...opts, limit: 8 });
+  const opts = { protocol: 'documents', separator: '<|endoftext|>', limit: smoke ? 4 : 100, batchSize: 8 };
+  await perplexity(model, backend, text, { ...opts, limit: smoke ? 2 : 8 });
   const t0 = performance.now();
   const r = await perplexity(model, backend, text, opts);
   const s = (performance.now() - t0) / 1000;
@@ -110,15 +118,18 @@ const results = {};
 {
   const dir = mkdtempSync(join(tmpdir(), 'lineage-bench-'));
   try {
-    const cfg = llamaConfig({ dim: 512, layers: 8, heads: 8, hidden: 1376, vocab: 32000, context: 1024 });
+    const cfg = llamaConfig(benchShape);
     const src = initModel(cfg, { seed: 1 });
     await saveModel(src, join(dir, 'm'), { format: 'hf' });
     const { model } = await loadModel(join(dir, 'm'), { tokenizerOptional: true });
-    const B = Number(process.env.LINEAGE_BENCH_BATCH ?? 2);
-    const T = Number(process.env.LINEAGE_BENCH_SEQ ?? 256);
+    const B = Number(process.env.LINEAGE_BENCH_BATCH ?? (smoke ? 1 : 2));
+    const T = Number(process.env.LINEAGE_BENCH_SEQ ?? (smoke ? 16 : 256));
     const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % cfg.vocabSize);
     const ops = new Ops(backend);
-    const s = await timeIt(() => ops.tidy(async () => ops.readF32(await model.forward(ops, ids, B))), 5);
+    const s = await timeIt(
+      () => ops.tidy(async () => ops.readF32(await model.forward(ops, ids, B))),
+      5 * SECONDS,
+    );
     const lengths = Array.from({ length: B }, () => T);
     results.stories42M = {
       batch: B,
@@ -133,19 +144,30 @@ const results = {};
 }
 
 // 3. Yardsticks in the same run.
+// The model's two matmul shapes on as many tokens as its width: a gate projection and the tied head.
+const { dim, hidden, vocab } = benchShape;
+const np = smoke ? 256 : 2048;
+const noNumpy = pythonMissing(['numpy']);
 results.matmul = {
-  'js 512x512x1376 (x·Wᵀ)': await matmulGflops(512, 512, 1376),
-  'js 512x512x32000 (x·Wᵀ)': await matmulGflops(512, 512, 32000),
-  'numpy 2048³ (multithreaded BLAS)': numpyGflops(2048),
+  [`js ${dim}x${dim}x${hidden} (x·Wᵀ)`]: await matmulGflops(dim, dim, hidden),
+  [`js ${dim}x${dim}x${vocab} (x·Wᵀ)`]: await matmulGflops(dim, dim, vocab),
+  [`numpy ${np}³ (multithreaded BLAS)`]: noNumpy ? `skipped: ${noNumpy}` : numpyGflops(np),
 };
+sane('stories260K tokensPerSecond', results.stories260K.tokensPerSecond);
+sane('stories260K gflops', results.stories260K.gflops);
+sane('stories260K ppl', results.stories260K.ppl);
+sane('synthetic tokensPerSecond', results.stories42M.tokensPerSecond);
+sane('synthetic gflops', results.stories42M.gflops);
+for (const [k, v] of Object.entries(results.matmul)) if (typeof v !== 'string') sane(`matmul ${k}`, v);
 
-const f = (x) => (x === undefined ? 'n/a' : x.toFixed(2));
+const f = (x) => (x === undefined ? 'n/a' : typeof x === 'string' ? x : x.toFixed(2));
 console.log(`backend ${backend.name} (${backend.device}), node ${process.version}`);
 console.log(
-  `stories260K eval (100 dev docs): ${results.stories260K.tokensPerSecond.toFixed(0)} tokens/s, ${f(results.stories260K.gflops)} GFLOP/s, ppl ${results.stories260K.ppl.toFixed(4)}`,
+  `stories260K eval (${smoke ? 4 : 100} dev docs): ${results.stories260K.tokensPerSecond.toFixed(0)} tokens/s, ${f(results.stories260K.gflops)} GFLOP/s, ppl ${results.stories260K.ppl.toFixed(4)}`,
 );
 console.log(
-  `stories42M-shape eval (${results.stories42M.batch}×${results.stories42M.seqLen}): ${results.stories42M.tokensPerSecond.toFixed(1)} tokens/s, ${f(results.stories42M.gflops)} GFLOP/s`,
+  `${smoke ? 'tiny' : 'stories42M'}-shape eval (${results.stories42M.batch}×${results.stories42M.seqLen}): ${results.stories42M.tokensPerSecond.toFixed(1)} tokens/s, ${f(results.stories42M.gflops)} GFLOP/s`,
 );
-for (const [k, v] of Object.entries(results.matmul)) console.log(`matmul ${k}: ${f(v)} GFLOP/s`);
+for (const [k, v] of Object.entries(results.matmul))
+  console.log(`matmul ${k}: ${f(v)}${typeof v === 'string' ? '' : ' GFLOP/s'}`);
 console.log(JSON.stringify(results));

@@ -1,30 +1,22 @@
+// The main entry is for users of models, backends and methods. Elsewhere:
+// - `@lineage/core/backend` (src/backend/index.ts): for backend and gradient authors: the shape checks of
+//   backend/shapes.ts, getGradient, oneHot, sumToShape;
+// - `@lineage/core/testing` (src/testing/index.ts): test-only: the conformance and gradient suites,
+//   checkGradients, F64Backend, resetBackends, tempDir.
+
 // Tensors
 
 // Autodiff and training
-export {
-  checkGradients,
-  F64Backend,
-  type GradCheckOptions,
-  type GradCheckResult,
-} from './autograd/grad-check.js';
 export { GradOps } from './autograd/grad-ops.js';
-export { oneHot, sumToShape } from './autograd/gradients.js';
 export * from './autograd/losses.js';
-export {
-  type GradientSpec,
-  type GradNode,
-  getGradient,
-  registerGradient,
-  type Saved,
-} from './autograd/registry.js';
+export { type GradientSpec, type GradNode, registerGradient, type Saved } from './autograd/registry.js';
 export { type BackwardOptions, Tape } from './autograd/tape.js';
 export * from './autograd/value-and-grad.js';
 // Backends
 export * from './backend/backend.js';
 export { createJsBackend, JsBackend } from './backend/js/js-backend.js';
 export { Ops } from './backend/ops.js';
-export * from './backend/registry.js';
-export * from './backend/shapes.js';
+export { getBackend, listBackends, registerBackend, useBackend } from './backend/registry.js';
 export * from './checkpoint/load-model.js';
 export * from './checkpoint/save-model.js';
 // Compression methods

@@ -14,12 +14,22 @@
 //   [--lr 2e-3] [--min-lr 2e-5] [--hidden 1] [--loss kl|ce|kl+ce] [--batch 4] [--seq-len 256] [--sigma 0.3]
 //   [--seed 0] [--eval-every n] [--weight-decay 0]
 // Default backend: onnxruntime when @lineage/backend-onnxruntime is built, else js.
+// --smoke (or LINEAGE_BENCH_SMOKE=1): 4 steps of 2 × 32 tokens, held out on 20 stories (600..619); fails
+// unless every figure is finite and positive (scripts/bench-smoke.mjs runs it in CI).
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { getBackend, JsBackend, loadModel, perplexity, readTextFile, splitDocuments } from '@lineage/core';
-import { sharedPath } from '@lineage/core/testing';
+import {
+  getBackend,
+  JsBackend,
+  loadModel,
+  perplexity,
+  readTextFile,
+  sharedPath,
+  splitDocuments,
+} from '@lineage/core';
+import { sane, smoke } from '../../../scripts/bench-kit.mjs';
 import { distill, perturbLinearWeights } from '../dist/index.js';
 
 const { values: a } = parseArgs({
@@ -36,8 +46,10 @@ const { values: a } = parseArgs({
     sigma: { type: 'string', default: '0.3' },
     seed: { type: 'string', default: '0' },
     'eval-every': { type: 'string' },
+    smoke: { type: 'boolean' },
   },
 });
+if (smoke) Object.assign(a, { tokens: '256', batch: '2', 'seq-len': '32' });
 const here = dirname(fileURLToPath(import.meta.url));
 
 async function pickBackend(name) {
@@ -56,7 +68,8 @@ const MODEL = sharedPath('models', 'stories260K', 'stories260K.bin');
 const DEV = sharedPath('data', 'tinystories', 'valid-dev.txt');
 const TRAIN = sharedPath('data', 'tinystories', 'train-head.txt');
 const SEP = '<|endoftext|>';
-const heldOut = { path: DEV, separator: SEP, documents: [600, 800] };
+const HELD_OUT_END = smoke ? 620 : 800;
+const heldOut = { path: DEV, separator: SEP, documents: [600, HELD_OUT_END] };
 const ndocs = splitDocuments(await readTextFile(DEV), SEP).length;
 if (ndocs !== 800) throw new Error(`expected 800 dev stories, found ${ndocs}`);
 
@@ -66,13 +79,13 @@ const sigma = Number(a.sigma);
 perturbLinearWeights(student, sigma, 1);
 
 const evalText = splitDocuments(await readTextFile(DEV), SEP)
-  .slice(600)
+  .slice(600, HELD_OUT_END)
   .join(`\n${SEP}\n`);
 const ppl = async (m) =>
   (await perplexity(m, backend, evalText, { protocol: 'documents', separator: SEP, seqLen: 512 })).ppl;
 const original = await ppl(teacher);
 console.log(
-  `backend ${backend.name} (${backend.device}); held-out: dev stories 600..799, documents protocol, seq 512`,
+  `backend ${backend.name} (${backend.device}); held-out: dev stories 600..${HELD_OUT_END - 1}, documents protocol, seq 512`,
 );
 console.log(`original ppl ${original.toFixed(4)}`);
 
@@ -123,4 +136,6 @@ const summary = {
   totalSeconds: seconds,
   tokensPerSecond: r.tokensPerSecond,
 };
+for (const k of ['original', 'noised', 'recovered', 'trainingSeconds', 'tokensPerSecond'])
+  sane(k, summary[k]);
 console.log(JSON.stringify(summary, null, 2));

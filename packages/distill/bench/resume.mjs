@@ -3,17 +3,22 @@
 // resumed in a fresh model. Reports the largest difference between the two runs' final weights and loss
 // curves (bitwise on js; onnxruntime's kernels may not be bit-reproducible run to run).
 //
-// Run after `pnpm build`: node packages/distill/bench/resume.mjs [--backend js|onnxruntime]
+// Run after `pnpm build`: node packages/distill/bench/resume.mjs [--backend js|onnxruntime] [--smoke]
+// --smoke (or LINEAGE_BENCH_SMOKE=1): the same 8 steps at 2 × 32 tokens each; fails unless the run resumed
+// from step 4 and, on js, came out bitwise equal.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { getBackend, JsBackend, loadModel, namedParameters } from '@lineage/core';
-import { sharedPath } from '@lineage/core/testing';
+import { getBackend, JsBackend, loadModel, namedParameters, sharedPath } from '@lineage/core';
+import { sane, saneNonNegative, smoke } from '../../../scripts/bench-kit.mjs';
 import { distill, perturbLinearWeights } from '../dist/index.js';
 
-const { values: a } = parseArgs({ options: { backend: { type: 'string', default: 'js' } } });
+const { values: a } = parseArgs({
+  options: { backend: { type: 'string', default: 'js' }, smoke: { type: 'boolean' } },
+});
+const [B_, T_] = smoke ? [2, 32] : [8, 128]; // tokens per step
 const here = dirname(fileURLToPath(import.meta.url));
 let backend;
 if (a.backend === 'js') backend = new JsBackend();
@@ -30,9 +35,9 @@ const tmp = mkdtempSync(join(tmpdir(), 'lineage-resume-'));
 const base = {
   teacher,
   data: sharedPath('data', 'tinystories', 'train-head.txt'),
-  tokens: 8 * 8 * 128,
-  seqLen: 128,
-  batchSize: 8,
+  tokens: 8 * B_ * T_,
+  seqLen: T_,
+  batchSize: B_,
   lr: 2e-3,
   backend,
   teacherBackend: backend,
@@ -79,6 +84,11 @@ try {
     }
   }
   const lossDiff = Math.max(...lossesA.map((l, i) => Math.abs(l - lossesB[i])));
+  saneNonNegative('maxWeightDifference', maxDiff);
+  saneNonNegative('maxLossDifference', lossDiff);
+  sane('largestWeight', maxAbs);
+  if (resumed.steps !== 8 || lossesA.length !== 8) throw new Error(`expected 8 steps, ran ${resumed.steps}`);
+  if (backend.name === 'js' && !bitwise) throw new Error('resume on js is not bitwise exact');
   console.log(
     JSON.stringify(
       {

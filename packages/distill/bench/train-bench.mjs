@@ -11,12 +11,22 @@
 // Env: LINEAGE_BENCH_BACKENDS (default "js,onnxruntime"; a backend that is not built is reported as skipped),
 // LINEAGE_BENCH_STEPS (timed steps after one warm-up step, default 3; js: 2), LINEAGE_BENCH_BATCH ×
 // LINEAGE_BENCH_SEQ tokens per step (default 4 × 256; js: 1 × 128, its steps take minutes otherwise).
+// --smoke (or LINEAGE_BENCH_SMOKE=1): a tiny model (llama2 vocabulary), 2 steps of 1 × 16 tokens, a 256³
+// MatMul; fails unless every figure is finite and positive (scripts/bench-smoke.mjs runs it in CI).
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { getBackend, initModel, JsBackend, llamaConfig, loadTokenizer, readTextFile } from '@lineage/core';
-import { sharedPath } from '@lineage/core/testing';
+import {
+  getBackend,
+  initModel,
+  JsBackend,
+  llamaConfig,
+  loadTokenizer,
+  readTextFile,
+  sharedPath,
+} from '@lineage/core';
+import { benchShape, sane, smoke } from '../../../scripts/bench-kit.mjs';
 import { distill, perturbLinearWeights, trainingFlops } from '../dist/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -70,7 +80,9 @@ function matmulModel(n) {
   return Uint8Array.from([...int(1, 8), ...bytes(7, graph), ...bytes(8, [...str(1, ''), ...int(2, 13)])]);
 }
 
-async function ortMatmulGflops(ort, n = 2048, seconds = 3) {
+const MM = smoke ? 256 : 2048; // the MatMul yardstick's size
+
+async function ortMatmulGflops(ort, n = MM, seconds = smoke ? 0.05 : 3) {
   const session = await ort.InferenceSession.create(matmulModel(n));
   const rand = () => Float32Array.from({ length: n * n }, () => Math.random() - 0.5);
   const feeds = {
@@ -106,7 +118,8 @@ async function backendFor(name) {
   }
 }
 
-const config = llamaConfig({ dim: 512, layers: 8, heads: 8, hidden: 1376, vocab: 32000, context: 1024 });
+// The text is tokenized with the llama2 tokenizer, so even the smoke model keeps its 32000-token vocabulary.
+const config = llamaConfig({ ...benchShape, vocab: 32000 });
 const tokenizer = await loadTokenizer(sharedPath('models', 'llama2-tokenizer', 'tokenizer.bin'));
 const text = await readTextFile(sharedPath('data', 'tinystories', 'train-head.txt'));
 
@@ -115,7 +128,7 @@ const ort = loadOrt();
 const matmul = ort ? await ortMatmulGflops(ort) : undefined;
 console.log(
   matmul
-    ? `onnxruntime MatMul 2048³: ${matmul.toFixed(1)} GFLOP/s`
+    ? `onnxruntime MatMul ${MM}³: ${sane('MatMul gflops', matmul).toFixed(1)} GFLOP/s`
     : 'onnxruntime-node not found: no MatMul yardstick',
 );
 
@@ -127,9 +140,9 @@ for (const name of env('LINEAGE_BENCH_BACKENDS', 'js,onnxruntime').split(',')) {
     continue;
   }
   const isJs = backend.name === 'js';
-  const B = Number(env('LINEAGE_BENCH_BATCH', isJs ? 1 : 4));
-  const T = Number(env('LINEAGE_BENCH_SEQ', isJs ? 128 : 256));
-  const steps = Number(env('LINEAGE_BENCH_STEPS', isJs ? 2 : 3));
+  const B = Number(env('LINEAGE_BENCH_BATCH', smoke || isJs ? 1 : 4));
+  const T = Number(env('LINEAGE_BENCH_SEQ', smoke ? 16 : isJs ? 128 : 256));
+  const steps = Number(env('LINEAGE_BENCH_STEPS', smoke ? 1 : isJs ? 2 : 3));
   const teacher = initModel(config, { seed: 1 });
   teacher.tokenizer = tokenizer;
   const student = perturbLinearWeights(initModel(config, { seed: 1 }), 0.3, 2);
@@ -164,11 +177,13 @@ for (const name of env('LINEAGE_BENCH_BACKENDS', 'js,onnxruntime').split(',')) {
     studentGflops: (tps * f.train) / 1e9,
     stepGflops: (tps * (f.train + f.forward)) / 1e9,
   };
+  for (const k of ['secondsPerStep', 'tokensPerSecond', 'studentGflops', 'stepGflops'])
+    sane(`${name} ${k}`, row[k]);
   rows.push(row);
   console.log(
     `${row.backend}: ${row.batch} tokens/step, ${s.toFixed(2)} s/step, ${tps.toFixed(1)} tokens/s, ` +
       `${row.studentGflops.toFixed(2)} GFLOP/s (student 6·P + attention), ${row.stepGflops.toFixed(2)} GFLOP/s (with the teacher forward)` +
-      (matmul ? `; ${((100 * row.stepGflops) / matmul).toFixed(0)}% of the 2048³ MatMul` : ''),
+      (matmul ? `; ${((100 * row.stepGflops) / matmul).toFixed(0)}% of the ${MM}³ MatMul` : ''),
   );
   teacher.release();
   student.release();

@@ -5,16 +5,18 @@
 //
 //   pnpm --filter @lineage/linalg build && pnpm --filter @lineage/linalg bench [-- --json] [-- --quick]
 //
-// --quick: 512²/1024² exact and rank-128 of 2048² (a smoke run). Times are wall-clock, single runs
+// --quick: 512²/1024² exact and rank-128 of 2048². --smoke (or LINEAGE_BENCH_SMOKE=1): 128²/256² exact,
+// rank-32 of 512², seconds in all; fails unless every time is finite and positive and the error small. Times are wall-clock, single runs
 // after one warm-up at a small size (the machines this runs on are shared; see the load average).
 import { spawnSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
+import { sane, smoke } from '../../../scripts/bench-kit.mjs';
 import * as linalg from '../dist/index.js';
 
 const json = process.argv.includes('--json');
 const quick = process.argv.includes('--quick');
-const exactSizes = quick ? [512, 1024] : [1024, 2048];
-const rsvd = quick ? { n: 2048, rank: 128 } : { n: 4096, rank: 256 };
+const exactSizes = smoke ? [128, 256] : quick ? [512, 1024] : [1024, 2048];
+const rsvd = smoke ? { n: 512, rank: 32 } : quick ? { n: 2048, rank: 128 } : { n: 4096, rank: 256 };
 const log = (...a) => {
   if (!json) console.error(...a);
 };
@@ -92,7 +94,7 @@ linalg.matmul64(gaussian(300, 300, 2), gaussian(300, 300, 3));
 const results = { machine: { cpus: cpus().length, model: cpus()[0]?.model, loadavgStart: load0 }, rows: [] };
 
 // matmul64 throughput
-for (const n of quick ? [1024] : [1024, 2048]) {
+for (const n of smoke ? [256] : quick ? [1024] : [1024, 2048]) {
   const a = gaussian(n, n, 10);
   const b = gaussian(n, n, 11);
   let best = Number.POSITIVE_INFINITY;
@@ -162,6 +164,12 @@ for (const n of exactSizes) {
   }
 }
 results.machine.loadavgEnd = loadavg();
+for (const row of results.rows) {
+  sane(`${row.what} seconds`, row.seconds);
+  if (row.gflops !== undefined) sane(`${row.what} GFLOP/s`, row.gflops);
+  if (row.relError !== undefined && !(row.relError < 1e-10))
+    throw new Error(`${row.what}: error ${row.relError}`);
+}
 
 const fmt = (x) => (x === undefined ? '—' : x.toFixed(2));
 const lines = [

@@ -20,11 +20,14 @@
 //     [--skip-scratch] [--skip-oneshot] [--data-aware] [--json out.json]
 // (--data-aware: PLRD and the one-shot baseline both decompose with SVD-LLM whitening; PLRD's step k > 1
 // whitens by member k − 1's own Grams, from the same 64 × 256 calibration tokens)
+// --smoke (or LINEAGE_BENCH_SMOKE=1): schedule 0.6,0.3, 128 tokens per step of 2 × 32, 8 × 64 calibration
+// tokens, 20 held-out stories; fails unless every perplexity is finite and positive.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { calibrationCapability, computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
 import { applyMethod, getBackend, methodContext } from '@lineage/core';
 import { initLike, recoverCapability, train } from '@lineage/distill';
+import { sane, smoke } from '../../../scripts/bench-kit.mjs';
 import { decomposeModel, plrd, svd } from '../dist/index.js';
 import { data, heldOutPpl, loadParent, tokenCount, trainPath } from './stories-setup.mjs';
 
@@ -43,8 +46,11 @@ const { values: a } = parseArgs({
     'skip-oneshot': { type: 'boolean', default: false },
     'data-aware': { type: 'boolean', default: false },
     json: { type: 'string' },
+    smoke: { type: 'boolean' },
   },
 });
+if (smoke) Object.assign(a, { 'tokens-per-step': '128', schedule: '0.6,0.3', batch: '2', 'seq-len': '32' });
+const [calSamples, calSeqLen] = smoke ? [8, 64] : [64, 256];
 
 const tokensPerStep = tokenCount(a['tokens-per-step']);
 const schedule = a.schedule.split(',').map(Number);
@@ -85,7 +91,7 @@ console.error(`parent held-out ppl ${results.parent.toFixed(4)}`);
 
 // 5. before recovery: plain vs data-aware
 const ds = await loadDataset(trainPath);
-const sample = sampleSequences(ds, parent.tokenizer, { samples: 64, seqLen: 256, seed: 0 });
+const sample = sampleSequences(ds, parent.tokenizer, { samples: calSamples, seqLen: calSeqLen, seed: 0 });
 const stats = await computeStats(parent, backend, sample, { statistics: ['hessian'] });
 const plain = {};
 const aware = {};
@@ -100,7 +106,13 @@ for (const f of schedule) {
 // 2. PLRD
 const preRecovery = [];
 const recover = recoverCapability({ ...recipe, log, logEvery: 50 });
-const calibrate = calibrationCapability({ data: ds, samples: 64, seqLen: 256, seed: 0, backend });
+const calibrate = calibrationCapability({
+  data: ds,
+  samples: calSamples,
+  seqLen: calSeqLen,
+  seed: 0,
+  backend,
+});
 const ctx = methodContext(backend, {
   log,
   calibrate,
@@ -175,6 +187,10 @@ if (!a['skip-scratch']) {
   }
 }
 results.seconds = (performance.now() - t0) / 1000;
+sane('parent ppl', results.parent);
+for (const r of results.members)
+  for (const k of ['plainBefore', 'dataAwareBefore', 'plrdBefore', 'plrd', 'oneShot', 'scratch'])
+    if (r[k] !== undefined) sane(`${r.fraction} ${k}`, r[k]);
 
 const f = (x) => (x === undefined ? '—' : x.toFixed(3));
 console.log(`parent (dense): ${results.parent.toFixed(4)}`);

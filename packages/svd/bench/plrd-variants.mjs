@@ -9,10 +9,13 @@
 // oneshot: svd from the parent to each fraction, recovered with k × tokens-per-step (oneshot-step: with
 // tokens-per-step only, PLRD's per-step budget);
 // last-step: members 0.8/0.6/0.45 plain, then the 0.45 → 0.3 step under several recipes.
+// --smoke (or LINEAGE_BENCH_SMOKE=1): schedule 0.6,0.3 (last-step: 0.6 then 0.3), 128 tokens per step of
+// 2 × 32, 8 × 64 calibration tokens, 20 held-out stories; fails unless every perplexity is finite and positive.
 import { parseArgs } from 'node:util';
 import { computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
 import { getBackend } from '@lineage/core';
 import { distill } from '@lineage/distill';
+import { sane, smoke } from '../../../scripts/bench-kit.mjs';
 import { decomposeModel } from '../dist/index.js';
 import { data, heldOutPpl, loadParent, tokenCount, trainPath } from './stories-setup.mjs';
 
@@ -23,22 +26,24 @@ const { values: a } = parseArgs({
     lr: { type: 'string', default: '2e-3' },
     aware: { type: 'string', default: 'none' },
     substeps: { type: 'string', default: '1' },
+    smoke: { type: 'boolean' },
   },
 });
+if (smoke) a['tokens-per-step'] = '128';
 try {
   await import('@lineage/backend-onnxruntime');
 } catch {}
 const T = tokenCount(a['tokens-per-step']);
 const LR = Number(a.lr);
-const schedule = [0.8, 0.6, 0.45, 0.3];
+const schedule = smoke ? [0.6, 0.3] : [0.8, 0.6, 0.45, 0.3];
 const backend = await getBackend();
 const parent = await loadParent();
-const ppl = (m) => heldOutPpl(m, backend);
+const ppl = async (m) => sane('held-out ppl', await heldOutPpl(m, backend));
 const recipe = {
   backend,
   data,
-  seqLen: 256,
-  batchSize: 4,
+  seqLen: smoke ? 32 : 256,
+  batchSize: smoke ? 2 : 4,
   lr: LR,
   minLr: LR / 100,
   weightDecay: 0,
@@ -47,8 +52,8 @@ const recipe = {
   logEvery: 1e9,
 };
 const sample = sampleSequences(await loadDataset(trainPath), parent.tokenizer, {
-  samples: 64,
-  seqLen: 256,
+  samples: smoke ? 8 : 64,
+  seqLen: smoke ? 64 : 256,
   seed: 0,
 });
 const gramsOf = (m) => computeStats(m, backend, sample, { statistics: ['hessian'] });
@@ -66,7 +71,7 @@ if (a.mode === 'oneshot' || a.mode === 'oneshot-step') {
   // the family; successive recoveries continue the data stream (dataStart)
   let m = parent;
   let position;
-  const steps = a.mode === 'last-step' ? schedule.slice(0, 3) : schedule;
+  const steps = a.mode === 'last-step' ? schedule.slice(0, -1) : schedule;
   const substeps = Number(a.substeps);
   let from = 1;
   for (const f of steps) {
@@ -99,7 +104,8 @@ if (a.mode === 'oneshot' || a.mode === 'oneshot-step') {
       "member's own Grams": { gram: await gramsOf(previous) },
     };
     for (const [name, { gram, teacher, ...v }] of Object.entries(variants)) {
-      const s = (await decomposeModel(previous, { fraction: 0.3, ...(gram ? { gram } : {}) })).model;
+      const s = (await decomposeModel(previous, { fraction: schedule.at(-1), ...(gram ? { gram } : {}) }))
+        .model;
       const before = await ppl(s);
       await distill({
         ...recipe,

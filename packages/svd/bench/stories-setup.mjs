@@ -1,14 +1,16 @@
 // The PLRD benches' shared setup: stories260K, its training text and the held-out set they all score on.
 // Held out: the LAST 200 TinyStories dev stories (valid-dev.txt documents 600–799), documents protocol,
 // truncated to 512. Training: train-head.txt (one stream) + the first 600 dev stories.
+// Smoke runs (--smoke, LINEAGE_BENCH_SMOKE=1) score on the first 20 of those 200 only.
 import { loadModel, perplexity, readTextFile, sharedPath, splitDocuments } from '@lineage/core';
+import { smoke } from '../../../scripts/bench-kit.mjs';
 
 export const SEP = '<|endoftext|>';
 export const trainPath = sharedPath('data', 'tinystories', 'train-head.txt');
 const devPath = sharedPath('data', 'tinystories', 'valid-dev.txt');
 export const data = [{ path: trainPath }, { path: devPath, separator: SEP, documents: [0, 600] }];
 const heldOut = splitDocuments(await readTextFile(devPath), SEP)
-  .slice(600)
+  .slice(600, smoke ? 620 : 800)
   .join(`\n${SEP}\n`);
 
 /** The parent, stories260K. */

@@ -2,7 +2,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  checkGradients,
   HostTensor,
   initModel,
   JsBackend,
@@ -14,6 +13,7 @@ import {
   saveModel,
   type Tensor,
 } from '@lineage/core';
+import { checkGradients } from '@lineage/core/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LowRankLinear } from './low-rank-linear.js';
 

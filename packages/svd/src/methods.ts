@@ -6,11 +6,13 @@ import {
   type MethodContext,
   modelFingerprint,
 } from '@lineage/core';
+import pkg from '../package.json' with { type: 'json' };
 import type { Allocation } from './allocation.js';
 import { type DecomposeResult, decomposeModel, ranksRecord } from './decompose-model.js';
 import type { GramSource } from './factorize.js';
 
-export const VERSION = '0.1.0';
+/** This package's version (from its package.json, inlined at build time): the methods' `version`. */
+export const VERSION: string = pkg.version;
 
 export interface LowRankOptions {
   /** 'uniform' (SVD-LLM's per-layer ratio, default) or 'energy' (one global budget by singular-value energy). */

@@ -1,3 +1,11 @@
+// Test-only helpers of the core modules (kept out of the main entry).
+export {
+  checkGradients,
+  F64Backend,
+  type GradCheckOptions,
+  type GradCheckResult,
+} from '../autograd/grad-check.js';
+export { resetBackends } from '../backend/registry.js';
 export {
   type ConformanceOptions,
   describeBackendConformance,
