@@ -2,7 +2,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  checkGradients,
   crossEntropyLoss,
   JsBackend,
   LineageError,
@@ -13,7 +12,7 @@ import {
   SafetensorsFile,
   selectParameters,
 } from '@lineage/core';
-import { sharedPath } from '@lineage/core/testing';
+import { checkGradients, sharedPath } from '@lineage/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OPTIMIZER_FILE } from './checkpoint.js';
 import { perturbLinearWeights } from './init.js';
