@@ -1,3 +1,5 @@
+// the statistics of a method context are @lineage/calibrate's (its accessors typed by declaration merging)
+import type {} from '@lineage/calibrate';
 import {
   type CompressionMethod,
   type Json,
@@ -52,10 +54,6 @@ function checkFraction(p: number, what: string): void {
 const GRAMS_NEEDED =
   'data-aware decomposition needs calibration statistics with hessian (--stats <file>) or calibration text (--data <file>)';
 
-function hasGrams(s: unknown): s is GramSource {
-  return !!s && typeof (s as Partial<GramSource>).hessian === 'function';
-}
-
 /**
  * The Grams that whiten `model`: the method's own source, else the context's statistics (which describe the
  * parent), else fresh ones from the context's calibration capability.
@@ -68,13 +66,9 @@ async function gramFor(
 ): Promise<GramSource | undefined> {
   if (!o.dataAware) return undefined;
   if (o.gram) return o.gram;
-  if (isParent && hasGrams(ctx.stats)) return ctx.stats;
-  if (ctx.calibrate) {
-    const s = await ctx.calibrate(model, { statistics: ['hessian'] });
-    if (!hasGrams(s)) throw new LineageError("the context's calibration returned no hessian statistics");
-    return s;
-  }
-  if (hasGrams(ctx.stats)) return ctx.stats;
+  if (isParent && ctx.stats) return ctx.stats;
+  if (ctx.calibrate) return ctx.calibrate(model, { statistics: ['hessian'] });
+  if (ctx.stats) return ctx.stats;
   throw new LineageError(GRAMS_NEEDED);
 }
 
@@ -159,7 +153,7 @@ export function plrd(o: PlrdOptions): CompressionMethod<LlamaModel[]> {
     async apply(parent, ctx) {
       const family: LlamaModel[] = [];
       const recalibrate = o.dataAware && o.recalibrate !== false && !o.gram;
-      if (recalibrate && !ctx.calibrate && hasGrams(ctx.stats))
+      if (recalibrate && !ctx.calibrate && ctx.stats)
         ctx.log.warn(
           "no calibration text: every step whitens by the parent's statistics (give --data to calibrate each member)",
         );
