@@ -30,6 +30,9 @@ export * from './checkpoint/save-model.js';
 // Compression methods
 export * from './compress/method.js';
 export * from './compress/registry.js';
+export * from './compress/family.js';
+export * from './compress/family-record.js';
+export * from './compress/options.js';
 // Evaluation
 export * from './eval/documents.js';
 export * from './eval/generate.js';
