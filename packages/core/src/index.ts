@@ -28,11 +28,11 @@ export * from './backend/shapes.js';
 export * from './checkpoint/load-model.js';
 export * from './checkpoint/save-model.js';
 // Compression methods
-export * from './compress/method.js';
-export * from './compress/registry.js';
 export * from './compress/family.js';
 export * from './compress/family-record.js';
+export * from './compress/method.js';
 export * from './compress/options.js';
+export * from './compress/registry.js';
 // Evaluation
 export * from './eval/documents.js';
 export * from './eval/generate.js';
