@@ -36,5 +36,6 @@ export {
   tinyModel,
   uniform,
 } from './gradients.js';
+export { describeMethod, type MethodSuiteOptions } from './method-suite.js';
 export { sharedDir, sharedPath } from './shared.js';
 export { tempDir } from './temp-dir.js';
