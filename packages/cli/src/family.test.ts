@@ -215,4 +215,54 @@ describe('lineage family: Ctrl-C during a recovery, then --resume', () => {
     }
     expect(existsSync(run)).toBe(false);
   }, 600_000);
+
+  it('compress: Ctrl-C during a recovery, then --resume, gives the members of an uninterrupted run', async () => {
+    const args = (out: string) => [
+      'compress',
+      MODEL,
+      '--method',
+      'plrd',
+      '--schedule',
+      '0.8,0.5',
+      '--recover-tokens',
+      '3k',
+      '--data',
+      TRAIN,
+      '--batch-size',
+      '2',
+      '--seq-len',
+      '32',
+      '--lr',
+      '2e-3',
+      '--backend',
+      'js',
+      '--out',
+      out,
+      '--json',
+    ];
+    const nothing = join(tmp, 'compress-nothing');
+    expectOneLineError(await lineage([...args(nothing), '--resume']), /nothing to resume/);
+    const whole = join(tmp, 'compress-whole');
+    const a = expectJson(await lineage(args(whole)));
+    const cut = join(tmp, 'compress-cut');
+    let second = false;
+    let sent = false;
+    const r = await spawnLineage(args(cut), (line, child) => {
+      if (/PLRD step 2\/2/.test(line)) second = true;
+      if (second && !sent && /^step \d+\/\d+/.test(line)) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).toMatch(/interrupted: .*--resume/);
+    const b = expectJson(await lineage([...args(cut), '--resume']));
+    for (const [i, m] of a.members.entries()) {
+      expect(b.members[i].dir).toBe(m.dir);
+      expectSameWeights(
+        (await loadModel(join(whole, m.dir))).model,
+        (await loadModel(join(cut, m.dir))).model,
+      );
+    }
+  }, 600_000);
 });

@@ -25,7 +25,13 @@ import {
   writeFamily,
   writeFileAtomic,
 } from '@lineage/core';
-import { type RecoverOptions, type TextSource, withRecover } from '@lineage/distill';
+import {
+  hasCheckpoint,
+  type RecoverOptions,
+  type TextSource,
+  type TrainResult,
+  withRecover,
+} from '@lineage/distill';
 import '@lineage/svd';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { selectBackend } from '../backend.js';
@@ -33,6 +39,7 @@ import { defaultModel } from '../defaults.js';
 import { log } from '../output.js';
 import { createProgress } from '../progress.js';
 import { addBackendOptions, addJsonOption, addModelOptions, parseFloatArg, parseIntArg } from './common.js';
+import { type Interrupt, onInterrupt } from './interrupt.js';
 import { parseTokens } from './train.js';
 
 /** Flags of the data, statistics, recovery and output options shared by `compress` and `family`. */
@@ -211,6 +218,7 @@ export async function prepare(
   modelArg: string | undefined,
   o: CompressionFlags,
   holdout?: HoldoutSpec,
+  interrupt?: Interrupt,
 ): Promise<Prepared> {
   const path = modelArg ?? defaultModel();
   const { model } = await loadModel(path, { tokenizer: o.tokenizer });
@@ -254,7 +262,30 @@ export async function prepare(
       ...(o.seqLen ? { seqLen: o.seqLen } : {}),
       ...(o.hiddenWeight ? { hidden: { layers: 'uniform' as const, weight: o.hiddenWeight } } : {}),
     };
-    ctx = withRecover(ctx, recover);
+    // Ctrl-C stops the running recovery with a checkpoint, and the command with it
+    let stopped: TrainResult['stopped'] | undefined;
+    const inner = withRecover(ctx, {
+      ...recover,
+      ...(interrupt
+        ? {
+            signal: interrupt.signal,
+            onResult: (r: TrainResult) => {
+              stopped = r.stopped;
+            },
+          }
+        : {}),
+    }).recover!;
+    ctx = {
+      ...ctx,
+      recover: async (m, budget) => {
+        const r = await inner(m, budget);
+        if (interrupt && stopped === 'interrupted')
+          throw interrupt.stop(
+            `interrupted: the recovery checkpoint is in ${runDir}; run the same command with --resume to continue`,
+          );
+        return r;
+      },
+    };
     // statistics of any model the method asks about (e.g. each PLRD member): the context's data file (the
     // first --data), minus held-out text, read only if a method calibrates
     let calibration: Partial<CalibrationCapabilityOptions> = {};
@@ -373,6 +404,18 @@ export function memberDirs(
   });
 }
 
+/** `--resume` needs a recovery checkpoint in the run directory (a one-line error otherwise). */
+function checkResumable(runDir: string): void {
+  const any =
+    existsSync(runDir) &&
+    readdirSync(runDir).some((n) => /^recover-\d+$/.test(n) && hasCheckpoint(join(runDir, n)));
+  if (!any)
+    throw new LineageError(
+      'nothing to resume: holds no recovery checkpoint (run the command without --resume)',
+      runDir,
+    );
+}
+
 export function compressCommand(program: Command, argv: readonly string[] = []): void {
   const cmd = program
     .command('compress')
@@ -409,9 +452,17 @@ export function compressCommand(program: Command, argv: readonly string[] = []):
       const d = getMethod(o.method);
       checkOut(o);
       const method = d.create(methodValues(d, o));
-      const p = await prepare(modelArg, o);
+      if (o.resume) checkResumable(resolve(o.runDir ?? `${resolve(o.out)}.run`));
+      const interrupt = onInterrupt();
       const t0 = performance.now();
-      const result = await applyMethod(method, p.model, p.ctx);
+      let result: LlamaModel | LlamaModel[];
+      let p: Prepared;
+      try {
+        p = await prepare(modelArg, o, undefined, interrupt);
+        result = await applyMethod(method, p.model, p.ctx);
+      } finally {
+        interrupt.dispose();
+      }
       const seconds = (performance.now() - t0) / 1000;
       const before = p.model.stats();
       if (Array.isArray(result)) {

@@ -17,7 +17,7 @@ import {
   writeFamily,
 } from '@lineage/core';
 import { type SamplerState, type TrainResult, withRecover } from '@lineage/distill';
-import { type Command, CommanderError, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { formatBytes, formatCount, log, printJson, table } from '../output.js';
 import { parseIntArg } from './common.js';
 import {
@@ -33,6 +33,7 @@ import {
   prepare,
 } from './compress.js';
 import { familyRun } from './family-run.js';
+import { onInterrupt } from './interrupt.js';
 import { parseTokens } from './train.js';
 
 /** The fraction of the last --data file held out for the table when neither --eval-data nor --holdout is given. */
@@ -254,21 +255,11 @@ async function buildMembers(
   p: Awaited<ReturnType<typeof prepare>>,
   run: Awaited<ReturnType<typeof familyRun>>,
 ): Promise<LlamaModel[]> {
-  const abort = new AbortController();
-  let interrupts = 0;
-  const onSigint = () => {
-    interrupts++;
-    if (interrupts > 1) process.exit(130);
-    log('interrupt: stopping after this step and writing a checkpoint (press Ctrl-C again to quit now)');
-    abort.abort();
-  };
-  process.on('SIGINT', onSigint);
-  const interrupted = () => {
-    log(
+  const interrupt = onInterrupt();
+  const interrupted = () =>
+    interrupt.stop(
       `interrupted: finished members and the recovery checkpoint are in ${run.dir}; run the same command with --resume to continue`,
     );
-    return new CommanderError(130, 'lineage.interrupted', '');
-  };
   // where the training text continues: after the last finished member's recovery
   let dataStart: SamplerState | undefined;
   let last: TrainResult | undefined;
@@ -289,7 +280,7 @@ async function buildMembers(
           ...p.recover,
           checkpointRoot: join(run.dir, `member-${i + 1}`),
           resume: run.resuming,
-          signal: abort.signal,
+          signal: interrupt.signal,
           ...(dataStart ? { dataStart } : {}),
           onResult: (r) => {
             last = r;
@@ -308,10 +299,10 @@ async function buildMembers(
         if (last) dataStart = last.dataEnd;
         await run.save(i, member, dataStart);
         last = undefined;
-        if (abort.signal.aborted && i < method.sizes.length - 1) throw interrupted();
+        if (interrupt.signal.aborted && i < method.sizes.length - 1) throw interrupted();
       },
     });
   } finally {
-    process.off('SIGINT', onSigint);
+    interrupt.dispose();
   }
 }
