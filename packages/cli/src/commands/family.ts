@@ -88,9 +88,9 @@ function familyMethods(): MethodDefinition[] {
 
 /** The schema of a method's options without those the family's sizes and budget stand in for. */
 function familySchema(def: MethodDefinition) {
-  const replaced = new Set(def.family!.replaces);
-  const keep = Object.fromEntries(Object.keys(def.options.shape).map((k) => [k, !replaced.has(k)]));
-  return def.options.pick(keep as Record<string, true>);
+  const mask: Record<string, true> = {};
+  for (const k of def.family!.replaces) mask[k] = true;
+  return def.options.omit(mask as Parameters<typeof def.options.omit>[0]);
 }
 
 export function familyCommand(program: Command, argv: readonly string[] = []): void {

@@ -11,8 +11,8 @@ import { LineageError } from '../util/errors.js';
  */
 export { z };
 
-/** The options of a method: a zod object schema. */
-export type OptionsSchema = z.ZodObject;
+/** The options of a method: a zod object schema (plain, strict or loose). */
+export type OptionsSchema = z.ZodObject<z.core.$ZodLooseShape, z.core.$ZodObjectConfig>;
 
 /** What `.meta({...})` on one option's schema may say, beyond `description`. */
 export interface OptionMeta {
