@@ -146,7 +146,7 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
   }
   cmd.addHelpText(
     'after',
-    `Methods that yield families: ${familyMethods()
+    `\nMethods that yield families: ${familyMethods()
       .map((m) => m.name)
       .join(', ')} (lineage family --method <name> --help shows its options)`,
   );
@@ -168,19 +168,22 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
     if (recoverTokens > 0 && !o.data?.length)
       throw new LineageError('recovery needs training data: --data <file> (or --recover-tokens 0)');
     if (o.holdout && !o.docSeparator) throw new LineageError('--holdout needs --doc-separator');
-    const method = d.family.create(methodValues(d, o, familySchema(d)), {
-      sizes: o.schedule,
-      recoverTokens,
-    });
+    const options = methodValues(d, o, familySchema(d));
+    const method = d.family.create(options, { sizes: o.schedule, recoverTokens });
     const run = await familyRun(resolve(o.runDir ?? `${resolve(o.out)}.run`), {
       resume: o.resume ?? false,
       settings: {
         model: modelArg ?? null,
         method: d.name,
-        options: methodValues(d, o, familySchema(d)) as Json,
+        options: options as Json,
         schedule: o.schedule,
         recoverTokens,
+        // everything that decides what each recovery and calibration sees
         data: o.data ?? [],
+        docSeparator: o.docSeparator ?? null,
+        heldOut: o.evalData ? null : (o.holdout ?? `${DEFAULT_HOLDOUT}`),
+        stats: o.stats ?? null,
+        calibSamples: o.calibSamples ?? null,
         seed: o.seed,
         recovery: [o.lr, o.minLr, o.batchSize, o.seqLen, o.hiddenWeight].map((x) => x ?? null),
       },
