@@ -199,6 +199,11 @@ describe('lineage family: Ctrl-C during a recovery, then --resume', () => {
     const run = `${cut}.run`;
     expect(readdirSync(join(run, 'members')).sort()).toEqual(['1', '1.json']);
     expect(existsSync(join(run, 'member-2', 'recover-1'))).toBe(true);
+    // resuming with other settings is refused in one line, and leaves the run as it was
+    expectOneLineError(
+      await lineage([...args(cut).map((x) => (x === '2e-3' ? '3e-3' : x)), '--resume']),
+      /holds a family run started with other settings \(recovery: /,
+    );
     const resumed = await lineage([...args(cut), '--resume']);
     const b = expectJson(resumed);
     expect(resumed.stderr).toMatch(/member 1: finished before the interruption/);
