@@ -13,6 +13,7 @@ export {
   calibrationCapability,
   withCalibration,
 } from './capability.js';
+export type { CalibrationStatsAccess } from './context.js';
 export {
   type CalibrationSample,
   type DataFormat,

@@ -8,6 +8,7 @@ import {
   LineageError,
   type LlamaModel,
   type MethodContext,
+  type MethodStats,
   modelFingerprint,
   SafetensorsFile,
   type TensorInfo,
@@ -307,9 +308,9 @@ function short(fp: string): string {
 }
 
 /** The statistics a method context carries, typed; a one-line error when absent or missing a statistic. */
-export function statsOf(ctx: Pick<MethodContext, 'stats'>, ...need: StatisticName[]): CalibrationStats {
+export function statsOf(ctx: Pick<MethodContext, 'stats'>, ...need: StatisticName[]): MethodStats {
   const s = ctx.stats;
-  if (!(s instanceof CalibrationStats)) {
+  if (!s) {
     throw new LineageError(
       'this method needs calibration statistics: run lineage calibrate and pass its output (--stats <file>)',
     );

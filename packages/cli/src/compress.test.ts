@@ -180,7 +180,11 @@ describe('lineage family', () => {
     const j = expectJson(r);
     expect(j.members).toHaveLength(2);
     expect(readdirSync(out).sort()).toEqual(['family.json', 'plrd-0.50', 'plrd-0.80']);
-    expect(JSON.parse(readFileSync(join(out, 'family.json'), 'utf8')).members).toHaveLength(2);
+    expect(JSON.parse(readFileSync(join(out, 'family.json'), 'utf8'))).toEqual(j);
+    expect(j.schema).toBe('lineage.family/1');
+    expect(j.members.map((m: { dir: string }) => m.dir)).toEqual(['plrd-0.80', 'plrd-0.50']);
+    expect(j.members[0].bitsPerParam).toBeCloseTo((8 * j.members[0].bytes) / j.members[0].params, 12);
+    expect(j.parent.perplexity).toBeLessThan(j.members[1].perplexity);
     expect(j.members[0].params).toBeGreaterThan(j.members[1].params);
     expect(j.members[1].tokens).toBeGreaterThan(j.members[0].tokens);
     // held-out docs: the last 20 dev stories, never trained on; reloading gives the table's perplexity
@@ -193,7 +197,7 @@ describe('lineage family', () => {
         separator: SEP,
         seqLen: 256,
       });
-      expect(Math.abs(p.ppl / j.members[i].ppl - 1)).toBeLessThan(1e-6);
+      expect(Math.abs(p.ppl / j.members[i].perplexity - 1)).toBeLessThan(1e-6);
       expect(model.provenance).toMatchObject({
         method: 'plrd',
         step: i + 1,
@@ -217,6 +221,14 @@ describe('lineage family', () => {
     expectOneLineError(
       await lineage(['family', MODEL, '--schedule', '0.8,0.5', '--recover-tokens', '0', '--out', out]),
       /held-out data/,
+    );
+    expectOneLineError(
+      await lineage(['family', MODEL, '--method', 'nope', '--schedule', '0.8', '--out', out]),
+      /unknown method 'nope'/,
+    );
+    expectOneLineError(
+      await lineage(['family', MODEL, '--schedule', '0.8', '--data', TRAIN, '--out', out, '--resume']),
+      /nothing to resume/,
     );
     expectOneLineError(
       await lineage([

@@ -32,7 +32,7 @@ export function createProgram(argv: readonly string[] = []): Command {
   trainCommand(program);
   distillCommand(program);
   compressCommand(program, argv);
-  familyCommand(program);
+  familyCommand(program, argv);
   for (const c of program.commands) c.exitOverride();
   return program;
 }

@@ -20,7 +20,10 @@ export { getBackend, listBackends, registerBackend, useBackend } from './backend
 export * from './checkpoint/load-model.js';
 export * from './checkpoint/save-model.js';
 // Compression methods
+export * from './compress/family.js';
+export * from './compress/family-record.js';
 export * from './compress/method.js';
+export * from './compress/options.js';
 export * from './compress/registry.js';
 // Text datasets
 export * from './data/text-dataset.js';

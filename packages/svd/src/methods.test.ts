@@ -16,7 +16,7 @@ import {
 import { sharedPath } from '@lineage/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LowRankLinear } from './low-rank-linear.js';
-import { plrd, svd } from './methods.js';
+import { plrd, svd, svdFamily } from './methods.js';
 
 const SEP = '<|endoftext|>';
 const backend = new JsBackend();
@@ -197,5 +197,34 @@ describe('plrd method', () => {
       ctx,
     );
     expect(seen).toEqual([parent]);
+  }, 300_000);
+});
+
+describe('svd as a family (one-shot per size)', () => {
+  it('cuts every member from the parent, recovers each from the parent, and records it', async () => {
+    const seen: LlamaModel[] = [];
+    const ctx = methodContext(backend, {
+      recover: async (m, budget) => {
+        seen.push(budget.teacher!);
+        expect(budget.tokens).toBe(500);
+        return m;
+      },
+    });
+    const method = svdFamily({ sizes: [0.7, 0.45], recoverTokens: 500 });
+    expect(method).toMatchObject({ name: 'svd', derivation: 'independent', sizes: [0.7, 0.45] });
+    expect(method.needs).toMatchObject({ training: true });
+    const family = await applyMethod(method, parent, ctx);
+    expect(seen).toEqual([parent, parent]);
+    // independent: the second member is exactly the one-shot cut of the parent
+    const oneShot = await applyMethod(svd({ params: 0.45 }), parent, methodContext(backend));
+    expect(blockRanks(family[1]!)).toEqual(blockRanks(oneShot));
+    const a = family[1]!.getLinear('model.layers.1.self_attn.q_proj').denseWeight();
+    expect(a).toEqual(oneShot.getLinear('model.layers.1.self_attn.q_proj').denseWeight());
+    expect(family.map((m) => m.provenance)).toMatchObject([
+      { method: 'svd', step: 1, fraction: 0.7, derivedFrom: 'parent', tokens: 500, recoverTokens: 500 },
+      { method: 'svd', step: 2, fraction: 0.45, derivedFrom: 'parent', tokens: 500, recoverTokens: 500 },
+    ]);
+    expect(() => svdFamily({ sizes: [0.45, 0.7] })).toThrow(/svd: sizes must be decreasing/);
+    await expect(applyMethod(method, parent, methodContext(backend))).rejects.toThrow(/needs training/);
   }, 300_000);
 });

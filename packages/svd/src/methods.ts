@@ -1,82 +1,119 @@
+// the statistics of a method context are @lineage/calibrate's (its accessors typed by declaration merging)
+import type {} from '@lineage/calibrate';
 import {
   type CompressionMethod,
+  type FamilyMethod,
+  familyMethod,
   type Json,
   LineageError,
   type LlamaModel,
   type MethodContext,
   modelFingerprint,
+  parseOptions,
+  z,
 } from '@lineage/core';
 import pkg from '../package.json' with { type: 'json' };
-import type { Allocation } from './allocation.js';
 import { type DecomposeResult, decomposeModel, ranksRecord } from './decompose-model.js';
 import type { GramSource } from './factorize.js';
 
 /** This package's version (from its package.json, inlined at build time): the methods' `version`. */
 export const VERSION: string = pkg.version;
 
-export interface LowRankOptions {
-  /** 'uniform' (SVD-LLM's per-layer ratio, default) or 'energy' (one global budget by singular-value energy). */
-  allocation?: Allocation;
-  /** Whiten by the input Gram of each layer (needs calibration statistics with `hessian`). */
-  dataAware?: boolean;
-  /** Gram source for dataAware (default: the method context's statistics). */
-  gram?: GramSource;
-  /** Also decompose an untied output head. */
-  includeHead?: boolean;
+const fraction = z.number().gt(0, 'must be in (0, 1)').lt(1, 'must be in (0, 1)');
+
+/** Decreasing fractions, one family member each. */
+const fractions = z
+  .array(fraction)
+  .min(1, 'is empty')
+  .refine((xs) => xs.every((x, i) => i === 0 || x < xs[i - 1]!), 'must be decreasing');
+
+/** Options every low-rank method takes. */
+export const lowRankOptions = z.object({
+  allocation: z.enum(['uniform', 'energy']).default('uniform').meta({
+    description:
+      "rank allocation: 'uniform' (same ratio per layer) or 'energy' (global budget by singular-value energy)",
+  }),
+  dataAware: z.boolean().default(false).meta({
+    description:
+      'whiten by calibration Grams (SVD-LLM): minimise the output error; Grams from --stats, or calibrated on the first --data file',
+  }),
+  /** Gram source for dataAware (default: the method context's statistics or calibration). */
+  gram: z
+    .custom<GramSource>(
+      (v) => typeof (v as Partial<GramSource> | undefined)?.hessian === 'function',
+      'must have hessian(layer)',
+    )
+    .optional()
+    .meta({ cli: false }),
+  includeHead: z.boolean().default(false).meta({ description: 'also decompose an untied output head' }),
+});
+export type LowRankOptions = z.input<typeof lowRankOptions>;
+
+/** Options of `svd`: a target fraction (`params`) or one rank (`rank`), exactly one of them. */
+export const svdOptions = z.object({
+  params: fraction
+    .optional()
+    .meta({ description: 'target fraction of the decomposable parameters, in (0, 1)' }),
+  rank: z
+    .number()
+    .int('must be a whole number')
+    .positive('must be positive')
+    .optional()
+    .meta({ description: 'or one rank for every layer (instead of --params)' }),
+  ...lowRankOptions.shape,
+});
+export type SvdMethodOptions = z.input<typeof svdOptions>;
+
+/** Options of `svd` as a family at several sizes (`lineage family --method svd`). */
+export interface SvdFamilyOptions extends LowRankOptions {
+  /** Decreasing fractions of the decomposable parameters: one member each, each cut from the parent. */
+  sizes: readonly number[];
+  /** Recovery tokens of each member (distillation from the parent; 0: none). */
+  recoverTokens?: number;
 }
 
-export interface SvdMethodOptions extends LowRankOptions {
-  /** Target fraction of the decomposable parameters, in (0, 1). */
-  params?: number;
-  /** Or one rank for every layer (layers where it saves nothing stay dense, and the record says so). */
-  rank?: number;
-}
-
-export interface PlrdOptions extends LowRankOptions {
-  /** Decreasing fractions of the decomposable parameters, each in (0, 1): one family member each. */
-  schedule: readonly number[];
-  /** Recovery tokens after each step (0: no recovery). */
-  recoverTokens: number;
-  /** Teacher of each recovery: the parent (default) or the previous member. */
-  teacher?: 'parent' | 'previous';
+/** Options of `plrd`. */
+export const plrdOptions = z.object({
+  schedule: fractions.meta({
+    description: 'decreasing fractions of the decomposable parameters, e.g. 0.8,0.6,0.45,0.3',
+  }),
+  recoverTokens: z
+    .number()
+    .int('must be a whole number ≥ 0')
+    .min(0, 'must be a whole number ≥ 0')
+    .default(0)
+    .meta({ description: 'recovery tokens after each step (distillation from the parent; 0: none)' }),
+  teacher: z
+    .enum(['parent', 'previous'])
+    .default('parent')
+    .meta({ description: "recovery teacher: 'parent' or 'previous' member" }),
   /**
    * With dataAware: whiten each step by the Grams of the model being truncated (the previous member,
    * calibrated through the context's `calibrate`), default true; false uses the parent's Grams throughout.
    */
-  recalibrate?: boolean;
-}
-
-function checkFraction(p: number, what: string): void {
-  if (!(typeof p === 'number' && p > 0 && p < 1))
-    throw new LineageError(`${what} must be in (0, 1), got ${String(p)}`);
-}
+  recalibrate: z.boolean().default(true).meta({ cli: false }),
+  ...lowRankOptions.shape,
+});
+export type PlrdOptions = z.input<typeof plrdOptions>;
 
 const GRAMS_NEEDED =
   'data-aware decomposition needs calibration statistics with hessian (--stats <file>) or calibration text (--data <file>)';
-
-function hasGrams(s: unknown): s is GramSource {
-  return !!s && typeof (s as Partial<GramSource>).hessian === 'function';
-}
 
 /**
  * The Grams that whiten `model`: the method's own source, else the context's statistics (which describe the
  * parent), else fresh ones from the context's calibration capability.
  */
 async function gramFor(
-  o: LowRankOptions,
+  o: Pick<LowRank, 'dataAware' | 'gram'>,
   ctx: MethodContext,
   model: LlamaModel,
   isParent: boolean,
 ): Promise<GramSource | undefined> {
   if (!o.dataAware) return undefined;
   if (o.gram) return o.gram;
-  if (isParent && hasGrams(ctx.stats)) return ctx.stats;
-  if (ctx.calibrate) {
-    const s = await ctx.calibrate(model, { statistics: ['hessian'] });
-    if (!hasGrams(s)) throw new LineageError("the context's calibration returned no hessian statistics");
-    return s;
-  }
-  if (hasGrams(ctx.stats)) return ctx.stats;
+  if (isParent && ctx.stats) return ctx.stats;
+  if (ctx.calibrate) return ctx.calibrate(model, { statistics: ['hessian'] });
+  if (ctx.stats) return ctx.stats;
   throw new LineageError(GRAMS_NEEDED);
 }
 
@@ -87,34 +124,58 @@ function parentRecord(model: LlamaModel): Record<string, Json> {
   return rec;
 }
 
-function stepRecord(r: DecomposeResult, o: LowRankOptions, target: number | null): Record<string, Json> {
+function stepRecord(r: DecomposeResult, o: LowRank, target: number | null): Record<string, Json> {
   return {
     fraction: target,
     achievedFraction: r.plan.fraction,
     decomposableParams: r.plan.denseParams,
-    allocation: o.allocation ?? 'uniform',
-    dataAware: o.dataAware ?? false,
+    allocation: o.allocation,
+    dataAware: o.dataAware,
     ranks: ranksRecord(r.layers),
   };
 }
 
+type LowRank = z.output<typeof lowRankOptions>;
+
+function decomposeOptions(o: LowRank, ctx: MethodContext, gram: GramSource | undefined) {
+  return {
+    allocation: o.allocation,
+    ...(o.includeHead ? { includeHead: true } : {}),
+    progress: ctx.progress,
+    ...(gram ? { gram } : {}),
+  };
+}
+
+/** The parent's Grams, computed once per parent however many members use them. */
+function parentGrams(
+  o: LowRank,
+): (ctx: MethodContext, parent: LlamaModel) => Promise<GramSource | undefined> {
+  const memo = new WeakMap<LlamaModel, Promise<GramSource | undefined>>();
+  return (ctx, parent) => {
+    let g = memo.get(parent);
+    if (!g) {
+      g = gramFor(o, ctx, parent, true);
+      memo.set(parent, g);
+    }
+    return g;
+  };
+}
+
 /** One-shot truncated SVD to a target size: the baseline. */
-export function svd(o: SvdMethodOptions): CompressionMethod<LlamaModel> {
+export function svd(options: SvdMethodOptions): CompressionMethod<LlamaModel> {
+  const o = parseOptions(svdOptions, options, { where: 'svd' });
   if ((o.params === undefined) === (o.rank === undefined))
     throw new LineageError('svd: give either params (a target fraction) or rank');
-  if (o.params !== undefined) checkFraction(o.params, 'params (the target fraction)');
   return {
     name: 'svd',
     version: VERSION,
     needs: o.dataAware && !o.gram ? { stats: ['hessian'] } : {},
     async apply(model, ctx) {
       const t0 = performance.now();
+      const gram = await gramFor(o, ctx, model, true);
       const r = await decomposeModel(model, {
         ...(o.params !== undefined ? { fraction: o.params } : { rank: o.rank! }),
-        ...(o.allocation ? { allocation: o.allocation } : {}),
-        ...(o.includeHead ? { includeHead: true } : {}),
-        progress: ctx.progress,
-        ...(o.dataAware ? { gram: (await gramFor(o, ctx, model, true))! } : {}),
+        ...decomposeOptions(o, ctx, gram),
       });
       logDense(ctx, r);
       r.model.provenance = {
@@ -130,6 +191,63 @@ export function svd(o: SvdMethodOptions): CompressionMethod<LlamaModel> {
   };
 }
 
+/**
+ * One-shot SVD at several sizes: every member is cut from the parent (independently), then recovered for
+ * `recoverTokens` by distillation from the parent. The baseline family PLRD is compared with.
+ */
+export function svdFamily(options: SvdFamilyOptions): FamilyMethod {
+  const o = parseOptions(lowRankOptions, options, { where: 'svd' });
+  const sizes = parseOptions(
+    z.object({ sizes: fractions }),
+    { sizes: options.sizes },
+    { where: 'svd' },
+  ).sizes;
+  const recoverTokens = parseOptions(plrdOptions.pick({ recoverTokens: true }), options, {
+    where: 'svd',
+  }).recoverTokens;
+  const grams = parentGrams(o);
+  return familyMethod({
+    name: 'svd',
+    version: VERSION,
+    needs: { ...(o.dataAware && !o.gram ? { stats: ['hessian'] } : {}), training: recoverTokens > 0 },
+    sizes,
+    derivation: 'independent',
+    async member(parent, i, ctx) {
+      const t0 = performance.now();
+      const fraction = sizes[i]!;
+      ctx.log.info(
+        `svd member ${i + 1}/${sizes.length}: ranks to ${fraction} of the decomposable parameters`,
+      );
+      const r = await decomposeModel(parent, {
+        fraction,
+        ...decomposeOptions(o, ctx, await grams(ctx, parent)),
+      });
+      logDense(ctx, r);
+      const decomposeSeconds = (performance.now() - t0) / 1000;
+      let member = r.model;
+      if (recoverTokens > 0) {
+        if (!ctx.recover) throw new LineageError('svd recovery needs training: import @lineage/distill');
+        member = await ctx.recover(member, { tokens: recoverTokens, teacher: parent });
+      }
+      member.provenance = {
+        method: 'svd',
+        methodVersion: VERSION,
+        parent: parentRecord(parent),
+        step: i + 1,
+        schedule: sizes,
+        derivedFrom: 'parent',
+        ...stepRecord(r, o, fraction),
+        recoverTokens,
+        teacher: 'parent',
+        tokens: recoverTokens,
+        decomposeSeconds,
+        wallSeconds: (performance.now() - t0) / 1000,
+      };
+      return member;
+    },
+  });
+}
+
 function logDense(ctx: MethodContext, r: DecomposeResult): void {
   const dense = r.layers.filter((l) => l.rank === undefined);
   if (dense.length)
@@ -141,76 +259,58 @@ function logDense(ctx: MethodContext, r: DecomposeResult): void {
  * fraction, then recovered (the context's `recover`: distillation from the parent, or LM training) for
  * `recoverTokens`. Returns the family, largest first; every member's `provenance` records its lineage.
  */
-export function plrd(o: PlrdOptions): CompressionMethod<LlamaModel[]> {
-  const schedule = [...o.schedule];
-  if (!schedule.length) throw new LineageError('the PLRD schedule is empty');
-  schedule.forEach((p, i) => {
-    checkFraction(p, `schedule entry ${i + 1}`);
-    if (i > 0 && !(p < schedule[i - 1]!))
-      throw new LineageError(`the schedule must be decreasing: ${schedule[i - 1]} then ${p}`);
-  });
-  if (!(Number.isInteger(o.recoverTokens) && o.recoverTokens >= 0))
-    throw new LineageError(`recoverTokens must be a whole number ≥ 0, got ${o.recoverTokens}`);
-  return {
+export function plrd(options: PlrdOptions): FamilyMethod {
+  const o = parseOptions(plrdOptions, options, { where: 'plrd' });
+  const schedule = o.schedule;
+  const recalibrate = o.dataAware && o.recalibrate && !o.gram;
+  const grams = parentGrams(o);
+  return familyMethod({
     name: 'plrd',
     version: VERSION,
     needs: {
       ...(o.dataAware && !o.gram ? { stats: ['hessian'] } : {}),
       training: o.recoverTokens > 0,
     },
-    async apply(parent, ctx) {
-      const family: LlamaModel[] = [];
-      const recalibrate = o.dataAware && o.recalibrate !== false && !o.gram;
-      if (recalibrate && !ctx.calibrate && hasGrams(ctx.stats))
+    sizes: schedule,
+    derivation: 'progressive',
+    async member(previous, i, ctx, parent) {
+      const t0 = performance.now();
+      const fraction = schedule[i]!;
+      if (i === 0 && recalibrate && !ctx.calibrate && ctx.stats)
         ctx.log.warn(
           "no calibration text: every step whitens by the parent's statistics (give --data to calibrate each member)",
         );
-      const parentGram = await gramFor(o, ctx, parent, true);
-      const parentRec = parentRecord(parent);
-      let previous = parent;
-      let tokensTotal = 0;
-      for (const [i, fraction] of schedule.entries()) {
-        const t0 = performance.now();
-        ctx.log.info(
-          `PLRD step ${i + 1}/${schedule.length}: ranks to ${fraction} of the decomposable parameters`,
-        );
-        const ownGrams = i > 0 && recalibrate && !!ctx.calibrate;
-        const gram = ownGrams ? await gramFor(o, ctx, previous, false) : parentGram;
-        const r = await decomposeModel(previous, {
-          fraction,
-          ...(o.allocation ? { allocation: o.allocation } : {}),
-          ...(o.includeHead ? { includeHead: true } : {}),
-          progress: ctx.progress,
-          ...(gram ? { gram } : {}),
-        });
-        logDense(ctx, r);
-        let member = r.model;
-        const decomposeSeconds = (performance.now() - t0) / 1000;
-        if (o.recoverTokens > 0) {
-          if (!ctx.recover) throw new LineageError('PLRD recovery needs training: import @lineage/distill');
-          const teacher = o.teacher === 'previous' ? previous : parent;
-          member = await ctx.recover(member, { tokens: o.recoverTokens, teacher });
-        }
-        tokensTotal += o.recoverTokens;
-        member.provenance = {
-          method: 'plrd',
-          methodVersion: VERSION,
-          parent: parentRec,
-          step: i + 1,
-          schedule,
-          derivedFrom: i === 0 ? 'parent' : `member ${i}`,
-          ...stepRecord(r, o, fraction),
-          ...(o.dataAware ? { whitenedBy: ownGrams ? `member ${i}` : 'parent' } : {}),
-          recoverTokens: o.recoverTokens,
-          teacher: o.teacher ?? 'parent',
-          tokens: tokensTotal,
-          decomposeSeconds,
-          wallSeconds: (performance.now() - t0) / 1000,
-        };
-        family.push(member);
-        previous = member;
+      ctx.log.info(
+        `PLRD step ${i + 1}/${schedule.length}: ranks to ${fraction} of the decomposable parameters`,
+      );
+      const ownGrams = i > 0 && recalibrate && !!ctx.calibrate;
+      const gram = ownGrams ? await gramFor(o, ctx, previous, false) : await grams(ctx, parent);
+      const r = await decomposeModel(previous, { fraction, ...decomposeOptions(o, ctx, gram) });
+      logDense(ctx, r);
+      let member = r.model;
+      const decomposeSeconds = (performance.now() - t0) / 1000;
+      if (o.recoverTokens > 0) {
+        if (!ctx.recover) throw new LineageError('PLRD recovery needs training: import @lineage/distill');
+        const teacher = o.teacher === 'previous' ? previous : parent;
+        member = await ctx.recover(member, { tokens: o.recoverTokens, teacher });
       }
-      return family;
+      const before = i === 0 ? 0 : Number(previous.provenance?.tokens ?? 0);
+      member.provenance = {
+        method: 'plrd',
+        methodVersion: VERSION,
+        parent: parentRecord(parent),
+        step: i + 1,
+        schedule,
+        derivedFrom: i === 0 ? 'parent' : `member ${i}`,
+        ...stepRecord(r, o, fraction),
+        ...(o.dataAware ? { whitenedBy: ownGrams ? `member ${i}` : 'parent' } : {}),
+        recoverTokens: o.recoverTokens,
+        teacher: o.teacher,
+        tokens: before + o.recoverTokens,
+        decomposeSeconds,
+        wallSeconds: (performance.now() - t0) / 1000,
+      };
+      return member;
     },
-  };
+  });
 }

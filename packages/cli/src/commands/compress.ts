@@ -1,10 +1,12 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { loadStats, withCalibration } from '@lineage/calibrate';
+import { type CalibrationCapabilityOptions, loadStats, withCalibration } from '@lineage/calibrate';
 import {
   applyMethod,
   type Backend,
+  describeOptions,
+  familyRecord,
   getMethod,
   LineageError,
   type LlamaModel,
@@ -14,13 +16,22 @@ import {
   type MethodDefinition,
   type MethodOption,
   methodContext,
+  type OptionsSchema,
+  parseOptions,
   readTextFile,
   saveModel,
   splitDocuments,
   type TextData,
-  writeDirAtomic,
+  writeFamily,
+  writeFileAtomic,
 } from '@lineage/core';
-import { type RecoverOptions, type TextSource, withRecover } from '@lineage/distill';
+import {
+  hasCheckpoint,
+  type RecoverOptions,
+  type TextSource,
+  type TrainResult,
+  withRecover,
+} from '@lineage/distill';
 import '@lineage/svd';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { selectBackend } from '../backend.js';
@@ -28,6 +39,7 @@ import { defaultModel } from '../defaults.js';
 import { log } from '../output.js';
 import { createProgress } from '../progress.js';
 import { addBackendOptions, addJsonOption, addModelOptions, parseFloatArg, parseIntArg } from './common.js';
+import { type Interrupt, onInterrupt } from './interrupt.js';
 import { parseTokens } from './train.js';
 
 /** Flags of the data, statistics, recovery and output options shared by `compress` and `family`. */
@@ -146,17 +158,67 @@ export interface Prepared {
   path: string;
   backend: Backend;
   ctx: MethodContext;
+  /** The options of the context's `recover` (absent without training data), to derive per-step ones. */
+  recover?: Partial<RecoverOptions>;
+  /** Text held out of training and calibration, when `prepare` was asked to hold some out. */
+  heldOut?: HeldOutText;
+}
+
+/** Text held out for evaluation: documents (with their separator) or a stream. */
+export interface HeldOutText {
+  text: string;
+  separator?: string;
+  /** What it is, for tables and family.json. */
+  name: string;
+}
+
+/**
+ * What to hold out of the last --data file: its last `docs` documents, or its last `fraction` (documents
+ * when the file holds the separator, else text cut at a line boundary).
+ */
+export type HoldoutSpec = { docs: number; separator: string } | { fraction: number };
+
+/** Holds out the tail of `last` (changing what it trains on) and returns the held-out text. */
+function holdOutTail(last: TextSource, spec: HoldoutSpec): HeldOutText {
+  const text = last.text!;
+  if ('docs' in spec && !last.separator)
+    throw new LineageError(
+      `--holdout needs documents: the last --data file holds no '${spec.separator}' lines`,
+      last.path,
+    );
+  if (last.separator) {
+    const docs = splitDocuments(text, last.separator);
+    const n = docs.length;
+    const k = 'docs' in spec ? spec.docs : Math.max(1, Math.round(n * spec.fraction));
+    if (k >= n)
+      throw new LineageError(`--holdout ${k} leaves no training documents (the file has ${n})`, last.path);
+    last.documents = [0, n - k];
+    return {
+      text: docs.slice(n - k).join(`\n${last.separator}\n`),
+      separator: last.separator,
+      name: `${last.path} (last ${k} documents)`,
+    };
+  }
+  const fraction = (spec as { fraction: number }).fraction;
+  const cut = text.lastIndexOf('\n', Math.floor(text.length * (1 - fraction)));
+  if (cut <= 0) throw new LineageError('is too short to hold out its tail for evaluation', last.path);
+  last.text = text.slice(0, cut);
+  return {
+    text: text.slice(cut + 1),
+    name: `${last.path} (last ${Math.round(fraction * 100)}%: ${text.length - cut - 1} characters)`,
+  };
 }
 
 /**
  * Loads the model, its statistics and data, and builds the method context, with `recover` (distillation
  * from the teacher each method names, through @lineage/distill) when training data is given.
- * `holdout` documents at the end of the last data file are kept out of training.
+ * `holdout` keeps the tail of the last data file out of training and calibration (see HoldoutSpec).
  */
 export async function prepare(
   modelArg: string | undefined,
   o: CompressionFlags,
-  holdout?: { docs: number; separator: string },
+  holdout?: HoldoutSpec,
+  interrupt?: Interrupt,
 ): Promise<Prepared> {
   const path = modelArg ?? defaultModel();
   const { model } = await loadModel(path, { tokenizer: o.tokenizer });
@@ -166,21 +228,7 @@ export async function prepare(
   const progress = createProgress();
   const logger = { info: log, warn: (m: string) => log(`warning: ${m}`), debug: () => {} };
   const sources = await Promise.all((o.data ?? []).map((d) => source(d, o.docSeparator)));
-  if (holdout && sources.length) {
-    const last = sources[sources.length - 1]!;
-    if (!last.separator)
-      throw new LineageError(
-        `--holdout needs documents: the last --data file holds no '${holdout.separator}' lines`,
-        last.path,
-      );
-    const n = splitDocuments(last.text!, last.separator).length;
-    if (holdout.docs >= n)
-      throw new LineageError(
-        `--holdout ${holdout.docs} leaves no training documents (the file has ${n})`,
-        last.path,
-      );
-    last.documents = [0, n - holdout.docs];
-  }
+  const heldOut = holdout && sources.length ? holdOutTail(sources[sources.length - 1]!, holdout) : undefined;
   const first = o.data?.[0];
   const data: TextData | undefined = first
     ? {
@@ -196,12 +244,14 @@ export async function prepare(
     ...(data ? { data } : {}),
     ...(stats ? { stats } : {}),
   });
+  let recover: Partial<RecoverOptions> | undefined;
   if (sources.length) {
     const out = resolve(o.out);
-    const recover: Partial<RecoverOptions> = {
+    const runDir = resolve(o.runDir ?? `${out}.run`);
+    recover = {
       data: sources,
       seed: o.seed,
-      checkpointRoot: resolve(o.runDir ?? `${out}.run`),
+      checkpointRoot: runDir,
       checkpointEvery: 200,
       resume: o.resume ?? false,
       log: logger,
@@ -212,35 +262,69 @@ export async function prepare(
       ...(o.seqLen ? { seqLen: o.seqLen } : {}),
       ...(o.hiddenWeight ? { hidden: { layers: 'uniform' as const, weight: o.hiddenWeight } } : {}),
     };
-    ctx = withRecover(ctx, recover);
+    // Ctrl-C stops the running recovery with a checkpoint, and the command with it
+    let stopped: TrainResult['stopped'] | undefined;
+    const inner = withRecover(ctx, {
+      ...recover,
+      ...(interrupt
+        ? {
+            signal: interrupt.signal,
+            onResult: (r: TrainResult) => {
+              stopped = r.stopped;
+            },
+          }
+        : {}),
+    }).recover!;
+    ctx = {
+      ...ctx,
+      recover: async (m, budget) => {
+        const r = await inner(m, budget);
+        if (interrupt && stopped === 'interrupted')
+          throw interrupt.stop(
+            `interrupted: the recovery checkpoint is in ${runDir}; run the same command with --resume to continue`,
+          );
+        return r;
+      },
+    };
     // statistics of any model the method asks about (e.g. each PLRD member): the context's data file (the
-    // first --data), minus held-out documents, read only if a method calibrates
-    const kept = holdout && sources.length === 1 ? sources[0]!.documents : undefined;
+    // first --data), minus held-out text, read only if a method calibrates
+    let calibration: Partial<CalibrationCapabilityOptions> = {};
+    if (heldOut && sources.length === 1) {
+      const only = sources[0]!;
+      if (only.documents) calibration = { documents: only.documents };
+      else {
+        // the held-out tail was cut from a file without documents: calibrate on the rest, kept beside the run
+        const rest = join(runDir, 'calibration-text.txt');
+        await mkdir(runDir, { recursive: true });
+        await writeFileAtomic(rest, only.text!);
+        calibration = { data: rest };
+      }
+    }
     ctx = withCalibration(ctx, {
-      ...(kept ? { documents: kept } : {}),
+      ...calibration,
       ...(o.calibSamples ? { samples: o.calibSamples } : {}),
     });
   }
-  return { model, path, backend, ctx };
+  return { model, path, backend, ctx, ...(recover ? { recover } : {}), ...(heldOut ? { heldOut } : {}) };
 }
 
 /** `--name <value>` (or `--name` for booleans, `<list>` for numbers). */
 function flagText(opt: MethodOption): string {
-  return opt.type === 'boolean'
-    ? `--${opt.name}`
-    : `--${opt.name} <${opt.type === 'numbers' ? 'list' : 'value'}>`;
+  return opt.type === 'boolean' ? `--${opt.name}` : `--${opt.name} <${opt.placeholder}>`;
 }
 
-/** The CLI option of a method option, with its parser, default and whether it is required. */
-function methodFlag(opt: MethodOption): Option {
+/** A number flag's text: plain, or with a k/M/B suffix (`20k` tokens). */
+function parseNumber(v: string): number {
+  const n = /^\d+(\.\d+)?[kKmMbB]$/.test(v) ? parseTokens(v) : Number(v);
+  if (!v.trim() || !Number.isFinite(n)) throw new InvalidArgumentError(`must be a number, got '${v}'`);
+  return n;
+}
+
+/** The CLI option of a method option (derived from the method's schema), with its parser and default. */
+export function methodFlag(opt: MethodOption): Option {
   const o = new Option(flagText(opt), opt.description);
-  if (opt.type === 'number') {
-    o.argParser((v: string) => {
-      const n = /^\d+(\.\d+)?[kKmMbB]$/.test(v) ? parseTokens(v) : Number(v);
-      if (!Number.isFinite(n)) throw new InvalidArgumentError(`must be a number, got '${v}'`);
-      return n;
-    });
-  } else if (opt.type === 'numbers') {
+  if (opt.type === 'number' || opt.type === 'integer') o.argParser(parseNumber);
+  else if (opt.type === 'numbers') {
     o.argParser((v: string) =>
       v.split(',').map((s) => {
         const n = Number(s.trim());
@@ -250,25 +334,46 @@ function methodFlag(opt: MethodOption): Option {
       }),
     );
   }
+  if (opt.choices) o.choices(opt.choices);
   if (opt.default !== undefined && opt.type !== 'boolean') o.default(opt.default);
   if (opt.required) o.makeOptionMandatory();
   return o;
 }
 
+/**
+ * A method's options from parsed flags (commander names them by the schema's keys), validated by the
+ * method's schema: one-line errors name the flag.
+ */
+export function methodValues(
+  def: MethodDefinition,
+  o: Record<string, unknown>,
+  schema: OptionsSchema = def.options,
+): Record<string, unknown> {
+  const raw = Object.fromEntries(
+    describeOptions(schema)
+      .map((opt) => [opt.key, o[camel(opt.name)]])
+      .filter(([, v]) => v !== undefined),
+  );
+  return parseOptions(schema, raw, { where: def.name, flags: true });
+}
+
+/** commander's attribute name of a flag (`recover-tokens` → `recoverTokens`). */
 function camel(name: string): string {
   return name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
-/** The parsed values of a method's options, by the method's own option names. */
-export function methodValues(def: MethodDefinition, o: Record<string, unknown>): Record<string, unknown> {
-  return Object.fromEntries(def.options.map((opt) => [opt.name, o[camel(opt.name)]]));
+/** Adds the flags of a method's options that the command does not define itself. */
+export function addMethodFlags(cmd: Command, options: readonly MethodOption[]): void {
+  for (const opt of options) {
+    if (!cmd.options.some((x) => x.long === `--${opt.name}`)) cmd.addOption(methodFlag(opt));
+  }
 }
 
 function methodsHelp(): string {
   const lines = ['', "Methods (lineage compress --method <name> --help shows one method's options):"];
   for (const m of listMethods()) {
     lines.push(`  ${m.name.padEnd(10)} ${m.description} (${m.package})`);
-    for (const opt of m.options) {
+    for (const opt of describeOptions(m.options)) {
       const flag = flagText(opt);
       const dflt =
         opt.default !== undefined ? ` (default: ${String(opt.default)})` : opt.required ? ' (required)' : '';
@@ -287,23 +392,28 @@ export async function saveMember(model: LlamaModel, out: string, o: CompressionF
   });
 }
 
-/** Writes a family: one directory per member plus family.json, all appearing at once. */
-export async function saveFamily(
-  members: { name: string; model: LlamaModel }[],
-  record: unknown,
-  out: string,
-  o: CompressionFlags,
-): Promise<void> {
-  await writeDirAtomic(
-    out,
-    async (tmp) => {
-      for (const m of members) {
-        await saveModel(m.model, join(tmp, m.name), { format: 'hf', ...(o.dtype ? { dtype: o.dtype } : {}) });
-      }
-      await writeFile(join(tmp, 'family.json'), `${JSON.stringify(record, null, 2)}\n`);
-    },
-    { overwrite: o.force ?? false },
-  );
+/** Directory names of a family's members: `<method>-<size>` (e.g. plrd-0.80), else member-<i>. */
+export function memberDirs(
+  method: string,
+  models: readonly LlamaModel[],
+  sizes?: readonly number[],
+): string[] {
+  return models.map((m, i) => {
+    const f = sizes?.[i] ?? m.provenance?.fraction;
+    return typeof f === 'number' ? `${method}-${f.toFixed(2)}` : `member-${i + 1}`;
+  });
+}
+
+/** `--resume` needs a recovery checkpoint in the run directory (a one-line error otherwise). */
+function checkResumable(runDir: string): void {
+  const any =
+    existsSync(runDir) &&
+    readdirSync(runDir).some((n) => /^recover-\d+$/.test(n) && hasCheckpoint(join(runDir, n)));
+  if (!any)
+    throw new LineageError(
+      'nothing to resume: holds no recovery checkpoint (run the command without --resume)',
+      runDir,
+    );
 }
 
 export function compressCommand(program: Command, argv: readonly string[] = []): void {
@@ -328,9 +438,7 @@ export function compressCommand(program: Command, argv: readonly string[] = []):
   const named = argvValues(argv, '--method')[0];
   const def = named ? listMethods().find((m) => m.name === named) : undefined;
   if (def) {
-    for (const opt of def.options) {
-      if (!cmd.options.some((x) => x.long === `--${opt.name}`)) cmd.addOption(methodFlag(opt));
-    }
+    addMethodFlags(cmd, describeOptions(def.options));
     cmd.addHelpText(
       'after',
       `\nOptions above from --method ${def.name} (${def.package}): ${def.description}`,
@@ -344,30 +452,33 @@ export function compressCommand(program: Command, argv: readonly string[] = []):
       const d = getMethod(o.method);
       checkOut(o);
       const method = d.create(methodValues(d, o));
-      const p = await prepare(modelArg, o);
+      if (o.resume) checkResumable(resolve(o.runDir ?? `${resolve(o.out)}.run`));
+      const interrupt = onInterrupt();
       const t0 = performance.now();
-      const result = await applyMethod(method, p.model, p.ctx);
+      let result: LlamaModel | LlamaModel[];
+      let p: Prepared;
+      try {
+        p = await prepare(modelArg, o, undefined, interrupt);
+        result = await applyMethod(method, p.model, p.ctx);
+      } finally {
+        interrupt.dispose();
+      }
       const seconds = (performance.now() - t0) / 1000;
       const before = p.model.stats();
-      const describe = (m: LlamaModel) => ({
-        params: m.stats().params,
-        bytes: m.stats().bytes,
-        provenance: m.provenance ?? null,
-      });
       if (Array.isArray(result)) {
-        const members = result.map((m, i) => {
-          const f = m.provenance?.fraction;
-          return { name: typeof f === 'number' ? `${d.name}-${f.toFixed(2)}` : `member-${i + 1}`, model: m };
+        const dirs = memberDirs(d.name, result);
+        const record = familyRecord({
+          method: { name: method.name, version: method.version },
+          parent: { path: p.path, model: p.model },
+          members: result.map((model, i) => ({ dir: dirs[i]!, model })),
+          wallSeconds: seconds,
         });
-        const record = {
-          method: d.name,
-          parent: { path: p.path, params: before.params, bytes: before.bytes },
-          members: members.map((m) => ({ dir: m.name, ...describe(m.model) })),
-          seconds,
-        };
-        await saveFamily(members, record, o.out, o);
+        await writeFamily(o.out, result, record, {
+          overwrite: o.force ?? false,
+          ...(o.dtype ? { dtype: o.dtype } : {}),
+        });
         if (o.json) process.stdout.write(`${JSON.stringify(record, null, 2)}\n`);
-        else process.stdout.write(`wrote ${members.length} models to ${o.out} in ${seconds.toFixed(1)} s\n`);
+        else process.stdout.write(`wrote ${result.length} models to ${o.out} in ${seconds.toFixed(1)} s\n`);
       } else {
         await saveMember(result, o.out, o);
         const after = result.stats();

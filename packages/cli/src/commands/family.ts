@@ -1,26 +1,48 @@
+import { join, resolve } from 'node:path';
 import {
-  applyMethod,
   type Backend,
+  buildFamily,
+  describeOptions,
+  type FamilyMethod,
+  familyRecord,
+  getMethod,
+  type HeldOutScore,
+  type Json,
   LineageError,
   type LlamaModel,
+  listMethods,
+  type MethodDefinition,
   perplexity,
   readTextFile,
-  splitDocuments,
+  writeFamily,
 } from '@lineage/core';
-import { type Allocation, plrd } from '@lineage/svd';
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type SamplerState, type TrainResult, withRecover } from '@lineage/distill';
+import { type Command, InvalidArgumentError } from 'commander';
 import { formatBytes, formatCount, log, printJson, table } from '../output.js';
 import { parseIntArg } from './common.js';
-import { addCompressionOptions, type CompressionFlags, checkOut, prepare, saveFamily } from './compress.js';
+import {
+  addCompressionOptions,
+  addMethodFlags,
+  argvValues,
+  type CompressionFlags,
+  checkOut,
+  type HeldOutText,
+  type HoldoutSpec,
+  memberDirs,
+  methodValues,
+  prepare,
+} from './compress.js';
+import { familyRun } from './family-run.js';
+import { onInterrupt } from './interrupt.js';
 import { parseTokens } from './train.js';
 
+/** The fraction of the last --data file held out for the table when neither --eval-data nor --holdout is given. */
+export const DEFAULT_HOLDOUT = 0.1;
+
 interface FamilyFlags extends CompressionFlags {
+  method: string;
   schedule: number[];
-  recoverTokens: number;
-  allocation?: Allocation;
-  dataAware?: boolean;
-  includeHead?: boolean;
-  teacher?: 'parent' | 'previous';
+  recoverTokens?: number;
   evalData?: string;
   holdout?: number;
   evalLimit?: number;
@@ -34,27 +56,13 @@ function parseSchedule(v: string): number[] {
   return xs;
 }
 
-interface HeldOut {
-  text: string;
-  separator?: string;
-  name: string;
-}
-
-/** One row of the family table. */
-export interface FamilyRow {
-  name: string;
-  fraction: number | null;
-  params: number;
-  bytes: number;
-  ppl: number;
-  nll: number;
-  /** Recovery tokens spent on the way to this member (cumulative). */
-  tokens: number;
-  ranks?: unknown;
-}
-
-async function heldOutPpl(model: LlamaModel, backend: Backend, h: HeldOut, o: FamilyFlags) {
-  return perplexity(
+async function heldOutScore(
+  model: LlamaModel,
+  backend: Backend,
+  h: HeldOutText,
+  o: FamilyFlags,
+): Promise<HeldOutScore> {
+  const r = await perplexity(
     model,
     backend,
     h.text,
@@ -70,44 +78,53 @@ async function heldOutPpl(model: LlamaModel, backend: Backend, h: HeldOut, o: Fa
     },
     h.name,
   );
+  return { ppl: r.ppl, nll: r.nll };
 }
 
-export function familyCommand(program: Command): void {
+/** Methods that yield members at given sizes. */
+function familyMethods(): MethodDefinition[] {
+  return listMethods().filter((m) => m.family);
+}
+
+/** The schema of a method's options without those the family's sizes and budget stand in for. */
+function familySchema(def: MethodDefinition) {
+  const mask: Record<string, true> = {};
+  for (const k of def.family!.replaces) mask[k] = true;
+  return def.options.omit(mask as Parameters<typeof def.options.omit>[0]);
+}
+
+export function familyCommand(program: Command, argv: readonly string[] = []): void {
   const cmd = program
     .command('family')
     .description(
-      'build a PLRD family: ranks lowered step by step with recovery (distillation from the parent) between steps; prints params, bytes and held-out perplexity per member',
+      'build a family of smaller models at given sizes with any method that yields members (plrd: progressive, each member from the previous one; svd: one-shot per size), recovered by distillation from the parent; prints params, bytes and held-out perplexity per member',
     )
     .argument('[model]', 'llama2.c .bin file or Hugging Face directory (default: ../shared stories260K)')
-    .requiredOption(
-      '--schedule <fractions>',
-      'decreasing fractions of the decomposable parameters',
-      parseSchedule,
+    .option(
+      '--method <name>',
+      `method: ${familyMethods()
+        .map((m) => m.name)
+        .join(', ')}`,
+      'plrd',
     )
     .requiredOption(
+      '--schedule <fractions>',
+      'decreasing sizes, one member each (fractions of the decomposable parameters for plrd and svd)',
+      parseSchedule,
+    )
+    .option(
       '--recover-tokens <n>',
-      'recovery tokens after each step (e.g. 200k; 0: none)',
+      'recovery tokens of each member (e.g. 200k; default 0: none)',
       parseTokens,
     )
     .requiredOption('--out <dir>', 'output directory: one Hugging Face directory per member plus family.json')
-    .addOption(
-      new Option('--allocation <mode>', 'rank allocation (default uniform)').choices(['uniform', 'energy']),
-    )
-    .option(
-      '--data-aware',
-      'whiten by calibration Grams (SVD-LLM); from --stats, or calibrated on the first --data file (each member on its own)',
-    )
-    .option('--include-head', 'also decompose an untied output head')
-    .addOption(
-      new Option('--teacher <which>', 'recovery teacher (default parent)').choices(['parent', 'previous']),
-    )
     .option(
       '--eval-data <file>',
       'held-out text for the table (documents protocol when it holds --doc-separator)',
     )
     .option(
       '--holdout <n>',
-      'hold out the last n documents of the last --data file for the table',
+      `hold out the last n documents of the last --data file for the table (default without --eval-data: its last ${DEFAULT_HOLDOUT * 100}%)`,
       parseIntArg(),
     )
     .option('--eval-limit <n>', 'evaluate at most n documents or windows', parseIntArg())
@@ -117,28 +134,67 @@ export function familyCommand(program: Command): void {
       parseIntArg(2),
     );
   addCompressionOptions(cmd);
-  cmd.action(async (modelArg: string | undefined, o: FamilyFlags) => {
+  // the method's own options (plrd's by default), without those --schedule and --recover-tokens stand for
+  const named = argvValues(argv, '--method')[0] ?? 'plrd';
+  const def = familyMethods().find((m) => m.name === named);
+  if (def) {
+    addMethodFlags(cmd, describeOptions(familySchema(def)));
+    cmd.addHelpText(
+      'after',
+      `\nOptions above from --method ${def.name} (${def.package}): ${def.description}`,
+    );
+  }
+  cmd.addHelpText(
+    'after',
+    `\nMethods that yield families: ${familyMethods()
+      .map((m) => m.name)
+      .join(', ')} (lineage family --method <name> --help shows its options)`,
+  );
+  cmd.action(async (modelArg: string | undefined, o: FamilyFlags & Record<string, unknown>) => {
+    const d = getMethod(o.method);
+    if (!d.family)
+      throw new LineageError(
+        `method '${d.name}' does not yield members at given sizes (family methods: ${familyMethods()
+          .map((m) => m.name)
+          .join(', ')})`,
+      );
     checkOut(o);
     if (o.evalData && o.holdout) throw new LineageError('give either --eval-data or --holdout, not both');
-    if (!o.evalData && !o.holdout)
-      throw new LineageError('the family table needs held-out data: --eval-data <file> or --holdout <n>');
-    if (o.recoverTokens > 0 && !o.data?.length)
+    if (!o.evalData && !o.data?.length)
+      throw new LineageError(
+        'the family table needs held-out data: --eval-data <file>, or --data <file> (its tail is held out)',
+      );
+    const recoverTokens = o.recoverTokens ?? 0;
+    if (recoverTokens > 0 && !o.data?.length)
       throw new LineageError('recovery needs training data: --data <file> (or --recover-tokens 0)');
     if (o.holdout && !o.docSeparator) throw new LineageError('--holdout needs --doc-separator');
-    const method = plrd({
-      schedule: o.schedule,
-      recoverTokens: o.recoverTokens,
-      ...(o.allocation ? { allocation: o.allocation } : {}),
-      ...(o.dataAware ? { dataAware: true } : {}),
-      ...(o.includeHead ? { includeHead: true } : {}),
-      ...(o.teacher ? { teacher: o.teacher } : {}),
+    const options = methodValues(d, o, familySchema(d));
+    const method = d.family.create(options, { sizes: o.schedule, recoverTokens });
+    const run = await familyRun(resolve(o.runDir ?? `${resolve(o.out)}.run`), {
+      resume: o.resume ?? false,
+      settings: {
+        model: modelArg ?? null,
+        method: d.name,
+        options: options as Json,
+        schedule: o.schedule,
+        recoverTokens,
+        // everything that decides what each recovery and calibration sees
+        data: o.data ?? [],
+        docSeparator: o.docSeparator ?? null,
+        heldOut: o.evalData ? null : (o.holdout ?? `${DEFAULT_HOLDOUT}`),
+        stats: o.stats ?? null,
+        calibSamples: o.calibSamples ?? null,
+        seed: o.seed,
+        recovery: [o.lr, o.minLr, o.batchSize, o.seqLen, o.hiddenWeight].map((x) => x ?? null),
+      },
     });
-    const p = await prepare(
-      modelArg,
-      o,
-      o.holdout ? { docs: o.holdout, separator: o.docSeparator! } : undefined,
-    );
-    let held: HeldOut;
+    const holdout: HoldoutSpec | undefined = o.evalData
+      ? undefined
+      : o.holdout
+        ? { docs: o.holdout, separator: o.docSeparator! }
+        : { fraction: DEFAULT_HOLDOUT };
+    const p = await prepare(modelArg, o, holdout);
+    let held = p.heldOut;
     if (o.evalData) {
       const text = await readTextFile(o.evalData);
       held = {
@@ -146,66 +202,110 @@ export function familyCommand(program: Command): void {
         name: o.evalData,
         ...(o.docSeparator && text.includes(o.docSeparator) ? { separator: o.docSeparator } : {}),
       };
-    } else {
-      const last = o.data![o.data!.length - 1]!;
-      const docs = splitDocuments(await readTextFile(last), o.docSeparator!);
-      held = {
-        text: docs.slice(docs.length - o.holdout!).join(`\n${o.docSeparator}\n`),
-        separator: o.docSeparator!,
-        name: `${last} (last ${o.holdout} documents)`,
-      };
     }
     const t0 = performance.now();
-    const family = await applyMethod(method, p.model, p.ctx);
+    const family = await buildMembers(method, p, run);
     const seconds = (performance.now() - t0) / 1000;
-    const rows: FamilyRow[] = [];
-    const row = async (name: string, m: LlamaModel, fraction: number | null, tokens: number) => {
-      log(`evaluating ${name} on ${held.name}`);
-      const r = await heldOutPpl(m, p.backend, held, o);
-      const s = m.stats();
-      rows.push({
-        name,
-        fraction,
-        params: s.params,
-        bytes: s.bytes,
-        ppl: r.ppl,
-        nll: r.nll,
-        tokens,
-        ...(m.provenance?.ranks ? { ranks: m.provenance.ranks } : {}),
-      });
-    };
-    await row('parent', p.model, null, 0);
-    const members = family.map((m, i) => ({ name: `plrd-${o.schedule[i]!.toFixed(2)}`, model: m }));
-    for (const [i, m] of members.entries())
-      await row(m.name, m.model, o.schedule[i]!, Number(m.model.provenance?.tokens ?? 0));
-    const record = {
-      method: 'plrd',
-      parent: { path: p.path, params: rows[0]!.params, bytes: rows[0]!.bytes },
-      schedule: o.schedule,
-      recoverTokens: o.recoverTokens,
-      heldOut: held.name,
-      members: rows
-        .slice(1)
-        .map((r, i) => ({ dir: members[i]!.name, ...r, provenance: members[i]!.model.provenance ?? null })),
-      parentPpl: rows[0]!.ppl,
-      seconds,
-    };
-    await saveFamily(members, record, o.out, o);
+    log(`evaluating the parent and ${family.length} members on ${held!.name}`);
+    const parentScore = await heldOutScore(p.model, p.backend, held!, o);
+    const scores: HeldOutScore[] = [];
+    for (const m of family) scores.push(await heldOutScore(m, p.backend, held!, o));
+    const dirs = memberDirs(d.name, family, o.schedule);
+    const record = familyRecord({
+      method: { name: method.name, version: method.version },
+      parent: { path: p.path, model: p.model, score: parentScore },
+      heldOut: held!.name,
+      sizes: o.schedule,
+      members: family.map((model, i) => ({ dir: dirs[i]!, model, size: o.schedule[i]!, score: scores[i]! })),
+      wallSeconds: seconds,
+    });
+    await writeFamily(o.out, family, record, {
+      overwrite: o.force ?? false,
+      ...(o.dtype ? { dtype: o.dtype } : {}),
+    });
+    await run.finish();
     if (o.json) printJson(record);
     else {
+      const rows = [
+        { name: 'parent', size: null, ...record.parent, tokens: 0 },
+        ...record.members.map((m) => ({ name: m.dir, ...m })),
+      ];
       process.stdout.write(
         `${table(
-          ['member', 'fraction', 'params', 'bytes', 'held-out ppl', 'recovery tokens'],
+          ['member', 'size', 'params', 'bytes', 'bits/param', 'held-out ppl', 'recovery tokens'],
           rows.map((r) => [
             r.name,
-            r.fraction === null ? '1 (dense)' : r.fraction.toFixed(2),
+            r.size === null ? '1 (dense)' : r.size.toFixed(2),
             formatCount(r.params),
             formatBytes(r.bytes),
-            r.ppl.toFixed(4),
+            r.bitsPerParam.toFixed(2),
+            r.perplexity!.toFixed(4),
             formatCount(r.tokens),
           ]),
-        )}\nwrote ${members.length} members and family.json to ${o.out} (${seconds.toFixed(1)} s)\n`,
+        )}\nwrote ${family.length} members and family.json to ${o.out} (${seconds.toFixed(1)} s)\n`,
       );
     }
   });
+}
+
+/**
+ * Builds the members one by one: each recovery checkpoints into the run directory (and stops with a
+ * checkpoint on Ctrl-C), each finished member is saved there at once, and `--resume` reads finished members
+ * back instead of recomputing them, continuing the training text where the last finished member stopped.
+ */
+async function buildMembers(
+  method: FamilyMethod,
+  p: Awaited<ReturnType<typeof prepare>>,
+  run: Awaited<ReturnType<typeof familyRun>>,
+): Promise<LlamaModel[]> {
+  const interrupt = onInterrupt();
+  const interrupted = () =>
+    interrupt.stop(
+      `interrupted: finished members and the recovery checkpoint are in ${run.dir}; run the same command with --resume to continue`,
+    );
+  // where the training text continues: after the last finished member's recovery
+  let dataStart: SamplerState | undefined;
+  let last: TrainResult | undefined;
+  try {
+    return await buildFamily(method, p.model, p.ctx, {
+      finished: async (i) => {
+        const done = await run.finished(i);
+        if (done) {
+          log(`member ${i + 1}: finished before the interruption, read from ${run.dir}`);
+          dataStart = done.dataEnd ?? dataStart;
+          return done.model;
+        }
+        return undefined;
+      },
+      context: (i) => {
+        if (!p.recover) return p.ctx;
+        const inner = withRecover(p.ctx, {
+          ...p.recover,
+          checkpointRoot: join(run.dir, `member-${i + 1}`),
+          resume: run.resuming,
+          signal: interrupt.signal,
+          ...(dataStart ? { dataStart } : {}),
+          onResult: (r) => {
+            last = r;
+          },
+        }).recover!;
+        return {
+          ...p.ctx,
+          recover: async (model, budget) => {
+            const r = await inner(model, budget);
+            if (last?.stopped === 'interrupted') throw interrupted();
+            return r;
+          },
+        };
+      },
+      onMember: async (i, member) => {
+        if (last) dataStart = last.dataEnd;
+        await run.save(i, member, dataStart);
+        last = undefined;
+        if (interrupt.signal.aborted && i < method.sizes.length - 1) throw interrupted();
+      },
+    });
+  } finally {
+    interrupt.dispose();
+  }
 }

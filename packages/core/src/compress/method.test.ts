@@ -8,6 +8,7 @@ import { HostTensor } from '../tensor/host-tensor.js';
 import { sharedPath } from '../testing/shared.js';
 import { readTextFile } from '../util/text-file.js';
 import { applyMethod, type CompressionMethod, methodContext, pipeline } from './method.js';
+import { z } from './options.js';
 import { getMethod, registerMethod } from './registry.js';
 
 /** The trivial method that proves the contract: every linear weight rounded through bf16 (stored back as f32). */
@@ -75,6 +76,24 @@ describe('CompressionMethod contract', () => {
       apply: async (m) => m,
     };
     await expect(applyMethod(trainer, model, methodContext(backend))).rejects.toThrow(/@lineage\/distill/);
+    // statistics that lack a named one are refused before work, unless the context can calibrate more
+    let applied = false;
+    const whitening: CompressionMethod = {
+      name: 'w',
+      version: '1',
+      needs: { stats: ['hessian'] },
+      apply: async (m) => {
+        applied = true;
+        return m;
+      },
+    };
+    const importanceOnly = { has: (s: string) => s === 'importance' };
+    await expect(
+      applyMethod(whitening, model, methodContext(backend, { stats: importanceOnly })),
+    ).rejects.toThrow(/needs the statistics hessian/);
+    expect(applied).toBe(false);
+    await applyMethod(whitening, model, methodContext(backend, { stats: { has: () => true } }));
+    expect(applied).toBe(true);
   });
 
   it('registers methods by name for the CLI', () => {
@@ -82,7 +101,7 @@ describe('CompressionMethod contract', () => {
       name: 'test-bf16',
       description: 'rounds linears to bf16',
       package: '@lineage/core (test)',
-      options: [],
+      options: z.object({}),
       create: () => bf16RoundTrip(),
     };
     registerMethod(def);

@@ -45,11 +45,42 @@ export interface MethodNeeds {
   training?: boolean;
 }
 
-export interface MethodContext {
+/**
+ * Calibration statistics as a method context carries them. Core knows only that they answer which
+ * statistics they hold; the package that produces them (@lineage/calibrate) adds its accessors by
+ * declaration merging, as vite plugins extend rollup's context:
+ *
+ * ```ts
+ * declare module '@lineage/core' {
+ *   interface MethodStats extends CalibrationStatsAccess {}
+ * }
+ * ```
+ *
+ * so `ctx.stats.hessian(layer)` is typed wherever that package's types are in the program, with no cast,
+ * duck typing or `instanceof` across package copies.
+ */
+export interface MethodStats {
+  /** Whether the named statistic (e.g. 'hessian') was computed. */
+  has(statistic: string): boolean;
+}
+
+/** What a method asks the `calibrate` capability for. */
+export interface CalibrationRequest {
+  statistics: string[];
+}
+
+/**
+ * Capabilities other packages attach to a method context (all optional on the context): extended by
+ * declaration merging like `MethodStats`, for capabilities whose types live outside core.
+ */
+// biome-ignore lint/suspicious/noEmptyInterface: an extension point filled by declaration merging
+export interface MethodCapabilities {}
+
+export interface MethodContext extends Partial<MethodCapabilities> {
   backend: Backend;
   data?: TextData;
-  /** Calibration statistics, typed by the package that produces them. */
-  stats?: unknown;
+  /** Calibration statistics of the model given to `apply` (typed by @lineage/calibrate, see MethodStats). */
+  stats?: MethodStats;
   progress: Progress;
   log: Logger;
   seed: number;
@@ -59,7 +90,7 @@ export interface MethodContext {
    * Calibration capability supplied by @lineage/calibrate: the named statistics of `model` (any model, e.g. a
    * family member mid-method) on the context's calibration text, typed by that package like `stats`.
    */
-  calibrate?(model: LlamaModel, request: { statistics: string[] }): Promise<unknown>;
+  calibrate?(model: LlamaModel, request: CalibrationRequest): Promise<MethodStats>;
 }
 
 /**
@@ -86,6 +117,12 @@ export function checkNeeds(method: CompressionMethod, ctx: MethodContext): void 
       `method '${method.name}' needs calibration statistics (${n.stats.join(', ')}): pass --stats <file>, or calibration text (--data <file>)`,
     );
   }
+  // statistics given without a way to compute more must hold every one the method names
+  const missing = ctx.calibrate ? [] : (n.stats ?? []).filter((s) => !ctx.stats!.has(s));
+  if (missing.length)
+    throw new LineageError(
+      `method '${method.name}' needs the statistics ${missing.join(', ')}, which the given statistics do not hold (lineage calibrate --stats ${missing.join(',')})`,
+    );
 }
 
 /** Applies a method after checking its needs. */

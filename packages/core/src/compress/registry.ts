@@ -1,35 +1,59 @@
 import { LineageError } from '../util/errors.js';
+import type { FamilyMethod } from './family.js';
 import type { CompressionMethod } from './method.js';
+import type { OptionsSchema, z } from './options.js';
 
-/** A method option as the CLI shows and parses it (`lineage compress --method NAME --help`). */
-export interface MethodOption {
-  name: string;
-  type: 'number' | 'string' | 'boolean' | 'numbers';
-  description: string;
-  default?: number | string | boolean | number[];
-  required?: boolean;
+export type { MethodOption } from './options.js';
+
+/** What `lineage family` asks of a method: members at these sizes, each recovered for this many tokens. */
+export interface FamilyRequest {
+  /** Decreasing sizes, as the method measures them (fractions of the decomposable parameters for svd/plrd). */
+  sizes: number[];
+  /** Recovery tokens per member (0: none). */
+  recoverTokens: number;
 }
 
-/** How the CLI (or any host) finds a method by name and builds it from parsed options. */
-export interface MethodDefinition {
+/** How a method yields members at given sizes (`lineage family --method NAME --schedule …`). */
+export interface FamilyDefinition<S extends OptionsSchema = OptionsSchema> {
+  /** Option keys the family's sizes and recovery budget stand in for (not offered as flags by `family`). */
+  replaces: readonly string[];
+  /** The family method, from the other options (validated by the schema without `replaces`). */
+  create(options: z.output<S>, request: FamilyRequest): FamilyMethod;
+}
+
+/** How the CLI (or any host) finds a method by name and builds it from its declared options. */
+export interface MethodDefinition<S extends OptionsSchema = OptionsSchema> {
   name: string;
   description: string;
   /** Package that defines it, e.g. '@lineage/svd'. */
   package: string;
-  options: MethodOption[];
-  create(options: Record<string, unknown>): CompressionMethod;
+  /**
+   * The method's options, declared once (see `z` and OptionMeta): their type, validation, flags and help
+   * all derive from this schema.
+   */
+  options: S;
+  create(options: z.output<S>): CompressionMethod;
+  /** Present when the method yields family members at given sizes. */
+  family?: FamilyDefinition<S>;
+}
+
+/** Types a definition by its schema (`create` gets `z.infer` of it); registers nothing. */
+export function defineMethod<S extends OptionsSchema>(def: MethodDefinition<S>): MethodDefinition<S> {
+  return def;
 }
 
 const METHODS = Symbol.for('@lineage/core/methods');
-type Global = typeof globalThis & { [METHODS]?: Map<string, MethodDefinition> };
+// biome-ignore lint/suspicious/noExplicitAny: definitions of any schema share the one registry
+type AnyDefinition = MethodDefinition<any>;
+type Global = typeof globalThis & { [METHODS]?: Map<string, AnyDefinition> };
 
-function methods(): Map<string, MethodDefinition> {
+function methods(): Map<string, AnyDefinition> {
   const g = globalThis as Global;
   g[METHODS] ??= new Map();
   return g[METHODS];
 }
 
-export function registerMethod(def: MethodDefinition): void {
+export function registerMethod<S extends OptionsSchema>(def: MethodDefinition<S>): void {
   const old = methods().get(def.name);
   if (old && old !== def)
     throw new Error(`registerMethod: method '${def.name}' is already registered by ${old.package}`);

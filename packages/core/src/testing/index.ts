@@ -44,6 +44,7 @@ export {
   tinyModel,
   uniform,
 } from './gradients.js';
+export { describeMethod, type MethodSuiteOptions } from './method-suite.js';
 export { describeLayerKind, type LayerKindOptions } from './layer-kind.js';
 export {
   type DenseTensor,

@@ -1,0 +1,89 @@
+import { describe, expect, it } from 'vitest';
+import { describeOptions, parseOptions, z } from './options.js';
+import { defineMethod } from './registry.js';
+
+const schema = z.object({
+  schedule: z
+    .array(z.number().gt(0, 'must be in (0, 1)').lt(1, 'must be in (0, 1)'))
+    .min(1, 'is empty')
+    .meta({ description: 'decreasing fractions' }),
+  recoverTokens: z.number().int().min(0).default(0).meta({ description: 'tokens per step' }),
+  teacher: z.enum(['parent', 'previous']).default('parent').meta({ description: 'the teacher' }),
+  dataAware: z.boolean().default(false).meta({ description: 'whiten', flag: 'whiten' }),
+  label: z.string().optional().meta({ description: 'a label', placeholder: 'text' }),
+  gram: z.custom<{ hessian(): void }>().optional().meta({ cli: false }),
+});
+
+describe('method options from one schema', () => {
+  it('derive flags, types, defaults, choices and requiredness in declaration order', () => {
+    expect(describeOptions(schema)).toEqual([
+      {
+        key: 'schedule',
+        name: 'schedule',
+        type: 'numbers',
+        description: 'decreasing fractions',
+        placeholder: 'list',
+        required: true,
+      },
+      {
+        key: 'recoverTokens',
+        name: 'recover-tokens',
+        type: 'integer',
+        description: 'tokens per step',
+        placeholder: 'value',
+        default: 0,
+      },
+      {
+        key: 'teacher',
+        name: 'teacher',
+        type: 'string',
+        description: 'the teacher',
+        placeholder: 'value',
+        default: 'parent',
+        choices: ['parent', 'previous'],
+      },
+      {
+        key: 'dataAware',
+        name: 'whiten',
+        type: 'boolean',
+        description: 'whiten',
+        placeholder: 'value',
+        default: false,
+      },
+      { key: 'label', name: 'label', type: 'string', description: 'a label', placeholder: 'text' },
+    ]);
+  });
+
+  it('validate with defaults filled in, and one-line errors naming the field by key or flag', () => {
+    const o = parseOptions(schema, { schedule: [0.5] }, { where: 'm' });
+    expect(o).toEqual({ schedule: [0.5], recoverTokens: 0, teacher: 'parent', dataAware: false });
+    expect(() => parseOptions(schema, { schedule: [1.5] }, { where: 'm' })).toThrow(
+      'm: schedule.0 must be in (0, 1), got 1.5',
+    );
+    expect(() => parseOptions(schema, { schedule: [] }, { where: 'm', flags: true })).toThrow(
+      'm: --schedule is empty, got []',
+    );
+    expect(() => parseOptions(schema, {}, { where: 'm', flags: true })).toThrow('m: --schedule is required');
+    expect(() =>
+      parseOptions(schema, { schedule: [0.5], dataAware: 'yes' }, { where: 'm', flags: true }),
+    ).toThrow(/^m: --whiten .*expected boolean.*, got "yes"$/);
+  });
+
+  it('a schema the CLI cannot offer says which option to hide', () => {
+    expect(() => describeOptions(z.object({ f: z.custom<() => void>() }))).toThrow(/'f'.*cli: false/);
+  });
+
+  it('defineMethod types create by the schema', () => {
+    const def = defineMethod({
+      name: 'x',
+      description: 'x',
+      package: 'test',
+      options: schema,
+      create: (o) => {
+        const tokens: number = o.recoverTokens;
+        return { name: 'x', version: String(tokens), apply: async (m) => m };
+      },
+    });
+    expect(def.create(parseOptions(schema, { schedule: [0.5] }, { where: 'x' })).version).toBe('0');
+  });
+});
