@@ -277,13 +277,17 @@ export async function prepare(
     }).recover!;
     ctx = {
       ...ctx,
+      // recover throws RecoveryInterrupted (after its checkpoint) when Ctrl-C stopped it: say where to resume
       recover: async (m, budget) => {
-        const r = await inner(m, budget);
-        if (interrupt && stopped === 'interrupted')
-          throw interrupt.stop(
-            `interrupted: the recovery checkpoint is in ${runDir}; run the same command with --resume to continue`,
-          );
-        return r;
+        try {
+          return await inner(m, budget);
+        } catch (e) {
+          if (interrupt && stopped === 'interrupted')
+            throw interrupt.stop(
+              `interrupted: the recovery checkpoint is in ${runDir}; run the same command with --resume to continue`,
+            );
+          throw e;
+        }
       },
     };
     // statistics of any model the method asks about (e.g. each PLRD member): the context's data file (the

@@ -291,10 +291,14 @@ async function buildMembers(
         }).recover!;
         return {
           ...p.ctx,
+          // recover throws RecoveryInterrupted (after its checkpoint) when Ctrl-C stopped it: say where to resume
           recover: async (model, budget) => {
-            const r = await inner(model, budget);
-            if (last?.stopped === 'interrupted') throw interrupted();
-            return r;
+            try {
+              return await inner(model, budget);
+            } catch (e) {
+              if (last?.stopped === 'interrupted') throw interrupted();
+              throw e;
+            }
           },
         };
       },

@@ -7,6 +7,7 @@ import { type Command, CommanderError, InvalidArgumentError, Option } from 'comm
 import { selectBackend } from '../backend.js';
 import { log, printJson } from '../output.js';
 import { addBackendOptions, addJsonOption, addModelOptions, parseFloatArg, parseIntArg } from './common.js';
+import { type Interrupt, onInterrupt } from './interrupt.js';
 
 /** Flags shared by `train` and `distill`. */
 export interface TrainingFlags {
@@ -188,27 +189,10 @@ export interface PreparedRun {
   options: Omit<CommonTrainOptions, 'backend'>;
   runDir: string;
   checkpointDir: string;
-  abort: AbortController;
+  /** Ctrl-C stops training after its step, with a checkpoint (interrupt.ts, shared with compress and family). */
+  interrupt: Interrupt;
   /** Removes the SIGINT handler. */
   dispose(): void;
-}
-
-/**
- * An AbortController that the first Ctrl-C aborts (training stops after its step and writes a checkpoint;
- * a second Ctrl-C quits at once). Pass `abort.signal` as the trainer's or recover's `signal`; `dispose`
- * removes the handler.
- */
-export function abortOnSigint(): { abort: AbortController; dispose(): void } {
-  const abort = new AbortController();
-  let interrupts = 0;
-  const onSigint = () => {
-    interrupts++;
-    if (interrupts > 1) process.exit(130);
-    log('interrupt: stopping after this step and writing a checkpoint (press Ctrl-C again to quit now)');
-    abort.abort();
-  };
-  process.on('SIGINT', onSigint);
-  return { abort, dispose: () => process.off('SIGINT', onSigint) };
 }
 
 /** Checks the output and resolves data, evaluation and run-directory options (before any model is loaded). */
@@ -222,7 +206,7 @@ export async function prepareRun(o: TrainingFlags): Promise<PreparedRun> {
   const evalData = o.evalData ? await openData(o.evalData, o) : undefined;
   const runDir = resolve(o.runDir ?? `${out}.run`);
   const checkpointDir = resolve(runDir, 'checkpoint');
-  const { abort, dispose } = abortOnSigint();
+  const interrupt = onInterrupt();
   const options: Omit<CommonTrainOptions, 'backend'> = {
     data,
     tokens: o.tokens,
@@ -253,12 +237,12 @@ export async function prepareRun(o: TrainingFlags): Promise<PreparedRun> {
     resume: o.resume ?? false,
     restart: o.restart ?? false,
     ...(o.stopAfter ? { stopAfter: o.stopAfter } : {}),
-    signal: abort.signal,
+    signal: interrupt.signal,
     logFile: resolve(runDir, 'log.jsonl'),
     logEvery: o.logEvery ?? 10,
     log: stderrLogger(),
   };
-  return { options, runDir, checkpointDir, abort, dispose };
+  return { options, runDir, checkpointDir, interrupt, dispose: interrupt.dispose };
 }
 
 /** Saves the trained model (unless the run stopped early for a later resume) and prints the summary. */

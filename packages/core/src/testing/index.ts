@@ -44,8 +44,8 @@ export {
   tinyModel,
   uniform,
 } from './gradients.js';
-export { describeMethod, type MethodSuiteOptions } from './method-suite.js';
 export { describeLayerKind, type LayerKindOptions } from './layer-kind.js';
+export { describeMethod, type MethodSuiteOptions } from './method-suite.js';
 export {
   type DenseTensor,
   type DenseWeights,
