@@ -1,7 +1,6 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { type CalibrationCapabilityOptions, loadStats, withCalibration } from '@lineage/calibrate';
+import { loadStats, withCalibration } from '@lineage/calibrate';
 import {
   applyMethod,
   type Backend,
@@ -18,20 +17,12 @@ import {
   methodContext,
   type OptionsSchema,
   parseOptions,
-  readTextFile,
   saveModel,
-  splitDocuments,
   type TextData,
+  TextDataset,
   writeFamily,
-  writeFileAtomic,
 } from '@lineage/core';
-import {
-  hasCheckpoint,
-  type RecoverOptions,
-  type TextSource,
-  type TrainResult,
-  withRecover,
-} from '@lineage/distill';
+import { hasCheckpoint, type RecoverOptions, type TrainResult, withRecover } from '@lineage/distill';
 import '@lineage/svd';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { selectBackend } from '../backend.js';
@@ -148,9 +139,9 @@ export function checkOut(o: CompressionFlags): void {
     throw new LineageError('output exists (pass --force to replace it)', o.out);
 }
 
-async function source(path: string, separator: string | undefined): Promise<TextSource> {
-  const text = await readTextFile(path);
-  return separator && text.includes(separator) ? { path, text, separator } : { path, text };
+/** A --data file as a dataset: documents when it holds the separator, else one stream. */
+function openData(path: string, separator: string | undefined): Promise<TextDataset> {
+  return TextDataset.open(path, { ...(separator ? { separator } : {}), separatorIfFound: true });
 }
 
 export interface Prepared {
@@ -178,35 +169,21 @@ export interface HeldOutText {
  */
 export type HoldoutSpec = { docs: number; separator: string } | { fraction: number };
 
-/** Holds out the tail of `last` (changing what it trains on) and returns the held-out text. */
-function holdOutTail(last: TextSource, spec: HoldoutSpec): HeldOutText {
-  const text = last.text!;
-  if ('docs' in spec && !last.separator)
+/** The held-out tail of `last` (core's one split) and what remains to train and calibrate on. */
+function holdOutTail(last: TextDataset, spec: HoldoutSpec): { train: TextDataset; heldOut: HeldOutText } {
+  if ('docs' in spec && !last.hasDocuments)
     throw new LineageError(
       `--holdout needs documents: the last --data file holds no '${spec.separator}' lines`,
       last.path,
     );
-  if (last.separator) {
-    const docs = splitDocuments(text, last.separator);
-    const n = docs.length;
-    const k = 'docs' in spec ? spec.docs : Math.max(1, Math.round(n * spec.fraction));
-    if (k >= n)
-      throw new LineageError(`--holdout ${k} leaves no training documents (the file has ${n})`, last.path);
-    last.documents = [0, n - k];
-    return {
-      text: docs.slice(n - k).join(`\n${last.separator}\n`),
-      separator: last.separator,
-      name: `${last.path} (last ${k} documents)`,
-    };
-  }
-  const fraction = (spec as { fraction: number }).fraction;
-  const cut = text.lastIndexOf('\n', Math.floor(text.length * (1 - fraction)));
-  if (cut <= 0) throw new LineageError('is too short to hold out its tail for evaluation', last.path);
-  last.text = text.slice(0, cut);
-  return {
-    text: text.slice(cut + 1),
-    name: `${last.path} (last ${Math.round(fraction * 100)}%: ${text.length - cut - 1} characters)`,
-  };
+  const { train, heldOut } = last.split(
+    'docs' in spec ? { holdout: spec.docs } : { fraction: spec.fraction },
+  );
+  const { text, separator } = heldOut.evalText();
+  const name = last.hasDocuments
+    ? `${last.path} (last ${heldOut.length} documents)`
+    : `${last.path} (last ${Math.round((spec as { fraction: number }).fraction * 100)}%: ${text.length} characters)`;
+  return { train, heldOut: { text, ...(separator ? { separator } : {}), name } };
 }
 
 /**
@@ -227,16 +204,24 @@ export async function prepare(
   const backend = await selectBackend(o);
   const progress = createProgress();
   const logger = { info: log, warn: (m: string) => log(`warning: ${m}`), debug: () => {} };
-  const sources = await Promise.all((o.data ?? []).map((d) => source(d, o.docSeparator)));
-  const heldOut = holdout && sources.length ? holdOutTail(sources[sources.length - 1]!, holdout) : undefined;
-  const first = o.data?.[0];
-  const data: TextData | undefined = first
-    ? {
-        text: sources[0]!.text!,
-        path: first,
-        ...(sources[0]!.separator ? { separator: sources[0]!.separator } : {}),
-      }
-    : undefined;
+  const sources = await Promise.all((o.data ?? []).map((d) => openData(d, o.docSeparator)));
+  let heldOut: HeldOutText | undefined;
+  if (holdout && sources.length) {
+    const split = holdOutTail(sources[sources.length - 1]!, holdout);
+    sources[sources.length - 1] = split.train;
+    heldOut = split.heldOut;
+  }
+  // the context's text: the first --data file, less any held-out tail
+  const first = sources[0];
+  const firstText = first?.evalText();
+  const data: TextData | undefined =
+    first && firstText
+      ? {
+          text: firstText.text,
+          path: first.path,
+          ...(firstText.separator ? { separator: firstText.separator } : {}),
+        }
+      : undefined;
   let ctx = methodContext(backend, {
     progress,
     log: logger,
@@ -292,20 +277,8 @@ export async function prepare(
     };
     // statistics of any model the method asks about (e.g. each PLRD member): the context's data file (the
     // first --data), minus held-out text, read only if a method calibrates
-    let calibration: Partial<CalibrationCapabilityOptions> = {};
-    if (heldOut && sources.length === 1) {
-      const only = sources[0]!;
-      if (only.documents) calibration = { documents: only.documents };
-      else {
-        // the held-out tail was cut from a file without documents: calibrate on the rest, kept beside the run
-        const rest = join(runDir, 'calibration-text.txt');
-        await mkdir(runDir, { recursive: true });
-        await writeFileAtomic(rest, only.text!);
-        calibration = { data: rest };
-      }
-    }
     ctx = withCalibration(ctx, {
-      ...calibration,
+      data: sources[0]!,
       ...(o.calibSamples ? { samples: o.calibSamples } : {}),
     });
   }

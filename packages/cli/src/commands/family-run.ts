@@ -97,7 +97,6 @@ export async function familyRun(
     },
     async finish() {
       for (const p of await ours(dir)) await rm(p, { recursive: true, force: true });
-      await rm(join(dir, 'calibration-text.txt'), { force: true });
       await rmdir(dir).catch(() => {}); // only when nothing else is left in it
     },
   };

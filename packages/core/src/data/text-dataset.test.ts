@@ -77,6 +77,11 @@ describe('TextDataset', () => {
     const inner = r.split({ holdout: 3 });
     expect(inner.heldOut.documents()).toEqual(docs.slice(17, 20));
     expect(inner.train.documents()).toEqual(docs.slice(10, 17));
+    // a fraction of documents: round(n·f), at least one
+    const tenth = ds.split({ fraction: 0.1 });
+    expect(tenth.heldOut.length).toBe(Math.round(ds.length * 0.1));
+    expect(tenth.train.length + tenth.heldOut.length).toBe(ds.length);
+    expect(ds.slice(0, 3).split({ fraction: 0.01 }).heldOut.length).toBe(1);
   });
 
   it('hashes identify content, split and range: stable across opens, distinct across ranges', async () => {
@@ -102,6 +107,17 @@ describe('TextDataset', () => {
     expect(() => ds.split({ holdout: 1 })).toThrow(
       /train-head\.txt: cannot hold out 1 document: the data is one stream without documents/,
     );
+    // a stream splits by fraction only: its text cut at a line boundary, nothing lost or repeated
+    const { train, heldOut } = ds.split({ fraction: 0.1 });
+    expect(train.hasDocuments).toBe(false);
+    // (the blank lines at the cut are trimmed, as every stream's ends are)
+    expect(text.trim().startsWith(train.stream())).toBe(true);
+    expect(text.trim().endsWith(heldOut.stream())).toBe(true);
+    expect(train.stream().length + heldOut.stream().length).toBeGreaterThanOrEqual(text.trim().length - 3);
+    const share = heldOut.stream().length / text.trim().length;
+    expect(share).toBeGreaterThan(0.09);
+    expect(share).toBeLessThan(0.11);
+    expect(() => ds.split({ fraction: 1 })).toThrow(/holdout fraction must be in \(0, 1\), got 1/);
     // with the option, a separator the file never holds leaves it a stream; one it holds is kept
     expect((await TextDataset.open(TRAIN_HEAD, { separator: SEP, separatorIfFound: true })).separator).toBe(
       undefined,

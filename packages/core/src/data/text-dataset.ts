@@ -298,22 +298,44 @@ export class TextDataset {
   }
 
   /**
-   * The held-out split: the last `holdout` documents held out, the rest to train on. Stream data (no
-   * separator, no JSONL) is refused with an error: give separate evaluation data or a document separator.
+   * The held-out split, done here and nowhere else: the last `holdout` documents (or the last `fraction` of
+   * them, at least one) held out, the rest to train on. Stream data (no separator, no JSONL) splits only by
+   * `fraction`: its text is cut at the line boundary nearest that share of its characters; "the last n
+   * documents" of a stream has no meaning, so `holdout` is refused there with a one-line error.
    */
-  split(options: { holdout: number }): { train: TextDataset; heldOut: TextDataset } {
-    const n = options.holdout;
-    if (!Number.isInteger(n) || n < 1) throw new LineageError(`holdout must be a positive integer, got ${n}`);
-    if (!this.hasDocuments) {
-      throw new LineageError(
-        `cannot hold out ${n} document${n === 1 ? '' : 's'}: the data is one stream without documents (give a document separator, JSONL, or separate evaluation data)`,
-        this.path,
-      );
-    }
+  split(options: { holdout: number } | { fraction: number }): { train: TextDataset; heldOut: TextDataset } {
     const len = this.length;
+    let n: number;
+    if ('holdout' in options) {
+      n = options.holdout;
+      if (!Number.isInteger(n) || n < 1)
+        throw new LineageError(`holdout must be a positive integer, got ${n}`);
+      if (!this.hasDocuments) {
+        throw new LineageError(
+          `cannot hold out ${n} document${n === 1 ? '' : 's'}: the data is one stream without documents (give a document separator, JSONL, or separate evaluation data)`,
+          this.path,
+        );
+      }
+    } else {
+      const f = options.fraction;
+      if (!(f > 0 && f < 1)) throw new LineageError(`holdout fraction must be in (0, 1), got ${f}`);
+      if (!this.hasDocuments) return this.splitStream(f);
+      n = Math.max(1, Math.round(len * f));
+    }
     if (n >= len)
       throw new LineageError(`cannot hold out ${n} documents: ${this.name} has only ${len}`, this.path);
     return { train: this.slice(0, len - n), heldOut: this.slice(len - n) };
+  }
+
+  /** A stream's text cut at the line boundary nearest the last `fraction` of its characters. */
+  private splitStream(fraction: number): { train: TextDataset; heldOut: TextDataset } {
+    const text = this.stream();
+    const cut = text.lastIndexOf('\n', Math.floor(text.length * (1 - fraction)));
+    if (cut <= 0) throw new LineageError('is too short to hold out its tail for evaluation', this.path);
+    return {
+      train: TextDataset.fromText(text.slice(0, cut), { path: this.path }),
+      heldOut: TextDataset.fromText(text.slice(cut + 1), { path: this.path }),
+    };
   }
 
   /**
