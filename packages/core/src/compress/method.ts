@@ -1,3 +1,4 @@
+import pkg from '../../package.json' with { type: 'json' };
 import type { Backend } from '../backend/backend.js';
 import type { LlamaModel } from '../nn/llama.js';
 import type { ParamGroup, ParamSelector, Regularizer } from '../optim/param-groups.js';
@@ -144,7 +145,7 @@ export function pipeline(...methods: CompressionMethod[]): CompressionMethod {
   const stats = [...new Set(methods.flatMap((m) => m.needs?.stats ?? []))];
   return {
     name: methods.map((m) => m.name).join('+'),
-    version: '1',
+    version: pkg.version, // core's, which defines what a pipeline does
     needs: {
       ...(stats.length ? { stats } : {}),
       data: methods.some((m) => m.needs?.data),
