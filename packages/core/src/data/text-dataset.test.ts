@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { splitDocuments } from '../eval/documents.js';
+import { countingTokenizer } from '../testing/counting-tokenizer.js';
 import { loadTokenizer } from '../tokenizer/load-tokenizer.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LineageError } from '../util/errors.js';
@@ -28,25 +29,6 @@ function file(name: string, content: string | Uint8Array): string {
   mkdirSync(join(p, '..'), { recursive: true });
   writeFileSync(p, content);
   return p;
-}
-
-/** The tokenizer, counting its encode calls. */
-function counting(t: Tokenizer): { tokenizer: Tokenizer; calls: () => number } {
-  let n = 0;
-  return {
-    tokenizer: {
-      vocabSize: t.vocabSize,
-      bosId: t.bosId,
-      eosId: t.eosId,
-      source: t.source,
-      encode: (text, o) => {
-        n++;
-        return t.encode(text, o);
-      },
-      decode: (ids) => t.decode(ids),
-    },
-    calls: () => n,
-  };
 }
 
 describe('TextDataset', () => {
@@ -153,7 +135,7 @@ describe('TextDataset', () => {
   });
 
   it('tokenizes once per tokenizer and range, however often and from however many opens it is asked', async () => {
-    const { tokenizer, calls } = counting(tok);
+    const { tokenizer, calls } = countingTokenizer(tok);
     const ds = (await TextDataset.open(DEV, { separator: SEP })).slice(0, 40);
     const a = ds.tokenize(tokenizer);
     expect(calls()).toBe(40); // one encode per document
@@ -171,7 +153,7 @@ describe('TextDataset', () => {
     // another range, another tokenizer object: tokenized anew
     ds.slice(0, 10).tokenize(tokenizer);
     expect(calls()).toBe(50);
-    const other = counting(tok);
+    const other = countingTokenizer(tok);
     expect([...ds.tokenize(other.tokenizer).tokens]).toEqual([...a.tokens]);
     expect(other.calls()).toBe(40);
     // the stream: one encode, memoised as well

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadModel } from '../checkpoint/load-model.js';
-import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { countingTokenizer } from '../testing/counting-tokenizer.js';
 import { sharedPath } from '../util/shared-data.js';
 import { readTextFile } from '../util/text-file.js';
 import { splitDocuments } from './documents.js';
@@ -14,34 +14,23 @@ describe('evalSequences', () => {
   it('tokenizes a text once per tokenizer and options: evaluations during training re-use it', async () => {
     const { model } = await loadModel(MODEL);
     const tok = model.tokenizer!;
-    let calls = 0;
-    const counting: Tokenizer = {
-      vocabSize: tok.vocabSize,
-      bosId: tok.bosId,
-      eosId: tok.eosId,
-      source: tok.source,
-      encode: (t, o) => {
-        calls++;
-        return tok.encode(t, o);
-      },
-      decode: (ids) => tok.decode(ids),
-    };
-    model.tokenizer = counting;
+    const { tokenizer, calls } = countingTokenizer(tok);
+    model.tokenizer = tokenizer;
     const text = await readTextFile(DEV);
     const opts = { protocol: 'documents' as const, separator: SEP, seqLen: 64, limit: 30 };
     const a = evalSequences(model, text, opts);
-    expect(calls).toBe(30);
+    expect(calls()).toBe(30);
     const docs = splitDocuments(text, SEP);
     expect(a[7]).toEqual(tok.encode(docs[7]!, { bos: true }).slice(0, 64));
     a[0]![0] = -1; // a caller's changes do not reach the next caller
     const b = evalSequences(model, text, opts);
-    expect(calls).toBe(30);
+    expect(calls()).toBe(30);
     expect(b[0]![0]).toBe(tok.bosId);
     expect(b.slice(1)).toEqual(a.slice(1));
     // other options or text: tokenized anew
     evalSequences(model, text, { ...opts, seqLen: 32 });
-    expect(calls).toBe(60);
+    expect(calls()).toBe(60);
     evalSequences(model, text.replace('Spot', 'Spots'), opts);
-    expect(calls).toBe(90);
+    expect(calls()).toBe(90);
   });
 });

@@ -24,6 +24,7 @@ export {
   type ToleranceKind,
   unaryRef,
 } from './conformance.js';
+export { countingTokenizer } from './counting-tokenizer.js';
 export {
   builtinGradientOps,
   compareGradients,
