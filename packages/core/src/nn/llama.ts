@@ -249,21 +249,9 @@ export class LlamaModel {
    */
   untied(): LlamaModel {
     if (this.lmHead) return this.clone();
-    const config = { ...this.config, tieWordEmbeddings: false };
-    const m = LlamaModel.fromSlots(
-      config,
-      true,
-      (spec) => {
-        if (spec.kind === 'linear' && spec.slot === 'lm_head') return cloneLinear(EMBED_NAME, this.embedding);
-        const v = this.slot(spec);
-        return spec.kind === 'norm'
-          ? copyParameter(v as Parameter)
-          : cloneLinear(spec.name, v as LinearLayer);
-      },
-      this.tokenizer,
+    return this.copy({ ...this.config, tieWordEmbeddings: false }, true, (spec) =>
+      spec.kind === 'linear' && spec.slot === 'lm_head' ? cloneLinear(EMBED_NAME, this.embedding) : undefined,
     );
-    if (this.provenance) m.provenance = structuredClone(this.provenance);
-    return m;
   }
 
   /**
@@ -389,10 +377,21 @@ export class LlamaModel {
    * Layers are rebuilt through their kind's registered loader, so every layer kind clones.
    */
   clone(): LlamaModel {
+    return this.copy(this.config, this.lmHead !== undefined);
+  }
+
+  /** A copy of every slot (new Parameters, layers rebuilt by their kind) unless `take` supplies one. */
+  private copy(
+    config: LlamaConfig,
+    untiedHead: boolean,
+    take: (spec: SlotSpec) => SlotValue | undefined = () => undefined,
+  ): LlamaModel {
     const m = LlamaModel.fromSlots(
-      this.config,
-      this.lmHead !== undefined,
+      config,
+      untiedHead,
       (spec) => {
+        const given = take(spec);
+        if (given) return given;
         const v = this.slot(spec);
         return spec.kind === 'norm'
           ? copyParameter(v as Parameter)
