@@ -1,12 +1,16 @@
 /**
- * @lineage/svd: the float64 decomposition engine (`linalg`, re-exported from @lineage/linalg), the `low_rank` layer kind, rank allocation,
- * and the `svd` (one-shot) and `plrd` (progressive family) methods. Importing it registers the layer kind
- * and the methods.
+ * @lineage/svd: the float64 decomposition engine (`linalg`, re-exported from @lineage/linalg), the `low_rank` and `qlr` layer kinds, rank allocation,
+ * the `svd` (one-shot), `plrd` (progressive family) and `caldera` (Q + L·R) methods. Importing it registers
+ * the layer kinds and the methods.
  */
 import './register.js';
 
 export * as linalg from '@lineage/linalg';
 export * from './allocation.js';
+export * from './caldera/decompose.js';
+export * from './caldera/layer.js';
+export * from './caldera/qlr-linear.js';
+export * from './caldera/quantizers.js';
 export * from './decompose-model.js';
 export * from './factorize.js';
 export * from './low-rank-linear.js';

@@ -4,7 +4,7 @@ import { sharedPath } from '@lineage/core/testing';
 import { gaussian64, matmul64 } from '@lineage/linalg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type CalderaStep, calderaDecompose } from './decompose.js';
-import { stubLdlq, stubRtn } from './stub-quantizers.test-helper.js';
+import { lQuantizer, qQuantizer, rQuantizer } from './quantizers.js';
 
 /** √(tr(ΔHΔᵀ)/tr(WHWᵀ)) of an approximation of w. */
 function relError(w: Float64Array, approx: Float64Array, h: Float64Array, m: number, n: number): number {
@@ -36,9 +36,9 @@ describe('calderaDecompose on a synthetic layer', () => {
       rank: 3,
       outerIters: 4,
       lplrIters: 3,
-      quantizeQ: stubLdlq(2),
-      quantizeL: stubRtn(4),
-      quantizeR: stubRtn(4),
+      quantizeQ: qQuantizer(2),
+      quantizeL: lQuantizer(4),
+      quantizeR: rQuantizer(4),
       onStep: (s) => steps.push(s),
     });
     expect(d.steps).toEqual(steps);
@@ -48,14 +48,14 @@ describe('calderaDecompose on a synthetic layer', () => {
     const approx = d.Q.values.map((q, i) => d.scale * (q + lr.data[i]!));
     // the recorded error is the weighted error against the regularised H (here a 1% load changes little)
     expect(relError(w, approx, h, m, n)).toBeCloseTo(d.error, 1);
-    expect(d.L.payload).toEqual({ bits: 4 });
+    expect(d.L.payload?.grid.bits).toBe(4);
 
     // 16-bit factors: the rank-3 part of the weight is found exactly, so the error is Q's alone, small
     const f = await calderaDecompose(w, m, n, h, {
       rank: 3,
       outerIters: 2,
       lplrIters: 1,
-      quantizeQ: stubLdlq(8),
+      quantizeQ: qQuantizer(8),
     });
     expect(f.L.payload).toBeUndefined();
     expect(f.error).toBeLessThan(0.02);
@@ -66,7 +66,7 @@ describe('calderaDecompose on a synthetic layer', () => {
       rank: 40,
       outerIters: 1,
       lplrIters: 1,
-      quantizeQ: stubLdlq(2),
+      quantizeQ: qQuantizer(2),
       name: 'model.layers.0.mlp.up_proj',
     };
     await expect(calderaDecompose(w, m, n, h, o)).rejects.toThrow(
@@ -102,16 +102,16 @@ describe('calderaDecompose on stories260K with its calibration Hessian', () => {
       rank: 4,
       outerIters: 8,
       lplrIters: 5,
-      quantizeQ: stubLdlq(2),
-      quantizeL: stubRtn(4),
-      quantizeR: stubRtn(4),
+      quantizeQ: qQuantizer(2),
+      quantizeL: lQuantizer(4),
+      quantizeR: rQuantizer(4),
       name: layer,
     });
     const q = d.steps.filter((s) => s.step === 'Q').map((s) => s.error);
     expect(d.error).toBeLessThan(q[0]!);
     expect(q.at(-1)!).toBeLessThan(q[0]!);
-    // LDLQ alone, same grid, same scaling
-    const ldlqAlone = stubLdlq(2)(
+    // LDLQ alone, same grid (one scale, RMS-fitted), same scaling
+    const ldlqAlone = qQuantizer(2)(
       w.map((v) => v / d.scale),
       m,
       n,

@@ -1,0 +1,108 @@
+import { LineageError } from '@lineage/core';
+import {
+  type QuantBits,
+  type QuantizedMatrix,
+  randomIncoherence,
+  transformHessian,
+  transformWeight,
+} from '@lineage/quant';
+import { type CalderaDecomposition, type CalderaStep, calderaDecompose } from './decompose.js';
+import { QlrLinear, type QlrQuantizedPart } from './qlr-linear.js';
+import { lQuantizer, qQuantizer, rQuantizer } from './quantizers.js';
+
+export interface CalderaLayerOptions {
+  qBits: QuantBits;
+  /** Bits of L and R, or 16: kept in 16 bits (all of the rank then counts as `ftRank`). */
+  lrBits: QuantBits | 16;
+  rank: number;
+  outerIters: number;
+  lplrIters: number;
+  hadamard: boolean;
+  hessianDowndate: boolean;
+  /** Ranks of L (columns) and R (rows) kept 16-bit and trainable, the leading (largest) ones. */
+  ftRank: number;
+  /** Seed of the Hadamard signs. */
+  seed?: number;
+  name?: string;
+  onStep?: (s: CalderaStep) => void;
+}
+
+export interface CalderaLayerResult {
+  layer: QlrLinear;
+  decomposition: CalderaDecomposition<QuantizedMatrix, QuantizedMatrix, QuantizedMatrix>;
+}
+
+/** Rows [from, to) of a quantized matrix as a qlr part, its scales multiplied by `gain`. */
+function part(
+  q: QuantizedMatrix,
+  from: number,
+  to: number,
+  gain: number,
+  perTensor = false,
+): QlrQuantizedPart {
+  const c = q.cols;
+  return {
+    bits: q.grid.bits,
+    codes: q.codes.slice(from * c, to * c),
+    scales: perTensor ? Float32Array.of(q.scales[0]! * gain) : q.scales.slice(from, to).map((s) => s * gain),
+  };
+}
+
+/**
+ * One layer by CALDERA: W (f32 [m, n]) and its input Hessian → a `qlr` layer. With `hadamard`, W and H are
+ * first rotated by randomized Hadamard transforms (signs seeded, stored with the layer). W's RMS is folded
+ * into the stored scales and the 16-bit ranks, so the layer is exactly scale·(Q + L·R) as decomposed.
+ */
+export async function calderaLayer(
+  weight: Float32Array,
+  m: number,
+  n: number,
+  hessian: Float64Array,
+  bias: Float32Array | undefined,
+  o: CalderaLayerOptions,
+): Promise<CalderaLayerResult> {
+  const where = o.name ? `'${o.name}'` : 'the layer';
+  if (o.ftRank > o.rank)
+    throw new LineageError(`caldera: ftRank ${o.ftRank} exceeds rank ${o.rank} at ${where}`);
+  let w: Float64Array = Float64Array.from(weight);
+  let h: Float64Array = hessian;
+  const inc = o.hadamard ? randomIncoherence(m, n, o.seed ?? 42) : undefined;
+  if (inc) {
+    w = transformWeight(w, m, n, inc);
+    h = transformHessian(hessian, inc.signsIn);
+  }
+  const lrBits = o.lrBits === 16 ? undefined : o.lrBits;
+  const quantized = lrBits !== undefined;
+  const d = await calderaDecompose(w, m, n, h, {
+    rank: o.rank,
+    outerIters: o.outerIters,
+    lplrIters: o.lplrIters,
+    quantizeQ: qQuantizer(o.qBits, o.name),
+    ...(lrBits ? { quantizeL: lQuantizer(lrBits), quantizeR: rQuantizer(lrBits) } : {}),
+    hessianDowndate: o.hessianDowndate,
+    ...(o.name ? { name: o.name } : {}),
+    ...(o.onStep ? { onStep: o.onStep } : {}),
+  });
+  const k = o.rank;
+  const ft = quantized ? o.ftRank : k;
+  const g = d.scale;
+  // 16-bit ranks: the leading columns of L and rows of R, as decomposed (their dequantized values).
+  const lFt = new Float32Array(m * ft);
+  for (let i = 0; i < m; i++) for (let j = 0; j < ft; j++) lFt[i * ft + j] = g * d.L.values[i * k + j]!;
+  const rFt = Float32Array.from(d.R.values.subarray(0, ft * n));
+  const layer = QlrLinear.fromParts({
+    out: m,
+    in: n,
+    q: part(d.Q.payload, 0, m, g, true),
+    ...(quantized && ft < k
+      ? {
+          lt: part(d.L.payload as QuantizedMatrix, ft, k, g),
+          r: part(d.R.payload as QuantizedMatrix, ft, k, 1),
+        }
+      : {}),
+    ...(ft > 0 ? { ftRank: ft, lFt, rFt } : {}),
+    ...(inc ? { signsIn: inc.signsIn, signsOut: inc.signsOut } : {}),
+    ...(bias ? { bias } : {}),
+  });
+  return { layer, decomposition: d as CalderaLayerResult['decomposition'] };
+}
