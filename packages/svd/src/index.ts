@@ -9,6 +9,7 @@ export * as linalg from '@lineage/linalg';
 export * from './allocation.js';
 export * from './caldera/decompose.js';
 export * from './caldera/layer.js';
+export * from './caldera/method.js';
 export * from './caldera/qlr-linear.js';
 export * from './caldera/quantizers.js';
 export * from './decompose-model.js';

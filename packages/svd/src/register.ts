@@ -1,4 +1,5 @@
 import { defineMethod, registerMethod } from '@lineage/core';
+import { caldera, calderaOptions } from './caldera/method.js';
 import { plrd, plrdOptions, svd, svdFamily, svdOptions } from './methods.js';
 
 // Each method's options are its schema (methods.ts): flags, help and validation all come from there.
@@ -30,5 +31,16 @@ registerMethod(
       replaces: ['schedule', 'recoverTokens'],
       create: (o, r) => plrd({ ...o, schedule: r.sizes, recoverTokens: r.recoverTokens }),
     },
+  }),
+);
+
+registerMethod(
+  defineMethod({
+    name: 'caldera',
+    description:
+      'CALDERA: every block linear as Q + L·R (Q low-bit by LDLQ on calibration Hessians, L and R low-rank and low-bit), optionally with its 16-bit ranks fine-tuned by distillation',
+    package: '@lineage/svd',
+    options: calderaOptions,
+    create: (o) => caldera(o),
   }),
 );

@@ -1,0 +1,100 @@
+import { computeStats, loadDataset, sampleSequences, withCalibration } from '@lineage/calibrate';
+import { JsBackend, LineageError, loadModel, methodContext, readTextFile } from '@lineage/core';
+import { describeMethod, sharedPath } from '@lineage/core/testing';
+import { withRecover } from '@lineage/distill';
+import { describe, expect, it } from 'vitest';
+import { caldera } from './method.js';
+import { QlrLinear } from './qlr-linear.js';
+
+// The method suite on the real stories260K with small budgets (seconds on the js backend).
+const backend = new JsBackend();
+const MODEL = sharedPath('models', 'stories260K', 'stories260K.bin');
+const TRAIN = sharedPath('data', 'tinystories', 'train-head.txt');
+const model = async () => (await loadModel(MODEL)).model;
+
+let parentStats: ReturnType<typeof computeStats> | undefined;
+async function stats() {
+  parentStats ??= (async () => {
+    const parent = await model();
+    const sample = sampleSequences(await loadDataset(TRAIN), parent.tokenizer!, {
+      samples: 8,
+      seqLen: 64,
+      seed: 0,
+    });
+    return computeStats(parent, backend, sample, { statistics: ['hessian'] });
+  })();
+  return parentStats;
+}
+
+const small = { rank: 4, outerIters: 2, lplrIters: 2 };
+
+describeMethod('caldera (Q 2 bits, L·R rank 4 at 4 bits)', {
+  create: () => caldera(small),
+  model,
+  context: async () => methodContext(backend, { stats: await stats() }),
+  timeout: 120_000,
+});
+
+describe('caldera', () => {
+  it('turns every block linear into a qlr layer at ≤ 2.5 bits per weight, recorded in provenance', async () => {
+    const parent = await model();
+    const out = await caldera(small).apply(parent, methodContext(backend, { stats: await stats() }));
+    const linears = out.linearLayers().filter(([n]) => n !== 'lm_head');
+    expect(linears.every(([, l]) => l instanceof QlrLinear)).toBe(true);
+    let bytes = 0;
+    let weights = 0;
+    for (const [, l] of linears) {
+      bytes += l.stats().bytes;
+      weights += l.outFeatures * l.inFeatures;
+    }
+    const p = out.provenance as {
+      bitsPerParam: number;
+      layers: Record<string, { errors: number[]; error: number }>;
+    };
+    expect(p.bitsPerParam).toBeCloseTo((8 * bytes) / weights, 10);
+    expect(p.bitsPerParam).toBeLessThan(2.5);
+    const up = p.layers['model.layers.0.mlp.up_proj']!;
+    expect(up.errors).toHaveLength(4);
+    expect(up.error).toBe(Math.min(...up.errors.slice(1)));
+  });
+
+  it('fine-tunes only the 16-bit ranks from the parent, and keeps them 16-bit', async () => {
+    const parent = await model();
+    const ctx = withRecover(
+      methodContext(backend, {
+        data: { text: await readTextFile(TRAIN), path: TRAIN },
+        seed: 3,
+        stats: await stats(),
+      }),
+      { batchSize: 2, seqLen: 32, lr: 1e-3 },
+    );
+    const method = caldera({ ...small, ftRank: 1, recoverTokens: 256 });
+    const before = await caldera({ ...small, ftRank: 1 }).apply(parent, ctx);
+    const after = await method.apply(parent, ctx);
+    const b = before.namedParameters();
+    let changed = 0;
+    for (const [k, p] of after.namedParameters()) {
+      const same = Buffer.compare(Buffer.from(p.value.bytes()), Buffer.from(b.get(k)!.value.bytes())) === 0;
+      if (/\.(L_ft|R_ft)$/.test(k)) {
+        expect(p.value.dtype, k).toBe('f16');
+        if (!same) changed++;
+      } else expect(same, k).toBe(true);
+    }
+    expect(changed).toBeGreaterThan(0);
+  });
+
+  it('bad input: bits outside the set, ft rank above the rank, a rank that saves nothing — one line, before any work', async () => {
+    expect(() => caldera({ qBits: 5 })).toThrow(/caldera: qBits must be one of 2, 3, 4, 8, got 5/);
+    expect(() => caldera({ lrBits: 1 })).toThrow(/lrBits must be one of 2, 3, 4, 8, 16/);
+    expect(() => caldera({ rank: 4, ftRank: 5 })).toThrow(/ftRank must not exceed --rank/);
+    expect(() => caldera({ recoverTokens: 100 })).toThrow(/needs 16-bit ranks/);
+    const parent = await model();
+    await expect(
+      caldera({ lrBits: 16, rank: 64, qBits: 8 }).apply(
+        parent,
+        methodContext(backend, { stats: await stats() }),
+      ),
+    ).rejects.toThrow(/caldera: rank 64 saves nothing on 'model.layers.0.self_attn.q_proj' \(64×64\)/);
+    await expect(caldera(small).apply(parent, methodContext(backend, {}))).rejects.toThrow(LineageError);
+  });
+});

@@ -1,0 +1,217 @@
+// the statistics of a method context are @lineage/calibrate's (its accessors typed by declaration merging)
+import type {} from '@lineage/calibrate';
+import {
+  type CompressionMethod,
+  HostTensor,
+  type Json,
+  LineageError,
+  type LlamaModel,
+  type MethodContext,
+  modelFingerprint,
+  parseOptions,
+  z,
+} from '@lineage/core';
+import type { QuantBits } from '@lineage/quant';
+import { decomposableLayers } from '../decompose-model.js';
+import { VERSION } from '../methods.js';
+import { calderaLayer } from './layer.js';
+import { QlrLinear } from './qlr-linear.js';
+
+const bits = (allowed: readonly number[]) =>
+  z
+    .number()
+    .int(`must be one of ${allowed.join(', ')}`)
+    .refine((b) => allowed.includes(b), `must be one of ${allowed.join(', ')}`);
+const whole = (what: string) => z.number().int(`must be a whole number ${what}`);
+
+/** Options of `caldera` (defaults: the reference script's, with its dataclass's 5 LPLR iterations). */
+export const calderaOptions = z
+  .object({
+    qBits: bits([2, 3, 4, 8])
+      .default(2)
+      .meta({
+        description: 'bits of Q (2, 3, 4 or 8): LDLQ on the calibration Hessian, one scale per matrix',
+      }),
+    lrBits: bits([2, 3, 4, 8, 16])
+      .default(4)
+      .meta({ description: 'bits of the factors L and R (2, 3, 4, 8; 16: not quantized)' }),
+    rank: whole('≥ 1')
+      .min(1, 'must be a whole number ≥ 1')
+      .default(256)
+      .meta({ description: 'rank of L·R (capped by each layer: at most its smaller side)' }),
+    outerIters: whole('≥ 1')
+      .min(1, 'must be a whole number ≥ 1')
+      .default(20)
+      .meta({ description: 'outer iterations (LR step, then Q step)' }),
+    lplrIters: whole('≥ 1')
+      .min(1, 'must be a whole number ≥ 1')
+      .default(5)
+      .meta({ description: 'LPLR iterations (least squares + quantization of L, then R) per LR step' }),
+    hadamard: z
+      .boolean()
+      .default(true)
+      .meta({ description: 'randomized Hadamard incoherence of W and H (signs stored with the layer)' }),
+    hessianDowndate: z
+      .boolean()
+      .default(false)
+      .meta({ description: "deflate H along L·R's row space before each Q step" }),
+    ftRank: whole('≥ 0')
+      .min(0, 'must be a whole number ≥ 0')
+      .default(0)
+      .meta({ description: 'leading ranks of L and R kept 16-bit and trainable' }),
+    recoverTokens: whole('≥ 0')
+      .min(0, 'must be a whole number ≥ 0')
+      .default(0)
+      .meta({
+        description: 'distillation tokens fine-tuning the 16-bit ranks from the parent (needs --ft-rank)',
+      }),
+  })
+  .refine((o) => o.ftRank <= o.rank, { message: 'must not exceed --rank', path: ['ftRank'] })
+  .refine((o) => o.recoverTokens === 0 || o.ftRank > 0 || o.lrBits === 16, {
+    message: 'needs 16-bit ranks to train (--ft-rank > 0)',
+    path: ['recoverTokens'],
+  });
+export type CalderaOptions = z.input<typeof calderaOptions>;
+type Parsed = z.output<typeof calderaOptions>;
+
+const NEEDS =
+  'caldera needs calibration statistics with hessian (--stats <file>) or calibration text (--data <file>)';
+
+/** Bytes a qlr layer of rank k would store: codes, one Q scale, per-component scales, 16-bit ranks, signs. */
+export function qlrBytes(m: number, n: number, k: number, o: Parsed): number {
+  const ft = o.lrBits === 16 ? k : o.ftRank;
+  const kq = k - ft;
+  const packed = (count: number, b: number) => Math.ceil((count * b) / 8);
+  return (
+    packed(m * n, o.qBits) +
+    2 +
+    (kq > 0 ? packed(kq * m, o.lrBits) + packed(kq * n, o.lrBits) + 4 * kq : 0) +
+    2 * ft * (m + n) +
+    (o.hadamard ? packed(m, 1) + packed(n, 1) : 0)
+  );
+}
+
+/** Makes the 16-bit ranks 16-bit again (training writes f32 back). */
+function ftToF16(model: LlamaModel): void {
+  for (const [, l] of model.linearLayers()) {
+    if (!(l instanceof QlrLinear)) continue;
+    for (const k of ['L_ft', 'R_ft']) {
+      const p = l.parameters().get(k);
+      if (p && p.value.dtype !== 'f16') p.value = HostTensor.fromF32(p.value.toF32(), p.value.shape, 'f16');
+    }
+  }
+}
+
+/**
+ * CALDERA (W ≈ Q + L·R, every part low precision): each block linear of the model, layer by layer, from its
+ * calibration Hessian (q/k/v share one, gate/up share one), becomes a `qlr` layer; optionally the 16-bit
+ * ranks are then fine-tuned by distillation from the parent (`recoverTokens`, through the context's
+ * `recover`, training only `L_ft`/`R_ft`).
+ */
+export function caldera(options: CalderaOptions): CompressionMethod<LlamaModel> {
+  const o = parseOptions(calderaOptions, options, { where: 'caldera' });
+  return {
+    name: 'caldera',
+    version: VERSION,
+    needs: { stats: ['hessian'], training: o.recoverTokens > 0 },
+    async apply(model, ctx: MethodContext) {
+      const t0 = performance.now();
+      const layers = decomposableLayers(model);
+      // bad input before any work: a rank that saves nothing
+      for (const [name, l] of layers) {
+        const k = Math.min(o.rank, l.outFeatures, l.inFeatures);
+        const bytes = qlrBytes(l.outFeatures, l.inFeatures, k, o);
+        const stored = l.stats().bytes;
+        if (bytes >= stored)
+          throw new LineageError(
+            `caldera: rank ${k} saves nothing on '${name}' (${l.outFeatures}×${l.inFeatures}): Q + L·R would store ${bytes} bytes, the layer stores ${stored}`,
+          );
+      }
+      const stats =
+        ctx.stats ?? (ctx.calibrate ? await ctx.calibrate(model, { statistics: ['hessian'] }) : undefined);
+      if (!stats) throw new LineageError(NEEDS);
+      const copy = model.clone();
+      const record: Record<string, Json> = {};
+      ctx.progress.start('caldera', layers.length);
+      let dense = 0;
+      let stored = 0;
+      for (const [i, [name]] of layers.entries()) {
+        const l = copy.getLinear(name);
+        const [m, n] = [l.outFeatures, l.inFeatures];
+        const k = Math.min(o.rank, m, n);
+        const { layer, decomposition: d } = await calderaLayer(
+          l.denseWeight(),
+          m,
+          n,
+          await stats.hessian(name),
+          l.denseBias(),
+          {
+            qBits: o.qBits as QuantBits,
+            lrBits: o.lrBits as QuantBits | 16,
+            rank: k,
+            outerIters: o.outerIters,
+            lplrIters: o.lplrIters,
+            hadamard: o.hadamard,
+            hessianDowndate: o.hessianDowndate,
+            ftRank: Math.min(o.ftRank, k),
+            seed: ctx.seed + 2 * i,
+            name,
+          },
+        );
+        copy.setLinear(name, layer);
+        dense += m * n;
+        stored += layer.stats().bytes;
+        const first = d.steps.find((s) => s.step === 'Q')!.error;
+        ctx.log.info(
+          `caldera ${i + 1}/${layers.length} ${name}: rank ${k}, error ${first.toFixed(4)} → ${d.error.toFixed(4)} (best at iteration ${d.best.iteration + 1} ${d.best.step})`,
+        );
+        record[name] = {
+          rank: k,
+          error: d.error,
+          best: { iteration: d.best.iteration, step: d.best.step },
+          errors: d.steps.map((s) => s.error),
+          ...(d.shift > 0 ? { hessianShift: d.shift } : {}),
+        };
+        ctx.progress.tick();
+      }
+      ctx.progress.end();
+      const decomposeSeconds = (performance.now() - t0) / 1000;
+      let out = copy;
+      if (o.recoverTokens > 0) {
+        if (!ctx.recover)
+          throw new LineageError('caldera fine-tuning needs training: import @lineage/distill');
+        out = await ctx.recover(copy, {
+          tokens: o.recoverTokens,
+          teacher: model,
+          trainable: /\.(L_ft|R_ft)$/,
+        });
+        ftToF16(out);
+      }
+      const parent: Record<string, Json> = {
+        fingerprint: modelFingerprint(model),
+        params: model.stats().params,
+      };
+      if (model.provenance?.source !== undefined) parent.source = model.provenance.source;
+      out.provenance = {
+        method: 'caldera',
+        methodVersion: VERSION,
+        parent,
+        qBits: o.qBits,
+        lrBits: o.lrBits,
+        rank: o.rank,
+        outerIters: o.outerIters,
+        lplrIters: o.lplrIters,
+        hadamard: o.hadamard,
+        hessianDowndate: o.hessianDowndate,
+        ftRank: o.ftRank,
+        bitsPerParam: (stored * 8) / dense,
+        layers: record,
+        recoverTokens: o.recoverTokens,
+        tokens: o.recoverTokens,
+        decomposeSeconds,
+        wallSeconds: (performance.now() - t0) / 1000,
+      };
+      return out;
+    },
+  };
+}
