@@ -1,4 +1,4 @@
-import { computeStats, loadDataset, sampleSequences, withCalibration } from '@lineage/calibrate';
+import { computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
 import { JsBackend, LineageError, loadModel, methodContext, readTextFile } from '@lineage/core';
 import { describeMethod, sharedPath } from '@lineage/core/testing';
 import { withRecover } from '@lineage/distill';

@@ -27,11 +27,9 @@ const whole = (what: string) => z.number().int(`must be a whole number ${what}`)
 /** Options of `caldera` (defaults: the reference script's, with its dataclass's 5 LPLR iterations). */
 export const calderaOptions = z
   .object({
-    qBits: bits([2, 3, 4, 8])
-      .default(2)
-      .meta({
-        description: 'bits of Q (2, 3, 4 or 8): LDLQ on the calibration Hessian, one scale per matrix',
-      }),
+    qBits: bits([2, 3, 4, 8]).default(2).meta({
+      description: 'bits of Q (2, 3, 4 or 8): LDLQ on the calibration Hessian, one scale per matrix',
+    }),
     lrBits: bits([2, 3, 4, 8, 16])
       .default(4)
       .meta({ description: 'bits of the factors L and R (2, 3, 4, 8; 16: not quantized)' }),
@@ -59,12 +57,9 @@ export const calderaOptions = z
       .min(0, 'must be a whole number ≥ 0')
       .default(0)
       .meta({ description: 'leading ranks of L and R kept 16-bit and trainable' }),
-    recoverTokens: whole('≥ 0')
-      .min(0, 'must be a whole number ≥ 0')
-      .default(0)
-      .meta({
-        description: 'distillation tokens fine-tuning the 16-bit ranks from the parent (needs --ft-rank)',
-      }),
+    recoverTokens: whole('≥ 0').min(0, 'must be a whole number ≥ 0').default(0).meta({
+      description: 'distillation tokens fine-tuning the 16-bit ranks from the parent (needs --ft-rank)',
+    }),
   })
   .refine((o) => o.ftRank <= o.rank, { message: 'must not exceed --rank', path: ['ftRank'] })
   .refine((o) => o.recoverTokens === 0 || o.ftRank > 0 || o.lrBits === 16, {
