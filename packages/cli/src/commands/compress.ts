@@ -285,9 +285,10 @@ export async function prepare(
   return { model, path, backend, ctx, ...(recover ? { recover } : {}), ...(heldOut ? { heldOut } : {}) };
 }
 
-/** `--name <value>` (or `--name` for booleans, `<list>` for numbers). */
+/** `--name <value>` (or `--name` for booleans, `--no-name` for booleans on by default, `<list>` for numbers). */
 function flagText(opt: MethodOption): string {
-  return opt.type === 'boolean' ? `--${opt.name}` : `--${opt.name} <${opt.placeholder}>`;
+  if (opt.type === 'boolean') return opt.default === true ? `--no-${opt.name}` : `--${opt.name}`;
+  return `--${opt.name} <${opt.placeholder}>`;
 }
 
 /** A number flag's text: plain, or with a k/M/B suffix (`20k` tokens). */

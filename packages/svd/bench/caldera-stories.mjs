@@ -1,0 +1,163 @@
+// CALDERA on the real stories260K against quantization alone, at bits per parameter counted from the bytes
+// each layer stores (codes + scales + factors + signs) over the dense weights of the decoder's linears.
+//
+// Held out: the LAST 200 TinyStories dev stories (documents 600–799), documents protocol, truncated to 512
+// (see stories-setup.mjs). Calibration: 64 × 256 tokens of train-head.txt (seed 0), Hessians of the parent.
+// Rows:
+// - parent;
+// - RTN-b and LDLQ-b (b = 2, 3, 4) with @lineage/quant's grids (one min–max scale per row, groupSize 0), and
+//   LDLQ-b on one RMS-fitted scale per matrix after Hadamard incoherence (CALDERA's Q step alone), as dense
+//   layers holding the dequantized weights (perplexity identical to a quantized layer's; bits from
+//   quantizedBytes / the qlr layout);
+// - CALDERA --q-bits 2 --lr-bits 4 --rank 4 (20 outer × 5 LPLR iterations, Hadamard), as qlr layers;
+// - CALDERA with --ft-rank 1 and its 16-bit ranks fine-tuned by distillation from the parent for
+//   --recover-tokens (default 200k) tokens (train-head.txt + the first 600 dev stories).
+//
+// Run after `pnpm build`: node packages/svd/bench/caldera-stories.mjs [--backend js|onnxruntime]
+//   [--outer-iters 20] [--lplr-iters 5] [--recover-tokens 200000] [--json out.json]
+// --smoke: 2 × 2 iterations, 8 × 64 calibration tokens, 128 recovery tokens, 20 held-out stories.
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
+import { getBackend, HostTensor, Linear, methodContext } from '@lineage/core';
+import { recoverCapability } from '@lineage/distill';
+import {
+  dequantize,
+  ldlq,
+  quantizedBytes,
+  randomIncoherence,
+  rtn,
+  transformHessian,
+  transformWeight,
+  untransformWeight,
+} from '@lineage/quant';
+import { sane, smoke } from '../../../scripts/bench-kit.mjs';
+import { caldera, tensorLdlq } from '../dist/index.js';
+import { data, heldOutPpl, loadParent, trainPath } from './stories-setup.mjs';
+
+const { values: a } = parseArgs({
+  options: {
+    backend: { type: 'string' },
+    'outer-iters': { type: 'string', default: '20' },
+    'lplr-iters': { type: 'string', default: '5' },
+    'recover-tokens': { type: 'string', default: '200000' },
+    lr: { type: 'string', default: '1e-3' },
+    json: { type: 'string' },
+    smoke: { type: 'boolean' },
+  },
+});
+if (smoke) Object.assign(a, { 'outer-iters': '2', 'lplr-iters': '2', 'recover-tokens': '128' });
+const [calSamples, calSeqLen] = smoke ? [8, 64] : [64, 256];
+
+if (a.backend !== 'js') {
+  try {
+    await import('@lineage/backend-onnxruntime');
+  } catch {}
+}
+const backend = await getBackend(a.backend);
+const log = { info: (m) => console.error(m), warn: (m) => console.error(`warning: ${m}`), debug() {} };
+console.error(`backend: ${backend.name} (${backend.device})`);
+
+const parent = await loadParent();
+const ppl = (m) => heldOutPpl(m, backend);
+const sample = sampleSequences(await loadDataset(trainPath), parent.tokenizer, {
+  samples: calSamples,
+  seqLen: calSeqLen,
+  seed: 0,
+});
+const stats = await computeStats(parent, backend, sample, { statistics: ['hessian'] });
+const linears = parent.linearLayers().filter(([n]) => n !== 'lm_head');
+const dense = linears.reduce((s, [, l]) => s + l.outFeatures * l.inFeatures, 0);
+
+const rows = [];
+const row = (name, bits, p, extra = {}) => {
+  rows.push({ name, bitsPerParam: bits, ppl: sane(`${name} ppl`, p), ...extra });
+  console.error(
+    `${name.padEnd(40)} ${bits === null ? '   —' : bits.toFixed(3)} bits/param  ppl ${p.toFixed(4)}`,
+  );
+};
+row('parent (f32)', 32, await ppl(parent));
+
+/** A copy of the parent whose decoder linears hold f(W, H) → { w: dequantized, bytes }. */
+async function fakeQuant(f) {
+  const m = parent.clone();
+  let bytes = 0;
+  for (const [name, l] of linears) {
+    const [o, i] = [l.outFeatures, l.inFeatures];
+    const r = f(Float64Array.from(l.denseWeight()), o, i, await stats.hessian(name));
+    bytes += r.bytes;
+    m.setLinear(name, new Linear(new HostTensor('f32', [o, i], Float32Array.from(r.w))));
+  }
+  return { model: m, bits: (8 * bytes) / dense };
+}
+
+for (const bits of [2, 3, 4]) {
+  const grid = { bits, groupSize: 0 };
+  const r = await fakeQuant((w, o, i) => {
+    const q = rtn(w, o, i, grid);
+    return { w: dequantize(q), bytes: quantizedBytes(q) };
+  });
+  row(`RTN-${bits} (quant, scale per row)`, r.bits, await ppl(r.model));
+  const l = await fakeQuant((w, o, i, h) => {
+    const q = ldlq(w, o, i, h, grid);
+    return { w: dequantize(q), bytes: quantizedBytes(q) };
+  });
+  row(`LDLQ-${bits} (quant, scale per row)`, l.bits, await ppl(l.model));
+  const t = await fakeQuant((w, o, i, h) => {
+    const inc = randomIncoherence(o, i, 42);
+    let ms = 0;
+    for (const v of w) ms += v * v;
+    const s = Math.sqrt(ms / w.length);
+    const wt = transformWeight(w, o, i, inc).map((v) => v / s);
+    const q = tensorLdlq(wt, o, i, transformHessian(h, inc.signsIn), bits);
+    const back = untransformWeight(dequantize(q), o, i, inc).map((v) => v * s);
+    // one f16 scale + the signs, as a qlr layer without factors stores them
+    return { w: back, bytes: Math.ceil((o * i * bits) / 8) + 2 + Math.ceil(o / 8) + Math.ceil(i / 8) };
+  });
+  row(`LDLQ-${bits} (Hadamard, one scale per matrix)`, t.bits, await ppl(t.model));
+}
+
+const iters = { outerIters: Number(a['outer-iters']), lplrIters: Number(a['lplr-iters']) };
+const bitsOf = (m) => m.provenance.bitsPerParam;
+const ctx = methodContext(backend, { stats, log, seed: 0 });
+let t0 = performance.now();
+const c = await caldera({ qBits: 2, lrBits: 4, rank: 4, ...iters }).apply(parent, ctx);
+const calderaSeconds = (performance.now() - t0) / 1000;
+const layerErrors = Object.fromEntries(
+  Object.entries(c.provenance.layers).map(([k, v]) => [k, { error: v.error, errors: v.errors }]),
+);
+row('CALDERA q2 lr4 rank 4', bitsOf(c), await ppl(c), { seconds: calderaSeconds });
+
+const recoverTokens = Number(a['recover-tokens']);
+const recover = recoverCapability({
+  backend,
+  data,
+  seqLen: smoke ? 32 : 256,
+  batchSize: smoke ? 2 : 4,
+  lr: Number(a.lr),
+  minLr: Number(a.lr) / 100,
+  weightDecay: 0,
+  seed: 0,
+  log,
+  logEvery: 50,
+});
+const ftCtx = methodContext(backend, { stats, log, seed: 0, recover });
+const ft0 = await caldera({ qBits: 2, lrBits: 4, rank: 4, ftRank: 1, ...iters }).apply(parent, ftCtx);
+row('CALDERA q2 lr4 rank 4, ft-rank 1', bitsOf(ft0), await ppl(ft0));
+t0 = performance.now();
+const ft = await caldera({ qBits: 2, lrBits: 4, rank: 4, ftRank: 1, recoverTokens, ...iters }).apply(
+  parent,
+  ftCtx,
+);
+row(`  + ${recoverTokens} tokens fine-tuning L_ft, R_ft`, bitsOf(ft), await ppl(ft), {
+  seconds: (performance.now() - t0) / 1000,
+});
+
+const result = {
+  backend: backend.name,
+  calibration: `${calSamples} × ${calSeqLen}`,
+  ...iters,
+  rows,
+  layerErrors,
+};
+if (a.json) writeFileSync(a.json, `${JSON.stringify(result, null, 2)}\n`);
