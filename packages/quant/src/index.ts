@@ -6,4 +6,5 @@
 export * from './grid.js';
 export * from './hadamard.js';
 export * from './ldlq.js';
+export * from './quantized-linear.js';
 export * from './rtn.js';
