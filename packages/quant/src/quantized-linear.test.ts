@@ -45,7 +45,7 @@ describe('QuantizedLinear', () => {
   });
 
   it('with Hadamard signs: the transform is undone in the forward, signs cost one bit each', async () => {
-    const t = randomIncoherence(out, inp, 7);
+    const t = randomIncoherence(out, inp, 7, 'both');
     const q = rtn(transformWeight(w, out, inp, t), out, inp, { bits: 8, groupSize: 64 });
     const l = QuantizedLinear.fromQuantized(q, { incoherence: t, bias: uniform([out], 3) });
     expect(l.stats().bytes).toBe(quantizedBytes(q) + Math.ceil(inp / 8) + Math.ceil(out / 8) + 4 * out);
@@ -94,14 +94,33 @@ describe('QuantizedLinear', () => {
     expect(() => grouped.select({ cols: [0, 1] })).toThrow(
       /groups of 64 cannot be sliced exactly; prune before quantizing/,
     );
-    const t = randomIncoherence(out, inp, 1);
+    const t = randomIncoherence(out, inp, 1, 'both');
     const had = QuantizedLinear.fromQuantized(
       rtn(transformWeight(w, out, inp, t), out, inp, { bits: 4, groupSize: 0 }),
       {
         incoherence: t,
       },
     );
-    expect(() => had.select({ rows: [0] })).toThrow(/Hadamard incoherence cannot be sliced exactly/);
+    expect(() => had.select({ rows: [0] })).toThrow(
+      /output rows of a quantized layer with output-side Hadamard incoherence cannot be sliced exactly/,
+    );
+    // input side only: rows slice exactly, columns do not
+    const tin = randomIncoherence(out, inp, 2);
+    expect(tin.signsOut.length).toBe(0);
+    const hin = QuantizedLinear.fromQuantized(
+      rtn(transformWeight(w, out, inp, tin), out, inp, { bits: 4, groupSize: 0 }),
+      {
+        incoherence: tin,
+      },
+    );
+    expect(hin.parameters().has('signs_out')).toBe(false);
+    const dense = hin.denseWeight();
+    expect(hin.select({ rows: [4, 0] }).denseWeight()).toEqual(
+      Float32Array.from([...dense.subarray(4 * inp, 5 * inp), ...dense.subarray(0, inp)]),
+    );
+    expect(() => hin.select({ cols: [0] })).toThrow(
+      /input columns of a quantized layer with Hadamard incoherence/,
+    );
     const tensors = new Map([...grouped.parameters()].map(([k, p]) => [k, p.value]));
     const kind = getLinearKind('quantized');
     expect(() =>
@@ -129,7 +148,10 @@ describe('QuantizedLinear', () => {
     for (const [i, [name, l]] of model.linearLayers().entries()) {
       const dw = Float64Array.from(l.denseWeight());
       const grid = { bits: ([2, 3, 4] as const)[i % 3]!, groupSize: 32, zeroPoint: i % 2 === 0 };
-      const t = i % 2 === 1 ? randomIncoherence(l.outFeatures, l.inFeatures, i) : undefined;
+      const t =
+        i % 2 === 1
+          ? randomIncoherence(l.outFeatures, l.inFeatures, i, i % 4 === 1 ? 'both' : 'input')
+          : undefined;
       const q = rtn(
         t ? transformWeight(dw, l.outFeatures, l.inFeatures, t) : dw,
         l.outFeatures,

@@ -52,8 +52,8 @@ export interface QuantizedLinearOptions {
  * - `codes`  [out, in]      u2 / u3 / u4 (core's packed payloads) or u8: one code per weight, row-major;
  * - `scales` [out, groups]  f16: one per row and group of `groupSize` input columns (the last group shorter);
  * - `zeros`  [out, groups]  at `bits` bits, with zero points only;
- * - `signs_in` [in], `signs_out` [out]  u1 (1 = −1), with Hadamard incoherence only: the stored grid then
- *   holds W̃ = T_out·W·T_inᵀ and W = T_outᵀ·W̃·T_in;
+ * - `signs_in` [in] u1 (1 = −1), with Hadamard incoherence only: the stored grid then holds W̃ = W·T_inᵀ
+ *   and W = W̃·T_in; `signs_out` [out] u1 with the optional output side too (W̃ = T_out·W·T_inᵀ);
  * - `bias`   [out]          f32, when the layer has one (the only trainable tensor).
  *
  * Forward dequantizes on the host into a transient f32 weight (the incoherence transforms folded in, fast
@@ -103,7 +103,7 @@ export class QuantizedLinear implements LinearLayer {
       bad(meta.zeroPoint ? 'zero points are missing' : 'zero points without zeroPoint in its meta');
     if (zeros && (zeros.dtype !== codes.dtype || !shapeIs(zeros, [out, g])))
       bad(`zeros must be ${codes.dtype} [${out}, ${g}], got ${zeros.dtype} [${zeros.shape}]`);
-    if (meta.hadamard !== (signsIn !== undefined && signsOut !== undefined))
+    if (meta.hadamard !== (signsIn !== undefined) || (signsOut && !signsIn))
       bad(meta.hadamard ? 'Hadamard signs are missing' : 'Hadamard signs without hadamard in its meta');
     if (signsIn && (signsIn.dtype !== 'u1' || !shapeIs(signsIn, [inp])))
       bad(`signs_in must be u1 [${inp}], got ${signsIn.dtype} [${signsIn.shape}]`);
@@ -136,7 +136,10 @@ export class QuantizedLinear implements LinearLayer {
         scales: HostTensor.fromF32(q.scales, [q.rows, g], 'f16'),
         ...(q.grid.zeroPoint && q.zeros ? { zeros: HostTensor.fromF32(q.zeros, [q.rows, g], dtype) } : {}),
         ...(o.incoherence
-          ? { signsIn: signs(o.incoherence.signsIn), signsOut: signs(o.incoherence.signsOut) }
+          ? {
+              signsIn: signs(o.incoherence.signsIn),
+              ...(o.incoherence.signsOut.length ? { signsOut: signs(o.incoherence.signsOut) } : {}),
+            }
           : {}),
         ...(o.bias ? { bias: new HostTensor('f32', [o.bias.length], o.bias.slice()) } : {}),
       },
@@ -171,9 +174,12 @@ export class QuantizedLinear implements LinearLayer {
 
   /** The incoherence signs (±1), when the layer has them. */
   incoherence(): Incoherence | undefined {
-    if (!this.signsIn || !this.signsOut) return undefined;
+    if (!this.signsIn) return undefined;
     const pm = (t: HostTensor) => Int8Array.from(t.toInts(), (b) => (b ? -1 : 1));
-    return { signsIn: pm(this.signsIn.value), signsOut: pm(this.signsOut.value) };
+    return {
+      signsIn: pm(this.signsIn.value),
+      signsOut: this.signsOut ? pm(this.signsOut.value) : new Int8Array(0),
+    };
   }
 
   /** W in float64: the grid's values, the incoherence transforms undone. */
@@ -242,9 +248,10 @@ export class QuantizedLinear implements LinearLayer {
   }
 
   /**
-   * Rows slice codes, scales and zero points as they are. Columns slice them too where every row has one
-   * group (groupSize 0); a grouped or Hadamard-transformed layer cannot be sliced without requantizing, so
-   * that is refused (slice the model before quantizing it, or `convert --dense` first).
+   * Rows slice codes, scales, zero points and the bias as they are (an input-side Hadamard transform stays:
+   * rows of W·T_inᵀ are rows of W, transformed). Columns slice them too where every row has one group and
+   * there is no input-side transform. Anything else cannot be sliced without requantizing and is refused
+   * (slice the model before quantizing it, or `convert --dense` first).
    */
   select(selection: Selection): QuantizedLinear {
     const { rows, cols } = checkSelection(
@@ -252,14 +259,14 @@ export class QuantizedLinear implements LinearLayer {
       [this.outFeatures, this.inFeatures],
       `a ${this.kind} layer`,
     );
-    if (this.signsIn && (rows || cols))
-      throw new LineageError(
-        'a quantized layer with Hadamard incoherence cannot be sliced exactly; prune before quantizing',
-      );
+    const refuse = (why: string): never => {
+      throw new LineageError(`${why} cannot be sliced exactly; prune before quantizing`);
+    };
+    if (this.signsOut && rows)
+      refuse('the output rows of a quantized layer with output-side Hadamard incoherence');
+    if (this.signsIn && cols) refuse('the input columns of a quantized layer with Hadamard incoherence');
     if (cols && groupsPerRow(this.inFeatures, this.grid.groupSize) > 1)
-      throw new LineageError(
-        `the input columns of a quantized layer with groups of ${this.grid.groupSize} cannot be sliced exactly; prune before quantizing`,
-      );
+      refuse(`the input columns of a quantized layer with groups of ${this.grid.groupSize}`);
     const take = (t: HostTensor | undefined, axis: 0 | 1, idx: Int32Array | undefined) =>
       t && idx ? takeAlong(t, axis, idx) : t;
     const out = new QuantizedLinear(
@@ -267,6 +274,8 @@ export class QuantizedLinear implements LinearLayer {
         codes: take(take(this.codes.value, 0, rows), 1, cols)!,
         scales: take(this.scales.value, 0, rows)!,
         ...(this.zeros ? { zeros: take(this.zeros.value, 0, rows)! } : {}),
+        ...(this.signsIn ? { signsIn: this.signsIn.value } : {}),
+        ...(this.signsOut ? { signsOut: this.signsOut.value } : {}),
         ...(this.bias ? { bias: take(this.bias.value, 0, rows)! } : {}),
       },
       this.meta() as unknown as QuantizedMeta,
