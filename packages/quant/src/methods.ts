@@ -39,9 +39,6 @@ export const gridOptions = z.object({
   hadamardOutput: z.boolean().default(false).meta({
     description: 'with --hadamard: transform the output side too (QuIP#; measured worse on stories260K)',
   }),
-  seed: z.number().int('must be a whole number').min(0, 'must be ≥ 0').default(0).meta({
-    description: 'seed of the Hadamard signs',
-  }),
   includeHead: z.boolean().default(false).meta({ description: 'also quantize an untied output head' }),
 });
 
@@ -136,7 +133,7 @@ export function rtnMethod(options: RtnOptions): CompressionMethod<LlamaModel> {
         zeroPoint: o.zeroPoint,
         hadamard: o.hadamard,
         hadamardOutput: o.hadamardOutput,
-        seed: o.seed,
+        seed: ctx.seed, // the Hadamard signs
         includeHead: o.includeHead,
         progress: ctx.progress,
       });
@@ -164,7 +161,7 @@ export function ldlqMethod(options: LdlqOptions): CompressionMethod<LlamaModel> 
         zeroPoint: o.zeroPoint,
         hadamard: o.hadamard,
         hadamardOutput: o.hadamardOutput,
-        seed: o.seed,
+        seed: ctx.seed, // the Hadamard signs
         damp: o.damp,
         hessians,
         includeHead: o.includeHead,
