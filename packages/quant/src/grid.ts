@@ -20,6 +20,12 @@ export interface ScalarGrid {
   groupSize: number;
   /** Asymmetric with a zero point per group (default false). */
   zeroPoint?: boolean;
+  /**
+   * How a group's range is fitted: 'mse' (default) shrinks the min–max range by the factor in
+   * {1, 0.95, …, 0.3} that minimises the group's squared rounding error (GPTQ's `mse` search; at 2 bits the
+   * best range clips the largest weights); 'minmax' covers every weight.
+   */
+  clip?: 'mse' | 'minmax';
 }
 
 /** A matrix on a scalar grid: codes, one f16-representable scale per (row, group), optional zero points. */
@@ -79,7 +85,22 @@ export interface GroupParams {
   offset: number;
 }
 
-/** Min–max fit of one group (the range always contains 0 with zero points, as GPTQ does). */
+/** Min–max fit of one group shrunk by `shrink` (the range always contains 0 with zero points, as GPTQ does). */
+function rangeFit(
+  lo: number,
+  hi: number,
+  amax: number,
+  maxq: number,
+  zeroPoint: boolean,
+  shrink: number,
+): GroupParams {
+  if (!zeroPoint) return { scale: ceilF16((2 * amax * shrink) / maxq), offset: maxq / 2 };
+  const scale = ceilF16(((hi - lo) * shrink) / maxq);
+  if (scale === 0) return { scale: 0, offset: 0 };
+  return { scale, offset: Math.min(maxq, Math.max(0, Math.round((-lo * shrink) / scale))) };
+}
+
+/** Fits one group's scale (and zero point) to v[off + k·stride], k < n (see ScalarGrid.clip). */
 export function fitGroup(
   v: Float64Array,
   off: number,
@@ -87,16 +108,9 @@ export function fitGroup(
   stride: number,
   bits: QuantBits,
   zeroPoint: boolean,
+  clip: 'mse' | 'minmax' = 'mse',
 ): GroupParams {
   const maxq = (1 << bits) - 1;
-  if (!zeroPoint) {
-    let amax = 0;
-    for (let k = 0, p = off; k < n; k++, p += stride) {
-      const a = Math.abs(v[p]!);
-      if (a > amax) amax = a;
-    }
-    return { scale: ceilF16((2 * amax) / maxq), offset: maxq / 2 };
-  }
   let lo = 0;
   let hi = 0;
   for (let k = 0, p = off; k < n; k++, p += stride) {
@@ -104,9 +118,37 @@ export function fitGroup(
     if (x < lo) lo = x;
     if (x > hi) hi = x;
   }
-  const scale = ceilF16((hi - lo) / maxq);
-  if (scale === 0) return { scale: 0, offset: 0 };
-  return { scale, offset: Math.min(maxq, Math.max(0, Math.round(-lo / scale))) };
+  const amax = Math.max(-lo, hi);
+  let best = rangeFit(lo, hi, amax, maxq, zeroPoint, 1);
+  if (clip === 'minmax' || best.scale === 0) return best;
+  let bestErr = groupError(v, off, n, stride, best, maxq);
+  for (let k = 1; k <= 14; k++) {
+    const g = rangeFit(lo, hi, amax, maxq, zeroPoint, 1 - 0.05 * k);
+    if (g.scale === 0) break;
+    const e = groupError(v, off, n, stride, g, maxq);
+    if (e < bestErr) {
+      bestErr = e;
+      best = g;
+    }
+  }
+  return best;
+}
+
+function groupError(
+  v: Float64Array,
+  off: number,
+  n: number,
+  stride: number,
+  g: GroupParams,
+  maxq: number,
+): number {
+  let e = 0;
+  for (let k = 0, p = off; k < n; k++, p += stride) {
+    const x = v[p]!;
+    const d = x - g.scale * (encode(x, g, maxq) - g.offset);
+    e += d * d;
+  }
+  return e;
 }
 
 /** The code of x on a group's grid (nearest level, clamped). */
@@ -152,7 +194,12 @@ export function emptyQuantized(rows: number, cols: number, grid: ScalarGrid): Qu
   const q: QuantizedMatrix = {
     rows,
     cols,
-    grid: { bits: grid.bits, groupSize: grid.groupSize, zeroPoint: grid.zeroPoint === true },
+    grid: {
+      bits: grid.bits,
+      groupSize: grid.groupSize,
+      zeroPoint: grid.zeroPoint === true,
+      clip: grid.clip ?? 'mse',
+    },
     codes: new Int32Array(rows * cols),
     scales: new Float32Array(groups),
   };

@@ -12,11 +12,15 @@ import { LineageError, Random } from '@lineage/core';
  * signs alone, so a layer stores only its two sign vectors. Cost per vector: n·(log₂p + m).
  *
  * At inference, x̃ = T_in·x goes into the quantized W̃, and y = T_outᵀ·ỹ comes out.
+ *
+ * The output side is optional (empty `signsOut`), and off by default: measured on stories260K (BENCHMARKS.md),
+ * mixing output rows of very different norms under per-row group scales costs more than it gains, while the
+ * input side, which LDLQ's Hessian sees, helps.
  */
 export interface Incoherence {
   /** Signs of the input side (length cols), each ±1. */
   signsIn: Int8Array;
-  /** Signs of the output side (length rows), each ±1. */
+  /** Signs of the output side (length rows), each ±1; empty: no output-side transform (T_out = I). */
   signsOut: Int8Array;
 }
 
@@ -95,9 +99,20 @@ export function randomSigns(n: number, seed: number): Int8Array {
   return s;
 }
 
-/** Signs for a rows×cols weight (input side from `seed`, output side from `seed + 1`). */
-export function randomIncoherence(rows: number, cols: number, seed: number): Incoherence {
-  return { signsIn: randomSigns(cols, seed), signsOut: randomSigns(rows, seed + 1) };
+/**
+ * Signs for a rows×cols weight: the input side from `seed`, and with `sides` 'both' the output side from
+ * `seed + 1` (default 'input': no output-side transform).
+ */
+export function randomIncoherence(
+  rows: number,
+  cols: number,
+  seed: number,
+  sides: 'input' | 'both' = 'input',
+): Incoherence {
+  return {
+    signsIn: randomSigns(cols, seed),
+    signsOut: sides === 'both' ? randomSigns(rows, seed + 1) : new Int8Array(0),
+  };
 }
 
 /** x̃ = K·(s ⊙ x) for each of `count` length-n vectors, in place (T applied to inputs at inference). */
@@ -125,6 +140,7 @@ export function transformWeight(w: Float64Array, rows: number, cols: number, t: 
   checkSigns(rows, cols, t);
   const x = w.slice();
   transformInput(x, t.signsIn, rows); // each row w_r ↦ T_in·w_r, i.e. W·T_inᵀ
+  if (t.signsOut.length === 0) return x;
   const xt = transposed(x, rows, cols);
   transformInput(xt, t.signsOut, cols); // each column ↦ T_out·column
   return transposed(xt, cols, rows);
@@ -140,6 +156,7 @@ export function untransformWeight(
   checkSigns(rows, cols, t);
   const x = wt.slice();
   untransformOutput(x, t.signsIn, rows);
+  if (t.signsOut.length === 0) return x;
   const xt = transposed(x, rows, cols);
   untransformOutput(xt, t.signsOut, cols);
   return transposed(xt, cols, rows);
@@ -168,7 +185,7 @@ export function incoherenceMatrix(signs: Int8Array): Float64Array {
 }
 
 function checkSigns(rows: number, cols: number, t: Incoherence): void {
-  if (t.signsIn.length !== cols || t.signsOut.length !== rows)
+  if (t.signsIn.length !== cols || (t.signsOut.length !== rows && t.signsOut.length !== 0))
     throw new LineageError(
       `hadamard: signs of length ${t.signsOut.length}×${t.signsIn.length} do not fit a ${rows}×${cols} weight`,
     );

@@ -1,9 +1,15 @@
 /**
  * @lineage/quant: scalar-grid quantizers (RTN, LDLQ/GPTQ on calibration Hessians), randomized Hadamard
- * incoherence, the `quantized` layer kind and the `rtn` / `ldlq` methods. The numerics are float64 and
- * free of backends, so other packages (CALDERA in @lineage/svd) build on them.
+ * incoherence, the `quantized` layer kind and the `rtn` / `ldlq` methods. Importing it registers the layer
+ * kind and the methods. The numerics (grid, rtn, ldlq, hadamard) are float64 and backend-free, for reuse
+ * (CALDERA in @lineage/svd builds on them).
  */
+import './register.js';
+
 export * from './grid.js';
 export * from './hadamard.js';
 export * from './ldlq.js';
+export * from './methods.js';
+export * from './quantize-model.js';
+export * from './quantized-linear.js';
 export * from './rtn.js';

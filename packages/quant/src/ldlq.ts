@@ -74,7 +74,7 @@ export function ldlq(
   if (whole) {
     // One group per row: fitted to W itself (the fed-forward values are not known before the row is done).
     for (let r = 0; r < rows; r++) {
-      params[r] = fitGroup(w, r * cols, cols, 1, grid.bits, zp);
+      params[r] = fitGroup(w, r * cols, cols, 1, grid.bits, zp, grid.clip);
       q.scales[r] = params[r]!.scale;
       if (q.zeros) q.zeros[r] = params[r]!.offset;
     }
@@ -91,7 +91,7 @@ export function ldlq(
         // The group's last column (its first in this order): fit every row's grid to the fed-forward values.
         const g0 = g * gw;
         for (let r = 0; r < rows; r++) {
-          params[r] = fitGroup(U, r * cols + g0, c + 1 - g0, 1, grid.bits, zp);
+          params[r] = fitGroup(U, r * cols + g0, c + 1 - g0, 1, grid.bits, zp, grid.clip);
           q.scales[r * gpr + g] = params[r]!.scale;
           if (q.zeros) q.zeros[r * gpr + g] = params[r]!.offset;
         }

@@ -44,7 +44,7 @@ describe('scalar grids', () => {
     const w = gaussian64(rows, cols, 1).data;
     for (const bits of [2, 3, 4, 8] as QuantBits[])
       for (const zeroPoint of [false, true]) {
-        const q = rtn(w, rows, cols, { bits, groupSize: 64, zeroPoint });
+        const q = rtn(w, rows, cols, { bits, groupSize: 64, zeroPoint, clip: 'minmax' });
         expect(q.scales.length).toBe(rows * 3);
         expect(groupsPerRow(cols, 64)).toBe(3);
         for (const s of q.scales) expect(roundF16(s)).toBe(s);
@@ -60,6 +60,17 @@ describe('scalar grids', () => {
         expect(quantizedBytes(q)).toBe(
           Math.ceil((rows * cols * bits) / 8) + 2 * groups + (zeroPoint ? Math.ceil((groups * bits) / 8) : 0),
         );
+      }
+  });
+
+  it('rtn: the mse range search beats min–max at every width', () => {
+    const w = gaussian64(16, 256, 9).data;
+    const sq = (d: Float64Array) => d.reduce((a, v, i) => a + (v - w[i]!) ** 2, 0);
+    for (const bits of [2, 3, 4] as QuantBits[])
+      for (const zeroPoint of [false, true]) {
+        const mse = sq(dequantize(rtn(w, 16, 256, { bits, groupSize: 128, zeroPoint })));
+        const mm = sq(dequantize(rtn(w, 16, 256, { bits, groupSize: 128, zeroPoint, clip: 'minmax' })));
+        expect(mse).toBeLessThan(bits === 2 ? 0.8 * mm : mm);
       }
   });
 
@@ -151,7 +162,7 @@ describe('ldlq', () => {
 describe('randomized Hadamard incoherence', () => {
   for (const n of [64, 172, 96, 43, 1]) {
     it(`is orthogonal and invertible at width ${n}`, () => {
-      const t = randomIncoherence(7, n, 11);
+      const t = randomIncoherence(7, n, 11, 'both');
       const T = incoherenceMatrix(t.signsIn);
       const ttt = matmul64(matrix64(n, n, T), transpose64(matrix64(n, n, T))).data;
       for (let i = 0; i < n; i++)
@@ -166,7 +177,7 @@ describe('randomized Hadamard incoherence', () => {
   it('preserves the layer: T_outᵀ·W̃·(T_in·x) = W·x, and the proxy loss under H̃', () => {
     const rows = 12;
     const n = 172;
-    const t = randomIncoherence(rows, n, 3);
+    const t = randomIncoherence(rows, n, 3, 'both');
     const w = gaussian64(rows, n, 13).data;
     const x = gaussian64(1, n, 14).data;
     const wt = transformWeight(w, rows, n, t);
@@ -189,7 +200,7 @@ describe('randomized Hadamard incoherence', () => {
     const n = 128;
     const w = gaussian64(rows, n, 17).data;
     for (let r = 0; r < rows; r++) w[r * n + ((r * 7) % n)]! *= 30; // one outlier per row
-    const t = randomIncoherence(rows, n, 5);
+    const t = randomIncoherence(rows, n, 5, 'both');
     const grid = { bits: 2 as const, groupSize: 0 };
     const plain = maxAbsDiff(dequantize(rtn(w, rows, n, grid)), w);
     const wt = transformWeight(w, rows, n, t);

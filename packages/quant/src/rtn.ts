@@ -23,7 +23,7 @@ export function rtn(w: Float64Array, rows: number, cols: number, grid: ScalarGri
     for (let g = 0; g < gpr; g++) {
       const c0 = g * gw;
       const c1 = Math.min(cols, c0 + gw);
-      const p = fitGroup(w, r * cols + c0, c1 - c0, 1, grid.bits, zp);
+      const p = fitGroup(w, r * cols + c0, c1 - c0, 1, grid.bits, zp, grid.clip);
       q.scales[r * gpr + g] = p.scale;
       if (q.zeros) q.zeros[r * gpr + g] = p.offset;
       for (let i = r * cols + c0; i < r * cols + c1; i++) q.codes[i] = encode(w[i]!, p, maxq);

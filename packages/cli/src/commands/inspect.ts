@@ -23,9 +23,20 @@ export function inspectCommand(program: Command): void {
     const kindLabel = (name: string, kind: string) => {
       const meta = kinds[name]?.meta;
       if (!meta || typeof meta !== 'object' || Array.isArray(meta)) return kind;
-      const rank = (meta as { rank?: unknown }).rank;
-      return typeof rank === 'number' ? `${kind} r=${rank}` : kind;
+      const { rank, bits, groupSize, hadamard } = meta as Record<string, unknown>;
+      if (typeof rank === 'number') return `${kind} r=${rank}`;
+      // 'quantized 2b g64 had': bits, group size and incoherence
+      if (typeof bits === 'number')
+        return `${kind} ${bits}b${typeof groupSize === 'number' && groupSize > 0 ? ` g${groupSize}` : ''}${hadamard ? ' had' : ''}`;
+      return kind;
     };
+    // bits per parameter: bytes stored × 8 / the dense weight count (out·in) of the layer, and of the decoder's
+    // linears as a whole (the block linears: embedding and head excluded)
+    const bitsOf = (bytes: number, shape: readonly number[]) => (bytes * 8) / (shape[0]! * shape[1]!);
+    const decoder = stats.layers.filter((l) => l.name.startsWith('model.layers.'));
+    const decoderBytes = decoder.reduce((a, l) => a + l.bytes, 0);
+    const decoderWeights = decoder.reduce((a, l) => a + l.shape[0]! * l.shape[1]!, 0);
+    const bitsPerParam = decoderWeights ? (decoderBytes * 8) / decoderWeights : null;
     const config = toHFConfig(model.config);
     const tokenizer = model.tokenizer ? { path: tokenizerPath, vocabSize: model.tokenizer.vocabSize } : null;
     if (o.json) {
@@ -34,7 +45,13 @@ export function inspectCommand(program: Command): void {
         format,
         params: stats.params,
         bytes: stats.bytes,
-        layers: stats.layers.map((l) => ({ ...l, ...(kinds[l.name] ? { meta: kinds[l.name]!.meta } : {}) })),
+        bitsPerParam,
+        decoderLinears: { bytes: decoderBytes, weights: decoderWeights },
+        layers: stats.layers.map((l) => ({
+          ...l,
+          bitsPerParam: bitsOf(l.bytes, l.shape),
+          ...(kinds[l.name] ? { meta: kinds[l.name]!.meta } : {}),
+        })),
         config,
         tokenizer,
         provenance: model.provenance ?? null,
@@ -47,6 +64,11 @@ export function inspectCommand(program: Command): void {
         `${path} (${format})`,
         `  ${c.architecture}: dim ${c.hiddenSize}, ${c.numLayers} layers, ${c.numHeads} heads (${c.numKvHeads} kv), ffn ${c.intermediateSize}, vocab ${c.vocabSize}, context ${c.maxPositions}${c.tieWordEmbeddings ? ', tied head' : ''}`,
         `  params ${formatCount(stats.params)} (${stats.params}), stored ${formatBytes(stats.bytes)}`,
+        ...(bitsPerParam !== null
+          ? [
+              `  decoder linears: ${bitsPerParam.toFixed(3)} bits/param (${decoderBytes} bytes for ${decoderWeights} weights)`,
+            ]
+          : []),
         `  tokenizer: ${tokenizer ? `${tokenizer.path} (${tokenizer.vocabSize} tokens)` : 'none found'}`,
         ...(model.provenance?.method
           ? [
@@ -55,13 +77,14 @@ export function inspectCommand(program: Command): void {
           : []),
         '',
         table(
-          ['layer', 'kind', 'shape', 'params', 'bytes'],
+          ['layer', 'kind', 'shape', 'params', 'bytes', 'bits/param'],
           stats.layers.map((l) => [
             l.name,
             kindLabel(l.name, l.kind),
             `${l.shape[0]}×${l.shape[1]}`,
             l.params,
             l.bytes,
+            bitsOf(l.bytes, l.shape).toFixed(3),
           ]),
         ),
         '',

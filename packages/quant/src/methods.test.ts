@@ -1,0 +1,99 @@
+import { computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
+import {
+  applyMethod,
+  JsBackend,
+  LineageError,
+  type LlamaModel,
+  loadModel,
+  methodContext,
+  perplexity,
+  readTextFile,
+  splitDocuments,
+} from '@lineage/core';
+import { describeMethod, sharedPath } from '@lineage/core/testing';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ldlqMethod, rtnMethod } from './methods.js';
+import { QuantizedLinear } from './quantized-linear.js';
+
+// The method suite and a held-out comparison on the real stories260K (seconds on the js backend).
+const backend = new JsBackend();
+const MODEL = sharedPath('models', 'stories260K', 'stories260K.bin');
+const TRAIN = sharedPath('data', 'tinystories', 'train-head.txt');
+const DEV = sharedPath('data', 'tinystories', 'valid-dev.txt');
+const model = async () => (await loadModel(MODEL)).model;
+
+let parentStats: ReturnType<typeof computeStats> | undefined;
+async function stats() {
+  parentStats ??= (async () => {
+    const parent = await model();
+    const sample = sampleSequences(await loadDataset(TRAIN), parent.tokenizer!, {
+      samples: 16,
+      seqLen: 128,
+      seed: 0,
+    });
+    return computeStats(parent, backend, sample, { statistics: ['hessian'] });
+  })();
+  return parentStats;
+}
+
+describeMethod('rtn (3-bit, groups of 32)', {
+  create: () => rtnMethod({ bits: 3, groupSize: 32 }),
+  model,
+  context: async () => methodContext(backend),
+  timeout: 120_000,
+});
+
+describeMethod('ldlq (2-bit, Hadamard)', {
+  create: () => ldlqMethod({ bits: 2, groupSize: 64, hadamard: true }),
+  model,
+  context: async () => methodContext(backend, { stats: await stats() }),
+  timeout: 120_000,
+});
+
+describe('quantizing stories260K', () => {
+  let parent: LlamaModel;
+  let heldOut: string;
+  const ppl = async (m: LlamaModel) =>
+    (
+      await perplexity(m, backend, heldOut, {
+        protocol: 'documents',
+        separator: '<|endoftext|>',
+        seqLen: 256,
+      })
+    ).ppl;
+
+  beforeAll(async () => {
+    parent = await model();
+    // 40 of the last 200 dev stories (the held-out set of BENCHMARKS.md), never calibrated on
+    const docs = splitDocuments(await readTextFile(DEV), '<|endoftext|>');
+    heldOut = docs.slice(-200, -160).join('\n<|endoftext|>\n');
+  });
+
+  it('LDLQ beats RTN at 2 bits on held-out perplexity; every block linear is quantized at ~2.25 bits', async () => {
+    const ctx = methodContext(backend, { stats: await stats() });
+    const r = await applyMethod(rtnMethod({ bits: 2, groupSize: 64 }), parent, ctx);
+    const l = await applyMethod(ldlqMethod({ bits: 2, groupSize: 64 }), parent, ctx);
+    const [p0, pr, pl] = [await ppl(parent), await ppl(r), await ppl(l)];
+    expect(pl).toBeLessThan(0.7 * pr);
+    expect(pl).toBeGreaterThan(p0);
+    const layers = l.linearLayers().filter(([n]) => n !== 'lm_head');
+    expect(layers.every(([, x]) => x instanceof QuantizedLinear)).toBe(true);
+    // 2 bits + one f16 scale per 64 weights (FFN down: groups 64, 64, 44)
+    const bits = l.provenance!.bitsPerParam as number;
+    expect(bits).toBeGreaterThan(2.25);
+    expect(bits).toBeLessThan(2.3);
+  });
+
+  it('bad options fail in one line before any work', async () => {
+    expect(() => rtnMethod({ bits: 5 as 2 })).toThrow(
+      new LineageError('rtn: bits must be one of 2, 3, 4, 8, got 5'),
+    );
+    expect(() => ldlqMethod({ bits: 2, groupSize: 0 })).toThrow(
+      new LineageError('ldlq: groupSize must be a positive whole number, got 0'),
+    );
+    expect(() => ldlqMethod({ bits: 2, damp: -1 })).toThrow(/ldlq: damp must be ≥ 0/);
+    await expect(applyMethod(ldlqMethod({ bits: 2 }), parent, methodContext(backend))).rejects.toThrow(
+      /method 'ldlq' needs calibration statistics \(hessian\)/,
+    );
+  });
+});

@@ -1,0 +1,141 @@
+import { type Json, LineageError, type LinearLayer, type LlamaModel, type Progress } from '@lineage/core';
+import { matmul64, matrix64 } from '@lineage/linalg';
+import type { QuantBits, ScalarGrid } from './grid.js';
+import { type Incoherence, randomIncoherence, transformHessian, transformWeight } from './hadamard.js';
+import { ldlq } from './ldlq.js';
+import { QuantizedLinear } from './quantized-linear.js';
+import { rtn } from './rtn.js';
+
+/** Input Hessians (E[x·xᵀ] of each layer's input, float64, in·in) by layer name: calibrate's statistics. */
+export interface HessianSource {
+  hessian(layer: string): Promise<Float64Array>;
+}
+
+export interface QuantizeModelOptions {
+  quantizer: 'rtn' | 'ldlq';
+  bits: QuantBits;
+  /** Input columns per group (a width ≥ the layer's: one group per row). */
+  groupSize: number;
+  zeroPoint?: boolean;
+  /** Randomized Hadamard incoherence (signs stored with each layer). */
+  hadamard?: boolean;
+  /** Transform the output side too (default: the input side only). */
+  hadamardOutput?: boolean;
+  /** Seed of the Hadamard signs (each layer draws its own from it). */
+  seed?: number;
+  /** LDLQ's relative damping (default 0.01). */
+  damp?: number;
+  /** Input Hessians (LDLQ). */
+  hessians?: HessianSource;
+  /** Also quantize an untied output head (default: the block linears only). */
+  includeHead?: boolean;
+  progress?: Progress;
+}
+
+export interface QuantizedLayerOutcome {
+  name: string;
+  shape: [number, number];
+  /** Stored bytes × 8 / weights (payload, scales, zero points, signs). */
+  bitsPerParam: number;
+  /** LDLQ's proxy loss relative to the weight's: tr(ΔHΔᵀ)/tr(WHWᵀ) (RTN: the same measure when H is known). */
+  relError?: number;
+}
+
+export interface QuantizeModelResult {
+  model: LlamaModel;
+  layers: QuantizedLayerOutcome[];
+}
+
+/** The layers a quantizer replaces: every block linear (and the untied head when asked). */
+export function quantizableLayers(model: LlamaModel, includeHead = false): [string, LinearLayer][] {
+  return model.linearLayers().filter(([name]) => name !== 'lm_head' || includeHead);
+}
+
+/** A copy of `model` with its block linears quantized (RTN or LDLQ, with or without incoherence). */
+export async function quantizeModel(
+  model: LlamaModel,
+  o: QuantizeModelOptions,
+): Promise<QuantizeModelResult> {
+  if (o.quantizer === 'ldlq' && !o.hessians)
+    throw new LineageError('ldlq needs the input Hessians of every layer');
+  const copy = model.clone();
+  const layers = quantizableLayers(copy, o.includeHead);
+  for (const [name, layer] of layers)
+    if (layer.kind !== 'linear')
+      throw new LineageError(`layer '${name}' is a '${layer.kind}' layer; the quantizers take dense layers`);
+  const grid: ScalarGrid = { bits: o.bits, groupSize: o.groupSize, zeroPoint: o.zeroPoint === true };
+  const outcomes: QuantizedLayerOutcome[] = [];
+  o.progress?.start('quantize', layers.length);
+  for (const [i, [name, layer]] of layers.entries()) {
+    const rows = layer.outFeatures;
+    const cols = layer.inFeatures;
+    let w: Float64Array = Float64Array.from(layer.denseWeight());
+    let h: Float64Array | undefined = o.hessians ? await o.hessians.hessian(name) : undefined;
+    if (h && h.length !== cols * cols)
+      throw new LineageError(
+        `layer '${name}': its Hessian is ${Math.sqrt(h.length)}-wide, the layer reads ${cols} inputs`,
+      );
+    let t: Incoherence | undefined;
+    if (o.hadamard) {
+      t = randomIncoherence(rows, cols, ((o.seed ?? 0) + 2 * i) >>> 0, o.hadamardOutput ? 'both' : 'input');
+      w = transformWeight(w, rows, cols, t);
+      if (h) h = transformHessian(h, t.signsIn);
+    }
+    const q =
+      o.quantizer === 'ldlq'
+        ? ldlq(w, rows, cols, h!, { ...grid, ...(o.damp !== undefined ? { damp: o.damp } : {}) }, name)
+        : rtn(w, rows, cols, grid);
+    const bias = layer.denseBias();
+    const ql = QuantizedLinear.fromQuantized(q, {
+      ...(t ? { incoherence: t } : {}),
+      ...(bias ? { bias } : {}),
+    });
+    copy.setLinear(name, ql);
+    const biasBytes = ql.bias ? ql.bias.value.byteLength : 0;
+    const outcome: QuantizedLayerOutcome = {
+      name,
+      shape: [rows, cols],
+      bitsPerParam: ((ql.stats().bytes - biasBytes) * 8) / (rows * cols),
+    };
+    if (h) outcome.relError = relativeProxyError(w, ql, h, t);
+    outcomes.push(outcome);
+    o.progress?.tick();
+  }
+  o.progress?.end();
+  return { model: copy, layers: outcomes };
+}
+
+/** tr(ΔHΔᵀ)/tr(WHWᵀ) in the (transformed) coordinates the layer was quantized in. */
+function relativeProxyError(
+  w: Float64Array,
+  l: QuantizedLinear,
+  h: Float64Array,
+  t: Incoherence | undefined,
+): number {
+  const rows = l.outFeatures;
+  const cols = l.inFeatures;
+  // The stored grid holds the transformed weight: compare there (T is orthogonal, the ratio is the same).
+  const q = t
+    ? new QuantizedLinear(
+        { codes: l.codes.value, scales: l.scales.value, ...(l.zeros ? { zeros: l.zeros.value } : {}) },
+        { ...l.grid, zeroPoint: l.grid.zeroPoint === true, hadamard: false },
+      ).denseWeight64()
+    : l.denseWeight64();
+  const d = new Float64Array(rows * cols);
+  for (let k = 0; k < d.length; k++) d[k] = w[k]! - q[k]!;
+  const H = matrix64(cols, cols, h);
+  const dh = matmul64(matrix64(rows, cols, d), H).data;
+  const wh = matmul64(matrix64(rows, cols, w), H).data;
+  let num = 0;
+  let den = 0;
+  for (let k = 0; k < d.length; k++) {
+    num += dh[k]! * d[k]!;
+    den += wh[k]! * w[k]!;
+  }
+  return den > 0 ? num / den : 0;
+}
+
+/** Per-layer record of a quantization for the provenance. */
+export function bitsRecord(layers: readonly QuantizedLayerOutcome[]): Record<string, Json> {
+  return Object.fromEntries(layers.map((l) => [l.name, Number(l.bitsPerParam.toFixed(4))]));
+}
