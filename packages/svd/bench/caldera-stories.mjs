@@ -5,28 +5,27 @@
 // (see stories-setup.mjs). Calibration: 64 × 256 tokens of train-head.txt (seed 0), Hessians of the parent.
 // Rows:
 // - parent;
-// - RTN-b and LDLQ-b (b = 2, 3, 4) with @lineage/quant's grids (one min–max scale per row, groupSize 0), and
-//   LDLQ-b on one RMS-fitted scale per matrix after Hadamard incoherence (CALDERA's Q step alone), as dense
-//   layers holding the dequantized weights (perplexity identical to a quantized layer's; bits from
-//   quantizedBytes / the qlr layout);
+// - RTN-b and LDLQ-b (b = 2, 3, 4) by @lineage/quant's methods (`rtnMethod`/`ldlqMethod`, groups of 64 with
+//   an f16 scale each, MSE-fitted ranges; with and without its input-side Hadamard), as quantized layers;
+// - LDLQ-b on one RMS-fitted scale per matrix after the two-sided Hadamard transform (CALDERA's Q step
+//   alone), as dense layers holding the dequantized weights (bits: the qlr layout without factors);
 // - CALDERA --q-bits 2 --lr-bits 4 --rank 4 (20 outer × 5 LPLR iterations, Hadamard), as qlr layers;
 // - CALDERA with --ft-rank 1 and its 16-bit ranks fine-tuned by distillation from the parent for
 //   --recover-tokens (default 200k) tokens (train-head.txt + the first 600 dev stories).
 //
 // Run after `pnpm build`: node packages/svd/bench/caldera-stories.mjs [--backend js|onnxruntime]
 //   [--outer-iters 20] [--lplr-iters 5] [--recover-tokens 200000] [--json out.json]
-// --smoke: 2 × 2 iterations, 8 × 64 calibration tokens, 128 recovery tokens, 20 held-out stories.
+// --smoke: 2 bits only, 2 × 2 iterations, 8 × 64 calibration tokens, 128 recovery tokens, 20 held-out stories.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
-import { getBackend, HostTensor, Linear, methodContext } from '@lineage/core';
+import { applyMethod, getBackend, HostTensor, Linear, methodContext } from '@lineage/core';
 import { recoverCapability } from '@lineage/distill';
 import {
   dequantize,
-  ldlq,
-  quantizedBytes,
+  ldlqMethod,
   randomIncoherence,
-  rtn,
+  rtnMethod,
   transformHessian,
   transformWeight,
   untransformWeight,
@@ -78,7 +77,14 @@ const row = (name, bits, p, extra = {}) => {
 };
 row('parent (f32)', 32, await ppl(parent));
 
-/** A copy of the parent whose decoder linears hold f(W, H) → { w: dequantized, bytes }. */
+/** Bits per parameter of the decoder's linears: their stored bytes × 8 over their dense weights. */
+const decoderBits = (m) => {
+  let bytes = 0;
+  for (const [name] of linears) bytes += m.getLinear(name).stats().bytes;
+  return (8 * bytes) / dense;
+};
+
+/** A copy of the parent whose decoder linears hold dequantized f(W, H) → { w, bytes } (a dense stand-in). */
 async function fakeQuant(f) {
   const m = parent.clone();
   let bytes = 0;
@@ -91,20 +97,21 @@ async function fakeQuant(f) {
   return { model: m, bits: (8 * bytes) / dense };
 }
 
-for (const bits of [2, 3, 4]) {
-  const grid = { bits, groupSize: 0 };
-  const r = await fakeQuant((w, o, i) => {
-    const q = rtn(w, o, i, grid);
-    return { w: dequantize(q), bytes: quantizedBytes(q) };
-  });
-  row(`RTN-${bits} (quant, scale per row)`, r.bits, await ppl(r.model));
-  const l = await fakeQuant((w, o, i, h) => {
-    const q = ldlq(w, o, i, h, grid);
-    return { w: dequantize(q), bytes: quantizedBytes(q) };
-  });
-  row(`LDLQ-${bits} (quant, scale per row)`, l.bits, await ppl(l.model));
+const quiet = { info() {}, warn: (m) => console.error(`warning: ${m}`), debug() {} };
+const qctx = methodContext(backend, { stats, log: quiet, seed: 0 });
+for (const bits of smoke ? [2] : [2, 3, 4]) {
+  // @lineage/quant's methods, as `lineage compress --method rtn|ldlq --bits b [--hadamard]` runs them
+  for (const [name, make] of [
+    ['RTN', rtnMethod],
+    ['LDLQ', ldlqMethod],
+  ])
+    for (const hadamard of smoke ? [false] : [false, true]) {
+      const m = await applyMethod(make({ bits, groupSize: 64, hadamard }), parent, qctx);
+      row(`${name}-${bits} g64${hadamard ? ' Hadamard' : ''} (quant)`, decoderBits(m), await ppl(m));
+    }
+  // CALDERA's Q step alone: LDLQ on one RMS-fitted scale per matrix after the two-sided Hadamard transform
   const t = await fakeQuant((w, o, i, h) => {
-    const inc = randomIncoherence(o, i, 42);
+    const inc = randomIncoherence(o, i, 42, 'both');
     let ms = 0;
     for (const v of w) ms += v * v;
     const s = Math.sqrt(ms / w.length);
@@ -114,7 +121,7 @@ for (const bits of [2, 3, 4]) {
     // one f16 scale + the signs, as a qlr layer without factors stores them
     return { w: back, bytes: Math.ceil((o * i * bits) / 8) + 2 + Math.ceil(o / 8) + Math.ceil(i / 8) };
   });
-  row(`LDLQ-${bits} (Hadamard, one scale per matrix)`, t.bits, await ppl(t.model));
+  row(`LDLQ-${bits} one scale/matrix, Hadamard (Q alone)`, t.bits, await ppl(t.model));
 }
 
 const iters = { outerIters: Number(a['outer-iters']), lplrIters: Number(a['lplr-iters']) };
@@ -142,14 +149,13 @@ const recover = recoverCapability({
   logEvery: 50,
 });
 const ftCtx = methodContext(backend, { stats, log, seed: 0, recover });
-const ft0 = await caldera({ qBits: 2, lrBits: 4, rank: 4, ftRank: 1, ...iters }).apply(parent, ftCtx);
-row('CALDERA q2 lr4 rank 4, ft-rank 1', bitsOf(ft0), await ppl(ft0));
 t0 = performance.now();
 const ft = await caldera({ qBits: 2, lrBits: 4, rank: 4, ftRank: 1, recoverTokens, ...iters }).apply(
   parent,
   ftCtx,
 );
-row(`  + ${recoverTokens} tokens fine-tuning L_ft, R_ft`, bitsOf(ft), await ppl(ft), {
+// the same decomposition as above (same seeds), its leading rank stored in 16 bits and fine-tuned
+row(`CALDERA q2 lr4 rank 4, ft-rank 1 + ${recoverTokens} tokens`, bitsOf(ft), await ppl(ft), {
   seconds: (performance.now() - t0) / 1000,
 });
 

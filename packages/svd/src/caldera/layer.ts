@@ -66,7 +66,7 @@ export async function calderaLayer(
     throw new LineageError(`caldera: ftRank ${o.ftRank} exceeds rank ${o.rank} at ${where}`);
   let w: Float64Array = Float64Array.from(weight);
   let h: Float64Array = hessian;
-  const inc = o.hadamard ? randomIncoherence(m, n, o.seed ?? 42) : undefined;
+  const inc = o.hadamard ? randomIncoherence(m, n, o.seed ?? 42, 'both') : undefined;
   if (inc) {
     w = transformWeight(w, m, n, inc);
     h = transformHessian(hessian, inc.signsIn);

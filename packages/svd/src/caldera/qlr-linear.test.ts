@@ -36,7 +36,7 @@ function make(
         }
       : {}),
     ...(ft > 0 ? { ftRank: ft, lFt: uniform([m, ft], seed + 3), rFt: uniform([ft, n], seed + 4) } : {}),
-    ...(hadamard ? randomIncoherence(m, n, seed + 5) : {}),
+    ...(hadamard ? randomIncoherence(m, n, seed + 5, 'both') : {}),
     ...(o.bias ? { bias: uniform([m], seed + 6) } : {}),
   };
   return QlrLinear.fromParts(p);

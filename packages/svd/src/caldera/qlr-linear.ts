@@ -137,9 +137,9 @@ export class QlrLinear implements LinearLayer {
         throw new LineageError(`${where}: '${k}_scale' is [${s.shape}], expected [1, 1] or [${rows}, 1]`);
     const si = t('signs_in');
     const so = t('signs_out');
-    if (!!si !== !!so || (si && (si.size !== this.n || so!.size !== this.m)))
+    if ((so && !si) || (si && si.size !== this.n) || (so && so.size !== this.m))
       throw new LineageError(
-        `${where}: signs [${si?.shape}]/[${so?.shape}] do not fit Q [${this.m}, ${this.n}]`,
+        `${where}: signs [${si?.shape}]/[${so?.shape}] do not fit Q [${this.m}, ${this.n}] (output signs need input signs)`,
       );
     const b = t('bias');
     this.params = new Map();
@@ -174,8 +174,8 @@ export class QlrLinear implements LinearLayer {
       ts.push(['L_ft', HostTensor.fromF32(p.lFt!, [m, ft], 'f16')]);
       ts.push(['R_ft', HostTensor.fromF32(p.rFt!, [ft, n], 'f16')]);
     }
-    if (p.signsIn && p.signsOut)
-      ts.push(['signs_in', signBits(p.signsIn)], ['signs_out', signBits(p.signsOut)]);
+    if (p.signsIn) ts.push(['signs_in', signBits(p.signsIn)]);
+    if (p.signsIn && p.signsOut?.length) ts.push(['signs_out', signBits(p.signsOut)]);
     if (p.bias) ts.push(['bias', new HostTensor('f32', [m], p.bias.slice())]);
     return new QlrLinear(new Map(ts));
   }
