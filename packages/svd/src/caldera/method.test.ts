@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
-import { JsBackend, LineageError, loadModel, methodContext, readTextFile } from '@lineage/core';
-import { describeMethod, sharedPath } from '@lineage/core/testing';
+import { JsBackend, LineageError, loadModel, methodContext, readTextFile, saveModel } from '@lineage/core';
+import { describeMethod, sharedPath, tempDir } from '@lineage/core/testing';
 import { withRecover } from '@lineage/distill';
 import { describe, expect, it } from 'vitest';
 import { caldera } from './method.js';
@@ -53,6 +55,19 @@ describe('caldera', () => {
     };
     expect(p.bitsPerParam).toBeCloseTo((8 * bytes) / weights, 10);
     expect(p.bitsPerParam).toBeLessThan(2.5);
+    // checked against the file: the decoder linears' tensors in model.safetensors, by their data offsets
+    const dir = join(tempDir('caldera-'), 'm');
+    await saveModel(out, dir, { format: 'hf' });
+    const file = readFileSync(join(dir, 'model.safetensors'));
+    const header = JSON.parse(file.subarray(8, 8 + Number(file.readBigUInt64LE(0))).toString()) as Record<
+      string,
+      { data_offsets?: [number, number] }
+    >;
+    let fileBytes = 0;
+    for (const [k, v] of Object.entries(header))
+      if (/^model\.layers\.\d+\.(self_attn|mlp)\./.test(k))
+        fileBytes += v.data_offsets![1] - v.data_offsets![0];
+    expect(fileBytes).toBe(bytes);
     const up = p.layers['model.layers.0.mlp.up_proj']!;
     expect(up.errors).toHaveLength(4);
     expect(up.error).toBe(Math.min(...up.errors.slice(1)));
