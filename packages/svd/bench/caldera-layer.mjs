@@ -47,6 +47,7 @@ for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) h[i * n + j] = d[i] * d[
 
 globalThis.gc?.();
 const rss0 = process.memoryUsage().rss;
+const cpu0 = process.cpuUsage();
 const t0 = performance.now();
 let last = t0;
 const stepSeconds = [];
@@ -70,6 +71,9 @@ const { decomposition } = await calderaLayer(w, n, n, h, undefined, {
   },
 });
 const seconds = (performance.now() - t0) / 1000;
+const cpu = process.cpuUsage(cpu0);
+// CPU time of this process (user + system): on a loaded machine, closer to what an idle one would take
+const cpuSeconds = (cpu.user + cpu.system) / 1e6;
 const peak = process.resourceUsage().maxRSS * 1024;
 const result = {
   size: n,
@@ -77,6 +81,7 @@ const result = {
   outerIters: Number(a['outer-iters']),
   lplrIters: Number(a['lplr-iters']),
   seconds: sane('seconds', seconds),
+  cpuSeconds: sane('cpu seconds', cpuSeconds),
   firstError: decomposition.steps.find((s) => s.step === 'Q').error,
   bestError: sane('best error', decomposition.error),
   peakRssMiB: sane('peak RSS', peak / 2 ** 20),

@@ -15,10 +15,11 @@ import type { MatrixQuantizer } from './decompose.js';
 /*
  * The quantizers CALDERA's parts use, built on @lineage/quant's grid (codes, f16 scales, encode/decode):
  * - Q: LDLQ on ONE scale for the whole matrix. After RMS scaling and the Hadamard incoherence the entries are
- *   about Gaussian, so one scale, chosen as the multiple of the RMS that rounds with least error, is both
- *   the cheapest (16 bits per matrix, where a scale per row costs 16/n bits per weight — 0.21 bits/param on
- *   stories260K) and, at 2 bits, better than quant's min–max scale per row (which spends levels on the tails).
- * - L and R: quant's `rtn` on Lᵀ and R, one min–max scale per rank component (per row of Lᵀ and R).
+ *   about Gaussian, so one scale, chosen as the multiple of the RMS that rounds with least error, costs 16
+ *   bits per matrix where a scale per row costs 16/n bits per weight (0.21 bits/param on stories260K: more
+ *   than a 2.5-bit budget leaves), at about the same proxy error except on rows of unequal scale (q/k),
+ *   which the L·R part absorbs (docs/caldera.md).
+ * - L and R: quant's `rtn` on Lᵀ and R, one scale per rank component (per row of Lᵀ and R).
  */
 
 /** The level step, in units of RMS, that rounds a Gaussian with least squared error on a 2^b-level grid. */
