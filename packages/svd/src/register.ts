@@ -1,5 +1,5 @@
 import { defineMethod, registerMethod } from '@lineage/core';
-import { caldera, calderaOptions } from './caldera/method.js';
+import { caldera, calderaFamily, calderaOptions } from './caldera/method.js';
 import { plrd, plrdOptions, svd, svdFamily, svdOptions } from './methods.js';
 
 // Each method's options are its schema (methods.ts): flags, help and validation all come from there.
@@ -42,5 +42,9 @@ registerMethod(
     package: '@lineage/svd',
     options: calderaOptions,
     create: (o) => caldera(o),
+    family: {
+      replaces: ['qBits', 'recoverTokens'],
+      create: (o, r) => calderaFamily({ ...o, sizes: r.sizes, recoverTokens: r.recoverTokens }),
+    },
   }),
 );

@@ -5,7 +5,7 @@ import { JsBackend, LineageError, loadModel, methodContext, readTextFile, saveMo
 import { describeMethod, sharedPath, tempDir } from '@lineage/core/testing';
 import { withRecover } from '@lineage/distill';
 import { describe, expect, it } from 'vitest';
-import { caldera } from './method.js';
+import { budgetPlan, caldera, calderaFamily } from './method.js';
 import { QlrLinear } from './qlr-linear.js';
 
 // The method suite on the real stories260K with small budgets (seconds on the js backend).
@@ -29,6 +29,17 @@ async function stats() {
 }
 
 const small = { rank: 4, outerIters: 2, lplrIters: 2 };
+const defaults = {
+  qBits: 2,
+  lrBits: 4,
+  rank: 256,
+  outerIters: 20,
+  lplrIters: 5,
+  hadamard: true,
+  hessianDowndate: false,
+  ftRank: 0,
+  recoverTokens: 0,
+};
 
 describeMethod('caldera (Q 2 bits, L·R rank 4 at 4 bits)', {
   create: () => caldera(small),
@@ -98,10 +109,24 @@ describe('caldera', () => {
     expect(changed).toBeGreaterThan(0);
   });
 
+  it('as a family over bit budgets: each member within its budget, Q at the most bits that fit', async () => {
+    const parent = await model();
+    const fam = calderaFamily({ sizes: [3.5, 2.5], rank: 8, outerIters: 1, lplrIters: 1 });
+    const members = await fam.apply(parent, methodContext(backend, { stats: await stats() }));
+    const p = members.map((m) => m.provenance as { bitsPerParam: number; qBits: number; budget: number });
+    expect(p.map((x) => x.qBits)).toEqual([3, 2]);
+    expect(p[0]!.bitsPerParam).toBeLessThanOrEqual(3.5);
+    expect(p[1]!.bitsPerParam).toBeLessThanOrEqual(2.5);
+    expect(p[1]!.bitsPerParam).toBeGreaterThan(2.4); // the budget is used: ranks as large as fit
+    expect(() => budgetPlan(parent, 2.1, { ...defaults, rank: 8 })).toThrow(
+      /a budget of 2.1 bits per parameter is below/,
+    );
+  });
+
   it('bad input: bits outside the set, ft rank above the rank, a rank that saves nothing — one line, before any work', async () => {
     expect(() => caldera({ qBits: 5 })).toThrow(/caldera: qBits must be one of 2, 3, 4, 8, got 5/);
     expect(() => caldera({ lrBits: 1 })).toThrow(/lrBits must be one of 2, 3, 4, 8, 16/);
-    expect(() => caldera({ rank: 4, ftRank: 5 })).toThrow(/ftRank must not exceed --rank/);
+    expect(() => caldera({ rank: 4, ftRank: 5 })).toThrow(/caldera: ftRank 5 exceeds rank 4/);
     expect(() => caldera({ recoverTokens: 100 })).toThrow(/needs 16-bit ranks/);
     const parent = await model();
     await expect(
