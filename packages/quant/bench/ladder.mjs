@@ -3,7 +3,8 @@
 // Calibration: 64 × 256 tokens of train-head.txt (what `lineage compress --method ldlq --data` uses); held
 // out: the last 200 TinyStories dev stories, documents protocol, truncation 512 (as the PLRD table).
 //
-// Run after `pnpm build`: node packages/quant/bench/ladder.mjs [--group-size 64] [--bits 2,3,4] [--json out.json]
+// Run after `pnpm build`: node packages/quant/bench/ladder.mjs [--group-size 64] [--bits 2,3,4] [--only ldlq]
+// [--seed 0 (the Hadamard signs')] [--json out.json]
 // --smoke: 4 × 32 calibration tokens, 4 held-out stories, 2 bits only; fails unless every figure is sane.
 import { writeFileSync } from 'node:fs';
 import { computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
@@ -18,6 +19,8 @@ const arg = (name, dflt) => {
 const groupSize = Number(arg('group-size', 64));
 const bitsList = (smoke ? '2' : arg('bits', '2,3,4')).split(',').map(Number);
 const jsonOut = arg('json');
+const seed = Number(arg('seed', 0)); // of the Hadamard signs
+const quantizers = arg('only', 'rtn,ldlq').split(',');
 
 const backend = new JsBackend();
 const { model } = await loadModel(sharedPath('models', 'stories260K', 'stories260K.bin'));
@@ -53,7 +56,7 @@ const rows = [
 ];
 console.log(`dense: ppl ${rows[0].ppl.toFixed(4)}`);
 for (const bits of bitsList)
-  for (const quantizer of ['rtn', 'ldlq'])
+  for (const quantizer of quantizers)
     for (const hadamard of [false, true]) {
       const t = performance.now();
       const r = await quantizeModel(model, {
