@@ -65,7 +65,7 @@ for (const bits of bitsList)
         groupSize,
         hadamard,
         hessians: stats,
-        seed: 0,
+        seed,
       });
       const seconds = (performance.now() - t) / 1000;
       let bytes = 0;
