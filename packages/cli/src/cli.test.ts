@@ -60,6 +60,8 @@ describe('lineage eval / inspect / generate', () => {
     expect(j.layers).toHaveLength(35);
     // all weights f32: bytes = 4 · params
     expect(j.bytes).toBe(4 * j.params);
+    expect(j.bitsPerParam).toBe(32);
+    expect(j.layers[0].bitsPerParam).toBe(32);
     const fileFloats = (readFileSync(MODEL).length - 28) / 4;
     const freqCis = 2 * 512 * 4; // two seq_len × head_size/2 tables llama2.c keeps in the file
     expect(j.params).toBe(fileFloats - freqCis);

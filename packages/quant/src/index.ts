@@ -6,6 +6,7 @@
  */
 import './register.js';
 
+export * from './e8p.js';
 export * from './grid.js';
 export * from './hadamard.js';
 export * from './ldlq.js';

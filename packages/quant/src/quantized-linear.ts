@@ -20,6 +20,7 @@ import {
   codeDType,
   dequantize,
   groupsPerRow,
+  groupWidth,
   QUANT_BITS,
   type QuantBits,
   type QuantizedMatrix,
@@ -239,8 +240,26 @@ export class QuantizedLinear implements LinearLayer {
     };
   }
 
+  /** W as f32 (what forward uploads): without incoherence straight from the codes, no float64 detour. */
   denseWeight(): Float32Array {
-    return Float32Array.from(this.denseWeight64());
+    if (this.signsIn) return Float32Array.from(this.denseWeight64());
+    const rows = this.outFeatures;
+    const cols = this.inFeatures;
+    const codes = this.codes.value.toInts();
+    const scales = this.scales.value.toF32();
+    const zeros = this.zeros?.value.toF32();
+    const gpr = groupsPerRow(cols, this.grid.groupSize);
+    const gw = groupWidth(cols, this.grid.groupSize);
+    const sym = ((1 << this.grid.bits) - 1) / 2;
+    const out = new Float32Array(rows * cols);
+    for (let r = 0; r < rows; r++)
+      for (let g = 0; g < gpr; g++) {
+        const s = scales[r * gpr + g]!;
+        const z = zeros ? zeros[r * gpr + g]! : sym;
+        const c1 = Math.min(cols, (g + 1) * gw);
+        for (let p = r * cols + g * gw, e = r * cols + c1; p < e; p++) out[p] = s * (codes[p]! - z);
+      }
+    return out;
   }
 
   denseBias(): Float32Array | undefined {
