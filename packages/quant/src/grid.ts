@@ -213,3 +213,28 @@ export function checkMatrix(w: Float64Array, rows: number, cols: number, where: 
   if (w.length !== rows * cols)
     throw new LineageError(`${where}: weight has ${w.length} values, expected ${rows}×${cols}`);
 }
+
+/** The level step, in units of RMS, that rounds a Gaussian with least squared error on a 2^b-level grid. */
+const GAUSSIAN_STEP: Record<QuantBits, number> = { 2: 0.9957, 3: 0.586, 4: 0.3352, 8: 0.0226 };
+
+/**
+ * One symmetric-grid scale for all of `w` (f16): the multiple of its RMS near the Gaussian optimum that rounds
+ * `w` with least squared error. After RMS scaling and incoherence the entries are about Gaussian, so one
+ * scale per matrix (16 bits) does nearly as well as one per row (16/n bits per weight) — CALDERA's Q.
+ */
+export function tensorScale(w: Float64Array, bits: QuantBits): number {
+  let ms = 0;
+  for (const v of w) ms += v * v;
+  const rms = Math.sqrt(ms / w.length);
+  if (!(rms > 0)) return 0;
+  const maxq = 2 ** bits - 1;
+  let best = { err: Number.POSITIVE_INFINITY, scale: 0 };
+  for (let f = 0.8; f <= 1.25; f += 0.05) {
+    const scale = roundF16(GAUSSIAN_STEP[bits] * f * rms);
+    const g = { scale, offset: maxq / 2 };
+    let err = 0;
+    for (const v of w) err += (v - decode(encode(v, g, maxq), g)) ** 2;
+    if (err < best.err) best = { err, scale };
+  }
+  return best.scale;
+}

@@ -17,6 +17,11 @@ import {
 export type LdlqGrid = ScalarGrid & {
   /** Relative damping: factor H + damp·mean(diag H)·I (GPTQ's percdamp; default 0.01). */
   damp?: number;
+  /**
+   * One fixed scale for every row instead of fitting each group (whole-row symmetric grid only): CALDERA's Q,
+   * whose scale is chosen once per matrix (`tensorScale`) because a scale per row costs bits it cannot spare.
+   */
+  scale?: number;
 };
 
 /** Columns per lazy-update block (a multiple of the group size, so groups never straddle blocks). */
@@ -60,6 +65,8 @@ export function ldlq(
     throw new LineageError(`${where}: the input Hessian is not positive definite even after damping: ${why}`);
   }
 
+  if (grid.scale !== undefined && (grid.groupSize !== 0 || grid.zeroPoint || !(grid.scale >= 0)))
+    throw new LineageError(`${where}: a fixed scale needs a symmetric whole-row grid and a scale ≥ 0`);
   const q = emptyQuantized(rows, cols, grid);
   const gpr = groupsPerRow(cols, grid.groupSize);
   const gw = groupWidth(cols, grid.groupSize);
@@ -73,8 +80,9 @@ export function ldlq(
   const params: GroupParams[] = new Array(rows);
   if (whole) {
     // One group per row: fitted to W itself (the fed-forward values are not known before the row is done).
+    const fixed = grid.scale === undefined ? undefined : { scale: grid.scale, offset: maxq / 2 };
     for (let r = 0; r < rows; r++) {
-      params[r] = fitGroup(w, r * cols, cols, 1, grid.bits, zp, grid.clip);
+      params[r] = fixed ?? fitGroup(w, r * cols, cols, 1, grid.bits, zp, grid.clip);
       q.scales[r] = params[r]!.scale;
       if (q.zeros) q.zeros[r] = params[r]!.offset;
     }

@@ -2,7 +2,9 @@ import { LineageError } from '@lineage/core';
 import { gaussian64, matmul64, matrix64, transpose64 } from '@lineage/linalg';
 import { describe, expect, it } from 'vitest';
 import {
+  decode,
   dequantize,
+  encode,
   groupsPerRow,
   incoherenceMatrix,
   ldlq,
@@ -12,6 +14,7 @@ import {
   randomIncoherence,
   roundF16,
   rtn,
+  tensorScale,
   transformHessian,
   transformInput,
   transformWeight,
@@ -232,3 +235,21 @@ function cholLower(a: Float64Array, n: number): Float64Array {
   }
   return c;
 }
+
+describe('ldlq with one fixed scale (CALDERA’s Q)', () => {
+  it('stores the given scale in every row and does better than rounding on that grid', () => {
+    const rows = 12;
+    const cols = 40;
+    const w = gaussian64(rows, cols, 7).data;
+    // a correlated Hessian (X·Xᵀ of mixed inputs), where feeding errors forward pays
+    const x = matmul64(gaussian64(200, cols, 8), gaussian64(cols, cols, 9));
+    const h = matmul64(transpose64(x), x).data;
+    const scale = tensorScale(w, 2);
+    const q = ldlq(w, rows, cols, h, { bits: 2, groupSize: 0, scale });
+    expect([...q.scales].every((s) => s === scale)).toBe(true);
+    const g = { scale, offset: 1.5 };
+    const rounded = w.map((v) => decode(encode(v, g, 3), g));
+    expect(proxyLoss(w, dequantize(q), rows, cols, h)).toBeLessThan(proxyLoss(w, rounded, rows, cols, h));
+    expect(() => ldlq(w, rows, cols, h, { bits: 2, groupSize: 8, scale })).toThrow(/fixed scale/);
+  });
+});
