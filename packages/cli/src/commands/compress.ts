@@ -23,6 +23,7 @@ import {
   writeFamily,
 } from '@lineage/core';
 import { hasCheckpoint, type RecoverOptions, type TrainResult, withRecover } from '@lineage/distill';
+import '@lineage/prune';
 import '@lineage/svd';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { selectBackend } from '../backend.js';
