@@ -40,7 +40,7 @@ const T = smoke ? 16 : 256;
 async function tokensPerSecond(model, ids) {
   const ops = new Ops(backend);
   const targets = ops.upload(
-    Int32Array.from(ids, (x, i) => ids[(i + 1) % ids.length]),
+    Int32Array.from(ids, (_, i) => ids[(i + 1) % ids.length]),
     [B * T],
   );
   // what perplexity() does per batch: hidden states, logits, per-token cross-entropy read back
