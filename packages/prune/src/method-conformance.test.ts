@@ -11,7 +11,7 @@ import {
 import { describeMethod, sharedPath } from '@lineage/core/testing';
 import { withRecover } from '@lineage/distill';
 import { describe, expect, it } from 'vitest';
-import { minitron, minitronFamily } from './index.js';
+import { minitron, minitronFamily, topK } from './index.js';
 
 // The method suite on the real stories260K with small budgets (seconds on the js backend).
 const backend = new JsBackend();
@@ -71,6 +71,33 @@ describe('minitron', () => {
     expect(p.candidates).toHaveLength(3);
     expect(p.shape).toMatch(/^layers=\d+,hidden=\d+,heads=\d+,kv-heads=\d+,ffn=\d+$/);
     expect(logs.join('\n')).toMatch(/minitron search: 3 candidates/);
+  });
+
+  it('a depth cut distils with the hidden-state loss between each kept layer and the same parent layer', async () => {
+    const parent = await model();
+    const ctx = await context();
+    const budgets: { hidden?: { layers: readonly (readonly [number, number])[] } }[] = [];
+    const recover = ctx.recover!;
+    const spy = {
+      ...ctx,
+      recover: (m: Parameters<typeof recover>[0], b: Parameters<typeof recover>[1]) => {
+        budgets.push(b);
+        return recover(m, b);
+      },
+    };
+    const out = await applyMethod(
+      minitron({ shape: 'layers=3', hiddenLoss: 1, recoverTokens: 64, depth: 'block' }),
+      parent,
+      spy,
+    );
+    const kept = out.provenance!.parentLayers as number[];
+    expect(kept).toHaveLength(3);
+    expect(budgets[0]!.hidden!.layers).toEqual(kept.map((t, s) => [s, t]));
+    // the mapping is of the kept layers (not the uniform one), and the run used it to the end
+    const blocks = await (
+      ctx.stats ?? (await ctx.calibrate!(parent, { statistics: ['importance'] }))
+    ).blockImportance();
+    expect(kept).toEqual([...topK(blocks, 3)]);
   });
 
   it('refuses statistics of another model, options that conflict, and a budget at the parent size', async () => {

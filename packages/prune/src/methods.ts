@@ -24,7 +24,7 @@ import {
   magnitudeImportance,
   randomImportance,
 } from './importance.js';
-import { pruneToShape } from './prune.js';
+import { keptLayers, type PruneOptions, pruneToShape } from './prune.js';
 import { budgetOf, type Candidate, candidates } from './search.js';
 import { AXES, denseParams, formatShape, parseAxes, parseShape, prunedConfig } from './shape.js';
 
@@ -85,6 +85,10 @@ export const minitronOptions = z.object({
     .min(1, 'must be a whole number ≥ 1')
     .default(50)
     .meta({ description: 'documents at the end of the --data text that rank the search candidates' }),
+  hiddenLoss: z.number().min(0, 'must be ≥ 0').default(0).meta({
+    description:
+      "distillation: weight of the hidden-state loss between each kept layer and the parent's same layer (when the hidden width is kept; 0: KL only)",
+  }),
   recoverTokens: wholeTokens.meta({
     description: 'distillation tokens for the pruned model (forward KL from the parent; 0: none)',
   }),
@@ -155,7 +159,7 @@ function depthOptions(ctx: MethodContext, isParent: boolean) {
   };
 }
 
-/** The pruned model of one candidate shape. */
+/** The pruned model of one candidate shape, and the parent layers it kept. */
 async function pruneOne(
   o: Parsed,
   ctx: MethodContext,
@@ -163,19 +167,41 @@ async function pruneOne(
   imp: Importance,
   target: LlamaConfig,
   isParent: boolean,
-): Promise<LlamaModel> {
+): Promise<{ model: LlamaModel; layers: Int32Array }> {
   const drop = model.config.numLayers - target.numLayers;
+  let options: PruneOptions = {};
   if (o.depth === 'contiguous' && drop > 0) {
     if (!ctx.data)
       throw new LineageError(
         'minitron: --depth-importance contiguous needs text to score on (--data <file>)',
       );
     const inc = await depthLossIncrease(model, ctx.backend, ctx.data, drop, depthOptions(ctx, isParent));
-    return pruneToShape(model, imp, target, {
-      keepLayers: keepAroundBlock(inc, model.config.numLayers, drop),
-    });
+    options = { keepLayers: keepAroundBlock(inc, model.config.numLayers, drop) };
   }
-  return pruneToShape(model, imp, target);
+  return {
+    model: pruneToShape(model, imp, target, options),
+    layers: keptLayers(imp, model.config.numLayers, target, options),
+  };
+}
+
+/**
+ * The distillation budget: `tokens` from `teacher`, with the hidden-state loss between each kept layer and
+ * the teacher's same layer (`teacherLayers[i]` behind student layer i) when asked for and the width allows it.
+ */
+function budget(
+  o: Parsed,
+  tokens: number,
+  teacher: LlamaModel,
+  student: LlamaModel,
+  teacherLayers: readonly number[],
+) {
+  const hidden =
+    o.hiddenLoss > 0 &&
+    teacherLayers.length === student.config.numLayers &&
+    student.config.hiddenSize === teacher.config.hiddenSize
+      ? { hidden: { layers: teacherLayers.map((t, s) => [s, t] as const), weight: o.hiddenLoss } }
+      : {};
+  return { tokens, teacher, ...hidden };
 }
 
 /** The last `n` documents of the context's text (or its last 5% as a stream): what ranks candidates. */
@@ -187,6 +213,17 @@ function heldOut(ctx: MethodContext, n: number): { text: string; separator?: str
     return { text: docs.slice(-n).join(`\n${d.separator}\n`), separator: d.separator };
   }
   return { text: d.text.slice(Math.floor(d.text.length * 0.95)) };
+}
+
+/**
+ * The parent's layer behind each layer `source` kept (`layers`): the same indices when `source` is the
+ * parent, else through the `parentLayers` a family member records; empty when unknown.
+ */
+function toTeacher(source: LlamaModel, isParent: boolean, layers: Int32Array): number[] {
+  if (isParent) return [...layers];
+  const map = source.provenance?.parentLayers;
+  if (!Array.isArray(map) || map.length !== source.config.numLayers) return [];
+  return [...layers].map((l) => Number(map[l]));
 }
 
 interface Ranked extends Candidate {
@@ -217,11 +254,12 @@ async function rank(
     : { protocol: 'stream' as const, seqLen };
   const out: Ranked[] = [];
   for (const [i, c] of list.entries()) {
-    let m = await pruneOne(o, ctx, source, imp, c.config, isParent);
+    let { model: m, layers } = await pruneOne(o, ctx, source, imp, c.config, isParent);
     if (o.searchTokens > 0) {
       if (!ctx.recover)
         throw new LineageError('minitron search distillation needs training: import @lineage/distill');
-      m = await ctx.recover(m, { tokens: o.searchTokens, teacher });
+      const map = toTeacher(source, isParent, layers);
+      m = await ctx.recover(m, budget(o, o.searchTokens, teacher, m, map));
     }
     const r = await perplexity(m, ctx.backend, text.text, evalOpts);
     m.release();
@@ -276,15 +314,18 @@ async function step(
   const ranked: Ranked[] = list.length > 1 ? await rank(o, ctx, source, imp, list, teacher, isParent) : list;
   const best = ranked[0]!;
   ctx.log.info(`minitron: pruning to ${formatShape(best.config)} (${best.params} of ${sourceParams} params)`);
-  let model = await pruneOne(o, ctx, source, imp, best.config, isParent);
+  const pruned = await pruneOne(o, ctx, source, imp, best.config, isParent);
+  let model = pruned.model;
+  const parentLayers = toTeacher(source, isParent, pruned.layers);
   const pruneSeconds = (performance.now() - t0) / 1000;
   if (o.recoverTokens > 0) {
     if (!ctx.recover) throw new LineageError('minitron recovery needs training: import @lineage/distill');
-    model = await ctx.recover(model, { tokens: o.recoverTokens, teacher });
+    model = await ctx.recover(model, budget(o, o.recoverTokens, teacher, model, parentLayers));
   }
   const record: Record<string, Json> = {
     shape: formatShape(best.config),
     params: model.stats().params,
+    ...(parentLayers.length ? { parentLayers } : {}),
     importance: o.importance,
     depthImportance: o.depth,
     kvGroups: o.kvGroups,

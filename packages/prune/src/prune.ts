@@ -65,16 +65,25 @@ export function pruneToShape(
       importance.neurons.map((s) => topK(s, target.intermediateSize)),
     );
   if (target.hiddenSize < c.hiddenSize) m = keepHidden(m, topK(importance.channels, target.hiddenSize));
-  const layers = options.keepLayers
-    ? Int32Array.from([...options.keepLayers].sort((a, b) => a - b))
-    : target.numLayers < L
-      ? topK(importance.layers, target.numLayers)
-      : undefined;
-  if (layers) {
-    if (layers.length !== target.numLayers)
-      throw new LineageError(`keepLayers lists ${layers.length} layers, the target has ${target.numLayers}`);
-    if (layers.length < L) m = keepLayers(m, layers);
-  }
+  const layers = keptLayers(importance, L, target, options);
+  if (layers.length < L) m = keepLayers(m, layers);
   if (m === model) m = model.clone();
   return m;
+}
+
+/** The parent layers `pruneToShape` keeps, ascending: `options.keepLayers`, else the most important. */
+export function keptLayers(
+  importance: Importance,
+  parentLayers: number,
+  target: LlamaConfig,
+  options: PruneOptions = {},
+): Int32Array {
+  const layers = options.keepLayers
+    ? Int32Array.from([...options.keepLayers].sort((a, b) => a - b))
+    : target.numLayers < parentLayers
+      ? topK(importance.layers, target.numLayers)
+      : Int32Array.from({ length: parentLayers }, (_, l) => l);
+  if (layers.length !== target.numLayers)
+    throw new LineageError(`keepLayers lists ${layers.length} layers, the target has ${target.numLayers}`);
+  return layers;
 }
