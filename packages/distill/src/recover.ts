@@ -76,14 +76,22 @@ export function recoverCapability(options: RecoverOptions): RecoverFn {
       ? { checkpointDir: dir, resume: resume === true && hasCheckpoint(dir), restart: resume !== true }
       : {};
     const teacher = budget.teacher ?? defaultTeacher;
-    const { tokens, trainable, groups, regularizers } = budget;
+    const { tokens, trainable, groups, regularizers, hidden } = budget;
     const selection = {
       ...(trainable !== undefined ? { trainable } : {}),
       ...(groups !== undefined ? { groups } : {}),
       ...(regularizers !== undefined ? { regularizers } : {}),
     };
     const r = teacher
-      ? await distill({ ...rest, ...ck, ...selection, student: model, teacher, tokens })
+      ? await distill({
+          ...rest,
+          ...ck,
+          ...selection,
+          ...(hidden ? { hidden } : {}),
+          student: model,
+          teacher,
+          tokens,
+        })
       : await train({ ...rest, ...ck, ...selection, model, tokens });
     position = r.dataEnd;
     onResult?.(r, call);

@@ -24,6 +24,7 @@ import {
 } from '@lineage/core';
 import { hasCheckpoint, type RecoverOptions, type TrainResult, withRecover } from '@lineage/distill';
 import '@lineage/quant';
+import '@lineage/prune';
 import '@lineage/svd';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { selectBackend } from '../backend.js';

@@ -37,6 +37,11 @@ export interface TrainBudget {
   groups?: readonly ParamGroup[];
   /** Extra terms of the objective (e.g. `l1(weight, selector)` from @lineage/distill). */
   regularizers?: readonly Regularizer[];
+  /**
+   * With a teacher: add the hidden-state loss over these [student layer, teacher layer] pairs (e.g. the
+   * layers a depth-pruned student kept), overriding the capability's default mapping.
+   */
+  hidden?: { layers: readonly (readonly [number, number])[]; weight?: number };
 }
 
 export interface MethodNeeds {
