@@ -7,6 +7,7 @@ import './register.js';
 
 export * as linalg from '@lineage/linalg';
 export * from './allocation.js';
+export * from './basis/basis-linear.js';
 export * from './decompose-model.js';
 export * from './factorize.js';
 export * from './low-rank-linear.js';
