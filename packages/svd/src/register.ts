@@ -32,3 +32,5 @@ registerMethod(
     },
   }),
 );
+
+import './basis/register.js';

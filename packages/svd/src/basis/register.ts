@@ -1,0 +1,13 @@
+import { defineMethod, registerMethod } from '@lineage/core';
+import { basisOptions, basisSelection } from './method.js';
+
+registerMethod(
+  defineMethod({
+    name: 'basis',
+    description:
+      'Basis Selection: relearn the SVD bases’ coefficients on target data, prune the unneeded ones in rounds, add new bases; exports low_rank',
+    package: '@lineage/svd',
+    options: basisOptions,
+    create: (o) => basisSelection(o),
+  }),
+);
