@@ -136,7 +136,11 @@ describe('basisSelection on stories260K', () => {
     );
     const parent = await load();
     let trained = false;
-    const ctx = { ...(await context()), recover: async (m: LlamaModel) => ((trained = true), m) };
+    const recover = async (m: LlamaModel) => {
+      trained = true;
+      return m;
+    };
+    const ctx = { ...(await context()), recover };
     // stories260K's 64×64 layers have room for rank 16 at half size: 16 new bases leave none
     await expect(
       basisSelection({ params: 0.5, tokens: 1000, newRank: 16 }).apply(parent, ctx),
