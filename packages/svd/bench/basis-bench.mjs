@@ -34,6 +34,7 @@ const { values: a } = parseArgs({
     'tokens-per-round': { type: 'string' },
     finetune: { type: 'string', default: 'factors' },
     tag: { type: 'string', default: '' },
+    others: { type: 'boolean' },
     smoke: { type: 'boolean' },
   },
 });
@@ -84,6 +85,7 @@ const basisCommon = {
   lr: Number(a['basis-lr']),
   scope: a.scope,
   finetune: a.finetune,
+  others: a.others ?? false,
   ...(a['tokens-per-round'] && !smoke ? { tokensPerRound: tokenCount(a['tokens-per-round']) } : {}),
 };
 const makers = {

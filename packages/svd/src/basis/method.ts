@@ -38,6 +38,10 @@ export const basisOptions = z.object({
     description:
       'tokens of each relearning round (default: half of --tokens over the rounds; the rest fine-tunes)',
   }),
+  others: z.boolean().default(false).meta({
+    description:
+      'while relearning, also train what is not decomposed (embeddings, norms, head) at the run learning rate',
+  }),
   finetune: z.enum(['factors', 'coefficients']).default('factors').meta({
     description:
       "final fine-tune: 'factors' (the exported low_rank factors and the rest of the model, as an svd recovery) or 'coefficients' (coefficients and new bases only, before export)",
@@ -178,9 +182,7 @@ export function basisSelection(options: BasisOptions): CompressionMethod<LlamaMo
       }
       ctx.progress.end();
       const start = layers.map((l) => (model.getLinear(l.name) as BasisLinear).bases);
-      ctx.log.info(
-        `basis: ${start.reduce((a, b) => a + b, 0)} pretrained bases in ${layers.length} layers${o.newRank ? `, ${o.newRank} new per layer` : ''}`,
-      );
+      const startLine = `${start.reduce((a, b) => a + b, 0)} pretrained bases in ${layers.length} layers${o.newRank ? `, ${o.newRank} new per layer` : ''}`;
 
       // only the coefficients (and the new bases) train; everything else stays bitwise the parent's
       const trainNames = new Set(layers.flatMap((l) => ['w', 'A', 'B'].map((s) => `${l.name}.${s}`)));
@@ -189,7 +191,8 @@ export function basisSelection(options: BasisOptions): CompressionMethod<LlamaMo
       const groups: ParamGroup[] = [{ params: trainable, lr: o.lr }];
       const budget = (tokens: number, relearn: boolean): TrainBudget & { teacher?: LlamaModel } => ({
         tokens,
-        trainable,
+        // U and V are frozen by their flags, so 'everything' is the coefficients, new bases and the rest
+        ...(o.others ? {} : { trainable }),
         groups,
         ...(relearn && o.l1 > 0 ? { regularizers: [coefficientL1(o.l1, coefNames)] } : {}),
         ...(o.kl ? { teacher: parent } : {}),
@@ -230,6 +233,8 @@ export function basisSelection(options: BasisOptions): CompressionMethod<LlamaMo
         }
         const kept = counts.reduce((a, b) => a + b, 0);
         rounds.push(kept);
+        // logged after the first training call, so bad data fails before any other output
+        if (round === 1) ctx.log.info(`basis: ${startLine}`);
         ctx.log.info(`basis round ${round}/${o.rounds}: relearned on ${perRound} tokens, ${kept} bases kept`);
       }
       if (o.finetune === 'coefficients') model = await ctx.recover(model, budget(fineTune, false));
@@ -264,6 +269,7 @@ export function basisSelection(options: BasisOptions): CompressionMethod<LlamaMo
         relearn: o.kl ? 'kl' : 'lm',
         l1: o.l1,
         finetune: o.finetune,
+        others: o.others,
         ranks,
         tokens: o.tokens,
         wallSeconds: (performance.now() - t0) / 1000,
