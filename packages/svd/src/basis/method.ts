@@ -192,7 +192,7 @@ export function basisSelection(options: BasisOptions): CompressionMethod<LlamaMo
       const budget = (tokens: number, relearn: boolean): TrainBudget & { teacher?: LlamaModel } => ({
         tokens,
         // U and V are frozen by their flags, so 'everything' is the coefficients, new bases and the rest
-        ...(o.others ? {} : { trainable }),
+        trainable: o.others ? () => true : trainable,
         groups,
         ...(relearn && o.l1 > 0 ? { regularizers: [coefficientL1(o.l1, coefNames)] } : {}),
         ...(o.kl ? { teacher: parent } : {}),
