@@ -10,6 +10,7 @@
 //
 // Run after `pnpm build`:
 //   node packages/svd/bench/basis-bench.mjs [--fractions 0.5,0.3] [--tokens 60k] [--rows basis,svd,...]
+// --validate: train on lines 0–70%, score on 70–80% (for choosing settings; never on the held-out 20%).
 // rows: parent, svd, svd-aware, basis, basis-nonew (no new bases), basis-oneshot (one prune round).
 // --smoke (or LINEAGE_BENCH_SMOKE=1): fraction 0.5, 512 tokens of 2 × 32, 20 held-out stories, 1/10 of
 // the WikiText held-out text; fails unless every perplexity is finite and positive.
@@ -35,6 +36,7 @@ const { values: a } = parseArgs({
     finetune: { type: 'string', default: 'factors' },
     tag: { type: 'string', default: '' },
     others: { type: 'boolean' },
+    validate: { type: 'boolean' },
     smoke: { type: 'boolean' },
   },
 });
@@ -50,8 +52,15 @@ const LR = Number(a.lr);
 const wikiPath = sharedPath('data', 'wikitext2', 'wiki.test.noblank.txt');
 const lines = (await readTextFile(wikiPath)).split('\n').filter((l) => l.trim());
 const cut = Math.floor(lines.length * 0.8);
-const wikiTrain = lines.slice(0, cut).join('\n');
-const wikiHeld = lines.slice(cut, smoke ? cut + Math.ceil((lines.length - cut) / 10) : undefined).join('\n');
+// --validate: choose settings on lines 70–80% (a validation part of the training text), training on the
+// first 70%, so the held-out 20% is never looked at while tuning
+const trainEnd = a.validate ? Math.floor(lines.length * 0.7) : cut;
+const wikiTrain = lines.slice(0, trainEnd).join('\n');
+const heldStart = a.validate ? trainEnd : cut;
+const heldEnd = a.validate ? cut : lines.length;
+const wikiHeld = lines
+  .slice(heldStart, smoke ? heldStart + Math.ceil((heldEnd - heldStart) / 10) : heldEnd)
+  .join('\n');
 
 const backend = await getBackend();
 const parent = await loadParent();
