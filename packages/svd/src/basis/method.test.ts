@@ -74,10 +74,13 @@ describe('basisSelection on stories260K', () => {
   it('relearns, prunes in rounds and exports an ordinary low_rank model at the target size', async () => {
     const parent = await load();
     const before = modelFingerprint(parent);
-    const out = await basisSelection({ params: 0.5, tokens: 640, rounds: 2, newRank: 2 }).apply(
-      parent,
-      await context(),
-    );
+    const out = await basisSelection({
+      params: 0.5,
+      tokens: 640,
+      rounds: 2,
+      newRank: 2,
+      scope: 'layer',
+    }).apply(parent, await context());
     expect(modelFingerprint(parent)).toBe(before);
     const p = out.provenance!;
     expect(p.method).toBe('basis');
@@ -116,6 +119,7 @@ describe('basisSelection on stories260K', () => {
       scope: 'global',
       l1: 1e-3,
       finetune: 'coefficients',
+      coefficientsOnly: true,
     }).apply(parent, await context());
     expect(Number(out.provenance!.achievedFraction)).toBeLessThanOrEqual(0.3);
     // only the bases' coefficients and new bases trained: norms and embeddings are the parent's
@@ -143,7 +147,7 @@ describe('basisSelection on stories260K', () => {
     const ctx = { ...(await context()), recover };
     // stories260K's 64×64 layers have room for rank 16 at half size: 16 new bases leave none
     await expect(
-      basisSelection({ params: 0.5, tokens: 1000, newRank: 16 }).apply(parent, ctx),
+      basisSelection({ params: 0.5, tokens: 1000, newRank: 16, scope: 'layer' }).apply(parent, ctx),
     ).rejects.toThrow(/--new-rank 16 saves nothing.*rank 16/);
     await expect(
       basisSelection({ params: 0.1, tokens: 1000, newRank: 4, scope: 'global' }).apply(parent, ctx),
@@ -165,7 +169,7 @@ describe('BasisLinear in a model', () => {
 });
 
 describeMethod('basis (50%, 2 rounds, 2 new bases)', {
-  create: () => basisSelection({ params: 0.5, tokens: 384, rounds: 2, newRank: 2 }),
+  create: () => basisSelection({ params: 0.5, tokens: 384, tokensPerRound: 128, rounds: 2, newRank: 2 }),
   model: load,
   context: () => context(3),
   timeout: 120_000,

@@ -36,11 +36,11 @@ export const basisOptions = z.object({
   }),
   tokensPerRound: positiveInt.optional().meta({
     description:
-      'tokens of each relearning round (default: half of --tokens over the rounds; the rest fine-tunes)',
+      'tokens of each relearning round (default: a fifth of --tokens over the rounds; the rest fine-tunes)',
   }),
-  others: z.boolean().default(false).meta({
+  coefficientsOnly: z.boolean().default(false).meta({
     description:
-      'while relearning, also train what is not decomposed (embeddings, norms, head) at the run learning rate',
+      "relearn only the coefficients and new bases (the authors' setting); by default the embeddings, norms and head also train, at the run learning rate",
   }),
   finetune: z.enum(['factors', 'coefficients']).default('factors').meta({
     description:
@@ -56,7 +56,7 @@ export const basisOptions = z.object({
     description:
       'share of the bases each round keeps (default: the geometric step that reaches --params in --rounds)',
   }),
-  scope: z.enum(['layer', 'global']).default('layer').meta({
+  scope: z.enum(['layer', 'global']).default('global').meta({
     description:
       "pruning: 'layer' (every layer to the same parameter ratio) or 'global' (one cumulative-coefficient threshold)",
   }),
@@ -72,7 +72,7 @@ export const basisOptions = z.object({
   lr: z
     .number()
     .positive('must be positive')
-    .default(5e-3)
+    .default(2e-2)
     .meta({ description: 'peak learning rate of the coefficients and new bases', flag: 'basis-lr' }),
   ...lowRankOptions.pick({ dataAware: true, gram: true, includeHead: true }).shape,
 });
@@ -155,7 +155,7 @@ function coefficientL1(weight: number, names: ReadonlySet<string>): Regularizer 
  */
 export function basisSelection(options: BasisOptions): CompressionMethod<LlamaModel> {
   const o = parseOptions(basisOptions, options, { where: 'basis' });
-  const perRound = o.tokensPerRound ?? Math.floor(o.tokens / (2 * o.rounds));
+  const perRound = o.tokensPerRound ?? Math.floor(o.tokens / (5 * o.rounds));
   const fineTune = o.tokens - o.rounds * perRound;
   if (perRound < 1 || fineTune < 1)
     throw new LineageError(
@@ -192,7 +192,7 @@ export function basisSelection(options: BasisOptions): CompressionMethod<LlamaMo
       const budget = (tokens: number, relearn: boolean): TrainBudget & { teacher?: LlamaModel } => ({
         tokens,
         // U and V are frozen by their flags, so 'everything' is the coefficients, new bases and the rest
-        trainable: o.others ? () => true : trainable,
+        trainable: o.coefficientsOnly ? trainable : () => true,
         groups,
         ...(relearn && o.l1 > 0 ? { regularizers: [coefficientL1(o.l1, coefNames)] } : {}),
         ...(o.kl ? { teacher: parent } : {}),
@@ -269,7 +269,7 @@ export function basisSelection(options: BasisOptions): CompressionMethod<LlamaMo
         relearn: o.kl ? 'kl' : 'lm',
         l1: o.l1,
         finetune: o.finetune,
-        others: o.others,
+        coefficientsOnly: o.coefficientsOnly,
         ranks,
         tokens: o.tokens,
         wallSeconds: (performance.now() - t0) / 1000,
