@@ -31,7 +31,20 @@ describe('lineage compress --method basis', () => {
   it('relearns on the target text and writes an ordinary low_rank model; convert --dense computes the same', async () => {
     const out = join(tmp, 'basis');
     const r = await basis(
-      ...['--params', '0.5', '--data', WIKI, '--tokens', '512', '--rounds', '2', '--new-rank', '2'],
+      ...[
+        '--params',
+        '0.5',
+        '--data',
+        WIKI,
+        '--tokens',
+        '512',
+        '--tokens-per-round',
+        '128',
+        '--rounds',
+        '2',
+        '--new-rank',
+        '2',
+      ],
       ...['--batch-size', '2', '--seq-len', '32', '--out', out, '--backend', 'js', '--json'],
     );
     const j = expectJson(r);
