@@ -14,7 +14,7 @@
 // rows: parent, svd, svd-aware, basis, basis-nonew (no new bases), basis-oneshot (one prune round).
 // Basis rows: whitened on the target (--plain: not), global scope, 4 rounds of 3k tokens (coefficients at
 // lr 2e-2, the rest of the model at --lr), then the exported factors fine-tuned on the rest of --tokens.
-// --smoke (or LINEAGE_BENCH_SMOKE=1): fraction 0.5, 512 tokens of 2 × 32, 20 held-out stories, 1/10 of
+// --smoke (or LINEAGE_BENCH_SMOKE=1): fraction 0.5, 512 tokens of 2 × 32 (64 per round), 20 held-out stories, 1/10 of
 // the WikiText held-out text; fails unless every perplexity is finite and positive.
 import { parseArgs } from 'node:util';
 import { withCalibration } from '@lineage/calibrate';
@@ -99,7 +99,7 @@ const basisCommon = {
   finetune: a.finetune,
   coefficientsOnly: !!a['no-others'],
   dataAware: !a.plain,
-  ...(a['tokens-per-round'] && !smoke ? { tokensPerRound: tokenCount(a['tokens-per-round']) } : {}),
+  tokensPerRound: smoke ? 64 : tokenCount(a['tokens-per-round']),
 };
 const makers = {
   svd: (f) => ({ method: svd({ params: f }), finetune: true }),
