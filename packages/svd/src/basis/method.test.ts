@@ -18,7 +18,7 @@ import { decomposableLayers } from '../decompose-model.js';
 import { LowRankLinear } from '../low-rank-linear.js';
 import { BasisLinear } from './basis-linear.js';
 import { basisOf } from './decompose-bases.js';
-import { basisSelection } from './method.js';
+import { basisFamily, basisSelection } from './method.js';
 
 // stories260K with WikiText-2 as the target application (its first 80% of lines; tiny budgets here).
 const backend = new JsBackend();
@@ -154,6 +154,20 @@ describe('basisSelection on stories260K', () => {
     ).rejects.toThrow(/--new-rank 4 saves nothing/);
     expect(trained).toBe(false);
   });
+});
+
+describe('basisFamily', () => {
+  it('makes one member per size from the parent, each at its size', async () => {
+    const family = basisFamily({ sizes: [0.5, 0.3], tokens: 256, tokensPerRound: 64, rounds: 2, newRank: 1 });
+    const members = (await family.apply(await load(), await context())) as LlamaModel[];
+    expect(members).toHaveLength(2);
+    members.forEach((m, i) => {
+      expect(m.provenance!.step).toBe(i + 1);
+      expect(Number(m.provenance!.achievedFraction)).toBeLessThanOrEqual([0.5, 0.3][i]!);
+    });
+    expect(members[1]!.stats().params).toBeLessThan(members[0]!.stats().params);
+    expect(() => basisFamily({ sizes: [0.3, 0.5], tokens: 256 })).toThrow(/basis: sizes must be decreasing/);
+  }, 120_000);
 });
 
 describe('BasisLinear in a model', () => {

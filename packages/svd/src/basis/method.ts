@@ -1,6 +1,8 @@
 import type {} from '@lineage/calibrate';
 import {
   type CompressionMethod,
+  type FamilyMethod,
+  familyMethod,
   type Json,
   LineageError,
   type LlamaModel,
@@ -277,4 +279,42 @@ export function basisSelection(options: BasisOptions): CompressionMethod<LlamaMo
       return model;
     },
   };
+}
+
+/** Options of `basis` as a family (`lineage family --method basis`): the other options, for every size. */
+export type BasisFamilyOptions = Omit<BasisOptions, 'params'> & {
+  /** Decreasing fractions of the decomposable parameters: one member each, each from the parent. */
+  sizes: readonly number[];
+};
+
+/**
+ * Basis Selection at several sizes: every member is made from the parent independently (decomposed,
+ * relearned and pruned on the target data with its own `tokens`), so members differ only in their size.
+ */
+export function basisFamily(options: BasisFamilyOptions): FamilyMethod {
+  const { sizes: given, ...rest } = options;
+  const sizes = parseOptions(
+    z.object({
+      sizes: z
+        .array(fraction)
+        .min(1, 'is empty')
+        .refine((xs) => xs.every((x, i) => i === 0 || x < xs[i - 1]!), 'must be decreasing'),
+    }),
+    { sizes: given },
+    { where: 'basis' },
+  ).sizes;
+  const members = sizes.map((params) => basisSelection({ ...rest, params })); // checks the options once
+  return familyMethod({
+    name: 'basis',
+    version: VERSION,
+    needs: members[0]!.needs ?? {},
+    sizes,
+    derivation: 'independent',
+    async member(parent, i, ctx) {
+      ctx.log.info(`basis member ${i + 1}/${sizes.length}: ${sizes[i]} of the decomposable parameters`);
+      const m = await members[i]!.apply(parent, ctx);
+      m.provenance = { ...m.provenance, step: i + 1, schedule: sizes, derivedFrom: 'parent' };
+      return m;
+    },
+  });
 }

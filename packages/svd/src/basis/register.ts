@@ -1,5 +1,5 @@
 import { defineMethod, registerMethod } from '@lineage/core';
-import { basisOptions, basisSelection } from './method.js';
+import { basisFamily, basisOptions, basisSelection } from './method.js';
 
 registerMethod(
   defineMethod({
@@ -9,5 +9,7 @@ registerMethod(
     package: '@lineage/svd',
     options: basisOptions,
     create: (o) => basisSelection(o),
+    // members from the parent at each size, each with its own --tokens (--recover-tokens is not used)
+    family: { replaces: ['params'], create: (o, r) => basisFamily({ ...o, sizes: r.sizes }) },
   }),
 );
