@@ -1,3 +1,4 @@
+import './basis/register.js';
 import { defineMethod, registerMethod } from '@lineage/core';
 import { caldera, calderaFamily, calderaOptions } from './caldera/method.js';
 import { plrd, plrdOptions, svd, svdFamily, svdOptions } from './methods.js';
