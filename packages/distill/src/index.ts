@@ -21,6 +21,16 @@ export {
   tokensHash,
   WindowSampler,
 } from './data.js';
+export {
+  DEFAULTS,
+  defaultBatchSize,
+  defaultEvalEvery,
+  defaultWarmup,
+  LR_ANCHORS,
+  LR_WIDTH_EXPONENT,
+  TRAIN_LR_FACTOR,
+  widthLr,
+} from './defaults.js';
 export { matmulParams, type TrainingFlops, trainingFlops } from './flops.js';
 export {
   configLike,
@@ -66,3 +76,4 @@ export {
   type TrainResult,
   train,
 } from './trainer.js';
+export { splitValidation, trySplitValidation, type ValidationSplit } from './validation.js';

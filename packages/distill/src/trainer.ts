@@ -17,6 +17,7 @@ import {
 } from '@lineage/core';
 import { checkpointRun, type EvalRecord, type RunSnapshot } from './checkpoint.js';
 import type { DataInput, SamplerState } from './data.js';
+import { DEFAULTS } from './defaults.js';
 import { evaluate } from './evaluate.js';
 import { trainingFlops } from './flops.js';
 import { formatDuration, formatStep, formatTokens, JsonlLog, type StepRecord } from './log.js';
@@ -25,7 +26,7 @@ import { groupOptions, selectionConfig, trainedParameters } from './param-groups
 import { REGULARIZER_METRIC, regularizerConfig, resolveRegularizers } from './regularizers.js';
 import { refuseExistingCheckpoint, resumeRun } from './resume.js';
 import {
-  DEFAULTS,
+  evalInterval,
   planBatches,
   planOptimizer,
   positiveNumber,
@@ -149,8 +150,12 @@ export interface DistillOptions extends CommonTrainOptions {
   loss?: DistillLoss;
   /** Weight of the cross-entropy under 'kl+ce' (default 1). */
   ceWeight?: number;
-  /** Intermediate hidden-state loss through a layer mapping (for depth-pruned students). */
-  hidden?: HiddenLossOptions;
+  /**
+   * Intermediate hidden-state loss through a layer mapping (for depth-pruned students). Default: on, with
+   * the uniform mapping and weight 1, when student and teacher have the same width and the loss uses the
+   * teacher (kl, kl+ce); off when the widths differ (it cannot apply) or with `false`. The log says which.
+   */
+  hidden?: HiddenLossOptions | false;
 }
 
 export type StopReason = 'budget' | 'early-stop' | 'interrupted' | 'stop-after';
@@ -232,8 +237,9 @@ export async function distill(options: DistillOptions): Promise<TrainResult> {
   const temperature = options.temperature ?? 1;
   positiveNumber(temperature, 'temperature');
   positiveNumber(options.ceWeight, 'ceWeight', true);
-  const hiddenPairs = options.hidden ? layerPairs(student, teacher, options.hidden.layers) : [];
-  positiveNumber(options.hidden?.weight, 'hidden loss weight', true);
+  const hidden = hiddenLoss(options, loss);
+  const hiddenPairs = hidden ? layerPairs(student, teacher, hidden.layers) : [];
+  positiveNumber(hidden ? hidden.weight : undefined, 'hidden loss weight', true);
   return run(
     {
       kind: 'distill',
@@ -244,10 +250,30 @@ export async function distill(options: DistillOptions): Promise<TrainResult> {
       temperature,
       ceWeight: options.ceWeight ?? 1,
       hiddenPairs,
-      hiddenWeight: options.hidden?.weight ?? 1,
+      hiddenWeight: hidden?.weight ?? DEFAULTS.hiddenWeight,
     },
     options,
   );
+}
+
+/**
+ * The hidden-state loss of a distillation: as given, or by default on where it applies (same width, a loss
+ * that uses the teacher) and off where it cannot (different widths); the default's choice is logged.
+ */
+function hiddenLoss(options: DistillOptions, loss: DistillLoss): HiddenLossOptions | undefined {
+  if (options.hidden !== undefined) return options.hidden || undefined;
+  if (loss === 'ce') return undefined;
+  const log = options.log ?? silentLogger;
+  const s = options.student.config.hiddenSize;
+  const t = options.teacher.config.hiddenSize;
+  if (s !== t) {
+    log.info(`hidden-state loss off: the student's width (${s}) differs from the teacher's (${t})`);
+    return undefined;
+  }
+  log.info(
+    `hidden-state loss on (same width ${s}, uniform layer map, weight ${DEFAULTS.hiddenWeight}; hidden: false turns it off)`,
+  );
+  return { layers: 'uniform', weight: DEFAULTS.hiddenWeight };
 }
 
 /**
@@ -366,6 +392,7 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
   // ---- the loop
   let stopped: StopReason = 'budget';
   const logEvery = o.logEvery ?? DEFAULTS.logEvery;
+  const evalEvery = evalInterval(o, totalSteps);
   progress.start(s.kind, totalSteps);
   if (state.step) progress.tick(state.step);
   try {
@@ -392,7 +419,7 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
       progress.tick(1, { loss: r.loss.toFixed(4), 'tok/s': Math.round(rec.tokensPerSecond) });
       const step = state.step;
       if (step === 1 || step === totalSteps || step % logEvery === 0 || !r.finite) log.info(formatStep(rec));
-      if (ev && ((o.evalEvery && step % o.evalEvery === 0) || step === totalSteps)) {
+      if (ev && ((evalEvery && step % evalEvery === 0) || step === totalSteps)) {
         await evalNow();
         if (o.earlyStop && state.sinceBest >= o.earlyStop.patience && step < totalSteps) {
           log.info(
