@@ -16,6 +16,8 @@ export interface Setup {
   ceWeight: number;
   hiddenPairs: [number, number][];
   hiddenWeight: number;
+  /** What the run chose by default, logged when it starts (e.g. whether the hidden-state loss is on). */
+  notes?: string[];
 }
 
 export function positiveInt(v: number | undefined, name: string, min = 1): void {

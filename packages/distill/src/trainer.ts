@@ -237,7 +237,7 @@ export async function distill(options: DistillOptions): Promise<TrainResult> {
   const temperature = options.temperature ?? 1;
   positiveNumber(temperature, 'temperature');
   positiveNumber(options.ceWeight, 'ceWeight', true);
-  const hidden = hiddenLoss(options, loss);
+  const { hidden, note } = hiddenLoss(options, loss);
   const hiddenPairs = hidden ? layerPairs(student, teacher, hidden.layers) : [];
   positiveNumber(hidden ? hidden.weight : undefined, 'hidden loss weight', true);
   return run(
@@ -251,6 +251,7 @@ export async function distill(options: DistillOptions): Promise<TrainResult> {
       ceWeight: options.ceWeight ?? 1,
       hiddenPairs,
       hiddenWeight: hidden?.weight ?? DEFAULTS.hiddenWeight,
+      ...(note ? { notes: [note] } : {}),
     },
     options,
   );
@@ -260,20 +261,23 @@ export async function distill(options: DistillOptions): Promise<TrainResult> {
  * The hidden-state loss of a distillation: as given, or by default on where it applies (same width, a loss
  * that uses the teacher) and off where it cannot (different widths); the default's choice is logged.
  */
-function hiddenLoss(options: DistillOptions, loss: DistillLoss): HiddenLossOptions | undefined {
-  if (options.hidden !== undefined) return options.hidden || undefined;
-  if (loss === 'ce') return undefined;
-  const log = options.log ?? silentLogger;
+function hiddenLoss(
+  options: DistillOptions,
+  loss: DistillLoss,
+): { hidden: HiddenLossOptions | undefined; note?: string } {
+  if (options.hidden !== undefined) return { hidden: options.hidden || undefined };
+  if (loss === 'ce') return { hidden: undefined };
   const s = options.student.config.hiddenSize;
   const t = options.teacher.config.hiddenSize;
-  if (s !== t) {
-    log.info(`hidden-state loss off: the student's width (${s}) differs from the teacher's (${t})`);
-    return undefined;
-  }
-  log.info(
-    `hidden-state loss on (same width ${s}, uniform layer map, weight ${DEFAULTS.hiddenWeight}; hidden: false turns it off)`,
-  );
-  return { layers: 'uniform', weight: DEFAULTS.hiddenWeight };
+  if (s !== t)
+    return {
+      hidden: undefined,
+      note: `hidden-state loss off: the student's width (${s}) differs from the teacher's (${t})`,
+    };
+  return {
+    hidden: { layers: 'uniform', weight: DEFAULTS.hiddenWeight },
+    note: `hidden-state loss on (same width ${s}, uniform layer map, weight ${DEFAULTS.hiddenWeight}; hidden: false turns it off)`,
+  };
 }
 
 /**
@@ -349,6 +353,11 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
     `${s.kind}: ${totalSteps} steps of ${batchSize}×${seqLen} tokens (${formatTokens(totalSteps * stepTokens)} of ${formatTokens(data.tokens.length)} data tokens), lr ${opt.lr} ${opt.schedule}, warmup ${opt.warmup}` +
       (resumedFrom !== undefined ? `; resuming at step ${resumedFrom}` : ''),
   );
+  for (const note of s.notes ?? []) log.info(note);
+  if (o.earlyStop && ev)
+    log.info(
+      `early stopping on ${ev.name}: evaluated every ${evalInterval(o, totalSteps)} steps, patience ${o.earlyStop.patience}`,
+    );
 
   if (o.trainable !== undefined || o.groups?.length) {
     const values = (ps: Iterable<{ value: { size: number } }>) =>

@@ -38,7 +38,7 @@ import { log } from '../output.js';
 import { createProgress } from '../progress.js';
 import { addBackendOptions, addJsonOption, addModelOptions, parseFloatArg, parseIntArg } from './common.js';
 import { type Interrupt, onInterrupt } from './interrupt.js';
-import { describeSplit, parseTokens } from './train.js';
+import { parseTokens } from './train.js';
 
 /** Flags of the data, statistics, recovery and output options shared by `compress` and `family`. */
 export interface CompressionFlags {
@@ -255,12 +255,9 @@ export async function prepare(
     // early stopping of every recovery on one validation part of the training text, split off here once
     const split =
       o.earlyStop !== false
-        ? trySplitValidation(sources, (why) =>
-            logger.info(`recovery early stopping off: no validation split (${why})`),
-          )
+        ? trySplitValidation(sources, (why) => logger.info(`recovery early stopping off: ${why}`))
         : undefined;
     const validation = split?.validation;
-    if (split) logger.info(`recovery validation for early stopping: ${describeSplit(split.validation)}`);
     const out = resolve(o.out);
     const runDir = resolve(o.runDir ?? `${out}.run`);
     recover = {

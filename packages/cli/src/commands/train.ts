@@ -195,13 +195,6 @@ function openData(path: string, o: TrainingFlags): Promise<TextDataset> {
   });
 }
 
-/** What a validation split holds, for the log. */
-export function describeSplit(v: TextDataset): string {
-  return v.hasDocuments
-    ? `the last ${v.length} documents of ${v.path}`
-    : `the tail of ${v.path} (${v.stream().length} characters)`;
-}
-
 function nonEmptyDir(p: string): boolean {
   return existsSync(p) && (!statSync(p).isDirectory() || readdirSync(p).length > 0);
 }
@@ -227,13 +220,11 @@ export async function prepareRun(o: TrainingFlags): Promise<PreparedRun> {
   let evalData = o.evalData ? await openData(o.evalData, o) : undefined;
   if (!evalData && !o.holdout && o.earlyStop !== false) {
     // early stopping by default: a validation part of the training data, split off before training
-    const split = trySplitValidation(data, (why) => log(`early stopping off: no validation split (${why})`));
+    // data too small to split trains without early stopping (the run's log says when it is on)
+    const split = trySplitValidation(data, () => {});
     if (split) {
       data = split.train;
       evalData = split.validation;
-      log(
-        `validation for early stopping: ${describeSplit(split.validation)} (--no-early-stop keeps it in training)`,
-      );
     }
   }
   const earlyStop =
