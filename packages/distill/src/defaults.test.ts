@@ -1,4 +1,4 @@
-import { JsBackend, type LlamaModel, loadModel, TextDataset } from '@lineage/core';
+import { JsBackend, type LlamaModel, loadModel, namedParameters, Ops, TextDataset } from '@lineage/core';
 import { sharedPath } from '@lineage/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -12,6 +12,7 @@ import {
 } from './defaults.js';
 import { initLike, perturbLinearWeights } from './init.js';
 import type { StepRecord } from './log.js';
+import { lrRangeTest } from './lr-range.js';
 import { planBatches, planOptimizer, type Setup } from './train-config.js';
 import { distill } from './trainer.js';
 import { splitValidation, trySplitValidation } from './validation.js';
@@ -128,4 +129,60 @@ describe('the validation split for early stopping', () => {
     expect(trySplitValidation([one], (r) => reasons.push(r))).toBeUndefined();
     expect(reasons[0]).toMatch(/cannot hold out/);
   });
+});
+
+describe("lr: 'auto', the learning-rate range test", () => {
+  it('sweeps a copy (the model is untouched), logs the curve, and the run uses the rate it picked', async () => {
+    const teacher = (await loadModel(MODEL)).model;
+    const student = perturbLinearWeights((await loadModel(MODEL)).model, 0.3, 1);
+    const before = [...namedParameters(student).values()].map((p) => p.value.toF32().slice());
+    const lines: string[] = [];
+    const log = { info: (m: string) => lines.push(m), warn: () => {}, debug: () => {} };
+    const r = await lrRangeTest({
+      model: student,
+      step: {
+        backend: js,
+        teacher: { model: teacher, ops: new Ops(js), layers: [] },
+        loss: { loss: 'kl', temperature: 1, ceWeight: 1, hiddenWeight: 0, studentLayers: [] },
+        seqLen: 32,
+        batchSize: 2,
+        micro: 2,
+        clip: 1,
+      },
+      options: { data: TRAIN, tokens: 0 },
+      weightDecay: 0,
+      betas: [0.9, 0.95],
+      tokens: Int32Array.from({ length: 4000 }, (_, i) => (i * 7919) % 512),
+      seed: 0,
+      name: 'synthetic',
+      log,
+      range: { steps: 12, min: 1e-4, max: 1e-1 },
+    });
+    expect(r.curve.length).toBeGreaterThanOrEqual(5);
+    expect(r.lr).toBeGreaterThanOrEqual(1e-4);
+    expect(r.lr).toBeLessThanOrEqual(1e-1);
+    expect(
+      lines.some((l) => /^lr range test \(\d+ steps on a copy\): .*steepest descent at lr/.test(l)),
+    ).toBe(true);
+    const after = [...namedParameters(student).values()].map((p) => p.value.toF32());
+    expect(after.every((a, i) => a.every((v: number, j: number) => v === before[i]![j]))).toBe(true);
+
+    const run: string[] = [];
+    await distill({
+      data: TRAIN,
+      teacher,
+      student,
+      tokens: 2 * 32,
+      seqLen: 32,
+      batchSize: 2,
+      lr: 'auto',
+      lrRange: { steps: 6, min: 1e-4, max: 1e-2 },
+      hidden: false,
+      backend: js,
+      teacherBackend: js,
+      log: { info: (m) => run.push(m), warn: () => {}, debug: () => {} },
+    });
+    const picked = /steepest descent at lr ([\d.e+-]+)/.exec(run.join('\n'))![1]!;
+    expect(run.join('\n')).toContain(`lr ${Number(Number(picked).toPrecision(3))} cosine`);
+  }, 60_000);
 });

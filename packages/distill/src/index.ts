@@ -50,6 +50,14 @@ export {
   type StepLossOptions,
   stepLoss,
 } from './losses.js';
+export {
+  LR_RANGE_DEFAULTS,
+  type LrRangeInput,
+  type LrRangeOptions,
+  type LrRangePoint,
+  type LrRangeResult,
+  lrRangeTest,
+} from './lr-range.js';
 export { groupOptions, namesHash, type TrainedParameters, trainedParameters } from './param-groups.js';
 export {
   type RecoverFn,

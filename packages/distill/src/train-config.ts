@@ -47,7 +47,7 @@ export function planBatches(s: Setup, o: CommonTrainOptions): BatchPlan {
   positiveInt(o.seqLen, 'seqLen', 2);
   positiveInt(o.batchSize, 'batchSize');
   positiveInt(o.microBatchSize, 'microBatchSize');
-  positiveNumber(o.lr, 'lr');
+  if (o.lr !== 'auto') positiveNumber(o.lr, 'lr');
   positiveNumber(o.minLr, 'minLr', true);
   positiveInt(o.warmup, 'warmup', 0);
   positiveNumber(o.weightDecay, 'weightDecay', true);
@@ -92,7 +92,8 @@ export interface OptimPlan {
 }
 
 export function planOptimizer(s: Setup, o: CommonTrainOptions, totalSteps: number): OptimPlan {
-  const lr = o.lr ?? widthLr(s.model.config.hiddenSize, s.kind);
+  // 'auto' is resolved by the range test before this (run()); here it can only mean the default
+  const lr = typeof o.lr === 'number' ? o.lr : widthLr(s.model.config.hiddenSize, s.kind);
   const minLr = o.schedule === 'constant' ? lr : (o.minLr ?? lr / DEFAULTS.minLrRatio);
   const warmup = o.warmup ?? defaultWarmup(totalSteps);
   if (warmup > totalSteps) throw new LineageError(`warmup (${warmup} steps) exceeds the ${totalSteps} steps`);

@@ -22,6 +22,7 @@ import { evaluate } from './evaluate.js';
 import { trainingFlops } from './flops.js';
 import { formatDuration, formatStep, formatTokens, JsonlLog, type StepRecord } from './log.js';
 import { type DistillLoss, type HiddenLossOptions, layerPairs } from './losses.js';
+import { type LrRangeOptions, lrRangeTest } from './lr-range.js';
 import { groupOptions, selectionConfig, trainedParameters } from './param-groups.js';
 import { REGULARIZER_METRIC, regularizerConfig, resolveRegularizers } from './regularizers.js';
 import { refuseExistingCheckpoint, resumeRun } from './resume.js';
@@ -51,8 +52,14 @@ export interface CommonTrainOptions {
   batchSize?: number;
   /** Sequences per forward/backward pass (default batchSize): gradients are accumulated (memory vs speed). */
   microBatchSize?: number;
-  /** Peak learning rate (default 1e-4 for distill as Minitron, 3e-4 for train). */
-  lr?: number;
+  /**
+   * Peak learning rate (default: from the model's width, `widthLr`: 1e-4 at hidden 4096 as Model Optimizer's
+   * 8B recipe, 2e-3 at 64; 3× that for train). 'auto': a learning-rate range test on a copy first
+   * (`lrRange`), its steepest-descent rate used.
+   */
+  lr?: number | 'auto';
+  /** Steps and rates of the range test of `lr: 'auto'` (default 100 steps from 1e-5 to 1e-1). */
+  lrRange?: LrRangeOptions;
   /** Final learning rate of the decay (default lr / 10). */
   minLr?: number;
   /** Linear warmup steps (default min(100, ⌊steps / 20⌋)). */
@@ -300,7 +307,43 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
   // ---- backends, optimiser, config
   const backend = o.backend ?? (await getBackend());
   const teacherBackend = s.teacher ? (s.teacherBackend ?? (await getBackend())) : undefined;
-  const opt = planOptimizer(s, o, totalSteps);
+  const needTeacher = !!s.teacher && (s.loss !== 'ce' || s.hiddenPairs.length > 0);
+  const teacherStep: StepContext['teacher'] =
+    needTeacher && teacherBackend
+      ? { model: s.teacher!, ops: new Ops(teacherBackend), layers: s.hiddenPairs.map(([, b]) => b) }
+      : undefined;
+  const lossOptions: StepContext['loss'] = {
+    loss: s.loss,
+    temperature: s.temperature,
+    ceWeight: s.ceWeight,
+    hiddenWeight: s.hiddenWeight,
+    studentLayers: s.hiddenPairs.map(([a]) => a),
+  };
+  let lr = o.lr;
+  if (lr === 'auto') {
+    const found = await lrRangeTest({
+      model,
+      step: {
+        backend,
+        teacher: teacherStep,
+        loss: lossOptions,
+        seqLen,
+        batchSize,
+        micro: plan.micro,
+        clip: o.clip ?? DEFAULTS.clip,
+      },
+      options: o,
+      weightDecay: o.weightDecay ?? DEFAULTS.weightDecay,
+      betas: o.betas ?? DEFAULTS.betas,
+      tokens: data.tokens,
+      seed: data.seed,
+      name: data.name,
+      log,
+      ...(o.lrRange ? { range: o.lrRange } : {}),
+    });
+    lr = found.lr;
+  }
+  const opt = planOptimizer(s, { ...o, ...(lr !== undefined ? { lr } : {}) }, totalSteps);
   const selection = trainedParameters(model, o);
   const { trained } = selection;
   if (!trained.size) throw new LineageError(`${who} has no trainable parameters`);
@@ -312,7 +355,6 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
     ...(perParam.size ? { paramOptions: (name: string) => perParam.get(name) } : {}),
   });
   const regularizers = resolveRegularizers(o.regularizers ?? [], selection.all, trained);
-  const needTeacher = !!s.teacher && (s.loss !== 'ce' || s.hiddenPairs.length > 0);
   const config = {
     ...runConfig(s, o, plan, opt, data),
     ...selectionConfig(o, selection, perParam),
@@ -378,17 +420,8 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
   const stepContext: StepContext = {
     backend,
     model,
-    teacher:
-      needTeacher && teacherBackend
-        ? { model: s.teacher!, ops: new Ops(teacherBackend), layers: s.hiddenPairs.map(([, b]) => b) }
-        : undefined,
-    loss: {
-      loss: s.loss,
-      temperature: s.temperature,
-      ceWeight: s.ceWeight,
-      hiddenWeight: s.hiddenWeight,
-      studentLayers: s.hiddenPairs.map(([a]) => a),
-    },
+    teacher: teacherStep,
+    loss: lossOptions,
     params: [...trained.values()],
     regularizers,
     seqLen,

@@ -36,7 +36,14 @@ import { selectBackend } from '../backend.js';
 import { defaultModel } from '../defaults.js';
 import { log } from '../output.js';
 import { createProgress } from '../progress.js';
-import { addBackendOptions, addJsonOption, addModelOptions, parseFloatArg, parseIntArg } from './common.js';
+import {
+  addBackendOptions,
+  addJsonOption,
+  addModelOptions,
+  parseFloatArg,
+  parseIntArg,
+  parseLr,
+} from './common.js';
 import { type Interrupt, onInterrupt } from './interrupt.js';
 import { parseTokens } from './train.js';
 
@@ -48,7 +55,7 @@ export interface CompressionFlags {
   stats?: string;
   calibSamples?: number;
   seed: number;
-  lr?: number;
+  lr?: number | 'auto';
   minLr?: number;
   batchSize?: number;
   seqLen?: number;
@@ -111,8 +118,8 @@ export function addCompressionOptions(cmd: Command): Command {
     .option('--seed <n>', 'seed of data sampling and of any randomness in the method', parseIntArg(0), 0)
     .option(
       '--lr <x>',
-      'recovery: peak learning rate (default: from the width, 1e-4·(4096/width)^0.72; docs/training-defaults.md)',
-      parseFloatArg(0, 10),
+      'recovery: peak learning rate (default: from the width, 1e-4·(4096/width)^0.72; docs/training-defaults.md); auto: a range test on a copy picks it',
+      parseLr,
     )
     .option('--min-lr <x>', 'recovery: final learning rate (default lr/10)', parseFloatArg(0, 10))
     .option(

@@ -6,7 +6,14 @@ import { DEFAULTS, l1, train, trySplitValidation } from '@lineage/distill';
 import { type Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { selectBackend } from '../backend.js';
 import { log, printJson } from '../output.js';
-import { addBackendOptions, addJsonOption, addModelOptions, parseFloatArg, parseIntArg } from './common.js';
+import {
+  addBackendOptions,
+  addJsonOption,
+  addModelOptions,
+  parseFloatArg,
+  parseIntArg,
+  parseLr,
+} from './common.js';
 import { type Interrupt, onInterrupt } from './interrupt.js';
 
 /** Flags shared by `train` and `distill`. */
@@ -19,7 +26,7 @@ export interface TrainingFlags {
   seqLen?: number;
   batchSize?: number;
   microBatch?: number;
-  lr?: number;
+  lr?: number | 'auto';
   minLr?: number;
   warmup?: number;
   schedule?: Schedule;
@@ -106,8 +113,8 @@ export function addTrainingOptions(cmd: Command): Command {
     )
     .option(
       '--lr <x>',
-      'peak learning rate (default: from the width, 1e-4·(4096/width)^0.72 to distill, 3× that to train; docs/training-defaults.md)',
-      parseFloatArg(0, 10),
+      'peak learning rate (default: from the width, 1e-4·(4096/width)^0.72 to distill, 3× that to train; docs/training-defaults.md); auto: a range test on a copy picks it',
+      parseLr,
     )
     .option('--min-lr <x>', 'final learning rate of the decay (default lr/10)', parseFloatArg(0, 10))
     .option('--warmup <steps>', 'linear warmup steps (default min(100, steps/20))', parseIntArg(0))
