@@ -4,6 +4,9 @@
 //
 // node packages/distill/bench/lr-range.mjs [--seq-len 256] [--batch 4] [--steps 100] [--backend js|onnxruntime]
 // --smoke: 6 steps of 2 × 32 tokens on js.
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { getBackend, JsBackend, loadModel, Ops, sharedPath } from '@lineage/core';
 import { sane, smoke } from '../../../scripts/bench-kit.mjs';
@@ -19,14 +22,12 @@ const { values: a } = parseArgs({
   },
 });
 if (smoke) Object.assign(a, { 'seq-len': '32', batch: '2', steps: '6', backend: 'js' });
+const here = dirname(fileURLToPath(import.meta.url));
 async function pickBackend(name) {
-  if (name === 'js') return new JsBackend();
-  try {
-    await import('@lineage/backend-onnxruntime');
-    return await getBackend('onnxruntime');
-  } catch {
-    return new JsBackend();
-  }
+  const dist = join(here, '..', '..', 'backend-onnxruntime', 'dist', 'index.js');
+  if (name === 'js' || !existsSync(dist)) return new JsBackend();
+  await import(dist);
+  return getBackend('onnxruntime');
 }
 const backend = await pickBackend(a.backend);
 const MODEL = sharedPath('models', 'stories260K', 'stories260K.bin');
