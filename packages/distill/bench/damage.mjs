@@ -40,3 +40,4 @@ writeFileSync(join(a.out, 'heldout-dev200.txt'), `${docs.slice(600).join(`\n${SE
 console.log(
   `wrote ${a.out}/damaged.bin (σ ${a.sigma}, seed ${a.seed}), train-dev600.txt, heldout-dev200.txt`,
 );
+if (smoke) rmSync(a.out, { recursive: true, force: true });
