@@ -47,7 +47,17 @@ let bigVocabStudent: string;
 let shortData: string;
 
 /** Small settings: 4 × 32 tokens per step on the js backend (teacher too). */
-const SMALL = ['--seq-len', '32', '--batch-size', '4', '--backend', 'js', '--teacher-backend', 'js'];
+const SMALL = [
+  '--seq-len',
+  '32',
+  '--batch-size',
+  '4',
+  '--backend',
+  'js',
+  '--teacher-backend',
+  'js',
+  '--no-early-stop',
+];
 /** stories260K distilled into itself on the training head, for 1k tokens. */
 const SELF = ['--student', MODEL, '--data', TRAIN, '--tokens', '1k'];
 

@@ -5,7 +5,21 @@ import { describe, expect, it } from 'vitest';
 import { lineage, MODEL, TRAIN, tempDir } from './test-support.js';
 
 const tmp = tempDir('lineage-train-subset-');
-const SMALL = ['--data', TRAIN, '--tokens', '512', '--seq-len', '32', '--batch-size', '4', '--backend', 'js'];
+// the whole budget and the loss as KL + L1 (the defaults add early stopping and, at the same width, the
+// hidden-state loss)
+const SMALL = [
+  '--data',
+  TRAIN,
+  '--tokens',
+  '512',
+  '--seq-len',
+  '32',
+  '--batch-size',
+  '4',
+  '--backend',
+  'js',
+  '--no-early-stop',
+];
 
 describe('lineage train/distill --train <globs> --l1 <weight>', () => {
   it("trains only layer 2's MLP with an L1 penalty; every other saved weight equals the original", async () => {
@@ -23,6 +37,8 @@ describe('lineage train/distill --train <globs> --l1 <weight>', () => {
       'layers.2.mlp.*',
       '--l1',
       '1e-4',
+      '--hidden-weight',
+      '0',
       '--log-every',
       '1',
       '--out',

@@ -17,7 +17,20 @@ beforeAll(() => {
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 /** Small settings: 8 steps of 4 × 32 tokens on the js backend. */
-const SMALL = ['--data', TRAIN, '--tokens', '1k', '--seq-len', '32', '--batch-size', '4', '--backend', 'js'];
+// --no-early-stop: these runs test budgets, resume and Ctrl-C, not early stopping (on by default)
+const SMALL = [
+  '--data',
+  TRAIN,
+  '--tokens',
+  '1k',
+  '--seq-len',
+  '32',
+  '--batch-size',
+  '4',
+  '--backend',
+  'js',
+  '--no-early-stop',
+];
 
 describe('lineage init / train / distill', () => {
   it('init --like makes a random model of a chosen shape with the parent tokenizer; train lowers its loss', async () => {

@@ -104,7 +104,7 @@ const r = await distill({
   minLr: Number(a['min-lr']),
   weightDecay: Number(a['weight-decay']),
   loss: a.loss,
-  ...(Number(a.hidden) > 0 ? { hidden: { layers: 'uniform', weight: Number(a.hidden) } } : {}),
+  hidden: Number(a.hidden) > 0 ? { layers: 'uniform', weight: Number(a.hidden) } : false,
   seed: Number(a.seed),
   backend,
   teacherBackend: backend,

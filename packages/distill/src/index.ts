@@ -21,6 +21,16 @@ export {
   tokensHash,
   WindowSampler,
 } from './data.js';
+export {
+  DEFAULTS,
+  defaultBatchSize,
+  defaultEvalEvery,
+  defaultWarmup,
+  LR_ANCHORS,
+  LR_WIDTH_EXPONENT,
+  TRAIN_LR_FACTOR,
+  widthLr,
+} from './defaults.js';
 export { matmulParams, type TrainingFlops, trainingFlops } from './flops.js';
 export {
   configLike,
@@ -40,6 +50,14 @@ export {
   type StepLossOptions,
   stepLoss,
 } from './losses.js';
+export {
+  LR_RANGE_DEFAULTS,
+  type LrRangeInput,
+  type LrRangeOptions,
+  type LrRangePoint,
+  type LrRangeResult,
+  lrRangeTest,
+} from './lr-range.js';
 export { groupOptions, namesHash, type TrainedParameters, trainedParameters } from './param-groups.js';
 export {
   type RecoverFn,
@@ -66,3 +84,4 @@ export {
   type TrainResult,
   train,
 } from './trainer.js';
+export { splitValidation, trySplitValidation, type ValidationSplit } from './validation.js';

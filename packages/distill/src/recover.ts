@@ -35,7 +35,8 @@ export interface RecoverOptions
   temperature?: number;
   loss?: DistillLoss;
   ceWeight?: number;
-  hidden?: HiddenLossOptions;
+  /** Hidden-state loss (default: on for same-width students, off otherwise; `false` turns it off). */
+  hidden?: HiddenLossOptions | false;
   /**
    * Checkpoints of successive recover calls go to `${checkpointRoot}/recover-1`, `recover-2`, …; with
    * `resume`, a call whose directory holds a checkpoint continues it (a deterministic pipeline re-run

@@ -74,6 +74,8 @@ describe('training a chosen subset of parameters with an L1 penalty on them', ()
       student,
       trainable: 'layers.2.mlp.*',
       regularizers: [l1(weight)],
+      // the loss is KL + the L1 term alone, as the assertions below add it up
+      hidden: false,
       onStep: (s) => steps.push(s),
     });
     expect(r.steps).toBe(4);

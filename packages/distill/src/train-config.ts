@@ -1,5 +1,6 @@
 import { LineageError, type LlamaModel, lrSchedule } from '@lineage/core';
 import type { RunConfig } from './checkpoint.js';
+import { DEFAULTS, defaultBatchSize, defaultEvalEvery, defaultWarmup, widthLr } from './defaults.js';
 import type { DistillLoss } from './losses.js';
 import type { TrainData } from './train-data.js';
 import type { CommonTrainOptions, Schedule } from './trainer.js';
@@ -15,18 +16,9 @@ export interface Setup {
   ceWeight: number;
   hiddenPairs: [number, number][];
   hiddenWeight: number;
+  /** What the run chose by default, logged when it starts (e.g. whether the hidden-state loss is on). */
+  notes?: string[];
 }
-
-export const DEFAULTS = {
-  seqLen: 256,
-  batchSize: 8,
-  lrDistill: 1e-4,
-  lrTrain: 3e-4,
-  weightDecay: 0.01,
-  betas: [0.9, 0.95] as [number, number],
-  clip: 1,
-  logEvery: 10,
-};
 
 export function positiveInt(v: number | undefined, name: string, min = 1): void {
   if (v !== undefined && !(Number.isInteger(v) && v >= min))
@@ -55,7 +47,7 @@ export function planBatches(s: Setup, o: CommonTrainOptions): BatchPlan {
   positiveInt(o.seqLen, 'seqLen', 2);
   positiveInt(o.batchSize, 'batchSize');
   positiveInt(o.microBatchSize, 'microBatchSize');
-  positiveNumber(o.lr, 'lr');
+  if (o.lr !== 'auto') positiveNumber(o.lr, 'lr');
   positiveNumber(o.minLr, 'minLr', true);
   positiveInt(o.warmup, 'warmup', 0);
   positiveNumber(o.weightDecay, 'weightDecay', true);
@@ -71,7 +63,7 @@ export function planBatches(s: Setup, o: CommonTrainOptions): BatchPlan {
   const context = Math.min(model.config.maxPositions, s.teacher?.config.maxPositions ?? Infinity);
   const seqLen = o.seqLen ?? Math.min(DEFAULTS.seqLen, context);
   if (seqLen > context) throw new LineageError(`seq-len ${seqLen} exceeds the context of ${context} tokens`);
-  const batchSize = o.batchSize ?? DEFAULTS.batchSize;
+  const batchSize = o.batchSize ?? defaultBatchSize(o.tokens, seqLen);
   const micro = Math.min(o.microBatchSize ?? batchSize, batchSize);
   const stepTokens = batchSize * seqLen;
   const totalSteps = Math.floor(o.tokens / stepTokens);
@@ -100,9 +92,10 @@ export interface OptimPlan {
 }
 
 export function planOptimizer(s: Setup, o: CommonTrainOptions, totalSteps: number): OptimPlan {
-  const lr = o.lr ?? (s.kind === 'distill' ? DEFAULTS.lrDistill : DEFAULTS.lrTrain);
-  const minLr = o.schedule === 'constant' ? lr : (o.minLr ?? lr / 10);
-  const warmup = o.warmup ?? Math.min(100, Math.floor(totalSteps / 20));
+  // 'auto' is resolved by the range test before this (run()); here it can only mean the default
+  const lr = typeof o.lr === 'number' ? o.lr : widthLr(s.model.config.hiddenSize, s.kind);
+  const minLr = o.schedule === 'constant' ? lr : (o.minLr ?? lr / DEFAULTS.minLrRatio);
+  const warmup = o.warmup ?? defaultWarmup(totalSteps);
   if (warmup > totalSteps) throw new LineageError(`warmup (${warmup} steps) exceeds the ${totalSteps} steps`);
   const schedule = o.schedule ?? 'cosine';
   const sched = lrSchedule({ lr, minLr, warmupSteps: warmup, totalSteps, decay: schedule });
@@ -152,10 +145,15 @@ export function runConfig(
     hidden: s.hiddenPairs.map(([a, b]) => [a, b]),
     hiddenWeight: s.hiddenWeight,
     evalData: ev?.hash ?? null,
-    evalEvery: o.evalEvery ?? null,
+    evalEvery: evalInterval(o, b.totalSteps) ?? null,
     evalSeqLen: ev?.options.seqLen ?? null,
     evalLimit: o.evalLimit ?? null,
     earlyStopPatience: o.earlyStop?.patience ?? null,
     earlyStopMinDelta: o.earlyStop ? (o.earlyStop.minDelta ?? 1e-3) : null,
   };
+}
+
+/** Steps between evaluations: the given interval, else about DEFAULTS.evaluations when early stopping needs them. */
+export function evalInterval(o: CommonTrainOptions, totalSteps: number): number | undefined {
+  return o.evalEvery ?? (o.earlyStop ? defaultEvalEvery(totalSteps) : undefined);
 }

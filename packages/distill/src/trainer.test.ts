@@ -93,6 +93,7 @@ describe('distill', () => {
       tokens: 128,
       loss: 'kl+ce',
       ceWeight: 0.5,
+      hidden: false,
       onStep: (s) => seen.push(s),
     });
     expect(seen[0]!.loss).toBeCloseTo(seen[0]!.kl! + 0.5 * seen[0]!.ce!, 4);

@@ -17,15 +17,17 @@ import {
 } from '@lineage/core';
 import { checkpointRun, type EvalRecord, type RunSnapshot } from './checkpoint.js';
 import type { DataInput, SamplerState } from './data.js';
+import { DEFAULTS } from './defaults.js';
 import { evaluate } from './evaluate.js';
 import { trainingFlops } from './flops.js';
 import { formatDuration, formatStep, formatTokens, JsonlLog, type StepRecord } from './log.js';
 import { type DistillLoss, type HiddenLossOptions, layerPairs } from './losses.js';
+import { type LrRangeOptions, lrRangeTest } from './lr-range.js';
 import { groupOptions, selectionConfig, trainedParameters } from './param-groups.js';
 import { REGULARIZER_METRIC, regularizerConfig, resolveRegularizers } from './regularizers.js';
 import { refuseExistingCheckpoint, resumeRun } from './resume.js';
 import {
-  DEFAULTS,
+  evalInterval,
   planBatches,
   planOptimizer,
   positiveNumber,
@@ -50,8 +52,14 @@ export interface CommonTrainOptions {
   batchSize?: number;
   /** Sequences per forward/backward pass (default batchSize): gradients are accumulated (memory vs speed). */
   microBatchSize?: number;
-  /** Peak learning rate (default 1e-4 for distill as Minitron, 3e-4 for train). */
-  lr?: number;
+  /**
+   * Peak learning rate (default: from the model's width, `widthLr`: 1e-4 at hidden 4096 as Model Optimizer's
+   * 8B recipe, 2e-3 at 64; 3× that for train). 'auto': a learning-rate range test on a copy first
+   * (`lrRange`), its steepest-descent rate used.
+   */
+  lr?: number | 'auto';
+  /** Steps and rates of the range test of `lr: 'auto'` (default 100 steps from 1e-5 to 1e-1). */
+  lrRange?: LrRangeOptions;
   /** Final learning rate of the decay (default lr / 10). */
   minLr?: number;
   /** Linear warmup steps (default min(100, ⌊steps / 20⌋)). */
@@ -149,8 +157,12 @@ export interface DistillOptions extends CommonTrainOptions {
   loss?: DistillLoss;
   /** Weight of the cross-entropy under 'kl+ce' (default 1). */
   ceWeight?: number;
-  /** Intermediate hidden-state loss through a layer mapping (for depth-pruned students). */
-  hidden?: HiddenLossOptions;
+  /**
+   * Intermediate hidden-state loss through a layer mapping (for depth-pruned students). Default: on, with
+   * the uniform mapping and weight 1, when student and teacher have the same width and the loss uses the
+   * teacher (kl, kl+ce); off when the widths differ (it cannot apply) or with `false`. The log says which.
+   */
+  hidden?: HiddenLossOptions | false;
 }
 
 export type StopReason = 'budget' | 'early-stop' | 'interrupted' | 'stop-after';
@@ -232,8 +244,9 @@ export async function distill(options: DistillOptions): Promise<TrainResult> {
   const temperature = options.temperature ?? 1;
   positiveNumber(temperature, 'temperature');
   positiveNumber(options.ceWeight, 'ceWeight', true);
-  const hiddenPairs = options.hidden ? layerPairs(student, teacher, options.hidden.layers) : [];
-  positiveNumber(options.hidden?.weight, 'hidden loss weight', true);
+  const { hidden, note } = hiddenLoss(options, loss);
+  const hiddenPairs = hidden ? layerPairs(student, teacher, hidden.layers) : [];
+  positiveNumber(hidden ? hidden.weight : undefined, 'hidden loss weight', true);
   return run(
     {
       kind: 'distill',
@@ -244,10 +257,34 @@ export async function distill(options: DistillOptions): Promise<TrainResult> {
       temperature,
       ceWeight: options.ceWeight ?? 1,
       hiddenPairs,
-      hiddenWeight: options.hidden?.weight ?? 1,
+      hiddenWeight: hidden?.weight ?? DEFAULTS.hiddenWeight,
+      ...(note ? { notes: [note] } : {}),
     },
     options,
   );
+}
+
+/**
+ * The hidden-state loss of a distillation: as given, or by default on where it applies (same width, a loss
+ * that uses the teacher) and off where it cannot (different widths); the default's choice is logged.
+ */
+function hiddenLoss(
+  options: DistillOptions,
+  loss: DistillLoss,
+): { hidden: HiddenLossOptions | undefined; note?: string } {
+  if (options.hidden !== undefined) return { hidden: options.hidden || undefined };
+  if (loss === 'ce') return { hidden: undefined };
+  const s = options.student.config.hiddenSize;
+  const t = options.teacher.config.hiddenSize;
+  if (s !== t)
+    return {
+      hidden: undefined,
+      note: `hidden-state loss off: the student's width (${s}) differs from the teacher's (${t})`,
+    };
+  return {
+    hidden: { layers: 'uniform', weight: DEFAULTS.hiddenWeight },
+    note: `hidden-state loss on (same width ${s}, uniform layer map, weight ${DEFAULTS.hiddenWeight}; hidden: false turns it off)`,
+  };
 }
 
 /**
@@ -270,7 +307,43 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
   // ---- backends, optimiser, config
   const backend = o.backend ?? (await getBackend());
   const teacherBackend = s.teacher ? (s.teacherBackend ?? (await getBackend())) : undefined;
-  const opt = planOptimizer(s, o, totalSteps);
+  const needTeacher = !!s.teacher && (s.loss !== 'ce' || s.hiddenPairs.length > 0);
+  const teacherStep: StepContext['teacher'] =
+    needTeacher && teacherBackend
+      ? { model: s.teacher!, ops: new Ops(teacherBackend), layers: s.hiddenPairs.map(([, b]) => b) }
+      : undefined;
+  const lossOptions: StepContext['loss'] = {
+    loss: s.loss,
+    temperature: s.temperature,
+    ceWeight: s.ceWeight,
+    hiddenWeight: s.hiddenWeight,
+    studentLayers: s.hiddenPairs.map(([a]) => a),
+  };
+  let lr = o.lr;
+  if (lr === 'auto') {
+    const found = await lrRangeTest({
+      model,
+      step: {
+        backend,
+        teacher: teacherStep,
+        loss: lossOptions,
+        seqLen,
+        batchSize,
+        micro: plan.micro,
+        clip: o.clip ?? DEFAULTS.clip,
+      },
+      options: o,
+      weightDecay: o.weightDecay ?? DEFAULTS.weightDecay,
+      betas: o.betas ?? DEFAULTS.betas,
+      tokens: data.tokens,
+      seed: data.seed,
+      name: data.name,
+      log,
+      ...(o.lrRange ? { range: o.lrRange } : {}),
+    });
+    lr = found.lr;
+  }
+  const opt = planOptimizer(s, { ...o, ...(lr !== undefined ? { lr } : {}) }, totalSteps);
   const selection = trainedParameters(model, o);
   const { trained } = selection;
   if (!trained.size) throw new LineageError(`${who} has no trainable parameters`);
@@ -282,7 +355,6 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
     ...(perParam.size ? { paramOptions: (name: string) => perParam.get(name) } : {}),
   });
   const regularizers = resolveRegularizers(o.regularizers ?? [], selection.all, trained);
-  const needTeacher = !!s.teacher && (s.loss !== 'ce' || s.hiddenPairs.length > 0);
   const config = {
     ...runConfig(s, o, plan, opt, data),
     ...selectionConfig(o, selection, perParam),
@@ -323,6 +395,11 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
     `${s.kind}: ${totalSteps} steps of ${batchSize}×${seqLen} tokens (${formatTokens(totalSteps * stepTokens)} of ${formatTokens(data.tokens.length)} data tokens), lr ${opt.lr} ${opt.schedule}, warmup ${opt.warmup}` +
       (resumedFrom !== undefined ? `; resuming at step ${resumedFrom}` : ''),
   );
+  for (const note of s.notes ?? []) log.info(note);
+  if (o.earlyStop && ev)
+    log.info(
+      `early stopping on ${ev.name}: evaluated every ${evalInterval(o, totalSteps)} steps, patience ${o.earlyStop.patience}`,
+    );
 
   if (o.trainable !== undefined || o.groups?.length) {
     const values = (ps: Iterable<{ value: { size: number } }>) =>
@@ -343,17 +420,8 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
   const stepContext: StepContext = {
     backend,
     model,
-    teacher:
-      needTeacher && teacherBackend
-        ? { model: s.teacher!, ops: new Ops(teacherBackend), layers: s.hiddenPairs.map(([, b]) => b) }
-        : undefined,
-    loss: {
-      loss: s.loss,
-      temperature: s.temperature,
-      ceWeight: s.ceWeight,
-      hiddenWeight: s.hiddenWeight,
-      studentLayers: s.hiddenPairs.map(([a]) => a),
-    },
+    teacher: teacherStep,
+    loss: lossOptions,
     params: [...trained.values()],
     regularizers,
     seqLen,
@@ -366,6 +434,7 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
   // ---- the loop
   let stopped: StopReason = 'budget';
   const logEvery = o.logEvery ?? DEFAULTS.logEvery;
+  const evalEvery = evalInterval(o, totalSteps);
   progress.start(s.kind, totalSteps);
   if (state.step) progress.tick(state.step);
   try {
@@ -392,7 +461,7 @@ async function run(s: Setup, o: CommonTrainOptions): Promise<TrainResult> {
       progress.tick(1, { loss: r.loss.toFixed(4), 'tok/s': Math.round(rec.tokensPerSecond) });
       const step = state.step;
       if (step === 1 || step === totalSteps || step % logEvery === 0 || !r.finite) log.info(formatStep(rec));
-      if (ev && ((o.evalEvery && step % o.evalEvery === 0) || step === totalSteps)) {
+      if (ev && ((evalEvery && step % evalEvery === 0) || step === totalSteps)) {
         await evalNow();
         if (o.earlyStop && state.sinceBest >= o.earlyStop.patience && step < totalSteps) {
           log.info(

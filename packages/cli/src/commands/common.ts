@@ -33,3 +33,8 @@ export function parseFloatArg(min: number, max: number) {
     return n;
   };
 }
+
+/** A peak learning rate, or 'auto' (a learning-rate range test on a copy picks it). */
+export function parseLr(v: string): number | 'auto' {
+  return v === 'auto' ? 'auto' : parseFloatArg(0, 10)(v);
+}

@@ -22,7 +22,14 @@ import {
   TextDataset,
   writeFamily,
 } from '@lineage/core';
-import { hasCheckpoint, type RecoverOptions, type TrainResult, withRecover } from '@lineage/distill';
+import {
+  DEFAULTS,
+  hasCheckpoint,
+  type RecoverOptions,
+  type TrainResult,
+  trySplitValidation,
+  withRecover,
+} from '@lineage/distill';
 import '@lineage/quant';
 import '@lineage/prune';
 import '@lineage/svd';
@@ -31,7 +38,14 @@ import { selectBackend } from '../backend.js';
 import { defaultModel } from '../defaults.js';
 import { log } from '../output.js';
 import { createProgress } from '../progress.js';
-import { addBackendOptions, addJsonOption, addModelOptions, parseFloatArg, parseIntArg } from './common.js';
+import {
+  addBackendOptions,
+  addJsonOption,
+  addModelOptions,
+  parseFloatArg,
+  parseIntArg,
+  parseLr,
+} from './common.js';
 import { type Interrupt, onInterrupt } from './interrupt.js';
 import { parseTokens } from './train.js';
 
@@ -43,11 +57,13 @@ export interface CompressionFlags {
   stats?: string;
   calibSamples?: number;
   seed: number;
-  lr?: number;
+  lr?: number | 'auto';
   minLr?: number;
   batchSize?: number;
   seqLen?: number;
   hiddenWeight?: number;
+  /** false with --no-early-stop. */
+  earlyStop?: boolean;
   runDir?: string;
   resume?: boolean;
   dtype?: 'f32' | 'f16' | 'bf16';
@@ -102,14 +118,26 @@ export function addCompressionOptions(cmd: Command): Command {
       parseIntArg(),
     )
     .option('--seed <n>', 'seed of data sampling and of any randomness in the method', parseIntArg(0), 0)
-    .option('--lr <x>', 'recovery: peak learning rate (default 1e-4)', parseFloatArg(0, 10))
+    .option(
+      '--lr <x>',
+      'recovery: peak learning rate (default: from the width, 1e-4·(4096/width)^0.72; docs/training-defaults.md); auto: a range test on a copy picks it',
+      parseLr,
+    )
     .option('--min-lr <x>', 'recovery: final learning rate (default lr/10)', parseFloatArg(0, 10))
-    .option('--batch-size <n>', 'recovery: sequences per step (default 8)', parseIntArg())
+    .option(
+      '--batch-size <n>',
+      'recovery: sequences per step (default: 8, fewer when the budget buys under 256 steps of 8)',
+      parseIntArg(),
+    )
     .option('--seq-len <n>', 'recovery: tokens per sequence (default min(256, context))', parseIntArg(2))
     .option(
       '--hidden-weight <w>',
-      "recovery: add the hidden-state loss against the teacher's same layer with this weight (0: KL only)",
+      "recovery: weight of the hidden-state loss against the teacher's layers (default 1 when the widths match, else off; 0: KL only)",
       parseFloatArg(0, 1e6),
+    )
+    .option(
+      '--no-early-stop',
+      `recovery: train every budget in full (default: early stopping on the last ${DEFAULTS.validationFraction * 100}% of the last --data file, split off once)`,
     )
     .option('--run-dir <dir>', 'recovery checkpoints and logs (default: <out>.run)')
     .option('--resume', 'resume an interrupted recovery from the run directory')
@@ -233,10 +261,17 @@ export async function prepare(
   });
   let recover: Partial<RecoverOptions> | undefined;
   if (sources.length) {
+    // early stopping of every recovery on one validation part of the training text, split off here once
+    const split =
+      o.earlyStop !== false
+        ? trySplitValidation(sources, (why) => logger.info(`recovery early stopping off: ${why}`))
+        : undefined;
+    const validation = split?.validation;
     const out = resolve(o.out);
     const runDir = resolve(o.runDir ?? `${out}.run`);
     recover = {
-      data: sources,
+      // calibration still sees the whole text: validation only has to be kept out of training
+      data: split?.train ?? sources,
       seed: o.seed,
       checkpointRoot: runDir,
       checkpointEvery: 200,
@@ -247,7 +282,14 @@ export async function prepare(
       ...(o.minLr !== undefined ? { minLr: o.minLr } : {}),
       ...(o.batchSize ? { batchSize: o.batchSize } : {}),
       ...(o.seqLen ? { seqLen: o.seqLen } : {}),
-      ...(o.hiddenWeight ? { hidden: { layers: 'uniform' as const, weight: o.hiddenWeight } } : {}),
+      ...(o.hiddenWeight !== undefined
+        ? {
+            hidden: o.hiddenWeight
+              ? { layers: 'uniform' as const, weight: o.hiddenWeight }
+              : (false as const),
+          }
+        : {}),
+      ...(validation ? { evalData: validation, earlyStop: { patience: DEFAULTS.patience } } : {}),
     };
     // Ctrl-C stops the running recovery with a checkpoint, and the command with it
     let stopped: TrainResult['stopped'] | undefined;

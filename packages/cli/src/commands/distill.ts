@@ -31,6 +31,18 @@ export function parseLayerMap(v: string): HiddenLossOptions['layers'] {
   return pairs;
 }
 
+/** The hidden-state loss the flags ask for; without either flag the library's default (on at the same width). */
+function hiddenOption(o: DistillFlags): { hidden?: HiddenLossOptions | false } {
+  if (o.hiddenWeight === 0) return { hidden: false };
+  if (!o.hiddenLayers && o.hiddenWeight === undefined) return {};
+  return {
+    hidden: {
+      layers: o.hiddenLayers ?? 'uniform',
+      ...(o.hiddenWeight !== undefined ? { weight: o.hiddenWeight } : {}),
+    },
+  };
+}
+
 export function distillCommand(program: Command): void {
   const cmd = program
     .command('distill')
@@ -49,17 +61,23 @@ export function distillCommand(program: Command): void {
     .option('--ce-weight <w>', 'weight of the next-token loss under kl+ce (default 1)', parseFloatArg(0, 100))
     .option(
       '--hidden-layers <map>',
-      "add a hidden-state loss: 'uniform' or student:teacher layer pairs (0:0,1:2,2:4)",
+      "layer map of the hidden-state loss: 'uniform' or student:teacher pairs (0:0,1:2,2:4); default uniform, on when student and teacher have the same width",
       parseLayerMap,
     )
-    .option('--hidden-weight <w>', 'weight of the hidden-state loss (default 1)', parseFloatArg(0, 1e6))
+    .option(
+      '--hidden-weight <w>',
+      'weight of the hidden-state loss (default 1; 0 turns it off: KL only)',
+      parseFloatArg(0, 1e6),
+    )
     .option('--teacher-tokenizer <path>', "the teacher's tokenizer (default: found beside it)")
     .option('--teacher-backend <name>', "the teacher's backend (default: the fastest available)")
     .option('--teacher-device <device>', "the teacher's device");
   addTrainingOptions(cmd);
   cmd.action(async (o: DistillFlags) => {
-    if (o.hiddenWeight !== undefined && !o.hiddenLayers)
-      throw new LineageError('--hidden-weight needs --hidden-layers');
+    if (o.hiddenWeight === 0 && o.hiddenLayers)
+      throw new LineageError(
+        '--hidden-weight 0 turns the hidden-state loss off; drop --hidden-layers or give a weight',
+      );
     const run = await prepareRun(o);
     try {
       const { model: teacher } = await loadModel(o.teacher, {
@@ -81,14 +99,7 @@ export function distillCommand(program: Command): void {
         ...(o.loss ? { loss: o.loss } : {}),
         ...(o.temperature !== undefined ? { temperature: o.temperature } : {}),
         ...(o.ceWeight !== undefined ? { ceWeight: o.ceWeight } : {}),
-        ...(o.hiddenLayers
-          ? {
-              hidden: {
-                layers: o.hiddenLayers,
-                ...(o.hiddenWeight !== undefined ? { weight: o.hiddenWeight } : {}),
-              },
-            }
-          : {}),
+        ...hiddenOption(o),
       });
       await finishRun(o, run, student, r, {
         kind: 'distill',

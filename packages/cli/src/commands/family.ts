@@ -186,6 +186,7 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
         calibSamples: o.calibSamples ?? null,
         seed: o.seed,
         recovery: [o.lr, o.minLr, o.batchSize, o.seqLen, o.hiddenWeight].map((x) => x ?? null),
+        earlyStop: o.earlyStop !== false,
       },
     });
     const holdout: HoldoutSpec | undefined = o.evalData

@@ -2,11 +2,18 @@ import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { LineageError, type LlamaModel, type Logger, loadModel, saveModel, TextDataset } from '@lineage/core';
 import type { CommonTrainOptions, Schedule, TrainResult } from '@lineage/distill';
-import { l1, train } from '@lineage/distill';
+import { DEFAULTS, l1, train, trySplitValidation } from '@lineage/distill';
 import { type Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { selectBackend } from '../backend.js';
 import { log, printJson } from '../output.js';
-import { addBackendOptions, addJsonOption, addModelOptions, parseFloatArg, parseIntArg } from './common.js';
+import {
+  addBackendOptions,
+  addJsonOption,
+  addModelOptions,
+  parseFloatArg,
+  parseIntArg,
+  parseLr,
+} from './common.js';
 import { type Interrupt, onInterrupt } from './interrupt.js';
 
 /** Flags shared by `train` and `distill`. */
@@ -19,7 +26,7 @@ export interface TrainingFlags {
   seqLen?: number;
   batchSize?: number;
   microBatch?: number;
-  lr?: number;
+  lr?: number | 'auto';
   minLr?: number;
   warmup?: number;
   schedule?: Schedule;
@@ -33,7 +40,8 @@ export interface TrainingFlags {
   evalEvery?: number;
   evalLimit?: number;
   evalSeqLen?: number;
-  earlyStop?: number;
+  /** Patience; false (--no-early-stop) turns the default early stopping off. */
+  earlyStop?: number | false;
   minDelta?: number;
   runDir?: string;
   checkpointEvery?: number;
@@ -93,13 +101,21 @@ export function addTrainingOptions(cmd: Command): Command {
       'where to write the trained model (Hugging Face directory, or a .bin for llama2.c)',
     )
     .option('--seq-len <n>', 'tokens per training sequence (default: min(256, context))', parseIntArg(2))
-    .option('--batch-size <n>', 'sequences per optimiser step (default 8)', parseIntArg())
+    .option(
+      '--batch-size <n>',
+      'sequences per optimiser step (default: 8, fewer when the budget buys under 256 steps of 8)',
+      parseIntArg(),
+    )
     .option(
       '--micro-batch <n>',
       'sequences per forward/backward pass; gradients accumulate (default: batch)',
       parseIntArg(),
     )
-    .option('--lr <x>', 'peak learning rate (default: 1e-4 distill, 3e-4 train)', parseFloatArg(0, 10))
+    .option(
+      '--lr <x>',
+      'peak learning rate (default: from the width, 1e-4·(4096/width)^0.72 to distill, 3× that to train; docs/training-defaults.md); auto: a range test on a copy picks it',
+      parseLr,
+    )
     .option('--min-lr <x>', 'final learning rate of the decay (default lr/10)', parseFloatArg(0, 10))
     .option('--warmup <steps>', 'linear warmup steps (default min(100, steps/20))', parseIntArg(0))
     .addOption(
@@ -138,7 +154,12 @@ export function addTrainingOptions(cmd: Command): Command {
       'evaluation truncation/window length (default: context / seq-len)',
       parseIntArg(2),
     )
-    .option('--early-stop <patience>', 'stop after <patience> evaluations without improvement', parseIntArg())
+    .option(
+      '--early-stop <patience>',
+      `stop after <patience> evaluations without held-out improvement (default ${DEFAULTS.patience}; without --eval-data or --holdout, on the last ${DEFAULTS.validationFraction * 100}% of the last --data file, split off)`,
+      parseIntArg(),
+    )
+    .option('--no-early-stop', 'train the whole budget: no validation split, no early stopping')
     .option(
       '--min-delta <nats>',
       'smallest held-out NLL improvement that counts (default 1e-3)',
@@ -202,8 +223,19 @@ export async function prepareRun(o: TrainingFlags): Promise<PreparedRun> {
   if (!o.force && nonEmptyDir(out))
     throw new LineageError('output exists (pass --force to replace it)', o.out);
   if (o.resume && o.restart) throw new LineageError('--resume and --restart exclude each other');
-  const data = await Promise.all(o.data.map((d) => openData(d, o)));
-  const evalData = o.evalData ? await openData(o.evalData, o) : undefined;
+  let data = await Promise.all(o.data.map((d) => openData(d, o)));
+  let evalData = o.evalData ? await openData(o.evalData, o) : undefined;
+  if (!evalData && !o.holdout && o.earlyStop !== false) {
+    // early stopping by default: a validation part of the training data, split off before training
+    // data too small to split trains without early stopping (the run's log says when it is on)
+    const split = trySplitValidation(data, () => {});
+    if (split) {
+      data = split.train;
+      evalData = split.validation;
+    }
+  }
+  const earlyStop =
+    o.earlyStop === false || !(evalData || o.holdout) ? undefined : (o.earlyStop ?? DEFAULTS.patience);
   const runDir = resolve(o.runDir ?? `${out}.run`);
   const checkpointDir = resolve(runDir, 'checkpoint');
   const interrupt = onInterrupt();
@@ -227,9 +259,9 @@ export async function prepareRun(o: TrainingFlags): Promise<PreparedRun> {
     ...(o.evalEvery ? { evalEvery: o.evalEvery } : {}),
     ...(o.evalLimit ? { evalLimit: o.evalLimit } : {}),
     ...(o.evalSeqLen ? { evalSeqLen: o.evalSeqLen } : {}),
-    ...(o.earlyStop
+    ...(earlyStop
       ? {
-          earlyStop: { patience: o.earlyStop, ...(o.minDelta !== undefined ? { minDelta: o.minDelta } : {}) },
+          earlyStop: { patience: earlyStop, ...(o.minDelta !== undefined ? { minDelta: o.minDelta } : {}) },
         }
       : {}),
     checkpointDir,
