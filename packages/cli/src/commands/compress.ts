@@ -261,10 +261,23 @@ export async function prepare(
   });
   let recover: Partial<RecoverOptions> | undefined;
   if (sources.length) {
-    // early stopping of every recovery on one validation part of the training text, split off here once
+    // early stopping of every recovery on one validation part of the training text, split off here once;
+    // why it is off is said with the recovery's first log line, once its data are read (a run that fails
+    // before then prints its error alone)
+    let earlyStopOff: string | undefined;
+    const recoveryLog = {
+      ...logger,
+      info(message: string) {
+        if (earlyStopOff) logger.info(earlyStopOff);
+        earlyStopOff = undefined;
+        logger.info(message);
+      },
+    };
     const split =
       o.earlyStop !== false
-        ? trySplitValidation(sources, (why) => logger.info(`recovery early stopping off: ${why}`))
+        ? trySplitValidation(sources, (why) => {
+            earlyStopOff = `recovery early stopping off: ${why}`;
+          })
         : undefined;
     const validation = split?.validation;
     const out = resolve(o.out);
@@ -276,7 +289,7 @@ export async function prepare(
       checkpointRoot: runDir,
       checkpointEvery: 200,
       resume: o.resume ?? false,
-      log: logger,
+      log: recoveryLog,
       logEvery: 25,
       ...(o.lr !== undefined ? { lr: o.lr } : {}),
       ...(o.minLr !== undefined ? { minLr: o.minLr } : {}),
