@@ -12,13 +12,15 @@
 //    (inside the training text: the search's own held-out), then the best re-pruned and distilled --tokens.
 // 3. The same shape with `random` importance, distilled the same; a from-scratch model of the same shape
 //    (`initLike`, next-token training, --scratch-lr) on the same tokens; one-shot `svd` at the same total
-//    parameter count, distilled the same.
+//    parameter count, distilled the same; PLRD in --plrd-steps equal steps to that count, the same total
+//    tokens split over the steps (data stream continued, each step distilled from the parent).
 // 4. Axis ablation at --ablation-params: attention only (heads + kv-heads), FFN only, hidden only, depth only,
 //    and the searched mix; held-out ppl right after pruning and after --ablation-tokens of distillation.
 //
 // Run after `pnpm build`:
 //   node packages/prune/bench/minitron-stories.mjs [--backend onnxruntime|js] [--params 0.5] [--tokens 200k]
 //     [--search 4] [--search-tokens 10k] [--ablation-params 0.85] [--ablation-tokens 50k] [--skip-svd]
+//     [--plrd-steps 3] [--skip-plrd] [--match-params <n>: PLRD alone (with --skip-main)]
 //     [--magnitude] [--skip-ablation] [--skip-main] [--json out.json]
 // --smoke (or LINEAGE_BENCH_SMOKE=1): 128 tokens of 2 × 32 per run, 8 × 64 calibration tokens, 20 held-out
 // stories; fails unless every perplexity is finite and positive.
@@ -34,7 +36,7 @@ import {
   splitDocuments,
 } from '@lineage/core';
 import { initLike, recoverCapability, train } from '@lineage/distill';
-import { svd } from '@lineage/svd';
+import { plrd, svd } from '@lineage/svd';
 import { sane, smoke } from '../../../scripts/bench-kit.mjs';
 import { data, heldOutPpl, loadParent, SEP, tokenCount, trainPath } from '../../svd/bench/stories-setup.mjs';
 import { denseParams, minitron } from '../dist/index.js';
@@ -54,6 +56,9 @@ const { values: a } = parseArgs({
     batch: { type: 'string', default: '4' },
     'seq-len': { type: 'string', default: '256' },
     'skip-svd': { type: 'boolean', default: false },
+    'plrd-steps': { type: 'string', default: '3' },
+    'skip-plrd': { type: 'boolean', default: false },
+    'match-params': { type: 'string' },
     magnitude: { type: 'boolean', default: false },
     'skip-ablation': { type: 'boolean', default: false },
     'skip-main': { type: 'boolean', default: false },
@@ -225,6 +230,36 @@ if (!a['skip-main']) {
   }
 }
 
+if ((!a['skip-main'] || a['match-params']) && !a['skip-plrd']) {
+  // PLRD to the same total parameter count: --plrd-steps equal steps down to the fraction one-shot svd
+  // uses, the same total tokens split evenly over the steps (each recovered from the parent)
+  const t = performance.now();
+  let linear = 0;
+  for (const [, l] of parent.linearLayers()) linear += l.inFeatures * l.outFeatures;
+  const target = a['match-params'] ? Number(a['match-params']) : results.main.params;
+  const fraction = (target - (parentParams - linear)) / linear;
+  const steps = smoke ? 1 : Number(a['plrd-steps']);
+  const schedule = Array.from({ length: steps }, (_, i) => 1 - ((1 - fraction) * (i + 1)) / steps);
+  const perStep = Math.floor(tokens / steps);
+  const recover = recoverCapability({ ...recipe, continueData: true, log, logEvery: 100 });
+  const family = await applyMethod(
+    plrd({ schedule, recoverTokens: perStep }),
+    parent,
+    methodContext(backend, { log, seed: 0, recover }),
+  );
+  const last = family[family.length - 1];
+  results.plrd = {
+    schedule,
+    params: last.stats().params,
+    after: await ppl(last),
+    tokens: perStep * steps,
+    seconds: (performance.now() - t) / 1000,
+  };
+  console.error(
+    `PLRD ${schedule.map((x) => x.toFixed(3)).join(' → ')}: ppl ${results.plrd.after.toFixed(4)} after ${perStep}×${steps} tokens`,
+  );
+}
+
 if (!a['skip-ablation']) {
   const P = Number(a['ablation-params']);
   results.ablation = { params: P, budget: Math.floor(P * denseParams(parent.config, false)), rows: [] };
@@ -247,6 +282,7 @@ const rows = [
   results.magnitude,
   results.scratch,
   results.svd,
+  results.plrd,
   ...(results.ablation?.rows ?? []),
 ];
 for (const r of rows.filter(Boolean)) {
@@ -267,9 +303,17 @@ if (results.main) {
     console.log(
       `| one-shot svd (${f(results.svd.fraction)} of the block linears) | low_rank | ${results.svd.params} | ${f(results.svd.before)} | ${f(results.svd.after, 4)} |`,
     );
+  if (results.plrd)
+    console.log(
+      `| PLRD (${results.plrd.schedule.map((x) => f(x)).join(' → ')} of the block linears, ${results.plrd.tokens / results.plrd.schedule.length} tokens per step) | low_rank | ${results.plrd.params} | — | ${f(results.plrd.after, 4)} |`,
+    );
   console.log('\nsearch candidates (held-out loss after the search distillation, dev stories 550–599):');
   for (const c of results.main.candidates) console.log(`  ${c.shape}  ${c.params}  ${f(c.heldOutLoss, 4)}`);
 }
+if (!results.main && results.plrd)
+  console.log(
+    `PLRD (${results.plrd.schedule.map((x) => f(x)).join(' → ')} of the block linears): ${results.plrd.params} params, held-out ppl ${f(results.plrd.after, 4)} after ${results.plrd.tokens} tokens`,
+  );
 if (results.ablation) {
   console.log(`\nablation at ${results.ablation.params} of the parameters (≤ ${results.ablation.budget}):`);
   console.log(`| axes | shape | params | ppl after pruning | ppl after ${ablationTokens} tokens |`);
