@@ -5,7 +5,8 @@
 // materialised densely for the evaluation. Calibration and held-out text as ladder.mjs; also the squared
 // error on Gaussian weights.
 //
-// Run after `pnpm build`: node packages/quant/bench/e8p-bench.mjs   (--smoke: 2 held-out stories, tiny calibration)
+// Run after `pnpm build`: node packages/quant/bench/e8p-bench.mjs [--no-hadamard-too: both codebooks also
+// without the transform] [--seed N]   (--smoke: 2 held-out stories, tiny calibration)
 import { computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
 import {
   HostTensor,
@@ -66,45 +67,52 @@ const ppl = async (m) =>
   (await perplexity(m, backend, heldOut, { protocol: 'documents', separator: '<|endoftext|>', seqLen: 512 }))
     .ppl;
 
-for (const codebook of ['scalar', 'e8p']) {
-  const m = model.clone();
-  let bytes = 0;
-  let weights = 0;
-  for (const [i, [name, l]] of m.linearLayers().entries()) {
-    if (name === 'lm_head') continue;
-    const rows = l.outFeatures;
-    const cols = l.inFeatures;
-    const t = randomIncoherence(rows, cols, 2 * i);
-    const w = transformWeight(Float64Array.from(l.denseWeight()), rows, cols, t);
-    const h = transformHessian(await stats.hessian(name), t.signsIn);
-    let d;
-    if (codebook === 'e8p') {
-      // pad the width to a multiple of 8: zero weights, identity Hessian rows
-      const pc = Math.ceil(cols / 8) * 8;
-      const wp = new Float64Array(rows * pc);
-      for (let r = 0; r < rows; r++) wp.set(w.subarray(r * cols, (r + 1) * cols), r * pc);
-      const hp = new Float64Array(pc * pc);
-      let tr = 0;
-      for (let c = 0; c < cols; c++) tr += h[c * cols + c];
-      for (let a = 0; a < pc; a++)
-        for (let b = 0; b < pc; b++)
-          hp[a * pc + b] = a < cols && b < cols ? h[a * cols + b] : a === b ? tr / cols : 0;
-      const q = ldlqE8p(wp, rows, pc, hp, { damp: 0.01 }, name);
-      bytes += e8pBytes(q);
-      const dp = e8pDequantize(q);
-      d = new Float64Array(rows * cols);
-      for (let r = 0; r < rows; r++) d.set(dp.subarray(r * pc, r * pc + cols), r * cols);
-    } else {
-      const q = ldlq(w, rows, cols, h, { bits: 2, groupSize: cols, damp: 0.01 }, name);
-      bytes += Math.ceil((rows * cols * 2) / 8) + 2 * rows;
-      d = dequantize(q);
+const hadamards = process.argv.includes('--no-hadamard-too') ? [true, false] : [true];
+// --seed N: another draw of the random signs (layer i uses 2i + 1000·N)
+const seedArg = process.argv.indexOf('--seed');
+const seed = seedArg >= 0 ? Number(process.argv[seedArg + 1]) : 0;
+for (const hadamard of hadamards)
+  for (const codebook of ['scalar', 'e8p']) {
+    const m = model.clone();
+    let bytes = 0;
+    let weights = 0;
+    for (const [i, [name, l]] of m.linearLayers().entries()) {
+      if (name === 'lm_head') continue;
+      const rows = l.outFeatures;
+      const cols = l.inFeatures;
+      const t = hadamard ? randomIncoherence(rows, cols, 2 * i + 1000 * seed) : undefined;
+      const w0 = Float64Array.from(l.denseWeight());
+      const w = t ? transformWeight(w0, rows, cols, t) : w0;
+      const h0 = await stats.hessian(name);
+      const h = t ? transformHessian(h0, t.signsIn) : h0;
+      let d;
+      if (codebook === 'e8p') {
+        // pad the width to a multiple of 8: zero weights, identity Hessian rows
+        const pc = Math.ceil(cols / 8) * 8;
+        const wp = new Float64Array(rows * pc);
+        for (let r = 0; r < rows; r++) wp.set(w.subarray(r * cols, (r + 1) * cols), r * pc);
+        const hp = new Float64Array(pc * pc);
+        let tr = 0;
+        for (let c = 0; c < cols; c++) tr += h[c * cols + c];
+        for (let a = 0; a < pc; a++)
+          for (let b = 0; b < pc; b++)
+            hp[a * pc + b] = a < cols && b < cols ? h[a * cols + b] : a === b ? tr / cols : 0;
+        const q = ldlqE8p(wp, rows, pc, hp, { damp: 0.01 }, name);
+        bytes += e8pBytes(q);
+        const dp = e8pDequantize(q);
+        d = new Float64Array(rows * cols);
+        for (let r = 0; r < rows; r++) d.set(dp.subarray(r * pc, r * pc + cols), r * cols);
+      } else {
+        const q = ldlq(w, rows, cols, h, { bits: 2, groupSize: cols, damp: 0.01 }, name);
+        bytes += Math.ceil((rows * cols * 2) / 8) + 2 * rows;
+        d = dequantize(q);
+      }
+      if (t) bytes += Math.ceil(cols / 8); // the sign bits
+      weights += rows * cols;
+      const dense = t ? untransformWeight(d, rows, cols, t) : d;
+      m.setLinear(name, new Linear(new HostTensor('f32', [rows, cols], Float32Array.from(dense))));
     }
-    bytes += Math.ceil(cols / 8); // the sign bits
-    weights += rows * cols;
-    const dense = untransformWeight(d, rows, cols, t);
-    m.setLinear(name, new Linear(new HostTensor('f32', [rows, cols], Float32Array.from(dense))));
+    console.log(
+      `${codebook === 'e8p' ? 'E8P12' : 'scalar 2-bit'} LDLQ${hadamard ? ' + Hadamard' : ', no Hadamard'}, row scales: ${sane('bits', (bytes * 8) / weights).toFixed(3)} bits/param, held-out ppl ${sane('ppl', await ppl(m)).toFixed(4)}`,
+    );
   }
-  console.log(
-    `${codebook === 'e8p' ? 'E8P12' : 'scalar 2-bit'} LDLQ + Hadamard, row scales: ${sane('bits', (bytes * 8) / weights).toFixed(3)} bits/param, held-out ppl ${sane('ppl', await ppl(m)).toFixed(4)}`,
-  );
-}

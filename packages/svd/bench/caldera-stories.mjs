@@ -46,6 +46,8 @@ const { values: a } = parseArgs({
     'ft-base-rank': { type: 'string', default: '4' },
     // only the fine-tuned row (and the parent): skips the baselines and the plain CALDERA row
     'only-ft': { type: 'boolean' },
+    // only CALDERA's Q step alone (one scale per matrix), with and without the Hadamard transform, at 2 and 3 bits
+    'q-alone': { type: 'boolean' },
     json: { type: 'string' },
     smoke: { type: 'boolean' },
   },
@@ -104,30 +106,42 @@ async function fakeQuant(f) {
 
 const quiet = { info() {}, warn: (m) => console.error(`warning: ${m}`), debug() {} };
 const qctx = methodContext(backend, { stats, log: quiet, seed: 0 });
-for (const bits of a['only-ft'] ? [] : smoke ? [2] : [2, 3, 4]) {
+for (const bits of a['only-ft'] ? [] : smoke ? [2] : a['q-alone'] ? [2, 3] : [2, 3, 4]) {
   // @lineage/quant's methods, as `lineage compress --method rtn|ldlq --bits b [--hadamard]` runs them
-  for (const [name, make] of [
-    ['RTN', rtnMethod],
-    ['LDLQ', ldlqMethod],
-  ])
+  for (const [name, make] of a['q-alone']
+    ? []
+    : [
+        ['RTN', rtnMethod],
+        ['LDLQ', ldlqMethod],
+      ])
     for (const hadamard of smoke ? [false] : [false, true]) {
       const m = await applyMethod(make({ bits, groupSize: 64, hadamard }), parent, qctx);
       row(`${name}-${bits} g64${hadamard ? ' Hadamard' : ''} (quant)`, decoderBits(m), await ppl(m));
     }
   // CALDERA's Q step alone: LDLQ on one RMS-fitted scale per matrix after the two-sided Hadamard transform
-  const t = await fakeQuant((w, o, i, h) => {
-    const inc = randomIncoherence(o, i, 42, 'both');
-    let ms = 0;
-    for (const v of w) ms += v * v;
-    const s = Math.sqrt(ms / w.length);
-    const wt = transformWeight(w, o, i, inc).map((v) => v / s);
-    const q = tensorLdlq(wt, o, i, transformHessian(h, inc.signsIn), bits);
-    const back = untransformWeight(dequantize(q), o, i, inc).map((v) => v * s);
-    // one f16 scale + the signs, as a qlr layer without factors stores them
-    return { w: back, bytes: Math.ceil((o * i * bits) / 8) + 2 + Math.ceil(o / 8) + Math.ceil(i / 8) };
-  });
-  row(`LDLQ-${bits} one scale/matrix, Hadamard (Q alone)`, t.bits, await ppl(t.model));
+  // (QuIP#'s incoherence setting), and without the transform (--q-alone adds that row)
+  for (const hadamard of a['q-alone'] ? [true, false] : [true]) {
+    const t = await fakeQuant((w, o, i, h) => {
+      const inc = hadamard ? randomIncoherence(o, i, 42, 'both') : undefined;
+      let ms = 0;
+      for (const v of w) ms += v * v;
+      const s = Math.sqrt(ms / w.length);
+      const wt = (inc ? transformWeight(w, o, i, inc) : w).map((v) => v / s);
+      const q = tensorLdlq(wt, o, i, inc ? transformHessian(h, inc.signsIn) : h, bits);
+      const dq = dequantize(q);
+      const back = (inc ? untransformWeight(dq, o, i, inc) : dq).map((v) => v * s);
+      // one f16 scale (+ the signs), as a qlr layer without factors stores them
+      const signs = inc ? Math.ceil(o / 8) + Math.ceil(i / 8) : 0;
+      return { w: back, bytes: Math.ceil((o * i * bits) / 8) + 2 + signs };
+    });
+    row(
+      `LDLQ-${bits} one scale/matrix${hadamard ? ', Hadamard' : ', no Hadamard'} (Q alone)`,
+      t.bits,
+      await ppl(t.model),
+    );
+  }
 }
+if (a['q-alone']) process.exit(0);
 
 const iters = { outerIters: Number(a['outer-iters']), lplrIters: Number(a['lplr-iters']) };
 const bitsOf = (m) => m.provenance.bitsPerParam;
