@@ -133,6 +133,7 @@ export function chartSvg(series: readonly ReportSeries[], axis: XAxis): string {
       p.parent
         ? `<path class="point parent" d="M${f(cx)} ${f(cy - 7)}L${f(cx + 7)} ${f(cy)}L${f(cx)} ${f(cy + 7)}L${f(cx - 7)} ${f(cy)}Z" fill="#000">${title}</path>`
         : `<circle class="point" data-series="${p.series}" cx="${f(cx)}" cy="${f(cy)}" r="5" fill="${COLOURS[p.series % COLOURS.length]}" stroke="#fff">${title}</circle>`,
+      `<text x="${f(cx + 9)}" y="${f(cy - 6)}" font-size="10" fill="#555">${escapeXml(p.point.label)}</text>`,
     );
   }
   parts.push('</svg>');
