@@ -196,8 +196,16 @@ export async function compileRecipe(file: string, o: { force?: boolean } = {}): 
     return { def: def!, options, method: method! };
   });
   const method = pipeline(...stages.map((s) => s.method));
-  if (method.needs?.data && !recipe.data)
-    fail(['stages'], `${method.name} needs data: give data.train (training and calibration text)`);
+  // what the stages need from the data before they start: text, training text, or calibration statistics
+  const needs = method.needs ?? {};
+  const why = needs.data
+    ? 'data'
+    : needs.training
+      ? 'training text for its recovery'
+      : needs.stats?.length
+        ? `calibration (${needs.stats.join(', ')})`
+        : undefined;
+  if (why && !recipe.data) fail(['stages'], `${method.name} needs ${why}: give data.train`);
 
   // outputs: each a registered kind with the fields its schema accepts, not there already
   const outputs = recipe.outputs.map((out, i) => {
