@@ -130,7 +130,7 @@ describe('compileRecipe', () => {
       message: "unknown field 'backnd'",
     });
     expect(await error(GOOD.replace('kind: report', 'kind: export'))).toMatchObject({
-      line: 20,
+      line: 17,
       message: expect.stringMatching(
         /^outputs\[1\]\.kind: unknown output kind 'export' \(registered: save, report/,
       ),
