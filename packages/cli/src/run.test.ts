@@ -1,0 +1,114 @@
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { expectJson, expectOneLineError, lineage, MODEL, type Run, TRAIN, tempDir } from './test-support.js';
+
+const dir = tempDir('lineage-run-');
+
+// the acceptance recipe, small: minitron to 0.7 of the parameters, then a 2-member PLRD family, tiny budgets
+const RECIPE = `# minitron → plrd on stories260K
+parent: ${MODEL}
+backend: js
+seed: 3
+data:
+  train: ${TRAIN}
+recovery: { batchSize: 2, seqLen: 32, earlyStop: false }
+stages:
+  - method: minitron
+    options: { params: 0.7, search: 1 }
+    recover: { tokens: 128 }
+  - method: plrd
+    options: { schedule: [0.8, 0.6] }
+    recover: { tokens: 64 }
+evaluation: { limit: 5 }
+outputs:
+  - kind: save
+    dir: out/family
+  - kind: report
+    path: out/report.html
+`;
+
+const file = join(dir, 'recipe.yaml');
+let first: Run;
+
+beforeAll(async () => {
+  writeFileSync(file, RECIPE);
+  first = await lineage(['run', file, '--json']);
+}, 240_000);
+
+const members = (fam: string) =>
+  readdirSync(fam)
+    .filter((n) => n !== 'family.json')
+    .sort();
+
+describe('lineage run', () => {
+  it('runs minitron → plrd from one command: the members, family.json and the report', () => {
+    const r = expectJson(first);
+    expect(r.outputs).toEqual([
+      { kind: 'save', path: join(dir, 'out/family') },
+      { kind: 'report', path: join(dir, 'out/report.html') },
+    ]);
+    const fam = join(dir, 'out/family');
+    expect(members(fam)).toEqual(['minitron-plrd-0.60', 'minitron-plrd-0.80']);
+    const record = JSON.parse(readFileSync(join(fam, 'family.json'), 'utf8'));
+    expect(record.method.name).toBe('minitron+plrd');
+    expect(record.parent.perplexity).toBeGreaterThan(1);
+    // plrd cut the minitron-pruned model: each member smaller than the last, all below 0.7 of the parent
+    expect(record.members[0].params).toBeLessThan(0.7 * record.parent.params);
+    expect(record.members[1].params).toBeLessThan(record.members[0].params);
+    for (const m of record.members) expect(m.perplexity).toBeGreaterThan(1);
+    const html = readFileSync(join(dir, 'out/report.html'), 'utf8');
+    expect(html.match(/class="point"/g)).toHaveLength(2);
+    expect(html.match(/class="point parent"/g)).toHaveLength(1);
+  });
+
+  it('records the recipe in every output’s provenance, and running the recorded recipe reproduces the members bitwise', async () => {
+    const fam = join(dir, 'out/family');
+    const recorded = members(fam).map(
+      (m) => JSON.parse(readFileSync(join(fam, m, 'config.json'), 'utf8')).lineage.recipe,
+    );
+    expect(recorded[0]).toEqual(recorded[1]);
+    const recipe = recorded[0];
+    expect(recipe.stages.map((s: { method: string }) => s.method)).toEqual(['minitron', 'plrd']);
+    expect(recipe.stages[0].options).toMatchObject({ params: 0.7, recoverTokens: 128 });
+    // the recorded recipe (JSON, which is YAML) with the outputs moved elsewhere
+    const again = join(dir, 'again.json');
+    writeFileSync(again, JSON.stringify({ ...recipe, outputs: [{ kind: 'save', dir: join(dir, 'again') }] }));
+    const r = await lineage(['run', again]);
+    expect(r.code, r.stderr).toBe(0);
+    for (const m of members(fam)) {
+      const a = readFileSync(join(fam, m, 'model.safetensors'));
+      const b = readFileSync(join(dir, 'again', m, 'model.safetensors'));
+      expect(a.equals(b), m).toBe(true);
+    }
+  }, 240_000);
+
+  it('a malformed recipe fails before any work in one line naming file, line and field; nothing written', async () => {
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(
+      bad,
+      RECIPE.replace('schedule: [0.8, 0.6]', 'schedule: [0.8, 0.6, 7]').replace(/out\//g, 'bad-out/'),
+    );
+    expectOneLineError(
+      await lineage(['run', bad]),
+      new RegExp(
+        `^lineage: ${bad}:13: stages\\[1\\]\\.options\\.schedule\\[2\\]: plrd: must be in \\(0, 1\\), got 7$`,
+      ),
+    );
+    writeFileSync(bad, RECIPE.replace('method: plrd', 'method: nope').replace(/out\//g, 'bad-out/'));
+    expectOneLineError(
+      await lineage(['run', bad]),
+      new RegExp(`^lineage: ${bad}:12: stages\\[1\\]\\.method: unknown method 'nope'`),
+    );
+    expect(existsSync(join(dir, 'bad-out'))).toBe(false);
+  });
+
+  it('refuses existing outputs without --force, before any work', async () => {
+    expectOneLineError(
+      await lineage(['run', file]),
+      new RegExp(
+        `^lineage: ${file}:17: outputs\\[0\\]: ${join(dir, 'out/family')}: output exists \\(pass --force`,
+      ),
+    );
+  });
+});
