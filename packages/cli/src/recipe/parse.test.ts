@@ -123,7 +123,9 @@ describe('compileRecipe', () => {
     });
     expect(await error(GOOD.replace(`data:\n  train: ${TRAIN}\n`, ''))).toMatchObject({
       line: 3,
-      message: expect.stringMatching(/^stages: minitron\+plrd needs training text for its recovery: give data.train$/),
+      message: expect.stringMatching(
+        /^stages: minitron\+plrd needs training text for its recovery: give data.train$/,
+      ),
     });
     expect(await error(GOOD.replace('backend: js', 'backnd: js'))).toEqual({
       line: 1,
