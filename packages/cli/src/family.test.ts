@@ -59,12 +59,9 @@ describe('lineage family --method', () => {
       const j = expectJson(await family(method, out));
       records[method] = j;
       // the members, family.json and the family's report; --json prints the record plus where the report is
-      expect(readdirSync(out).sort()).toEqual([
-        'family.json',
-        `${method}-0.30`,
-        `${method}-0.60`,
-        'report.html',
-      ]);
+      expect(readdirSync(out).sort()).toEqual(
+        ['family.json', `${method}-0.30`, `${method}-0.60`, 'report.html'].sort(),
+      );
       const { report, ...record } = j;
       expect(report).toBe(join(out, 'report.html'));
       expect(JSON.parse(readFileSync(join(out, 'family.json'), 'utf8'))).toEqual(record);

@@ -56,3 +56,6 @@ export async function run(argv: string[]): Promise<number> {
     return reportError(e, debug);
   }
 }
+
+// recipe output kinds (`outputs: - kind: …` in `lineage run` recipes): a package adds one, e.g. `export`
+export { type RecipeOutputKind, type RecipeResult, registerRecipeOutput } from './recipe/outputs.js';

@@ -31,27 +31,17 @@ export interface RecipeOutputKind<S extends z.ZodObject = z.ZodObject> {
   write(o: z.output<S>, result: RecipeResult, force: boolean): Promise<string>;
 }
 
-// biome-ignore lint/suspicious/noExplicitAny: kinds of any schema share the one registry
-const KINDS = new Map<string, RecipeOutputKind<any>>();
-
-export function registerRecipeOutput<S extends z.ZodObject>(def: RecipeOutputKind<S>): void {
-  KINDS.set(def.kind, def);
-}
-
-export function getRecipeOutput(kind: string): RecipeOutputKind | undefined {
-  return KINDS.get(kind);
-}
-
-export function recipeOutputKinds(): string[] {
-  return [...KINDS.keys()];
-}
-
 function refuseExisting(p: string, force: boolean): void {
   const nonEmpty = existsSync(p) && (!statSync(p).isDirectory() || readdirSync(p).length > 0);
   if (nonEmpty && !force) throw new LineageError('output exists (pass --force to replace it)', p);
 }
 
-registerRecipeOutput({
+/** Types an output kind by its schema; registers nothing. */
+function outputKind<S extends z.ZodObject>(def: RecipeOutputKind<S>): RecipeOutputKind<S> {
+  return def;
+}
+
+const SAVE = outputKind({
   kind: 'save',
   description: 'a Hugging Face directory (a family: one per member and family.json)',
   schema: z.strictObject({ kind: z.literal('save'), dir: z.string().min(1, 'must be a directory') }),
@@ -73,7 +63,7 @@ registerRecipeOutput({
   },
 });
 
-registerRecipeOutput({
+const REPORT = outputKind({
   kind: 'report',
   description: 'the report of the results (lineage report): an HTML page or a Markdown table',
   schema: z.strictObject({
@@ -93,3 +83,22 @@ registerRecipeOutput({
     return o.path;
   },
 });
+
+// the built-in kinds, then any a package adds
+// biome-ignore lint/suspicious/noExplicitAny: kinds of any schema share the one registry
+const KINDS = new Map<string, RecipeOutputKind<any>>([
+  [SAVE.kind, SAVE],
+  [REPORT.kind, REPORT],
+]);
+
+export function registerRecipeOutput<S extends z.ZodObject>(def: RecipeOutputKind<S>): void {
+  KINDS.set(def.kind, def);
+}
+
+export function getRecipeOutput(kind: string): RecipeOutputKind | undefined {
+  return KINDS.get(kind);
+}
+
+export function recipeOutputKinds(): string[] {
+  return [...KINDS.keys()];
+}
