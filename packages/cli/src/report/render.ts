@@ -86,7 +86,7 @@ export function reportHtml(series: readonly ReportSeries[], axis: XAxis, generat
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>Lineage family report</title><style>${CSS}</style></head><body>
 <h1>Lineage family report</h1>
-<p>Size (${e(X_LABEL[axis])}) against held-out perplexity; lower left is better. The dashed line is the Pareto frontier over every model plotted; the black diamond is the parent.</p>
+<p>${e(X_LABEL[axis][0]!.toUpperCase() + X_LABEL[axis].slice(1))} against held-out perplexity, both on log scales; lower left is better. The dashed line is the Pareto frontier over every model plotted; the black diamond is the parent.</p>
 <p class="legend">${legend}<span>◆ parent</span></p>
 ${chartSvg(series, axis)}
 ${n.map((x) => `<p class="note">${e(x)}</p>`).join('\n')}
