@@ -1,7 +1,17 @@
+import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { expectJson, expectOneLineError, lineage, MODEL, type Run, TRAIN, tempDir } from './test-support.js';
+import {
+  BIN,
+  expectJson,
+  expectOneLineError,
+  lineage,
+  MODEL,
+  type Run,
+  TRAIN,
+  tempDir,
+} from './test-support.js';
 
 const dir = tempDir('lineage-run-');
 
@@ -19,7 +29,7 @@ stages:
     recover: { tokens: 128 }
   - method: plrd
     options: { schedule: [0.8, 0.6] }
-    recover: { tokens: 64 }
+    recover: { tokens: 192 }
 evaluation: { limit: 5 }
 outputs:
   - kind: save
@@ -79,6 +89,42 @@ describe('lineage run', () => {
     for (const m of members(fam)) {
       const a = readFileSync(join(fam, m, 'model.safetensors'));
       const b = readFileSync(join(dir, 'again', m, 'model.safetensors'));
+      expect(a.equals(b), m).toBe(true);
+    }
+  }, 240_000);
+
+  it('Ctrl-C during a recovery stops with a checkpoint; --resume gives the members of the uninterrupted run', async () => {
+    const cut = join(dir, 'cut.yaml');
+    writeFileSync(cut, RECIPE.replace(/out\//g, 'cut-out/'));
+    expectOneLineError(await lineage(['run', cut, '--resume']), /cut\.yaml\.run: nothing to resume/);
+    // interrupt once the second PLRD member's recovery has taken its first step
+    let second = false;
+    let sent = false;
+    const r = await new Promise<Run>((resolve) => {
+      const child = spawn('node', [BIN, 'run', cut], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr!.on('data', (d) => {
+        stderr += d;
+        if (!second && /PLRD step 2\/2/.test(stderr)) second = true;
+        if (second && !sent && /PLRD step 2\/2[\s\S]*\nstep \d+\/\d+/.test(stderr)) {
+          sent = true;
+          child.kill('SIGINT');
+        }
+      });
+      child.on('close', (code) => resolve({ code: code ?? 1, stdout: '', stderr }));
+    });
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).toMatch(
+      /interrupted: the recovery checkpoint is in .*cut\.yaml\.run; run the same command with --resume/,
+    );
+    expect(existsSync(join(dir, 'cut-out'))).toBe(false);
+    const resumed = await lineage(['run', cut, '--resume']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toMatch(/resuming at step [1-9]/);
+    const fam = join(dir, 'out/family');
+    for (const m of members(fam)) {
+      const a = readFileSync(join(fam, m, 'model.safetensors'));
+      const b = readFileSync(join(dir, 'cut-out/family', m, 'model.safetensors'));
       expect(a.equals(b), m).toBe(true);
     }
   }, 240_000);
