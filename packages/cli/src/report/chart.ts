@@ -72,7 +72,7 @@ interface Plotted {
 
 /**
  * The chart: every member with a recorded perplexity as a circle in its series' colour, each parent (once
- * per distinct parent) as a black diamond, and the Pareto frontier over all of them as a dashed line. Each
+ * per distinct parent measurement) as a black diamond outlined in its family's colour, and the Pareto frontier over all of them as a dashed line. Each
  * mark has class `point` (and `parent` for parents) and a <title> naming it.
  */
 export function chartSvg(series: readonly ReportSeries[], axis: XAxis): string {
@@ -131,7 +131,7 @@ export function chartSvg(series: readonly ReportSeries[], axis: XAxis): string {
     const cy = sy(p.y);
     parts.push(
       p.parent
-        ? `<path class="point parent" d="M${f(cx)} ${f(cy - 7)}L${f(cx + 7)} ${f(cy)}L${f(cx)} ${f(cy + 7)}L${f(cx - 7)} ${f(cy)}Z" fill="#000">${title}</path>`
+        ? `<path class="point parent" d="M${f(cx)} ${f(cy - 7)}L${f(cx + 7)} ${f(cy)}L${f(cx)} ${f(cy + 7)}L${f(cx - 7)} ${f(cy)}Z" fill="#000" stroke="${COLOURS[p.series % COLOURS.length]}" stroke-width="2" data-series="${p.series}">${title}</path>`
         : `<circle class="point" data-series="${p.series}" cx="${f(cx)}" cy="${f(cy)}" r="5" fill="${COLOURS[p.series % COLOURS.length]}" stroke="#fff">${title}</circle>`,
       `<text x="${f(cx + 9)}" y="${f(cy - 6)}" font-size="10" fill="#555">${escapeXml(p.point.label)}</text>`,
     );
