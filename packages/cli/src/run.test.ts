@@ -52,7 +52,7 @@ const members = (fam: string) =>
     .sort();
 
 describe('lineage run', () => {
-  it('runs minitron → plrd from one command: the members, family.json and the report', () => {
+  it('runs minitron → plrd from one command: the members, family.json and the report', async () => {
     const r = expectJson(first);
     expect(r.outputs).toEqual([
       { kind: 'save', path: join(dir, 'out/family') },
@@ -70,6 +70,11 @@ describe('lineage run', () => {
     const html = readFileSync(join(dir, 'out/report.html'), 'utf8');
     expect(html.match(/class="point"/g)).toHaveLength(2);
     expect(html.match(/class="point parent"/g)).toHaveLength(1);
+    // each member records its held-out perplexity, which `lineage report <member dir>` shows
+    const md = join(dir, 'member.md');
+    const rep = await lineage(['report', join(fam, 'minitron-plrd-0.60'), '--format', 'md', '--out', md]);
+    expect(rep.code, rep.stderr).toBe(0);
+    expect(readFileSync(md, 'utf8')).toContain(`| ${record.members[1].perplexity.toFixed(4)} |`);
   });
 
   it('records the recipe in every output’s provenance, and running the recorded recipe reproduces the members bitwise', async () => {

@@ -90,7 +90,12 @@ export async function runRecipe(c: CompiledRecipe, o: { resume?: boolean; force?
   if (ev && held) {
     log(`evaluating the parent and ${models.length} result${models.length > 1 ? 's' : ''} on ${held.name}`);
     parentScore = await heldOutScore(p.model, p.backend, held, evalFlags);
-    for (const [i, m] of models.entries()) scores[i] = await heldOutScore(m, p.backend, held, evalFlags);
+    for (const [i, m] of models.entries()) {
+      const score = await heldOutScore(m, p.backend, held, evalFlags);
+      scores[i] = score;
+      // recorded with the model, so that `lineage report <its directory>` shows it
+      m.provenance = { ...m.provenance, perplexity: score.ppl, heldOut: held.name };
+    }
   }
   const dirs = Array.isArray(result)
     ? memberDirs(c.stages.map((s) => s.def.name).join('-'), models)

@@ -1,8 +1,9 @@
 /*
- * The report's chart, written as SVG text here. Why not a library: the npm charting libraries (Chart.js,
- * Vega-Lite, Plotly, ECharts) draw into a browser's canvas/DOM or ship hundreds of kB of script, while the
- * report must be one static file with no script at all; d3-scale would give only the tick values. A log-log
- * scatter with a frontier line is the ~100 lines below.
+ * The report's chart, written as SVG text here. Why not a library (npm checked): Chart.js, ECharts and Plotly
+ * draw into a browser's canvas/DOM, so the page would need their script; Vega(-Lite) renders static SVG in
+ * Node but brings ~27 vega-* packages (parser, dataflow, geo, wordcloud, …) into the CLI for one scatter
+ * plot; d3-scale alone would give only the tick values. A log-log scatter with a frontier line is the ~100
+ * lines below, and the page stays one static file with no script.
  */
 import type { ReportPoint, ReportSeries } from './data.js';
 
