@@ -134,6 +134,26 @@ describe('lineage run', () => {
     }
   }, 240_000);
 
+  it('a single-model recipe (svd, no recovery) saves one Hugging Face directory and reports it', async () => {
+    const one = join(dir, 'one.yaml');
+    writeFileSync(
+      one,
+      `parent: ${MODEL}\nbackend: js\ndata: { train: ${TRAIN} }\nstages:\n  - method: svd\n    options: { params: 0.5 }\nevaluation: { limit: 5 }\noutputs:\n  - { kind: save, dir: one }\n  - { kind: report, path: one.md, format: md }\n`,
+    );
+    const j = expectJson(await lineage(['run', one, '--json']));
+    expect(j.family.members).toHaveLength(1);
+    expect(existsSync(join(dir, 'one', 'config.json'))).toBe(true);
+    const config = JSON.parse(readFileSync(join(dir, 'one', 'config.json'), 'utf8'));
+    expect(config.lineage.recipe.stages).toEqual([
+      { method: 'svd', options: expect.objectContaining({ params: 0.5 }) },
+    ]);
+    const rows = readFileSync(join(dir, 'one.md'), 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('| svd |'));
+    expect(rows).toHaveLength(2); // the parent and the model
+    expect(rows[1]).toContain(`| ${j.family.members[0].perplexity.toFixed(4)} |`);
+  });
+
   it('a malformed recipe fails before any work in one line naming file, line and field; nothing written', async () => {
     const bad = join(dir, 'bad.yaml');
     writeFileSync(
