@@ -81,8 +81,9 @@ export async function compileRecipe(file: string, o: { force?: boolean } = {}): 
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
     throw new LineageError(
-      `cannot read the recipe: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      code === 'ENOENT' ? 'no such recipe file' : `cannot read the recipe: ${code ?? (e as Error).message}`,
       file,
     );
   }

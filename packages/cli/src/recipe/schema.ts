@@ -1,17 +1,20 @@
 import { z } from '@lineage/core';
 
 /** A token count: a whole number, or text like 20k / 1.5M. */
-export const tokens = z.union([
-  z.number().int('must be a whole number ≥ 0').min(0, 'must be a whole number ≥ 0'),
-  z
-    .string()
-    .regex(/^\d+(\.\d+)?[kKmMbB]?$/, 'must be a number of tokens like 300000, 300k or 1.5M')
-    .transform((v) => {
-      const n = Number.parseFloat(v);
-      const unit = v.at(-1)!.toLowerCase();
-      return Math.round(n * ({ k: 1e3, m: 1e6, b: 1e9 }[unit] ?? 1));
-    }),
-]);
+export const tokens = z.union(
+  [
+    z.number().int('must be a whole number ≥ 0').min(0, 'must be a whole number ≥ 0'),
+    z
+      .string()
+      .regex(/^\d+(\.\d+)?[kKmMbB]?$/, 'must be a number of tokens like 300000, 300k or 1.5M')
+      .transform((v) => {
+        const n = Number.parseFloat(v);
+        const unit = v.at(-1)!.toLowerCase();
+        return Math.round(n * ({ k: 1e3, m: 1e6, b: 1e9 }[unit] ?? 1));
+      }),
+  ],
+  { error: 'must be a number of tokens like 300000, 300k or 1.5M' },
+);
 
 const path = z.string().min(1, 'must be a path');
 
