@@ -58,8 +58,13 @@ describe('lineage family --method', () => {
       const out = join(tmp, method);
       const j = expectJson(await family(method, out));
       records[method] = j;
-      expect(readdirSync(out).sort()).toEqual(['family.json', `${method}-0.30`, `${method}-0.60`]);
-      expect(JSON.parse(readFileSync(join(out, 'family.json'), 'utf8'))).toEqual(j);
+      // the members, family.json and the family's report; --json prints the record plus where the report is
+      expect(readdirSync(out).sort()).toEqual(
+        ['family.json', `${method}-0.30`, `${method}-0.60`, 'report.html'].sort(),
+      );
+      const { report, ...record } = j;
+      expect(report).toBe(join(out, 'report.html'));
+      expect(JSON.parse(readFileSync(join(out, 'family.json'), 'utf8'))).toEqual(record);
       expect(j).toMatchObject({ schema: 'lineage.family/1', method: { name: method }, sizes: [0.6, 0.3] });
       expect(j.heldOut).toMatch(/train-head\.txt \(last 10%/);
       expect(j.members).toHaveLength(2);

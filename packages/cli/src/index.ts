@@ -9,6 +9,8 @@ import { familyCommand } from './commands/family.js';
 import { generateCommand } from './commands/generate.js';
 import { initCommand } from './commands/init.js';
 import { inspectCommand } from './commands/inspect.js';
+import { reportCommand } from './commands/report.js';
+import { runCommand } from './commands/run.js';
 import { trainCommand } from './commands/train.js';
 import { reportError } from './errors.js';
 
@@ -33,6 +35,8 @@ export function createProgram(argv: readonly string[] = []): Command {
   distillCommand(program);
   compressCommand(program, argv);
   familyCommand(program, argv);
+  reportCommand(program);
+  runCommand(program);
   for (const c of program.commands) c.exitOverride();
   return program;
 }
@@ -52,3 +56,6 @@ export async function run(argv: string[]): Promise<number> {
     return reportError(e, debug);
   }
 }
+
+// recipe output kinds (`outputs: - kind: …` in `lineage run` recipes): a package adds one, e.g. `export`
+export { type RecipeOutputKind, type RecipeResult, registerRecipeOutput } from './recipe/outputs.js';

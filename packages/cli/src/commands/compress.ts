@@ -440,7 +440,7 @@ export function memberDirs(
 }
 
 /** `--resume` needs a recovery checkpoint in the run directory (a one-line error otherwise). */
-function checkResumable(runDir: string): void {
+export function checkResumable(runDir: string): void {
   const any =
     existsSync(runDir) &&
     readdirSync(runDir).some((n) => /^recover-\d+$/.test(n) && hasCheckpoint(join(runDir, n)));

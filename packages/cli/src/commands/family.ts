@@ -1,4 +1,4 @@
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import {
   type Backend,
   buildFamily,
@@ -19,6 +19,8 @@ import {
 import { type SamplerState, type TrainResult, withRecover } from '@lineage/distill';
 import { type Command, InvalidArgumentError } from 'commander';
 import { formatBytes, formatCount, log, printJson, table } from '../output.js';
+import { recordSeries } from '../report/data.js';
+import { writeReport } from '../report/write.js';
 import { parseIntArg } from './common.js';
 import {
   addCompressionOptions,
@@ -56,11 +58,12 @@ function parseSchedule(v: string): number[] {
   return xs;
 }
 
-async function heldOutScore(
+/** Held-out perplexity of one model (documents protocol when the text holds documents, else 256-token windows). */
+export async function heldOutScore(
   model: LlamaModel,
   backend: Backend,
   h: HeldOutText,
-  o: FamilyFlags,
+  o: { evalSeqLen?: number; evalLimit?: number },
 ): Promise<HeldOutScore> {
   const r = await perplexity(
     model,
@@ -225,7 +228,13 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
       ...(o.dtype ? { dtype: o.dtype } : {}),
     });
     await run.finish();
-    if (o.json) printJson(record);
+    // the family's report beside family.json (lineage report on this directory makes the same page)
+    const report = join(o.out, 'report.html');
+    await writeReport(report, [recordSeries(record, `${d.name} (${basename(resolve(o.out))})`, o.out)], {
+      force: true,
+    });
+    log(`report: ${report}`);
+    if (o.json) printJson({ ...record, report });
     else {
       const rows = [
         { name: 'parent', size: null, ...record.parent, tokens: 0 },
