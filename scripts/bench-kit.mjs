@@ -167,7 +167,8 @@ function versions() {
 
 function jsonPath(name) {
   const i = process.argv.indexOf('--json');
-  if (i > 0 && process.argv[i + 1]) return resolve(process.argv[i + 1]);
+  if (i > 0 && process.argv[i + 1] && !process.argv[i + 1].startsWith('--'))
+    return resolve(process.argv[i + 1]);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   return join(repoRoot, 'bench-results', `${name}${smoke ? '-smoke' : ''}-${stamp}.json`);
 }
@@ -206,7 +207,7 @@ export function startBench(name = basename(process.argv[1] ?? 'bench', '.mjs')) 
     },
     /** Why a verdict is refused (the machine was loaded), or undefined; only meaningful after finish. */
     loaded: undefined,
-    finish(results = {}) {
+    finish(results = {}, { log = console.log } = {}) {
       const after = loadSnapshot();
       const cpu1 = cpuJiffies();
       const wall = (performance.now() - t0) / 1000;
@@ -264,17 +265,17 @@ export function startBench(name = basename(process.argv[1] ?? 'bench', '.mjs')) 
       mkdirSync(dirname(file), { recursive: true });
       writeFileSync(file, `${JSON.stringify(record, null, 2)}\n`);
       const fmt = (s) => s.loadavg.map((x) => x.toFixed(2)).join(' ');
-      console.log(
+      log(
         `load average ${fmt(before)} before, ${fmt(after)} after on ${before.cores} cores; this bench used ${ownCores.toFixed(2)} cores, others ${othersCores === null ? '?' : othersCores.toFixed(2)}; ${wall.toFixed(0)} s`,
       );
       for (const r of ratios)
-        console.log(
+        log(
           `  ${r.label}: ${r.value.toFixed(3)} (rounds ${r.perRound.map((x) => x.toFixed(3)).join(', ')})${r.target !== undefined ? ` target ≥ ${r.target}` : ''}: ${r.verdict}`,
         );
       for (const t of targets)
-        console.log(`  ${t.label}: ${t.value.toPrecision(4)} target ≥ ${t.target}: ${t.verdict}`);
-      console.log(loaded ? `LOADED (${loaded}): ratio not quotable` : 'machine idle: figures quotable');
-      console.log(`results: ${file}`);
+        log(`  ${t.label}: ${t.value.toPrecision(4)} target ≥ ${t.target}: ${t.verdict}`);
+      log(loaded ? `LOADED (${loaded}): ratio not quotable` : 'machine idle: figures quotable');
+      log(`results: ${file}`);
       return record;
     },
   };

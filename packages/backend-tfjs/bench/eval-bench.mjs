@@ -11,7 +11,11 @@
 //   --smoke (or LINEAGE_BENCH_SMOKE=1)             wasm and cpu engines, a tiny model, 256³ matmuls, a fraction
 //                                                   of a second each; fails unless every figure is finite and positive
 import { getBackend, initModel, llamaConfig, Ops } from '@lineage/core';
-import { benchShape, sane, smoke } from '../../../scripts/bench-kit.mjs';
+import { benchShape, sane, smoke, startBench } from '../../../scripts/bench-kit.mjs';
+
+// load before/after, the verdict and the JSON record (scripts/bench-kit.mjs)
+const bench = startBench('tfjs-eval');
+
 import { createTfjsBackend } from '../dist/base.js';
 
 const SECONDS = Number(process.env.LINEAGE_BENCH_SECONDS ?? (smoke ? 0.05 : 3));
@@ -197,5 +201,5 @@ for (const engine of ENGINES) {
   await be.close();
 }
 
-console.log(JSON.stringify(results));
+bench.finish(results);
 process.exit(0); // a Dawn instance may keep the event loop alive
