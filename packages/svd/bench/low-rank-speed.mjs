@@ -157,6 +157,7 @@ try {
       storedBytes: xs[0].storedBytes,
       tokensPerSecond: median(tps),
       samples: tps,
+      rssLoaded: median(xs.map((x) => x.rss.loaded - x.rss.base)),
       rssWarm: median(xs.map((x) => x.rss.warm)),
       rssGrowth: median(xs.map((x) => x.rss.growth)),
       rss: xs.map((x) => x.rss),
@@ -169,7 +170,7 @@ try {
     rows[k] = row;
     const MiB = (b) => (b / 2 ** 20).toFixed(0);
     console.log(
-      `${k}: ${row.params} params, ${row.tokensPerSecond.toFixed(0)} tokens/s (rounds ${tps.map((x) => x.toFixed(0)).join(', ')})${row.speedup ? `, ×${row.speedup.toFixed(2)} the dense` : ''}; RSS ${MiB(row.rssWarm)} MiB after a warm forward (+${MiB(row.rssGrowth)} MiB over the child's baseline), stored ${MiB(row.storedBytes)} MiB`,
+      `${k}: ${row.params} params, ${row.tokensPerSecond.toFixed(0)} tokens/s (rounds ${tps.map((x) => x.toFixed(0)).join(', ')})${row.speedup ? `, ×${row.speedup.toFixed(2)} the dense` : ''}; RSS +${MiB(row.rssLoaded)} MiB after loading, ${MiB(row.rssWarm)} MiB after a warm forward (+${MiB(row.rssGrowth)} MiB over the child's baseline), stored ${MiB(row.storedBytes)} MiB`,
     );
   }
   bench.finish({ batch: B, seqLen: T, shape: benchShape, rows });
