@@ -8,7 +8,11 @@
 //
 // Run after `pnpm build`: node packages/backend-onnxruntime/bench/eval-profile.mjs
 // Env: LINEAGE_BENCH_BATCH × LINEAGE_BENCH_SEQ (default 4 × 512), LINEAGE_BENCH_ROUNDS (default 3).
+// Before/after in one run: LINEAGE_BENCH_BASELINE=<another build's dist folder> (e.g. a copy of this
+// package's dist made before a change, kept inside the package so it resolves the same dependencies) adds an
+// alternated comparison of whole forwards and of the cross-entropy alone, this build against that one.
 // --smoke (or LINEAGE_BENCH_SMOKE=1): a tiny model, one round; fails unless every figure is finite and positive.
+import { resolve } from 'node:path';
 import { initModel, llamaConfig, Ops } from '@lineage/core';
 import {
   alternate,
@@ -90,10 +94,11 @@ backend.runKernel = async function (key, build, feeds, location) {
 const cfg = llamaConfig({ ...benchShape, context: Math.max(benchShape.context, T) });
 const model = initModel(cfg, { seed: 1 });
 const ops = new Ops(backend);
+const defaultOps = ops;
 const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + 13) % cfg.vocabSize);
 const targets = Int32Array.from({ length: B * T }, (_, i) => ((i + 1) * 7919 + 13) % cfg.vocabSize);
 
-async function forward(phases) {
+async function forward(phases, ops = defaultOps) {
   const lap = (() => {
     let t = performance.now();
     return (k) => {
@@ -190,5 +195,55 @@ bench.ratio(
   samples.eval.map((s) => linFlops / s / 1e9),
   samples.matmul,
 );
-bench.finish({ batch: B, seqLen: T, wall, samples, runs });
+// ---- this build against a baseline build, alternated (LINEAGE_BENCH_BASELINE)
+let compare;
+if (process.env.LINEAGE_BENCH_BASELINE) {
+  const dir = resolve(process.env.LINEAGE_BENCH_BASELINE);
+  const { createOnnxruntimeBackend: createBaseline } = await import(
+    resolve(dir, 'base.js') // base.js: the backend without registering it (index.js would register it twice)
+  );
+  const base = await createBaseline({ device: 'cpu' });
+  const opsBase = new Ops(base);
+  const V = cfg.vocabSize;
+  const logitsData = rand(B * T * V, 3);
+  const lCur = ops.upload(logitsData.slice(), [B * T, V]);
+  const lBase = opsBase.upload(logitsData.slice(), [B * T, V]);
+  const tCur = ops.upload(targets.slice(), [B * T]);
+  const tBase = opsBase.upload(targets.slice(), [B * T]);
+  const ce = (o, l, t) => o.tidy(async () => o.readF32(await o.crossEntropy(l, t)));
+  const [a, b] = [await ce(ops, lCur, tCur), await ce(opsBase, lBase, tBase)];
+  let maxDiff = 0;
+  for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
+  await forward(undefined, opsBase); // warm-up of the baseline
+  const timed = async (fn) => {
+    const t0 = performance.now();
+    await fn();
+    return (performance.now() - t0) / 1000;
+  };
+  const s2 = await alternate(rounds, {
+    baseline: () => timed(() => forward(undefined, opsBase)),
+    current: () => timed(() => forward(undefined, ops)),
+    ceBaseline: () => timed(() => ce(opsBase, lBase, tBase)),
+    ceCurrent: () => timed(() => ce(ops, lCur, tCur)),
+  });
+  // speedups: baseline seconds / this build's seconds
+  const fwd = bench.ratio('forward: baseline build s / this build s', s2.baseline, s2.current);
+  const ceR = bench.ratio(
+    'cross-entropy alone: baseline build s / this build s',
+    s2.ceBaseline,
+    s2.ceCurrent,
+  );
+  compare = {
+    baseline: dir,
+    samples: s2,
+    forwardSpeedup: fwd,
+    crossEntropySpeedup: ceR,
+    crossEntropyMaxAbsDiff: maxDiff,
+  };
+  console.log(
+    `against ${dir}: forward ${median(s2.baseline).toFixed(3)} → ${median(s2.current).toFixed(3)} s (×${fwd.toFixed(3)}), cross-entropy of [${B * T}, ${V}] ${median(s2.ceBaseline).toFixed(3)} → ${median(s2.ceCurrent).toFixed(3)} s (×${ceR.toFixed(2)}), max |Δ nll| ${maxDiff.toExponential(2)}`,
+  );
+  await base.close();
+}
+bench.finish({ batch: B, seqLen: T, wall, samples, runs, ...(compare ? { compare } : {}) });
 await backend.close();
