@@ -142,8 +142,14 @@ export async function alternate(rounds, measures) {
   const samples = Object.fromEntries(Object.keys(measures).map((k) => [k, []]));
   for (let r = 0; r < rounds; r++)
     for (const [k, fn] of Object.entries(measures)) {
+      const t0 = performance.now();
       const v = await fn(r);
       if (v !== undefined) samples[k].push(v);
+      // progress on stderr (stdout stays the bench's table), full-size runs only
+      if (!smoke)
+        process.stderr.write(
+          `round ${r + 1}/${rounds}: ${k} (${((performance.now() - t0) / 1000).toFixed(1)} s)\n`,
+        );
     }
   return samples;
 }

@@ -149,7 +149,7 @@ const rounds = benchRounds();
 const ort = loadOrt();
 const torch =
   process.env.LINEAGE_BENCH_TORCH === '0' ? { missing: 'LINEAGE_BENCH_TORCH=0' } : findPython(['torch']);
-const f = (B, T) => trainingFlops(config, T);
+const f = (T) => trainingFlops(config, T);
 
 /** One distillation run of steps + 1 steps; returns the median seconds of the timed steps (the first excluded). */
 async function distillStep(backend, B, T, steps) {
@@ -228,7 +228,7 @@ console.log(
 const rows = [];
 function report(label, B, T, secs) {
   const s = median(secs);
-  const fl = f(B, T);
+  const fl = f(T);
   const tps = (B * T) / s;
   const row = {
     backend: label,
@@ -256,10 +256,10 @@ for (const b of backends) {
     rows.push({ backend: b.name, skipped: b.skipped });
     continue;
   }
-  const row = report(`${b.backend.name} (${b.backend.device})`, b.B, b.T, samples[b.name]);
+  report(`${b.backend.name} (${b.backend.device})`, b.B, b.T, samples[b.name]);
   // student GFLOP/s per round against the MatMul of the same round
   if (matmul) {
-    const fl = f(b.B, b.T).train;
+    const fl = f(b.T).train;
     const gf = samples[b.name].map((s) => (((b.B * b.T) / s) * fl) / 1e9);
     bench.ratio(`${b.name} student GFLOP/s / ${MM}³ MatMul`, gf, samples.matmul, {
       ...(b.name === 'onnxruntime' ? { min: 0.35 } : {}),
