@@ -160,6 +160,11 @@ for (const engine of ENGINES) {
   r.vsJs = r.gflops / results.js.gflops;
   r.vsOrt2048 = results.ort2048 ? r.gflops / results.ort2048 : undefined;
   results.engines[engine] = r;
+  // one measurement each, not alternated: the kit still refuses the verdict when the machine was loaded
+  bench.ratio(`tfjs ${engine} eval GFLOP/s / js eval GFLOP/s`, [r.gflops], [results.js.gflops], {
+    note: 'one round, not alternated',
+    ...(engine === 'wasm' ? { min: 3 } : {}),
+  });
   console.log(
     `tfjs ${engine.padEnd(7)} eval ${B}×${T}: ${f(r.tokensPerSecond)} tokens/s, ${f(r.gflops, 2)} GFLOP/s ` +
       `= ${f(r.vsJs, 2)}× js, ${r.vsOrt2048 === undefined ? 'n/a' : `${f(100 * r.vsOrt2048, 0)}%`} of the ORT MatMul` +
