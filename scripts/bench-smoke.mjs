@@ -65,7 +65,10 @@ function runOne(file, limitSeconds) {
 /** Runs the smoke benches; returns { passed, failed, results }. `log` receives one line per bench. */
 export async function runBenchSmoke({ only = [], log = console.log } = {}) {
   const limit = Number(process.env.LINEAGE_BENCH_SMOKE_TIMEOUT ?? 300);
-  const benches = listBenches().filter((f) => only.length === 0 || only.some((s) => f.includes(s)));
+  // the kit's own checks first (node:test; its exit code says whether they passed), then every bench
+  const benches = [join(root, 'scripts', 'bench-kit.test.mjs'), ...listBenches()].filter(
+    (f) => only.length === 0 || only.some((s) => f.includes(s)),
+  );
   const results = [];
   for (const file of benches) {
     const name = relative(root, file);

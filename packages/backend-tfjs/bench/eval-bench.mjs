@@ -11,7 +11,11 @@
 //   --smoke (or LINEAGE_BENCH_SMOKE=1)             wasm and cpu engines, a tiny model, 256³ matmuls, a fraction
 //                                                   of a second each; fails unless every figure is finite and positive
 import { getBackend, initModel, llamaConfig, Ops } from '@lineage/core';
-import { benchShape, sane, smoke } from '../../../scripts/bench-kit.mjs';
+import { benchShape, sane, smoke, startBench } from '../../../scripts/bench-kit.mjs';
+
+// load before/after, the verdict and the JSON record (scripts/bench-kit.mjs)
+const bench = startBench('tfjs-eval');
+
 import { createTfjsBackend } from '../dist/base.js';
 
 const SECONDS = Number(process.env.LINEAGE_BENCH_SECONDS ?? (smoke ? 0.05 : 3));
@@ -156,6 +160,11 @@ for (const engine of ENGINES) {
   r.vsJs = r.gflops / results.js.gflops;
   r.vsOrt2048 = results.ort2048 ? r.gflops / results.ort2048 : undefined;
   results.engines[engine] = r;
+  // one measurement each, not alternated: the kit still refuses the verdict when the machine was loaded
+  bench.ratio(`tfjs ${engine} eval GFLOP/s / js eval GFLOP/s`, [r.gflops], [results.js.gflops], {
+    note: 'one round, not alternated',
+    ...(engine === 'wasm' ? { min: 3 } : {}),
+  });
   console.log(
     `tfjs ${engine.padEnd(7)} eval ${B}×${T}: ${f(r.tokensPerSecond)} tokens/s, ${f(r.gflops, 2)} GFLOP/s ` +
       `= ${f(r.vsJs, 2)}× js, ${r.vsOrt2048 === undefined ? 'n/a' : `${f(100 * r.vsOrt2048, 0)}%`} of the ORT MatMul` +
@@ -197,5 +206,5 @@ for (const engine of ENGINES) {
   await be.close();
 }
 
-console.log(JSON.stringify(results));
+bench.finish(results);
 process.exit(0); // a Dawn instance may keep the event loop alive

@@ -30,7 +30,11 @@ import {
   Random,
   saveModel,
 } from '@lineage/core';
-import { benchShape, sane, smoke } from '../../../scripts/bench-kit.mjs';
+import { benchShape, sane, smoke, startBench } from '../../../scripts/bench-kit.mjs';
+
+// load before/after, the verdict and the JSON record (scripts/bench-kit.mjs)
+const bench = startBench('calibrate');
+
 import {
   computeStats,
   GramAccumulator,
@@ -327,4 +331,4 @@ try {
     encoding: 'utf8',
   }).trim();
 } catch {}
-console.log(JSON.stringify(results));
+bench.finish(results);

@@ -2,7 +2,10 @@
 // of stories42M (dim 512, 8 layers, 8 heads, hidden 1376, vocab 32000), written to disk and loaded back like
 // a user's model. GFLOP/s counts 2·(linear params) per token plus causal attention (4·layers·dim per attended
 // position). Beside it, the same run measures a large js matmul and numpy's matmul as yardsticks (the numpy
-// row is skipped, with the reason, where python3 or numpy is missing).
+// row is skipped, with the reason, where python3 or numpy is missing). The stories42M eval and the js
+// gate-projection matmul alternate for ≥ 3 rounds (LINEAGE_BENCH_ROUNDS) and are quoted as medians, with
+// their ratio; the load before/after decides whether figures are quotable (scripts/bench-kit.mjs, JSON to
+// --json <file> or bench-results/).
 //
 // Run after `pnpm build`: pnpm --filter @lineage/core bench
 // --smoke (or LINEAGE_BENCH_SMOKE=1): a tiny synthetic model, 4 dev documents, small matmuls, a fraction of a
@@ -11,7 +14,16 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { benchShape, pythonMissing, sane, smoke } from '../../../scripts/bench-kit.mjs';
+import {
+  alternate,
+  benchRounds,
+  benchShape,
+  median,
+  pythonMissing,
+  sane,
+  smoke,
+  startBench,
+} from '../../../scripts/bench-kit.mjs';
 import {
   getBackend,
   initModel,
@@ -25,6 +37,8 @@ import {
 } from '../dist/index.js';
 
 const SECONDS = smoke ? 0.05 : 1; // minimum timed seconds per measurement
+const bench = startBench('core-eval');
+const rounds = benchRounds();
 
 const backendName = process.env.LINEAGE_BENCH_BACKEND ?? 'js';
 const backend = await getBackend(backendName);
@@ -126,17 +140,28 @@ const results = {};
     const T = Number(process.env.LINEAGE_BENCH_SEQ ?? (smoke ? 16 : 256));
     const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % cfg.vocabSize);
     const ops = new Ops(backend);
-    const s = await timeIt(
-      () => ops.tidy(async () => ops.readF32(await model.forward(ops, ids, B))),
-      5 * SECONDS,
-    );
+    // alternated with the js matmul of the model's gate projection (the same kernel at full efficiency)
+    const { dim, hidden } = benchShape;
+    const samples = await alternate(rounds, {
+      eval: () =>
+        timeIt(() => ops.tidy(async () => ops.readF32(await model.forward(ops, ids, B))), 5 * SECONDS),
+      matmul: () => matmulGflops(dim, dim, hidden),
+    });
+    const s = median(samples.eval);
     const lengths = Array.from({ length: B }, () => T);
+    const flops = forwardFlops(model, lengths);
+    bench.ratio(
+      `${smoke ? 'tiny' : 'stories42M'} eval GFLOP/s / js ${dim}x${dim}x${hidden} matmul`,
+      samples.eval.map((x) => flops / x / 1e9),
+      samples.matmul,
+    );
     results.stories42M = {
       batch: B,
       seqLen: T,
       tokensPerSecond: (B * T) / s,
       gflops: forwardFlops(model, lengths) / s / 1e9,
       seconds: s,
+      samples,
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -170,4 +195,4 @@ console.log(
 );
 for (const [k, v] of Object.entries(results.matmul))
   console.log(`matmul ${k}: ${f(v)}${typeof v === 'string' ? '' : ' GFLOP/s'}`);
-console.log(JSON.stringify(results));
+bench.finish(results);

@@ -7,12 +7,24 @@
 // matmul parameters with the tied head), plus the teacher's forward 2·P + 4·layers·(heads·headDim)·(T+1)/2.
 // Both are reported: "student" (the 6·P + attention convention) and "distillation step" (with the teacher).
 //
+// The step is KL only (the hidden-state loss that distill() turns on by default for same-width pairs is
+// off), so that it is the step of the PyTorch yardstick: torch-distill-step.py, an eager PyTorch Llama of the
+// same shape doing the same step (KL at T = 1, clip 1, AdamW), run by python3 in the same run and alternated
+// with the MatMul and each backend (skipped with the reason when no python3 imports torch; Debian:
+// `apt-get install python3-torch libopenblas0-pthread`). tokens/s = batch × seqLen / median step seconds.
+// Verdicts (issue #16: onnxruntime's student GFLOP/s ≥ 0.35 × the MatMul, tokens/s ≥ 1.5 × PyTorch's) are
+// refused when the machine was loaded (scripts/bench-kit.mjs); results go to --json <file> or bench-results/.
+//
 // Run after `pnpm build`: pnpm --filter @lineage/distill bench
-// Env: LINEAGE_BENCH_BACKENDS (default "js,onnxruntime"; a backend that is not built is reported as skipped),
-// LINEAGE_BENCH_STEPS (timed steps after one warm-up step, default 3; js: 2), LINEAGE_BENCH_BATCH ×
-// LINEAGE_BENCH_SEQ tokens per step (default 4 × 256; js: 1 × 128, its steps take minutes otherwise).
+// Env: LINEAGE_BENCH_BACKENDS (default "onnxruntime"; "js,onnxruntime" adds the reference backend, whose
+// 1 × 128 steps take about a minute each; a backend that is not built is reported as skipped),
+// LINEAGE_BENCH_ROUNDS (alternations, default and minimum 3), LINEAGE_BENCH_STEPS (timed steps per round
+// after one warm-up step, default 3; js: 2), LINEAGE_BENCH_BATCH × LINEAGE_BENCH_SEQ tokens per step
+// (default 4 × 256; js: 1 × 128), LINEAGE_BENCH_TORCH=0 skips the PyTorch row.
 // --smoke (or LINEAGE_BENCH_SMOKE=1): a tiny model (llama2 vocabulary), 2 steps of 1 × 16 tokens, a 256³
-// MatMul; fails unless every figure is finite and positive (scripts/bench-smoke.mjs runs it in CI).
+// MatMul, the PyTorch step at the same tiny shape; fails unless every figure is finite and positive
+// (scripts/bench-smoke.mjs runs it in CI).
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -26,7 +38,16 @@ import {
   readTextFile,
   sharedPath,
 } from '@lineage/core';
-import { benchShape, sane, smoke } from '../../../scripts/bench-kit.mjs';
+import {
+  alternate,
+  benchRounds,
+  benchShape,
+  findPython,
+  median,
+  sane,
+  smoke,
+  startBench,
+} from '../../../scripts/bench-kit.mjs';
 import { distill, perturbLinearWeights, trainingFlops } from '../dist/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -90,15 +111,15 @@ async function ortMatmulGflops(ort, n = MM, seconds = smoke ? 0.05 : 3) {
     B: new ort.Tensor('float32', rand(), [n, n]),
   };
   await session.run(feeds);
-  let k = 0;
+  const calls = [];
   const t0 = performance.now();
   do {
+    const c0 = performance.now();
     await session.run(feeds);
-    k++;
+    calls.push((performance.now() - c0) / 1000);
   } while ((performance.now() - t0) / 1000 < seconds);
-  const s = (performance.now() - t0) / 1000 / k;
   await session.release?.();
-  return (2 * n ** 3) / s / 1e9;
+  return (2 * n ** 3) / median(calls) / 1e9;
 }
 
 async function backendFor(name) {
@@ -123,26 +144,15 @@ const config = llamaConfig({ ...benchShape, vocab: 32000 });
 const tokenizer = await loadTokenizer(sharedPath('models', 'llama2-tokenizer', 'tokenizer.bin'));
 const text = await readTextFile(sharedPath('data', 'tinystories', 'train-head.txt'));
 
-const rows = [];
+const bench = startBench('distill-train');
+const rounds = benchRounds();
 const ort = loadOrt();
-const matmul = ort ? await ortMatmulGflops(ort) : undefined;
-console.log(
-  matmul
-    ? `onnxruntime MatMul ${MM}³: ${sane('MatMul gflops', matmul).toFixed(1)} GFLOP/s`
-    : 'onnxruntime-node not found: no MatMul yardstick',
-);
+const torch =
+  process.env.LINEAGE_BENCH_TORCH === '0' ? { missing: 'LINEAGE_BENCH_TORCH=0' } : findPython(['torch']);
+const f = (T) => trainingFlops(config, T);
 
-for (const name of env('LINEAGE_BENCH_BACKENDS', 'js,onnxruntime').split(',')) {
-  const backend = await backendFor(name.trim());
-  if (backend.skipped) {
-    console.log(`${name}: skipped (${backend.skipped})`);
-    rows.push({ backend: name, skipped: backend.skipped });
-    continue;
-  }
-  const isJs = backend.name === 'js';
-  const B = Number(env('LINEAGE_BENCH_BATCH', smoke || isJs ? 1 : 4));
-  const T = Number(env('LINEAGE_BENCH_SEQ', smoke ? 16 : isJs ? 128 : 256));
-  const steps = Number(env('LINEAGE_BENCH_STEPS', smoke ? 1 : isJs ? 2 : 3));
+/** One distillation run of steps + 1 steps; returns the median seconds of the timed steps (the first excluded). */
+async function distillStep(backend, B, T, steps) {
   const teacher = initModel(config, { seed: 1 });
   teacher.tokenizer = tokenizer;
   const student = perturbLinearWeights(initModel(config, { seed: 1 }), 0.3, 2);
@@ -157,6 +167,7 @@ for (const name of env('LINEAGE_BENCH_BACKENDS', 'js,onnxruntime').split(',')) {
     seqLen: T,
     batchSize: B,
     lr: 1e-4,
+    hidden: false, // KL only: the PyTorch yardstick's step
     backend,
     teacherBackend: backend,
     onStep: () => {
@@ -165,30 +176,113 @@ for (const name of env('LINEAGE_BENCH_BACKENDS', 'js,onnxruntime').split(',')) {
       last = now;
     },
   });
-  const timed = times.slice(1); // the first step includes uploads and warm-up
-  const s = timed.reduce((a, b) => a + b, 0) / timed.length;
-  const f = trainingFlops(config, T);
+  teacher.release();
+  student.release();
+  return median(times.slice(1)); // the first step includes uploads and warm-up
+}
+
+/** The same step in eager PyTorch (torch-distill-step.py): median seconds of its timed steps. */
+function torchStep(B, T, steps) {
+  const out = execFileSync(
+    torch.python,
+    [
+      join(here, 'torch-distill-step.py'),
+      ...Object.entries({ ...benchShape, vocab: 32000, batch: B, seq: T, steps }).flatMap(([k, v]) =>
+        k === 'context' ? [] : [`--${k}`, String(v)],
+      ),
+    ],
+    { encoding: 'utf8', maxBuffer: 1 << 20 },
+  );
+  const r = JSON.parse(out.trim().split('\n').pop());
+  return { seconds: median(r.seconds), torch: r.torch, threads: r.threads, blas: r.blas };
+}
+
+const backends = [];
+for (const name of env('LINEAGE_BENCH_BACKENDS', 'onnxruntime').split(',')) {
+  const backend = await backendFor(name.trim());
+  if (backend.skipped) {
+    console.log(`${name}: skipped (${backend.skipped})`);
+    backends.push({ name, skipped: backend.skipped });
+    continue;
+  }
+  const isJs = backend.name === 'js';
+  const B = Number(env('LINEAGE_BENCH_BATCH', smoke || isJs ? 1 : 4));
+  const T = Number(env('LINEAGE_BENCH_SEQ', smoke ? 16 : isJs ? 128 : 256));
+  const steps = Number(env('LINEAGE_BENCH_STEPS', smoke ? 1 : isJs ? 2 : 3));
+  backends.push({ name, backend, B, T, steps });
+}
+// PyTorch at the onnxruntime backend's batch (else the first backend's), the step the targets compare
+const main = backends.find((b) => b.name === 'onnxruntime' && b.backend) ?? backends.find((b) => b.backend);
+const measures = {};
+if (ort) measures.matmul = () => ortMatmulGflops(ort);
+for (const b of backends) if (b.backend) measures[b.name] = () => distillStep(b.backend, b.B, b.T, b.steps);
+if (main && !torch.missing) measures.torch = () => torchStep(main.B, main.T, main.steps);
+const samples = await alternate(rounds, measures);
+
+const matmul = samples.matmul ? median(samples.matmul) : undefined;
+console.log(
+  matmul
+    ? `onnxruntime MatMul ${MM}³: ${sane('MatMul gflops', matmul).toFixed(1)} GFLOP/s (median of ${rounds} rounds)`
+    : 'onnxruntime-node not found: no MatMul yardstick',
+);
+const rows = [];
+function report(label, B, T, secs) {
+  const s = median(secs);
+  const fl = f(T);
   const tps = (B * T) / s;
   const row = {
-    backend: `${backend.name} (${backend.device})`,
+    backend: label,
     batch: `${B}×${T}`,
     secondsPerStep: s,
     tokensPerSecond: tps,
-    studentGflops: (tps * f.train) / 1e9,
-    stepGflops: (tps * (f.train + f.forward)) / 1e9,
+    studentGflops: (tps * fl.train) / 1e9,
+    stepGflops: (tps * (fl.train + fl.forward)) / 1e9,
+    samples: secs,
   };
   for (const k of ['secondsPerStep', 'tokensPerSecond', 'studentGflops', 'stepGflops'])
-    sane(`${name} ${k}`, row[k]);
+    sane(`${label} ${k}`, row[k]);
   rows.push(row);
   console.log(
-    `${row.backend}: ${row.batch} tokens/step, ${s.toFixed(2)} s/step, ${tps.toFixed(1)} tokens/s, ` +
+    `${row.backend}: ${row.batch} tokens/step, ${s.toFixed(2)} s/step (rounds ${secs.map((x) => x.toFixed(2)).join(', ')}), ${tps.toFixed(1)} tokens/s, ` +
       `${row.studentGflops.toFixed(2)} GFLOP/s (student 6·P + attention), ${row.stepGflops.toFixed(2)} GFLOP/s (with the teacher forward)` +
-      (matmul ? `; ${((100 * row.stepGflops) / matmul).toFixed(0)}% of the ${MM}³ MatMul` : ''),
+      (matmul
+        ? `; ${((100 * row.studentGflops) / matmul).toFixed(0)}% (student) / ${((100 * row.stepGflops) / matmul).toFixed(0)}% (whole step) of the ${MM}³ MatMul`
+        : ''),
   );
-  teacher.release();
-  student.release();
-  await backend.close?.();
+  return row;
 }
-console.log(
-  JSON.stringify({ matmul2048: matmul ?? null, flopsPerToken: trainingFlops(config, 256), rows }, null, 2),
-);
+for (const b of backends) {
+  if (!b.backend) {
+    rows.push({ backend: b.name, skipped: b.skipped });
+    continue;
+  }
+  report(`${b.backend.name} (${b.backend.device})`, b.B, b.T, samples[b.name]);
+  // student GFLOP/s per round against the MatMul of the same round
+  if (matmul) {
+    const fl = f(b.T).train;
+    const gf = samples[b.name].map((s) => (((b.B * b.T) / s) * fl) / 1e9);
+    bench.ratio(`${b.name} student GFLOP/s / ${MM}³ MatMul`, gf, samples.matmul, {
+      ...(b.name === 'onnxruntime' ? { min: 0.35 } : {}),
+    });
+  }
+  await b.backend.close?.();
+}
+let torchInfo = { skipped: torch.missing ?? 'no backend to compare' };
+if (samples.torch?.length) {
+  const secs = samples.torch.map((x) => x.seconds);
+  const t = samples.torch[0];
+  torchInfo = { torch: t.torch, threads: t.threads, blas: t.blas, python: torch.python };
+  report(`pytorch ${t.torch} eager (${t.threads} threads)`, main.B, main.T, secs);
+  // tokens/s ratio = inverse ratio of step seconds, per round
+  bench.ratio(`${main.name} tokens/s / PyTorch eager tokens/s`, secs, samples[main.name], {
+    note: 'PyTorch step seconds / this step seconds',
+    ...(main.name === 'onnxruntime' ? { min: 1.5 } : {}),
+  });
+} else console.log(`pytorch: skipped (${torchInfo.skipped})`);
+bench.finish({
+  matmul2048: matmul ?? null,
+  matmulSamples: samples.matmul ?? [],
+  flopsPerToken: trainingFlops(config, 256),
+  pytorch: torchInfo,
+  rows,
+});

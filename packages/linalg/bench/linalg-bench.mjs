@@ -10,7 +10,11 @@
 // after one warm-up at a small size (the machines this runs on are shared; see the load average).
 import { spawnSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
-import { sane, smoke } from '../../../scripts/bench-kit.mjs';
+import { sane, smoke, startBench } from '../../../scripts/bench-kit.mjs';
+
+// load before/after, the verdict and the JSON record (scripts/bench-kit.mjs)
+const bench = startBench('linalg');
+
 import * as linalg from '../dist/index.js';
 
 const json = process.argv.includes('--json');
@@ -194,3 +198,4 @@ lines.push(
 );
 if (json) console.log(JSON.stringify(results, null, 2));
 else console.log(lines.join('\n'));
+bench.finish(results, json ? { log: console.error } : {});

@@ -3,8 +3,10 @@
 // to --params 0.5 of its parameters (magnitude importance: no data needed; the largest shape within the
 // budget with widths a multiple of 64, no search, no distillation). Both models then score the same ids
 // (batch × seqLen: hidden states, logits, per-token cross-entropy, as perplexity() does) on the default backend
-// (onnxruntime when installed, else js; LINEAGE_BENCH_BACKEND overrides), alternately, several rounds; each
-// model's best round counts, and the ratio is measured in one run, so machine load hits both alike.
+// (onnxruntime when installed, else js; LINEAGE_BENCH_BACKEND overrides), alternately, ≥ 3 rounds
+// (LINEAGE_BENCH_ROUNDS, default 5); each model's median round counts and the speedups are ratios of medians
+// measured in one run; the load before/after decides whether they are quotable (scripts/bench-kit.mjs, JSON
+// to --json <file> or bench-results/).
 //
 // Run after `pnpm build`: pnpm --filter @lineage/prune bench
 // --smoke (or LINEAGE_BENCH_SMOKE=1): a tiny synthetic model, one short round; fails unless every figure is
@@ -22,7 +24,7 @@ import {
   Ops,
   saveModel,
 } from '@lineage/core';
-import { benchShape, sane, smoke } from '../../../scripts/bench-kit.mjs';
+import { benchRounds, benchShape, median, sane, smoke, startBench } from '../../../scripts/bench-kit.mjs';
 import { formatShape, minitron } from '../dist/index.js';
 
 const name = process.env.LINEAGE_BENCH_BACKEND;
@@ -32,7 +34,8 @@ if (name !== 'js') {
   } catch {}
 }
 const backend = await getBackend(name);
-const ROUNDS = smoke ? 1 : 5;
+const bench = startBench('prune-speed');
+const ROUNDS = benchRounds(5);
 const SECONDS = smoke ? 0.05 : 3; // minimum timed seconds per model per round
 const B = smoke ? 1 : 4;
 const T = smoke ? 16 : 256;
@@ -94,8 +97,7 @@ try {
     rates.pruned.push(await tokensPerSecond(reloaded, ids));
     rates.balanced.push(await tokensPerSecond(balanced, ids));
   }
-  // the best round of each: the least disturbed by other jobs on a shared machine
-  const best = (xs) => Math.max(...xs);
+  const best = median; // the median round of each (scripts/bench-kit.mjs)
   const result = {
     backend: `${backend.name} (${backend.device})`,
     shape: { parent: formatShape(parent.config), pruned: formatShape(reloaded.config) },
@@ -110,8 +112,8 @@ try {
       pruned: best(rates.pruned),
       balanced: best(rates.balanced),
     },
-    speedup: best(rates.pruned) / best(rates.parent),
-    balancedSpeedup: best(rates.balanced) / best(rates.parent),
+    speedup: bench.ratio('pruned tokens/s / parent tokens/s', rates.pruned, rates.parent),
+    balancedSpeedup: bench.ratio('balanced tokens/s / parent tokens/s', rates.balanced, rates.parent),
     rounds: rates,
     pruneSeconds,
   };
@@ -133,7 +135,7 @@ try {
   console.log(
     `balanced --shape ${result.balanced.shape} (${result.balanced.params} params, ${((100 * result.balanced.params) / result.params.parent).toFixed(1)}%): ${result.tokensPerSecond.balanced.toFixed(1)} tokens/s, speedup ×${result.balancedSpeedup.toFixed(2)}`,
   );
-  console.log(JSON.stringify(result));
+  bench.finish(result);
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

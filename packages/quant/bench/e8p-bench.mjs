@@ -19,7 +19,11 @@ import {
   splitDocuments,
 } from '@lineage/core';
 import { gaussian64 } from '@lineage/linalg';
-import { sane, smoke } from '../../../scripts/bench-kit.mjs';
+import { sane, smoke, startBench } from '../../../scripts/bench-kit.mjs';
+
+// load before/after, the verdict and the JSON record (scripts/bench-kit.mjs)
+const bench = startBench('quant-e8p');
+
 import {
   dequantize,
   e8pBytes,
@@ -116,3 +120,4 @@ for (const hadamard of hadamards)
       `${codebook === 'e8p' ? 'E8P12' : 'scalar 2-bit'} LDLQ${hadamard ? ' + Hadamard' : ', no Hadamard'}, row scales: ${sane('bits', (bytes * 8) / weights).toFixed(3)} bits/param, held-out ppl ${sane('ppl', await ppl(m)).toFixed(4)}`,
     );
   }
+bench.finish({});

@@ -8,6 +8,10 @@
 // forward, and the forward's tokens/s over batch × seq tokens. Variants: dense; 2-bit dequantized per forward
 // (the default); 2-bit with the dequantized weights cached (to see whether caching pays).
 //
+// The three variants alternate for ≥ 3 rounds (LINEAGE_BENCH_ROUNDS), each round a fresh child per variant;
+// figures are medians, speed ratios are ratios of medians of this run, and the load before/after decides
+// whether they are quotable (scripts/bench-kit.mjs; JSON to --json <file> or bench-results/).
+//
 // Run after `pnpm build`: node packages/quant/bench/memory-bench.mjs   (--smoke: a tiny model, one rep)
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -15,7 +19,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initModel, JsBackend, llamaConfig, loadModel, Ops, saveModel } from '@lineage/core';
-import { benchShape, sane, smoke } from '../../../scripts/bench-kit.mjs';
+import {
+  alternate,
+  benchRounds,
+  benchShape,
+  field,
+  median,
+  sane,
+  smoke,
+  startBench,
+} from '../../../scripts/bench-kit.mjs';
 import { QuantizedLinear, quantizeModel } from '../dist/index.js';
 
 const B = 1;
@@ -54,6 +67,7 @@ if (process.argv[2] === '--child') {
   process.exit(0);
 }
 
+const bench = startBench('quant-memory');
 const dir = mkdtempSync(join(tmpdir(), 'lineage-quant-bench-'));
 try {
   const cfg = llamaConfig(benchShape);
@@ -71,11 +85,24 @@ try {
         .split('\n')
         .pop(),
     );
-  const rows = [
-    ['dense f32', measure(join(dir, 'dense'))],
-    ['2-bit, dequantized per forward', measure(join(dir, 'q2'))],
-    ['2-bit, dequantized weights cached', measure(join(dir, 'q2'), 'cache')],
-  ];
+  const samples = await alternate(benchRounds(), {
+    'dense f32': () => measure(join(dir, 'dense')),
+    '2-bit, dequantized per forward': () => measure(join(dir, 'q2')),
+    '2-bit, dequantized weights cached': () => measure(join(dir, 'q2'), 'cache'),
+  });
+  const rows = Object.entries(samples).map(([label, xs]) => [
+    label,
+    {
+      ...xs[0],
+      tokensPerSecond: median(field(xs, 'tokensPerSecond')),
+      residentBytes: median(field(xs, 'residentBytes')),
+      samples: xs,
+    },
+  ]);
+  const denseRate = field(samples['dense f32'], 'tokensPerSecond');
+  for (const [label, xs] of Object.entries(samples))
+    if (label !== 'dense f32')
+      bench.ratio(`${label} tokens/s / dense tokens/s`, field(xs, 'tokensPerSecond'), denseRate);
   console.log(
     `shape: dim ${benchShape.dim}, ${benchShape.layers} layers, hidden ${benchShape.hidden}, vocab ${benchShape.vocab}; forward of ${B} × ${T} tokens, js backend; RTN 2-bit quantization took ${quantizeSeconds.toFixed(1)} s`,
   );
@@ -86,6 +113,7 @@ try {
       `${label}: ${r.tokensPerSecond.toFixed(0)} tokens/s, resident ${(r.residentBytes / 2 ** 20).toFixed(1)} MiB (stored ${(r.storedBytes / 2 ** 20).toFixed(1)} MiB, of which decoder linears ${(r.decoderBytes / 2 ** 20).toFixed(2)} MiB)`,
     );
   }
+  bench.finish({ batch: B, seqLen: T, quantizeSeconds, rows: Object.fromEntries(rows) });
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

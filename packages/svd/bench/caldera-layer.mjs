@@ -9,7 +9,11 @@
 //   [--outer-iters 20] [--lplr-iters 5]
 // Llama-7B's q_proj shape is the default; --smoke: 128×128, rank 8, 2 × 2 iterations.
 import { parseArgs } from 'node:util';
-import { sane, smoke } from '../../../scripts/bench-kit.mjs';
+import { sane, smoke, startBench } from '../../../scripts/bench-kit.mjs';
+
+// load before/after, the verdict and the JSON record (scripts/bench-kit.mjs)
+const bench = startBench('caldera-layer');
+
 import { calderaLayer } from '../dist/index.js';
 
 const { values: a } = parseArgs({
@@ -89,4 +93,4 @@ const result = {
   lrStepSeconds: stepSeconds.filter((_, i) => i % 2 === 0),
   qStepSeconds: stepSeconds.filter((_, i) => i % 2 === 1),
 };
-console.log(JSON.stringify(result));
+bench.finish(result);
