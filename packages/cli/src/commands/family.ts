@@ -1,4 +1,4 @@
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import {
   type Backend,
   buildFamily,
@@ -31,6 +31,7 @@ import {
   memberDirs,
   methodValues,
   prepare,
+  runDirOf,
 } from './compress.js';
 import { familyRun } from './family-run.js';
 import { onInterrupt } from './interrupt.js';
@@ -158,7 +159,7 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
           .map((m) => m.name)
           .join(', ')})`,
       );
-    checkOut(o);
+    checkOut(modelArg, o, [{ path: o.evalData, what: '--eval-data' }]);
     if (o.evalData && o.holdout) throw new LineageError('give either --eval-data or --holdout, not both');
     if (!o.evalData && !o.data?.length)
       throw new LineageError(
@@ -170,7 +171,7 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
     if (o.holdout && !o.docSeparator) throw new LineageError('--holdout needs --doc-separator');
     const options = methodValues(d, o, familySchema(d));
     const method = d.family.create(options, { sizes: o.schedule, recoverTokens });
-    const run = await familyRun(resolve(o.runDir ?? `${resolve(o.out)}.run`), {
+    const run = await familyRun(runDirOf(o), {
       resume: o.resume ?? false,
       settings: {
         model: modelArg ?? null,
