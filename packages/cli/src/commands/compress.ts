@@ -46,6 +46,7 @@ import {
   parseFloatArg,
   parseIntArg,
   parseLr,
+  requireContext,
 } from './common.js';
 import { type Interrupt, onInterrupt } from './interrupt.js';
 import { parseTokens } from './train.js';
@@ -252,6 +253,8 @@ export async function prepare(
   checkNoOverlap(o.out, [tokenizerInput(model)]);
   checkNoOverlap(o.runDir ?? `${o.out}.run`, [tokenizerInput(model)], '--run-dir');
   model.provenance = { ...(model.provenance ?? {}), source: path };
+  // recovery and the family's held-out table train and evaluate on sequences
+  if (o.data?.length || holdout) requireContext(model, path);
   const stats = o.stats ? await loadStats(o.stats, model) : undefined;
   const backend = await selectBackend(o);
   const progress = createProgress();

@@ -4,7 +4,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { describeBackend, selectBackend } from '../backend.js';
 import { log } from '../output.js';
 import { checkNoOverlap, tokenizerInput } from '../output-policy.js';
-import { parseFloatArg } from './common.js';
+import { parseFloatArg, requireContext } from './common.js';
 import { addTrainingOptions, finishRun, prepareRun, type TrainingFlags } from './train.js';
 
 interface DistillFlags extends TrainingFlags {
@@ -90,6 +90,8 @@ export function distillCommand(program: Command): void {
         ...(o.teacherTokenizer ? { tokenizer: o.teacherTokenizer } : {}),
       });
       const { model: student } = await loadModel(o.student, { tokenizer: o.tokenizer });
+      requireContext(teacher, o.teacher);
+      requireContext(student, o.student);
       const tokenizers = [tokenizerInput(teacher, "the teacher's tokenizer"), tokenizerInput(student)];
       checkNoOverlap(o.out, tokenizers);
       checkNoOverlap(o.runDir ?? `${o.out}.run`, tokenizers, '--run-dir');

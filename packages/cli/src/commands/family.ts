@@ -19,7 +19,7 @@ import {
 import { type SamplerState, type TrainResult, withRecover } from '@lineage/distill';
 import { type Command, InvalidArgumentError } from 'commander';
 import { formatBytes, formatCount, log, printJson, table } from '../output.js';
-import { parseIntArg } from './common.js';
+import { parseIntArg, requireContext } from './common.js';
 import {
   addCompressionOptions,
   addMethodFlags,
@@ -196,6 +196,7 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
         ? { docs: o.holdout, separator: o.docSeparator! }
         : { fraction: DEFAULT_HOLDOUT };
     const p = await prepare(modelArg, o, holdout);
+    requireContext(p.model, p.path);
     let held = p.heldOut;
     if (o.evalData) {
       const text = await readTextFile(o.evalData);

@@ -21,6 +21,7 @@ import {
   parseFloatArg,
   parseIntArg,
   parseLr,
+  requireContext,
 } from './common.js';
 import { type Interrupt, onInterrupt } from './interrupt.js';
 
@@ -382,6 +383,7 @@ export function trainCommand(program: Command): void {
     ]);
     try {
       const { model } = await loadModel(path, { tokenizer: o.tokenizer });
+      requireContext(model, path);
       checkNoOverlap(o.out, [tokenizerInput(model)]);
       checkNoOverlap(o.runDir ?? `${o.out}.run`, [tokenizerInput(model)], '--run-dir');
       const backend = await selectBackend(o);
