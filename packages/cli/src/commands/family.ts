@@ -171,6 +171,23 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
     if (o.holdout && !o.docSeparator) throw new LineageError('--holdout needs --doc-separator');
     const options = methodValues(d, o, familySchema(d));
     const method = d.family.create(options, { sizes: o.schedule, recoverTokens });
+    const holdout: HoldoutSpec | undefined = o.evalData
+      ? undefined
+      : o.holdout
+        ? { docs: o.holdout, separator: o.docSeparator! }
+        : { fraction: DEFAULT_HOLDOUT };
+    const p = await prepare(modelArg, o, holdout);
+    requireContext(p.model, p.path);
+    let held = p.heldOut;
+    if (o.evalData) {
+      const text = await readTextFile(o.evalData);
+      held = {
+        text,
+        name: o.evalData,
+        ...(o.docSeparator && text.includes(o.docSeparator) ? { separator: o.docSeparator } : {}),
+      };
+    }
+    // the run directory once the model and data are known good: a refused run leaves nothing behind
     const run = await familyRun(runDirOf(o), {
       resume: o.resume ?? false,
       settings: {
@@ -190,22 +207,6 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
         earlyStop: o.earlyStop !== false,
       },
     });
-    const holdout: HoldoutSpec | undefined = o.evalData
-      ? undefined
-      : o.holdout
-        ? { docs: o.holdout, separator: o.docSeparator! }
-        : { fraction: DEFAULT_HOLDOUT };
-    const p = await prepare(modelArg, o, holdout);
-    requireContext(p.model, p.path);
-    let held = p.heldOut;
-    if (o.evalData) {
-      const text = await readTextFile(o.evalData);
-      held = {
-        text,
-        name: o.evalData,
-        ...(o.docSeparator && text.includes(o.docSeparator) ? { separator: o.docSeparator } : {}),
-      };
-    }
     const t0 = performance.now();
     const family = await buildMembers(method, p, run);
     const seconds = (performance.now() - t0) / 1000;

@@ -1,0 +1,168 @@
+/*
+ * The corpus of bad inputs (bad-inputs.cases.ts) through the built CLI. Every case must: exit 1; print
+ * exactly one error line (besides the informational backend:/model:/data: lines) that names the file (or
+ * option) at fault; print no stack trace and no "internal error"; write nothing; leave every input
+ * byte-identical; finish within 30 s. Cases run two at a time (each is a fresh node process).
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Case, cases, type Fixtures, makeFixtures, mutantCases } from './bad-inputs.cases.js';
+import { BIN, tempDir } from './test-support.js';
+
+const CASE_LIMIT_MS = 30_000;
+const root = tempDir('lineage-bad-inputs-');
+const mounts = { tiny: join(root, 'tiny'), readOnly: join(root, 'read-only') };
+
+/** Mounts a 64 KiB tmpfs and a read-only one (root only; elsewhere the cases that need them are skipped). */
+function tryMount(): boolean {
+  if (process.platform !== 'linux' || process.getuid?.() !== 0) return false;
+  try {
+    mkdirSync(mounts.tiny);
+    mkdirSync(mounts.readOnly);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mounts.tiny], { stdio: 'pipe' });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs', mounts.readOnly], { stdio: 'pipe' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function unmount(): void {
+  for (const m of [mounts.tiny, mounts.readOnly]) {
+    try {
+      execFileSync('umount', [m], { stdio: 'pipe' });
+    } catch {
+      /* not mounted */
+    }
+  }
+}
+
+/** Path → sha256 of every file under `dir` (the fixtures: the inputs of every case). */
+function hashTree(dir: string, out = new Map<string, string>()): Map<string, string> {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (p === mounts.tiny || p === mounts.readOnly) continue;
+    if (e.isDirectory()) hashTree(p, out);
+    else out.set(p, createHash('sha256').update(readFileSync(p)).digest('hex'));
+  }
+  return out;
+}
+
+/** Every entry under `dir`, recursively (what a case left behind). */
+function listTree(dir: string): string[] {
+  return readdirSync(dir, { recursive: true }).map(String).sort();
+}
+
+interface Outcome {
+  out: string;
+  code: number | null;
+  stderr: string;
+  ms: number;
+  killed: boolean;
+  /** Entries the case left in its output directory and in the fixtures. */
+  leftOut: string[];
+  leftFixtures: string[];
+  changedInputs: string[];
+}
+
+function runCase(
+  c: Case,
+  f: Fixtures,
+  out: string,
+): Promise<Omit<Outcome, 'out' | 'leftOut' | 'leftFixtures' | 'changedInputs'>> {
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    execFile(
+      'node',
+      [BIN, ...c.argv(f, out)],
+      { cwd: out, timeout: CASE_LIMIT_MS, killSignal: 'SIGKILL', maxBuffer: 16 << 20 },
+      (err, _stdout, stderr) => {
+        const e = err as (Error & { code?: number; killed?: boolean }) | null;
+        resolve({
+          code: e ? (typeof e.code === 'number' ? e.code : null) : 0,
+          stderr,
+          ms: performance.now() - t0,
+          killed: e?.killed ?? false,
+        });
+      },
+    );
+  });
+}
+
+const outcomes = new Map<string, Outcome>();
+let fixtures: Fixtures;
+let all: Case[] = [];
+let mounted = false;
+
+beforeAll(async () => {
+  mounted = tryMount();
+  const dir = join(root, 'fixtures');
+  mkdirSync(dir);
+  fixtures = await makeFixtures(dir, mounts);
+  all = [...cases, ...mutantCases(fixtures)].filter((c) => mounted || !c.needsMount);
+  const baseline = hashTree(dir);
+  const baselineEntries = listTree(dir);
+  let next = 0;
+  const worker = async () => {
+    while (next < all.length) {
+      const i = next++;
+      const c = all[i]!;
+      const out = join(root, 'out', String(i));
+      mkdirSync(out, { recursive: true });
+      const r = await runCase(c, fixtures, out);
+      const now = hashTree(dir);
+      outcomes.set(c.name, {
+        ...r,
+        out,
+        leftOut: listTree(out),
+        leftFixtures: listTree(dir).filter((p) => !baselineEntries.includes(p)),
+        changedInputs: [...baseline].filter(([p, h]) => now.get(p) !== h).map(([p]) => p),
+      });
+    }
+  };
+  await Promise.all([worker(), worker()]);
+}, 600_000);
+
+afterAll(unmount);
+
+/** Informational lines: the backend, and calibrate's per-layer progress before a failing write. */
+const INFO = /^(teacher )?backend:|^model:|^data:|^layer \d+ of \d+: |^[\d.]+ s, \d+ tokens\/s$/;
+
+describe('bad inputs and misuse: one line naming the file, exit 1, nothing written, inputs unchanged', () => {
+  it('the corpus is large enough and every case ran', () => {
+    expect(all.length).toBeGreaterThanOrEqual(mounted ? 80 : 74);
+    expect(outcomes.size).toBe(all.length);
+  });
+
+  // the case list is known only once the fixtures exist: one test per static case, then the mutants
+  const check = (c: Case) => {
+    const r = outcomes.get(c.name);
+    if (!r) return; // a mount case where mounting is not allowed
+    const out = r.out;
+    const lines = r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => l && !INFO.test(l));
+    const shown = `${c.name}\n${r.stderr}`;
+    expect(r.killed, `${shown}: still running after ${CASE_LIMIT_MS} ms`).toBe(false);
+    expect(r.code, shown).toBe(1);
+    expect(lines, shown).toHaveLength(1);
+    expect(lines[0], shown).toMatch(/^lineage: /);
+    expect(lines[0], shown).not.toMatch(/internal error|\n\s+at /);
+    expect(lines[0], shown).toContain(c.names(fixtures, out));
+    if (c.notSaying) expect(lines[0], shown).not.toMatch(c.notSaying);
+    expect(r.leftOut, `${c.name}: wrote into its output directory`).toEqual([]);
+    expect(r.leftFixtures, `${c.name}: wrote beside the inputs`).toEqual([]);
+    expect(r.changedInputs, `${c.name}: changed an input`).toEqual([]);
+  };
+  for (const c of cases) it.skipIf(c.needsMount && process.getuid?.() !== 0)(c.name, () => check(c));
+  it('fast-check mutants: truncated checkpoints and safetensors, invalid config.json fields, broken tokenizer.json', () => {
+    for (const c of mutantCases(fixtures)) check(c);
+  });
+  it('the fixtures exist (sanity)', () => {
+    expect(statSync(fixtures.stats).size).toBeGreaterThan(0);
+  });
+});
