@@ -27,6 +27,8 @@ export interface OutputSpec {
   inputs: readonly Input[];
   /** The option naming it, for messages (default --out). */
   flag?: string;
+  /** What a file output is, for messages (default 'the file'). */
+  noun?: string;
 }
 
 /** The kind of a model output: a llama2.c `.bin` file, else a Hugging Face directory. */
@@ -119,7 +121,7 @@ export function checkOutput(spec: OutputSpec): void {
   if (!st) return;
   if (spec.kind === 'file') {
     if (st.isDirectory())
-      throw new LineageError(`is a directory; ${flag} names the file to write`, spec.path);
+      throw new LineageError(`is a directory; ${flag} names ${spec.noun ?? 'the file'} to write`, spec.path);
     if (!spec.force) throw new LineageError('output exists (pass --force to replace it)', spec.path);
     if (!st.isFile()) throw new LineageError('exists and is not a regular file: not replaced', spec.path);
     return;

@@ -90,7 +90,7 @@ export function calibrateCommand(program: Command): void {
       { path: o.tokenizer, what: 'the tokenizer' },
       { path: o.data, what: '--data' },
     ];
-    checkOutput({ path: o.out, kind: 'file', force: o.force, inputs });
+    checkOutput({ path: o.out, kind: 'file', force: o.force, inputs, noun: 'the statistics file' });
     const dataset = await loadDataset(o.data, {
       field: o.field ?? 'text',
       ...(o.docSeparator ? { separator: o.docSeparator } : {}),
