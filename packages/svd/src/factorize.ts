@@ -46,7 +46,10 @@ export function whiteningOf(hessian: Float64Array, n: number, where: string, fil
   for (let i = 0; i < n; i++) meanDiag += hessian[i * n + i]!;
   meanDiag /= n;
   if (meanDiag === 0)
-    throw new LineageError(`the Gram of '${where}' is empty (all zero: no calibration tokens reached it?)`, file);
+    throw new LineageError(
+      `the Gram of '${where}' is empty (all zero: no calibration tokens reached it?)`,
+      file,
+    );
   const negative = Array.from({ length: n }, (_, i) => i).find((i) => hessian[i * n + i]! < 0);
   if (negative !== undefined)
     throw new LineageError(
