@@ -823,25 +823,25 @@ export const cases: Case[] = [
 /** Cases drawn by fast-check over the fixtures' mutants (built once the fixtures exist). */
 export function mutantCases(f: Fixtures): Case[] {
   return [
-    ...f.truncatedBins.map((p, i) => ({
+    ...f.truncatedBins.map((_, i) => ({
       name: `inspect a checkpoint cut at random (${i})`,
-      argv: () => ['inspect', p],
-      names: () => p,
+      argv: (g: Fixtures) => ['inspect', g.truncatedBins[i]!],
+      names: (g: Fixtures) => g.truncatedBins[i]!,
     })),
-    ...f.truncatedHf.map((d, i) => ({
+    ...f.truncatedHf.map((_, i) => ({
       name: `eval model.safetensors cut at random (${i})`,
-      argv: () => ['eval', d, '--data', f.dev, '--limit', '2'],
-      names: () => d,
+      argv: (g: Fixtures) => ['eval', g.truncatedHf[i]!, '--data', g.dev, '--limit', '2'],
+      names: (g: Fixtures) => g.truncatedHf[i]!,
     })),
     ...f.configMutants.map((d, i) => ({
       name: `inspect config.json with an invalid field (${i}: ${mutation(d)})`,
-      argv: () => ['inspect', d],
-      names: () => d,
+      argv: (g: Fixtures) => ['inspect', g.configMutants[i]!],
+      names: (g: Fixtures) => g.configMutants[i]!,
     })),
-    ...f.tokenizerMutants.map((d, i) => ({
+    ...f.tokenizerMutants.map((_, i) => ({
       name: `generate with a broken tokenizer.json (${i})`,
-      argv: () => ['generate', d, '--prompt', 'hi', '--max-tokens', '2'],
-      names: () => join(d, 'tokenizer.json'),
+      argv: (g: Fixtures) => ['generate', g.tokenizerMutants[i]!, '--prompt', 'hi', '--max-tokens', '2'],
+      names: (g: Fixtures) => join(g.tokenizerMutants[i]!, 'tokenizer.json'),
     })),
   ];
 }

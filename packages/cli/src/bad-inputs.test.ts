@@ -6,13 +6,15 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, linkSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Case, cases, type Fixtures, makeFixtures, mutantCases } from './bad-inputs.cases.js';
 import { BIN, tempDir } from './test-support.js';
 
 const CASE_LIMIT_MS = 30_000;
+/** The CLI under test: this package's build, or another (LINEAGE_BIN=…/dist/bin.js) to compare builds. */
+const CLI = process.env.LINEAGE_BIN ?? BIN;
 const root = tempDir('lineage-bad-inputs-');
 const mounts = { tiny: join(root, 'tiny'), readOnly: join(root, 'read-only') };
 
@@ -41,23 +43,63 @@ function unmount(): void {
 }
 
 /** Path → sha256 of every file under `dir` (the fixtures: the inputs of every case). */
-function hashTree(dir: string, out = new Map<string, string>()): Map<string, string> {
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
+function hashTree(dir: string, base = dir, out = new Map<string, string>()): Map<string, string> {
+  // a build that destroys its inputs may remove files while this walks: those count as changed
+  for (const e of tryOr(() => readdirSync(dir, { withFileTypes: true }), [])) {
     const p = join(dir, e.name);
-    if (p === mounts.tiny || p === mounts.readOnly) continue;
-    if (e.isDirectory()) hashTree(p, out);
-    else out.set(p, createHash('sha256').update(readFileSync(p)).digest('hex'));
+    if (e.isDirectory()) hashTree(p, base, out);
+    else
+      out.set(
+        relative(base, p),
+        tryOr(() => createHash('sha256').update(readFileSync(p)).digest('hex'), 'unreadable'),
+      );
   }
   return out;
 }
 
+/**
+ * Each case gets its own copy of the fixtures (hard links: cheap, and every writer replaces files by
+ * renaming, so a case that destroys an input destroys only its own copy and cannot spoil the next case).
+ */
+function linkTree(src: string, dst: string): void {
+  mkdirSync(dst, { recursive: true });
+  for (const e of readdirSync(src, { withFileTypes: true })) {
+    const from = join(src, e.name);
+    const to = join(dst, e.name);
+    if (e.isDirectory()) linkTree(from, to);
+    else
+      try {
+        linkSync(from, to);
+      } catch {
+        copyFileSync(from, to);
+      }
+  }
+}
+
+/** The fixtures with every path moved from `from` to `to`. */
+function rebase<T>(value: T, from: string, to: string): T {
+  if (typeof value === 'string') return (value.startsWith(from) ? to + value.slice(from.length) : value) as T;
+  if (Array.isArray(value)) return value.map((v) => rebase(v, from, to)) as T;
+  return Object.fromEntries(Object.entries(value as object).map(([k, v]) => [k, rebase(v, from, to)])) as T;
+}
+
+function tryOr<T>(f: () => T, otherwise: T): T {
+  try {
+    return f();
+  } catch {
+    return otherwise;
+  }
+}
+
 /** Every entry under `dir`, recursively (what a case left behind). */
 function listTree(dir: string): string[] {
-  return readdirSync(dir, { recursive: true }).map(String).sort();
+  return tryOr(() => readdirSync(dir, { recursive: true }).map(String).sort(), []);
 }
 
 interface Outcome {
   out: string;
+  /** The case's own copy of the fixtures. */
+  fx: Fixtures;
   code: number | null;
   stderr: string;
   ms: number;
@@ -72,12 +114,12 @@ function runCase(
   c: Case,
   f: Fixtures,
   out: string,
-): Promise<Omit<Outcome, 'out' | 'leftOut' | 'leftFixtures' | 'changedInputs'>> {
+): Promise<Omit<Outcome, 'out' | 'fx' | 'leftOut' | 'leftFixtures' | 'changedInputs'>> {
   const t0 = performance.now();
   return new Promise((resolve) => {
     execFile(
       'node',
-      [BIN, ...c.argv(f, out)],
+      [CLI, ...c.argv(f, out)],
       { cwd: out, timeout: CASE_LIMIT_MS, killSignal: 'SIGKILL', maxBuffer: 16 << 20 },
       (err, _stdout, stderr) => {
         const e = err as (Error & { code?: number; killed?: boolean }) | null;
@@ -112,13 +154,17 @@ beforeAll(async () => {
       const c = all[i]!;
       const out = join(root, 'out', String(i));
       mkdirSync(out, { recursive: true });
-      const r = await runCase(c, fixtures, out);
-      const now = hashTree(dir);
+      const fxDir = join(root, 'fx', String(i));
+      linkTree(dir, fxDir);
+      const fx = rebase(fixtures, dir, fxDir);
+      const r = await runCase(c, fx, out);
+      const now = hashTree(fxDir);
       outcomes.set(c.name, {
         ...r,
         out,
+        fx,
         leftOut: listTree(out),
-        leftFixtures: listTree(dir).filter((p) => !baselineEntries.includes(p)),
+        leftFixtures: listTree(fxDir).filter((p) => !baselineEntries.includes(p)),
         changedInputs: [...baseline].filter(([p, h]) => now.get(p) !== h).map(([p]) => p),
       });
     }
@@ -152,7 +198,7 @@ describe('bad inputs and misuse: one line naming the file, exit 1, nothing writt
     expect(lines, shown).toHaveLength(1);
     expect(lines[0], shown).toMatch(/^lineage: /);
     expect(lines[0], shown).not.toMatch(/internal error|\n\s+at /);
-    expect(lines[0], shown).toContain(c.names(fixtures, out));
+    expect(lines[0], shown).toContain(c.names(r.fx, out));
     if (c.notSaying) expect(lines[0], shown).not.toMatch(c.notSaying);
     expect(r.leftOut, `${c.name}: wrote into its output directory`).toEqual([]);
     expect(r.leftFixtures, `${c.name}: wrote beside the inputs`).toEqual([]);
@@ -161,6 +207,11 @@ describe('bad inputs and misuse: one line naming the file, exit 1, nothing writt
   for (const c of cases) it.skipIf(c.needsMount && process.getuid?.() !== 0)(c.name, () => check(c));
   it('fast-check mutants: truncated checkpoints and safetensors, invalid config.json fields, broken tokenizer.json', () => {
     for (const c of mutantCases(fixtures)) check(c);
+  });
+  it.skipIf(process.getuid?.() !== 0)('nothing is left on the full or the read-only file system', () => {
+    if (!mounted) return;
+    expect(listTree(mounts.tiny)).toEqual([]);
+    expect(listTree(mounts.readOnly)).toEqual([]);
   });
   it('the fixtures exist (sanity)', () => {
     expect(statSync(fixtures.stats).size).toBeGreaterThan(0);

@@ -5,7 +5,7 @@
  * the write itself goes to a temporary sibling that is renamed into place (core's writeFileAtomic and
  * writeDirAtomic), so a failure leaves the old output, or none, never half a new one.
  */
-import { lstatSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { lstatSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { LineageError, type LlamaModel } from '@lineage/core';
 import { noteOutput, systemErrorReason } from './errors.js';
@@ -116,6 +116,7 @@ export function checkNoOverlap(out: string, inputs: readonly Input[], flag = '--
 export function checkOutput(spec: OutputSpec): void {
   const flag = spec.flag ?? '--out';
   noteOutput(spec.path);
+  guardOutput(spec.path);
   checkNoOverlap(spec.path, spec.inputs, flag);
   const st = statOrUndefined(spec.path);
   if (!st) return;
@@ -165,4 +166,41 @@ function isEmptyDir(path: string): boolean {
   } catch (e) {
     throw new LineageError(`cannot be read: ${systemErrorReason(e)}`, path);
   }
+}
+
+/** Hidden temporary siblings this process makes while writing `output` (core's atomic writes, calibrate's spool). */
+function tempSiblings(output: string): string[] {
+  const abs = resolve(output);
+  const mine = new RegExp(`^\\.${escapeRegExp(basename(abs))}\\.(?:tmp|spool)-${process.pid}-[0-9a-f]{8}$`);
+  try {
+    return readdirSync(dirname(abs))
+      .filter((n) => mine.test(n))
+      .map((n) => join(dirname(abs), n));
+  } catch {
+    return [];
+  }
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+const guarded = new Set<string>();
+
+/**
+ * Ctrl-C (or any exit) while `output` is being written leaves no half-written temporary beside it: on exit the
+ * process's own temporaries are removed (never the output, nor an old copy moved aside). A Ctrl-C with no
+ * graceful handler of the command's own (train and recoveries checkpoint first) exits at once with 130.
+ */
+export function guardOutput(output: string): void {
+  if (!guarded.size) {
+    process.on('exit', () => {
+      for (const o of guarded) for (const t of tempSiblings(o)) rmSync(t, { recursive: true, force: true });
+    });
+    process.on('SIGINT', function quit() {
+      // another handler (interrupt.ts) stops gracefully with a checkpoint and exits itself
+      if (process.listeners('SIGINT').every((l) => l === quit)) process.exit(130);
+    });
+  }
+  guarded.add(output);
 }
