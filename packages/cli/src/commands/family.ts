@@ -33,7 +33,7 @@ import {
   prepare,
   runDirOf,
 } from './compress.js';
-import { familyRun } from './family-run.js';
+import { checkFamilyResumable, familyRun } from './family-run.js';
 import { onInterrupt } from './interrupt.js';
 import { parseTokens } from './train.js';
 
@@ -160,6 +160,7 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
           .join(', ')})`,
       );
     checkOut(modelArg, o, [{ path: o.evalData, what: '--eval-data' }]);
+    if (o.resume) checkFamilyResumable(runDirOf(o));
     if (o.evalData && o.holdout) throw new LineageError('give either --eval-data or --holdout, not both');
     if (!o.evalData && !o.data?.length)
       throw new LineageError(
