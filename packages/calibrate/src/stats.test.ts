@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import {
   type Backend,
   createJsBackend,
+  HostTensor,
   initModel,
   type LlamaModel,
   llamaConfig,
@@ -121,6 +122,53 @@ describe('statistics files', () => {
     const plain = join(tmp, 'plain.safetensors');
     await writeSafetensors(plain, []);
     await expect(loadStats(plain, model)).rejects.toThrow(/not a Lineage statistics file/);
+  });
+
+  it('a forged fingerprint, a non-finite Gram or a negative diagonal: one line naming the statistics file', async () => {
+    const out = join(tmp, 'small.safetensors');
+    const other = initModel(llamaConfig({ dim: 16, layers: 1, heads: 2, hidden: 32, vocab: 32 }), {
+      seed: 1,
+    });
+    await (
+      await computeStats(other, js, sampleFromSequences([[1, 2, 3, 4]]), { out, statistics: 'hessian' })
+    ).close();
+    // the statistics of `other` relabelled with `model`'s fingerprint: their recorded shape gives them away
+    const f = await SafetensorsFile.open(out);
+    const info = JSON.parse(f.metadata[STATS_METADATA_KEY]!);
+    const tensors = await Promise.all(f.names().map(async (n) => [n, await f.read(n)] as const));
+    await f.close();
+    const forged = join(tmp, 'forged.safetensors');
+    const write = (path: string, fp: string, edit?: (name: string, d: Float64Array) => void) =>
+      writeSafetensors(
+        path,
+        tensors.map(([n, t]) => {
+          const d = Float64Array.from(t.data as Float64Array);
+          edit?.(n, d);
+          return [n, new HostTensor('f64', t.shape, d)] as const;
+        }),
+        { format: 'pt', [STATS_METADATA_KEY]: JSON.stringify({ ...info, modelFingerprint: fp }) },
+      );
+    await write(forged, modelFingerprint(model));
+    await expect(loadStats(forged, model)).rejects.toThrow(
+      /^.*forged\.safetensors: statistics were computed for a model of another shape \(numLayers 1, this model has 5\)/,
+    );
+    const gram = 'model.layers.0.self_attn.q_proj.hessian';
+    for (const [name, value, why] of [
+      ['nan', Number.NaN, /is not finite \(entry \(0, 0\) is NaN\)/],
+      ['negative', -1, /is not positive semi-definite \(diagonal entry 0 is -1\)/],
+    ] as const) {
+      const path = join(tmp, `${name}.safetensors`);
+      await write(path, info.modelFingerprint, (n, d) => {
+        if (n === gram) d[0] = value;
+      });
+      const stats = await loadStats(path, other);
+      const e = await stats.hessian('model.layers.0.self_attn.q_proj').catch((x: Error) => x);
+      expect((e as Error).message).toMatch(
+        new RegExp(`${name}\\.safetensors: the Gram '${gram.replace(/\./g, '\\.')}'`),
+      );
+      expect((e as Error).message).toMatch(why);
+      await stats.close();
+    }
   });
 
   it('unknown statistic names are refused before any work', async () => {

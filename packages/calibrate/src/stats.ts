@@ -165,10 +165,43 @@ export class CalibrationStats {
     return t.data as Float64Array;
   }
 
-  /** H = Σ xᵀx of the layer's input, [in, in] row-major. */
+  /**
+   * H = Σ xᵀx of the layer's input, [in, in] row-major. Checked as it is read (a square of the layer's input
+   * width, finite, non-negative diagonal), so a corrupted file is named here rather than deep inside a method.
+   */
   async hessian(layer: string): Promise<Float64Array> {
     this.require('hessian');
-    return this.f64(statNames.hessian(this.inputName(layer)));
+    const input = this.inputName(layer);
+    const name = statNames.hessian(input);
+    const h = await this.f64(name);
+    const w = this.inputWidth(input);
+    const where = `the Gram '${name}'`;
+    if (h.length !== w * w)
+      throw new LineageError(
+        `${where} has ${h.length} entries, the layer's input needs ${w}×${w} (a damaged or forged statistics file?)`,
+        this.path,
+      );
+    const bad = h.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0)
+      throw new LineageError(
+        `${where} is not finite (entry (${Math.floor(bad / w)}, ${bad % w}) is ${h[bad]})`,
+        this.path,
+      );
+    for (let i = 0; i < w; i++)
+      if (h[i * w + i]! < 0)
+        throw new LineageError(
+          `${where} is not positive semi-definite (diagonal entry ${i} is ${h[i * w + i]}): not a Gram matrix`,
+          this.path,
+        );
+    return h;
+  }
+
+  /** The input width of a canonical input name (see inputName), from the model the statistics describe. */
+  private inputWidth(input: string): number {
+    const m = this.info.model;
+    if (input.endsWith('down_proj')) return m.intermediateSize;
+    if (input.endsWith('o_proj')) return m.numHeads * m.headDim;
+    return m.hiddenSize;
   }
 
   /** Mean of the layer's input, [in]. */
@@ -296,11 +329,31 @@ export async function loadStats(path: string, target: StatsTarget): Promise<Cali
         path,
       );
     }
+    if (!('fingerprint' in target)) checkShape(info, target, path);
     return new CalibrationStats(info, f);
   } catch (e) {
     await f.close();
     throw e;
   }
+}
+
+/** Statistics whose recorded shape is not the model's (a forged fingerprint cannot hide that). */
+function checkShape(info: StatsInfo, model: LlamaModel, path: string): void {
+  const c = model.config;
+  const have: Record<string, number> = {
+    numLayers: c.numLayers,
+    hiddenSize: c.hiddenSize,
+    intermediateSize: c.intermediateSize,
+    numHeads: c.numHeads,
+    headDim: c.headDim,
+  };
+  const recorded = (info.model ?? {}) as unknown as Record<string, unknown>;
+  for (const [k, v] of Object.entries(have))
+    if (recorded[k] !== v)
+      throw new LineageError(
+        `statistics were computed for a model of another shape (${k} ${String(recorded[k])}, this model has ${v}); recompute them with lineage calibrate`,
+        path,
+      );
 }
 
 function short(fp: string): string {

@@ -1,9 +1,10 @@
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadStats } from '@lineage/calibrate';
 import { loadModel } from '@lineage/core';
 import { describe, expect, it } from 'vitest';
-import { DEV, expectJson, lineage, MODEL, type Run, SEP, tempDir } from './test-support.js';
+import { BIN, DEV, expectJson, lineage, MODEL, type Run, SEP, tempDir } from './test-support.js';
 
 const tmp = tempDir('lineage-cli-calibrate-');
 
@@ -128,4 +129,36 @@ describe('lineage calibrate: bad input is one line, exit 1, and no output file',
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/is a directory; --out names the statistics file to write/);
   });
+});
+
+describe('lineage calibrate: Ctrl-C', () => {
+  it('exits 130 leaving no spool or temporary beside the output, and no output', async () => {
+    const dir = join(tmp, 'interrupted');
+    mkdirSync(dir);
+    const out = join(dir, 'stats.safetensors');
+    const args = [
+      'calibrate',
+      MODEL,
+      '--data',
+      DEV,
+      '--samples',
+      '64',
+      '--seq-len',
+      '256',
+      '--backend',
+      'js',
+    ];
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn('node', [BIN, ...args, '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr!.on('data', (d) => {
+        stderr += d;
+        // the spool exists once the first layer is done
+        if (/layer 1 of \d+/.test(stderr) && !child.killed) child.kill('SIGINT');
+      });
+      child.on('close', (code) => resolve({ code, stderr }));
+    });
+    expect(r.code, r.stderr).toBe(130);
+    expect(readdirSync(dir)).toEqual([]);
+  }, 120_000);
 });

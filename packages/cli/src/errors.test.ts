@@ -1,7 +1,7 @@
 import { LineageError } from '@lineage/core';
 import { RecoveryInterrupted } from '@lineage/distill';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { reportError } from './errors.js';
+import { noteOutput, reportError } from './errors.js';
 
 describe('exit codes', () => {
   afterEach(() => vi.restoreAllMocks());
@@ -15,5 +15,37 @@ describe('exit codes', () => {
     expect(lines[1]).toBe(
       'lineage: recovery 2 interrupted at step 40 of 97; checkpoint in /run/recover-2 (run again with resume to continue)\n',
     );
+  });
+});
+
+describe('errors of the environment', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  function sysError(code: string, props: Record<string, string>): NodeJS.ErrnoException {
+    return Object.assign(new Error(`${code}: something, ${props.syscall ?? ''}`), { code, ...props });
+  }
+
+  it('are one line naming the path and the reason in words, exit 1 (temp siblings named as their output)', () => {
+    const lines: string[] = [];
+    vi.spyOn(process.stderr, 'write').mockImplementation((s) => lines.push(String(s)) > 0);
+    expect(
+      reportError(sysError('EROFS', { syscall: 'mkdir', path: '/ro/.out.tmp-123-0a1b2c3d' }), false),
+    ).toBe(1);
+    expect(lines.pop()).toBe('lineage: /ro/out: read-only file system (mkdir)\n');
+    // a write through a file handle carries no path: the output being written is named
+    noteOutput('stats.st');
+    expect(reportError(sysError('ENOSPC', { syscall: 'write' }), false)).toBe(1);
+    expect(lines.pop()).toBe('lineage: stats.st: no space left on the device (write)\n');
+    noteOutput(undefined);
+    for (const code of ['ENOTDIR', 'ENAMETOOLONG', 'EACCES', 'EEXIST', 'EISDIR']) {
+      expect(reportError(sysError(code, { syscall: 'open', path: '/x/y' }), false)).toBe(1);
+      expect(lines.pop()).toMatch(/^lineage: \/x\/y: [a-z ]+ \(open\)\n$/);
+    }
+    // core's 'cannot create: ENOSPC' gets the words too
+    const wrapped = new LineageError('cannot create: ENOSPC', 'm.bin', { cause: sysError('ENOSPC', {}) });
+    expect(reportError(wrapped, false)).toBe(1);
+    expect(lines.pop()).toBe('lineage: m.bin: cannot create: ENOSPC (no space left on the device)\n');
+    // anything else is still an internal error
+    expect(reportError(new TypeError('x is undefined'), false)).toBe(2);
   });
 });

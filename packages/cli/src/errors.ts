@@ -1,15 +1,92 @@
+import { basename, dirname, join } from 'node:path';
 import { LineageError } from '@lineage/core';
 import { RecoveryInterrupted } from '@lineage/distill';
 
+/** What the environment said, in words, by Node's error code (what the user can do something about). */
+const SYSTEM_REASONS: Record<string, string> = {
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EFBIG: 'file too large for the file system',
+  EROFS: 'read-only file system',
+  ENOTDIR: 'a part of the path is not a directory',
+  EISDIR: 'is a directory',
+  ENAMETOOLONG: 'name too long',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EEXIST: 'already exists',
+  ENOENT: 'no such file or directory',
+  ENOTEMPTY: 'directory not empty',
+  ELOOP: 'too many levels of symbolic links',
+  EIO: 'input/output error',
+  EBUSY: 'resource busy',
+  EMFILE: 'too many open files',
+  ENFILE: 'too many open files in the system',
+  EXDEV: 'crosses file systems',
+  ETXTBSY: 'file busy',
+  ENXIO: 'no such device',
+  ENODEV: 'no such device',
+};
+
+type SystemError = NodeJS.ErrnoException & { dest?: string };
+
+/** A failure of the file system or the operating system (Node's errors with a known errno code). */
+export function isSystemError(e: unknown): e is SystemError {
+  const code = (e as SystemError | undefined)?.code;
+  return e instanceof Error && typeof code === 'string' && code in SYSTEM_REASONS;
+}
+
+/** An fs error as words (`no space left on the device`), or its message when it is not one. */
+export function systemErrorReason(e: unknown): string {
+  if (isSystemError(e)) return SYSTEM_REASONS[e.code!]!;
+  return e instanceof Error ? e.message.split('\n')[0]! : String(e);
+}
+
+/** Temporary siblings of core's atomic writes (`.name.tmp-pid-hex`) stand for the output they become. */
+function shownPath(p: string): string {
+  const m = /^\.(.+)\.(?:tmp|old|spool)-\d+-[0-9a-f]{8}$/.exec(basename(p));
+  return m ? join(dirname(p), m[1]!) : p;
+}
+
 /**
- * Exit codes: 1 bad input or impossible request (a LineageError), 2 internal error (a bug: please report),
- * 130 a recovery stopped by Ctrl-C (its checkpoint is written; the message says how to resume).
+ * The output the running command writes (set by the output policy): errors of writes through a file handle
+ * carry no path, and a full disk during a write is that output's.
+ */
+let currentOutput: string | undefined;
+export function noteOutput(path: string | undefined): void {
+  currentOutput = path;
+}
+
+/** A system error as one line naming the path, e.g. `out/model: no space left on the device (write)`. */
+export function systemErrorLine(e: SystemError): string {
+  const path = e.path ?? e.dest ?? currentOutput;
+  const verb = e.syscall ? ` (${e.syscall})` : '';
+  return path ? `${shownPath(path)}: ${SYSTEM_REASONS[e.code!]}${verb}` : `${SYSTEM_REASONS[e.code!]}${verb}`;
+}
+
+/** The nearest cause in `e`'s chain that is a system error (core wraps some in LineageErrors). */
+function systemCause(e: unknown): SystemError | undefined {
+  for (let c: unknown = e, i = 0; c && i < 8; c = (c as Error).cause, i++) if (isSystemError(c)) return c;
+  return undefined;
+}
+
+/**
+ * Exit codes: 1 bad input, an impossible request or a failure of the environment (a full disk, a read-only
+ * file system, a path under a regular file: one line naming the path), 2 internal error (a bug: please
+ * report), 130 a recovery stopped by Ctrl-C (its checkpoint is written; the message says how to resume).
  */
 export function reportError(e: unknown, debug: boolean): number {
   if (debug && e instanceof Error) process.stderr.write(`${e.stack ?? e.message}\n`);
   if (e instanceof LineageError) {
-    if (!debug) process.stderr.write(`lineage: ${oneLine(e.message)}\n`);
+    const sys = systemCause(e.cause);
+    // core reports some fs errors by their bare code ('cannot create: ENOSPC'): say it in words
+    const msg =
+      sys && /: E[A-Z]+$/.test(e.message) ? `${e.message} (${SYSTEM_REASONS[sys.code!]})` : e.message;
+    if (!debug) process.stderr.write(`lineage: ${oneLine(msg)}\n`);
     return e instanceof RecoveryInterrupted && e.stopped === 'interrupted' ? 130 : 1;
+  }
+  if (isSystemError(e)) {
+    if (!debug) process.stderr.write(`lineage: ${oneLine(systemErrorLine(e))}\n`);
+    return 1;
   }
   const msg = e instanceof Error ? e.message : String(e);
   if (!debug)

@@ -72,8 +72,10 @@ export async function decomposeModel(model: LlamaModel, o: DecomposeOptions): Pr
   const factorOf = async (name: string, layer: LinearLayer) => {
     let f = factorizations.get(name);
     if (!f) {
-      const whitening = o.gram ? whiteningOf(await o.gram.hessian(name), layer.inFeatures, name) : undefined;
-      f = factorize(layer, whitening);
+      const whitening = o.gram
+        ? whiteningOf(await o.gram.hessian(name), layer.inFeatures, name, o.gram.path)
+        : undefined;
+      f = factorize(layer, whitening, name);
       factorizations.set(name, f);
     }
     return f;

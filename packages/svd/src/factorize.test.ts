@@ -1,4 +1,4 @@
-import { HostTensor, Linear, Random } from '@lineage/core';
+import { HostTensor, LineageError, Linear, Random } from '@lineage/core';
 import { describe, expect, it } from 'vitest';
 import { factorize, truncate, truncationError, whiteningOf } from './factorize.js';
 
@@ -75,5 +75,34 @@ describe('factorize / truncate', () => {
     expect(whiteningOf(h, 3, 'x').lambda).toBeGreaterThan(0);
     expect(() => whiteningOf(new Float64Array(9), 3, 'x')).toThrow(/empty/);
     expect(() => whiteningOf(new Float64Array(8), 3, 'x')).toThrow(/3×3/);
+  });
+
+  it('bad Grams and weights are one-line errors naming the layer and the statistics file, each by its own name', () => {
+    const nan = gram(3, 20, 1);
+    nan[4] = Number.NaN;
+    expect(() => whiteningOf(nan, 3, 'l0', 'stats.st')).toThrow(/^stats\.st: the Gram of 'l0' is not finite/);
+    const negative = gram(3, 20, 1).map((v) => -v);
+    expect(() => whiteningOf(negative, 3, 'l0', 'stats.st')).toThrow(/not positive semi-definite/);
+    expect(() => whiteningOf(negative, 3, 'l0')).not.toThrow(/not finite/);
+    // positive diagonal, indefinite: no loading up to 10% makes it positive definite
+    const indefinite = Float64Array.from([1, 10, 0, 10, 1, 0, 0, 0, 1]);
+    expect(() => whiteningOf(indefinite, 3, 'l0', 'stats.st')).toThrow(
+      /^stats\.st: the Gram of 'l0' is indefinite/,
+    );
+    expect(() => whiteningOf(new Float64Array(8), 3, 'l0', 'stats.st')).toThrow(/^stats\.st: .*3×3/);
+    // NaN weights reach the decomposition as a LineageError naming the layer, not the SVD's RangeError
+    const w = layer(4, 3, 2).denseWeight().slice();
+    w[5] = Number.NaN;
+    const l = new Linear(new HostTensor('f32', [4, 3], w));
+    let e: unknown;
+    try {
+      factorize(l, undefined, 'model.layers.0.mlp.up_proj');
+    } catch (err) {
+      e = err;
+    }
+    expect(e).toBeInstanceOf(LineageError);
+    expect((e as Error).message).toMatch(
+      /'model\.layers\.0\.mlp\.up_proj' are not finite \(NaN at element 5\)/,
+    );
   });
 });

@@ -17,6 +17,8 @@ import { LowRankLinear } from './low-rank-linear.js';
 /** Where data-aware decomposition gets a layer's input Gram H = Σ xᵀx ([in, in], row-major). */
 export interface GramSource {
   hessian(layer: string): Promise<Float64Array>;
+  /** The statistics file the Grams come from, named in errors about them. */
+  readonly path?: string | undefined;
 }
 
 /**
@@ -28,15 +30,31 @@ export interface Whitening {
   lambda: number;
 }
 
-export function whiteningOf(hessian: Float64Array, n: number, where: string): Whitening {
+export function whiteningOf(hessian: Float64Array, n: number, where: string, file?: string): Whitening {
   if (hessian.length !== n * n)
-    throw new LineageError(`the Gram of '${where}' has ${hessian.length} entries, the layer needs ${n}×${n}`);
+    throw new LineageError(
+      `the Gram of '${where}' has ${hessian.length} entries, the layer needs ${n}×${n} (statistics of another model?)`,
+      file,
+    );
+  const bad = hessian.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0)
+    throw new LineageError(
+      `the Gram of '${where}' is not finite (entry (${Math.floor(bad / n)}, ${bad % n}) is ${hessian[bad]})`,
+      file,
+    );
   let meanDiag = 0;
   for (let i = 0; i < n; i++) meanDiag += hessian[i * n + i]!;
   meanDiag /= n;
-  if (!(meanDiag > 0) || !Number.isFinite(meanDiag))
+  if (meanDiag === 0)
     throw new LineageError(
-      `the Gram of '${where}' is empty or not finite (no calibration tokens reached it?)`,
+      `the Gram of '${where}' is empty (all zero: no calibration tokens reached it?)`,
+      file,
+    );
+  const negative = Array.from({ length: n }, (_, i) => i).find((i) => hessian[i * n + i]! < 0);
+  if (negative !== undefined)
+    throw new LineageError(
+      `the Gram of '${where}' is not positive semi-definite (diagonal entry ${negative} is ${hessian[negative * n + negative]}): not a Gram matrix`,
+      file,
     );
   for (const lambda of [0, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]) {
     const h = matrix64(n, n, Float64Array.from(hessian));
@@ -47,7 +65,10 @@ export function whiteningOf(hessian: Float64Array, n: number, where: string): Wh
       // not positive definite at this λ: regularise more
     }
   }
-  throw new LineageError(`the Gram of '${where}' is not positive definite even with 10% diagonal loading`);
+  throw new LineageError(
+    `the Gram of '${where}' is indefinite: not positive definite even with 10% diagonal loading`,
+    file,
+  );
 }
 
 /**
@@ -76,9 +97,19 @@ function scaleColumns(m: Matrix64, s: Float64Array, k: number, power: number): M
  * A·B takes the thin route — QR of A and of (B·S)ᵀ, then the SVD of the r×r core — so lowering the rank
  * of a factored layer costs O((m+n)·r²), not a full SVD.
  */
-export function factorize(layer: LinearLayer, whitening?: Whitening): LayerFactorization {
+export function factorize(layer: LinearLayer, whitening?: Whitening, name?: string): LayerFactorization {
   const m = layer.outFeatures;
   const n = layer.inFeatures;
+  // NaN or Inf weights would reach the SVD as an internal error: say which layer of the model is broken
+  const weights =
+    layer instanceof LowRankLinear ? [layer.A.value.toF32(), layer.B.value.toF32()] : [layer.denseWeight()];
+  for (const w of weights) {
+    const bad = w.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0)
+      throw new LineageError(
+        `the weights of '${name ?? 'a layer'}' are not finite (${w[bad]} at element ${bad}): the model cannot be decomposed`,
+      );
+  }
   const bias = layer.denseBias();
   let result: SvdResult;
   if (layer instanceof LowRankLinear) {

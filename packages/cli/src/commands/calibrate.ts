@@ -2,11 +2,11 @@ import { statSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { calibrate, loadDataset, openStreamedModel, parseStatistics, STATISTICS } from '@lineage/calibrate';
-import { LineageError } from '@lineage/core';
 import { type Command, Option } from 'commander';
 import { selectBackend } from '../backend.js';
 import { defaultModel } from '../defaults.js';
 import { formatBytes, log, printJson } from '../output.js';
+import { checkNoOverlap, checkOutput } from '../output-policy.js';
 import { createProgress } from '../progress.js';
 import { addBackendOptions, addJsonOption, addModelOptions, parseIntArg } from './common.js';
 
@@ -21,6 +21,7 @@ interface CalibrateFlags {
   stats: string;
   out: string;
   microBatch?: number;
+  force?: boolean;
   tokenizer?: string;
   backend?: string;
   device?: string;
@@ -75,22 +76,28 @@ export function calibrateCommand(program: Command): void {
       STATISTICS.join(','),
     )
     .requiredOption('--out <file>', 'statistics file to write (.safetensors)')
-    .option('--micro-batch <tokens>', 'largest micro-batch in tokens (memory vs speed)', parseIntArg());
+    .option('--micro-batch <tokens>', 'largest micro-batch in tokens (memory vs speed)', parseIntArg())
+    .option('--force', 'replace an existing --out');
   addModelOptions(cmd);
   addBackendOptions(cmd);
   addJsonOption(cmd);
   cmd.action(async (modelArg: string | undefined, o: CalibrateFlags) => {
     // Cheap checks first, so a typo never costs a model load.
     const statistics = parseStatistics(o.stats);
-    if (statSync(o.out, { throwIfNoEntry: false })?.isDirectory())
-      throw new LineageError('is a directory; --out names the statistics file to write', o.out);
     const path = modelArg ?? defaultModel();
+    const inputs = [
+      { path, what: 'the model' },
+      { path: o.tokenizer, what: 'the tokenizer' },
+      { path: o.data, what: '--data' },
+    ];
+    checkOutput({ path: o.out, kind: 'file', force: o.force, inputs, noun: 'the statistics file' });
     const dataset = await loadDataset(o.data, {
       field: o.field ?? 'text',
       ...(o.docSeparator ? { separator: o.docSeparator } : {}),
     });
     const model = await openStreamedModel(path, { tokenizer: o.tokenizer });
     try {
+      checkNoOverlap(o.out, [{ path: model.tokenizer?.source, what: 'the tokenizer' }]);
       const backend = await selectBackend(o);
       const progress = createProgress();
       let layer = 0;

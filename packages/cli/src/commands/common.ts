@@ -1,3 +1,4 @@
+import { LineageError, type LlamaModel } from '@lineage/core';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 
 export function addModelOptions(cmd: Command): Command {
@@ -37,4 +38,17 @@ export function parseFloatArg(min: number, max: number) {
 /** A peak learning rate, or 'auto' (a learning-rate range test on a copy picks it). */
 export function parseLr(v: string): number | 'auto' {
   return v === 'auto' ? 'auto' : parseFloatArg(0, 10)(v);
+}
+
+/**
+ * Evaluation and training need sequences of at least two tokens (one input, one target): a model whose
+ * context is shorter is refused at once, naming the model file (not a --seq-len the user never gave).
+ */
+export function requireContext(model: LlamaModel, path: string, need = 2): void {
+  const ctx = model.config.maxPositions;
+  if (!(ctx >= need))
+    throw new LineageError(
+      `the model's context (max_position_embeddings ${ctx}) is too short: evaluating or training needs at least ${need} tokens`,
+      path,
+    );
 }

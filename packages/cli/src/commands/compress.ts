@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadStats, withCalibration } from '@lineage/calibrate';
 import {
@@ -37,6 +37,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { selectBackend } from '../backend.js';
 import { defaultModel } from '../defaults.js';
 import { log } from '../output.js';
+import { checkNoOverlap, checkOutput, checkRunDir, type Input, tokenizerInput } from '../output-policy.js';
 import { createProgress } from '../progress.js';
 import {
   addBackendOptions,
@@ -45,6 +46,7 @@ import {
   parseFloatArg,
   parseIntArg,
   parseLr,
+  requireContext,
 } from './common.js';
 import { type Interrupt, onInterrupt } from './interrupt.js';
 import { parseTokens } from './train.js';
@@ -160,13 +162,31 @@ export function addCompressionOptions(cmd: Command): Command {
   return cmd;
 }
 
-function nonEmpty(p: string): boolean {
-  return existsSync(p) && (!statSync(p).isDirectory() || readdirSync(p).length > 0);
+/** The run directory of the recoveries: --run-dir, or `<out>.run`. */
+export function runDirOf(o: CompressionFlags): string {
+  return resolve(o.runDir ?? `${resolve(o.out)}.run`);
 }
 
-export function checkOut(o: CompressionFlags): void {
-  if (!o.force && nonEmpty(resolve(o.out)))
-    throw new LineageError('output exists (pass --force to replace it)', o.out);
+/**
+ * The output policy (output-policy.ts) for --out and the run directory, against every file the command reads:
+ * the model, its tokenizer, --data, --stats and `more` (family's --eval-data).
+ */
+export function checkOut(modelArg: string | undefined, o: CompressionFlags, more: Input[] = []): void {
+  const inputs: Input[] = [
+    { path: modelArg ?? defaultModel(), what: 'the model' },
+    { path: o.tokenizer, what: 'the tokenizer' },
+    ...(o.data ?? []).map((path) => ({ path, what: '--data' })),
+    { path: o.stats, what: '--stats' },
+    ...more,
+  ];
+  const runDir = o.runDir ?? `${o.out}.run`;
+  checkOutput({
+    path: o.out,
+    kind: 'dir',
+    force: o.force,
+    inputs: [...inputs, { path: runDir, what: 'the run directory' }],
+  });
+  checkRunDir(runDir, inputs);
 }
 
 /** A --data file as a dataset: documents when it holds the separator, else one stream. */
@@ -229,7 +249,12 @@ export async function prepare(
 ): Promise<Prepared> {
   const path = modelArg ?? defaultModel();
   const { model } = await loadModel(path, { tokenizer: o.tokenizer });
+  // a tokenizer found beside the model is an input too
+  checkNoOverlap(o.out, [tokenizerInput(model)]);
+  checkNoOverlap(o.runDir ?? `${o.out}.run`, [tokenizerInput(model)], '--run-dir');
   model.provenance = { ...(model.provenance ?? {}), source: path };
+  // recovery and the family's held-out table train and evaluate on sequences
+  if (o.data?.length || holdout) requireContext(model, path);
   const stats = o.stats ? await loadStats(o.stats, model) : undefined;
   const backend = await selectBackend(o);
   const progress = createProgress();
@@ -280,8 +305,7 @@ export async function prepare(
           })
         : undefined;
     const validation = split?.validation;
-    const out = resolve(o.out);
-    const runDir = resolve(o.runDir ?? `${out}.run`);
+    const runDir = runDirOf(o);
     recover = {
       // calibration still sees the whole text: validation only has to be kept out of training
       data: split?.train ?? sources,
@@ -485,9 +509,9 @@ export function compressCommand(program: Command, argv: readonly string[] = []):
       o: CompressionFlags & { method: string } & Record<string, unknown>,
     ) => {
       const d = getMethod(o.method);
-      checkOut(o);
+      checkOut(modelArg, o);
       const method = d.create(methodValues(d, o));
-      if (o.resume) checkResumable(resolve(o.runDir ?? `${resolve(o.out)}.run`));
+      if (o.resume) checkResumable(runDirOf(o));
       const interrupt = onInterrupt();
       const t0 = performance.now();
       let result: LlamaModel | LlamaModel[];

@@ -2,6 +2,7 @@ import { LineageError, loadModel, saveModel } from '@lineage/core';
 import { type Command, Option } from 'commander';
 import { defaultModel } from '../defaults.js';
 import { log, printJson } from '../output.js';
+import { checkNoOverlap, checkOutput, tokenizerInput } from '../output-policy.js';
 import { addJsonOption, addModelOptions } from './common.js';
 
 interface ConvertFlags {
@@ -38,7 +39,14 @@ export function convertCommand(program: Command): void {
     if (o.to === 'llama2c' && o.dtype && o.dtype !== 'f32') {
       throw new LineageError('the llama2.c format stores f32 weights only; drop --dtype or use --to hf');
     }
+    const kind = o.to === 'llama2c' ? 'file' : 'dir';
+    const inputs = [
+      { path, what: 'the model' },
+      { path: o.tokenizer, what: 'the tokenizer' },
+    ];
+    checkOutput({ path: o.out, kind, force: o.force, inputs });
     const loaded = await loadModel(path, { tokenizer: o.tokenizer, tokenizerOptional: true });
+    checkNoOverlap(o.out, [tokenizerInput(loaded.model)]);
     const { format } = loaded;
     const model = o.dense ? loaded.model.densified() : loaded.model;
     if (!model.tokenizer) log('warning: no tokenizer found; the output will have none (pass --tokenizer)');

@@ -3,7 +3,8 @@ import { type DistillLoss, distill, type HiddenLossOptions } from '@lineage/dist
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { describeBackend, selectBackend } from '../backend.js';
 import { log } from '../output.js';
-import { parseFloatArg } from './common.js';
+import { checkNoOverlap, tokenizerInput } from '../output-policy.js';
+import { parseFloatArg, requireContext } from './common.js';
 import { addTrainingOptions, finishRun, prepareRun, type TrainingFlags } from './train.js';
 
 interface DistillFlags extends TrainingFlags {
@@ -78,12 +79,22 @@ export function distillCommand(program: Command): void {
       throw new LineageError(
         '--hidden-weight 0 turns the hidden-state loss off; drop --hidden-layers or give a weight',
       );
-    const run = await prepareRun(o);
+    const run = await prepareRun(o, [
+      { path: o.teacher, what: 'the teacher (--teacher)' },
+      { path: o.student, what: 'the student (--student)' },
+      { path: o.tokenizer, what: 'the tokenizer' },
+      { path: o.teacherTokenizer, what: "the teacher's tokenizer" },
+    ]);
     try {
       const { model: teacher } = await loadModel(o.teacher, {
         ...(o.teacherTokenizer ? { tokenizer: o.teacherTokenizer } : {}),
       });
       const { model: student } = await loadModel(o.student, { tokenizer: o.tokenizer });
+      requireContext(teacher, o.teacher);
+      requireContext(student, o.student);
+      const tokenizers = [tokenizerInput(teacher, "the teacher's tokenizer"), tokenizerInput(student)];
+      checkNoOverlap(o.out, tokenizers);
+      checkNoOverlap(o.runDir ?? `${o.out}.run`, tokenizers, '--run-dir');
       const backend = await selectBackend(o);
       const teacherBackend = await getBackend(
         o.teacherBackend,

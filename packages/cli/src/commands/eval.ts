@@ -4,7 +4,7 @@ import { selectBackend } from '../backend.js';
 import { defaultEvalData, defaultModel } from '../defaults.js';
 import { log, printJson } from '../output.js';
 import { createProgress } from '../progress.js';
-import { addBackendOptions, addJsonOption, addModelOptions, parseIntArg } from './common.js';
+import { addBackendOptions, addJsonOption, addModelOptions, parseIntArg, requireContext } from './common.js';
 
 interface EvalFlags {
   data?: string;
@@ -60,6 +60,7 @@ export function evalCommand(program: Command): void {
     });
     const { text, protocol, separator: docSeparator } = dataset.evalText();
     const { model } = await loadModel(path, { tokenizer: o.tokenizer });
+    requireContext(model, path);
     const backend = await selectBackend(o);
     const progress = createProgress();
     const t0 = performance.now();

@@ -51,6 +51,15 @@ function difference(was: Record<string, Json>, now: Record<string, Json>): strin
   return undefined;
 }
 
+/** `--resume` needs an interrupted family run in `dir` (checked before any model is loaded). */
+export function checkFamilyResumable(dir: string): void {
+  if (!existsSync(join(dir, STATE)))
+    throw new LineageError(
+      'nothing to resume: holds no interrupted family run (run the command without --resume)',
+      dir,
+    );
+}
+
 /**
  * Opens the run directory: with `resume`, the interrupted run's (refused when there is none, or when it was
  * started with other settings); else a fresh one (what an earlier run left there is removed).
@@ -62,11 +71,7 @@ export async function familyRun(
   const settings = JSON.parse(JSON.stringify(o.settings)) as Record<string, Json>;
   const state = join(dir, STATE);
   if (o.resume) {
-    if (!existsSync(state))
-      throw new LineageError(
-        'nothing to resume: holds no interrupted family run (run the command without --resume)',
-        dir,
-      );
+    checkFamilyResumable(dir);
     const was = JSON.parse(await readFile(state, 'utf8')) as {
       schema?: string;
       settings?: Record<string, Json>;

@@ -21,7 +21,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { formatBytes, formatCount, log, printJson, table } from '../output.js';
 import { recordSeries } from '../report/data.js';
 import { writeReport } from '../report/write.js';
-import { parseIntArg } from './common.js';
+import { parseIntArg, requireContext } from './common.js';
 import {
   addCompressionOptions,
   addMethodFlags,
@@ -33,8 +33,9 @@ import {
   memberDirs,
   methodValues,
   prepare,
+  runDirOf,
 } from './compress.js';
-import { familyRun } from './family-run.js';
+import { checkFamilyResumable, familyRun } from './family-run.js';
 import { onInterrupt } from './interrupt.js';
 import { parseTokens } from './train.js';
 
@@ -161,7 +162,8 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
           .map((m) => m.name)
           .join(', ')})`,
       );
-    checkOut(o);
+    checkOut(modelArg, o, [{ path: o.evalData, what: '--eval-data' }]);
+    if (o.resume) checkFamilyResumable(runDirOf(o));
     if (o.evalData && o.holdout) throw new LineageError('give either --eval-data or --holdout, not both');
     if (!o.evalData && !o.data?.length)
       throw new LineageError(
@@ -173,7 +175,24 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
     if (o.holdout && !o.docSeparator) throw new LineageError('--holdout needs --doc-separator');
     const options = methodValues(d, o, familySchema(d));
     const method = d.family.create(options, { sizes: o.schedule, recoverTokens });
-    const run = await familyRun(resolve(o.runDir ?? `${resolve(o.out)}.run`), {
+    const holdout: HoldoutSpec | undefined = o.evalData
+      ? undefined
+      : o.holdout
+        ? { docs: o.holdout, separator: o.docSeparator! }
+        : { fraction: DEFAULT_HOLDOUT };
+    const p = await prepare(modelArg, o, holdout);
+    requireContext(p.model, p.path);
+    let held = p.heldOut;
+    if (o.evalData) {
+      const text = await readTextFile(o.evalData);
+      held = {
+        text,
+        name: o.evalData,
+        ...(o.docSeparator && text.includes(o.docSeparator) ? { separator: o.docSeparator } : {}),
+      };
+    }
+    // the run directory once the model and data are known good: a refused run leaves nothing behind
+    const run = await familyRun(runDirOf(o), {
       resume: o.resume ?? false,
       settings: {
         model: modelArg ?? null,
@@ -192,21 +211,6 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
         earlyStop: o.earlyStop !== false,
       },
     });
-    const holdout: HoldoutSpec | undefined = o.evalData
-      ? undefined
-      : o.holdout
-        ? { docs: o.holdout, separator: o.docSeparator! }
-        : { fraction: DEFAULT_HOLDOUT };
-    const p = await prepare(modelArg, o, holdout);
-    let held = p.heldOut;
-    if (o.evalData) {
-      const text = await readTextFile(o.evalData);
-      held = {
-        text,
-        name: o.evalData,
-        ...(o.docSeparator && text.includes(o.docSeparator) ? { separator: o.docSeparator } : {}),
-      };
-    }
     const t0 = performance.now();
     const family = await buildMembers(method, p, run);
     const seconds = (performance.now() - t0) / 1000;

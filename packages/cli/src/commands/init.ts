@@ -2,6 +2,7 @@ import { loadModel, saveModel } from '@lineage/core';
 import { initLike } from '@lineage/distill';
 import { type Command, Option } from 'commander';
 import { log, printJson } from '../output.js';
+import { checkNoOverlap, checkOutput, modelOutputKind, tokenizerInput } from '../output-policy.js';
 import { addJsonOption, addModelOptions, parseFloatArg, parseIntArg } from './common.js';
 
 interface InitFlags {
@@ -45,7 +46,13 @@ export function initCommand(program: Command): void {
   addModelOptions(cmd);
   addJsonOption(cmd);
   cmd.action(async (o: InitFlags) => {
+    const inputs = [
+      { path: o.like, what: 'the parent model (--like)' },
+      { path: o.tokenizer, what: 'the tokenizer' },
+    ];
+    checkOutput({ path: o.out, kind: modelOutputKind(o.out), force: o.force, inputs });
     const { model: parent } = await loadModel(o.like, { tokenizer: o.tokenizer });
+    checkNoOverlap(o.out, [tokenizerInput(parent)]);
     const model = initLike(
       parent,
       {
@@ -57,7 +64,7 @@ export function initCommand(program: Command): void {
       },
       { seed: o.seed, ...(o.std !== undefined ? { std: o.std } : {}) },
     );
-    const format = o.out.endsWith('.bin') ? 'llama2c' : 'hf';
+    const format = modelOutputKind(o.out) === 'file' ? 'llama2c' : 'hf';
     await saveModel(model, o.out, {
       format,
       ...(o.dtype ? { dtype: o.dtype } : {}),

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { LineageError, type LlamaModel, type Logger, loadModel, saveModel, TextDataset } from '@lineage/core';
 import type { CommonTrainOptions, Schedule, TrainResult } from '@lineage/distill';
@@ -7,12 +7,21 @@ import { type Command, CommanderError, InvalidArgumentError, Option } from 'comm
 import { selectBackend } from '../backend.js';
 import { log, printJson } from '../output.js';
 import {
+  checkNoOverlap,
+  checkOutput,
+  checkRunDir,
+  type Input,
+  modelOutputKind,
+  tokenizerInput,
+} from '../output-policy.js';
+import {
   addBackendOptions,
   addJsonOption,
   addModelOptions,
   parseFloatArg,
   parseIntArg,
   parseLr,
+  requireContext,
 } from './common.js';
 import { type Interrupt, onInterrupt } from './interrupt.js';
 
@@ -202,10 +211,6 @@ function openData(path: string, o: TrainingFlags): Promise<TextDataset> {
   });
 }
 
-function nonEmptyDir(p: string): boolean {
-  return existsSync(p) && (!statSync(p).isDirectory() || readdirSync(p).length > 0);
-}
-
 export interface PreparedRun {
   options: Omit<CommonTrainOptions, 'backend'>;
   runDir: string;
@@ -217,12 +222,24 @@ export interface PreparedRun {
 }
 
 /** Checks the output and resolves data, evaluation and run-directory options (before any model is loaded). */
-export async function prepareRun(o: TrainingFlags): Promise<PreparedRun> {
+export async function prepareRun(o: TrainingFlags, models: readonly Input[]): Promise<PreparedRun> {
   if (!o.data?.length) throw new LineageError('give training data: --data <file>');
   const out = resolve(o.out);
-  if (!o.force && nonEmptyDir(out))
-    throw new LineageError('output exists (pass --force to replace it)', o.out);
   if (o.resume && o.restart) throw new LineageError('--resume and --restart exclude each other');
+  const runDirOf = resolve(o.runDir ?? `${out}.run`);
+  const inputs: Input[] = [
+    ...models,
+    ...o.data.map((path) => ({ path, what: '--data' })),
+    { path: o.evalData, what: '--eval-data' },
+  ];
+  const runDirShown = o.runDir ?? `${o.out}.run`;
+  checkOutput({
+    path: o.out,
+    kind: modelOutputKind(o.out),
+    force: o.force,
+    inputs: [...inputs, { path: runDirShown, what: 'the run directory' }],
+  });
+  checkRunDir(runDirShown, inputs);
   let data = await Promise.all(o.data.map((d) => openData(d, o)));
   let evalData = o.evalData ? await openData(o.evalData, o) : undefined;
   if (!evalData && !o.holdout && o.earlyStop !== false) {
@@ -236,7 +253,7 @@ export async function prepareRun(o: TrainingFlags): Promise<PreparedRun> {
   }
   const earlyStop =
     o.earlyStop === false || !(evalData || o.holdout) ? undefined : (o.earlyStop ?? DEFAULTS.patience);
-  const runDir = resolve(o.runDir ?? `${out}.run`);
+  const runDir = runDirOf;
   const checkpointDir = resolve(runDir, 'checkpoint');
   const interrupt = onInterrupt();
   const options: Omit<CommonTrainOptions, 'backend'> = {
@@ -311,7 +328,7 @@ export async function finishRun(
     ...extra,
   };
   if (!paused) {
-    const format = o.out.endsWith('.bin') ? 'llama2c' : 'hf';
+    const format = modelOutputKind(o.out) === 'file' ? 'llama2c' : 'hf';
     await saveModel(model, o.out, {
       format,
       ...(o.dtype ? { dtype: o.dtype } : {}),
@@ -360,9 +377,15 @@ export function trainCommand(program: Command): void {
     .argument('<model>', 'llama2.c .bin file or Hugging Face directory');
   addTrainingOptions(cmd);
   cmd.action(async (path: string, o: TrainingFlags) => {
-    const run = await prepareRun(o);
+    const run = await prepareRun(o, [
+      { path, what: 'the model' },
+      { path: o.tokenizer, what: 'the tokenizer' },
+    ]);
     try {
       const { model } = await loadModel(path, { tokenizer: o.tokenizer });
+      requireContext(model, path);
+      checkNoOverlap(o.out, [tokenizerInput(model)]);
+      checkNoOverlap(o.runDir ?? `${o.out}.run`, [tokenizerInput(model)], '--run-dir');
       const backend = await selectBackend(o);
       const r = await train({ ...run.options, model, backend });
       await finishRun(o, run, model, r, { kind: 'train', model: path });

@@ -12,12 +12,12 @@ export const SIGMA_CUT = 1e-3;
  * σ > 1e-3·mean σ; U frozen, V' = Vᵀ·S⁻¹ frozen (so U·diag(σ)·V' = W), coefficients w = √σ. Whitened, σ
  * measures each basis's share of the output on the calibration inputs rather than of the weight.
  */
-export function basisOf(layer: LinearLayer, whitening?: Whitening): BasisLinear {
+export function basisOf(layer: LinearLayer, whitening?: Whitening, name?: string): BasisLinear {
   if (layer.kind !== 'linear' && !(layer instanceof LowRankLinear))
     throw new LineageError(
       `layer kind '${layer.kind}' cannot be decomposed into bases (dense or low-rank layers only)`,
     );
-  const f = factorize(layer, whitening);
+  const f = factorize(layer, whitening, name);
   const { out: m, in: n, sigma } = f;
   const mean = sigma.reduce((a, b) => a + b, 0) / Math.max(sigma.length, 1);
   let k = 0;

@@ -177,8 +177,8 @@ export function basisSelection(options: BasisOptions): CompressionMethod<LlamaMo
       ctx.progress.start('bases', layers.length);
       for (const [i, l] of layers.entries()) {
         const layer = model.getLinear(l.name);
-        const whitening = gram ? whiteningOf(await gram.hessian(l.name), l.in, l.name) : undefined;
-        const b = basisOf(layer, whitening);
+        const whitening = gram ? whiteningOf(await gram.hessian(l.name), l.in, l.name, gram.path) : undefined;
+        const b = basisOf(layer, whitening, l.name);
         model.setLinear(l.name, o.newRank ? b.withNewBases(o.newRank, ctx.seed * 7919 + i) : b);
         ctx.progress.tick();
       }

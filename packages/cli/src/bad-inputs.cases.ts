@@ -1,0 +1,863 @@
+/*
+ * The corpus of bad inputs and misuses that `bad-inputs.test.ts` runs through the built CLI: every command,
+ * every class of mistake this package owns (outputs that would destroy inputs, failures of the environment,
+ * resume with nothing to resume, errors that must name their file). Each case is a command line over the
+ * fixtures and what its one error line must name. fast-check draws the mutated inputs (truncations, JSON
+ * field mutations) from fixed seeds, so the corpus is the same on every run.
+ */
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, cpSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadModel, saveModel } from '@lineage/core';
+import fc from 'fast-check';
+import { BIN, DEV, MODEL } from './test-support.js';
+
+/** The fixtures every case reads (all hashed before and after every case). */
+export interface Fixtures {
+  dir: string;
+  /** llama2.c checkpoint with its tokenizer beside it (tok512.bin). */
+  bin: string;
+  tok: string;
+  /** The same model as a Hugging Face directory. */
+  hf: string;
+  data: string;
+  dev: string;
+  stats: string;
+  /** A file and a non-empty directory that no case reads. */
+  other: string;
+  otherDir: string;
+  /** Statistics with a NaN in a Gram, with negated Grams, of another model with a forged fingerprint, cut short. */
+  nanStats: string;
+  negStats: string;
+  forgedStats: string;
+  shortStats: string;
+  /** A Hugging Face directory whose context is one token. */
+  ctx1: string;
+  /** Truncations of the checkpoint and of model.safetensors; config.json and tokenizer.json mutations. */
+  truncatedBins: string[];
+  truncatedHf: string[];
+  configMutants: string[];
+  tokenizerMutants: string[];
+  /** tmpfs mounts (when the suite may mount): 64 KiB, and read-only. */
+  tiny: string;
+  readOnly: string;
+}
+
+export interface Case {
+  name: string;
+  /** The command line after `lineage`, given the fixtures and a fresh empty directory for outputs. */
+  argv: (f: Fixtures, out: string) => string[];
+  /** What the one error line must name (a path as given, or an option). */
+  names: (f: Fixtures, out: string) => string;
+  /** What it must not say (e.g. an option the user never gave). */
+  notSaying?: RegExp;
+  /** Needs the tmpfs mounts (root and mount(8)). */
+  needsMount?: boolean;
+}
+
+const LONG = 'n'.repeat(300);
+const SEED = 17;
+
+type Header = Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+
+/** A safetensors file as its header JSON and data bytes. */
+function readSafetensors(path: string): {
+  header: Header & { __metadata__?: Record<string, string> };
+  data: Buffer;
+} {
+  const b = readFileSync(path);
+  const n = Number(b.readBigUInt64LE(0));
+  return { header: JSON.parse(b.subarray(8, 8 + n).toString('utf8')), data: Buffer.from(b.subarray(8 + n)) };
+}
+
+function writeSafetensors(path: string, header: object, data: Buffer): void {
+  let h = Buffer.from(JSON.stringify(header));
+  h = Buffer.concat([h, Buffer.alloc((8 - (h.length % 8)) % 8, 0x20)]);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(h.length));
+  writeFileSync(path, Buffer.concat([len, h, data]));
+}
+
+function calibrate(dir: string, model: string, data: string, out: string): void {
+  execFileSync(
+    'node',
+    [
+      BIN,
+      'calibrate',
+      model,
+      '--data',
+      data,
+      '--samples',
+      '2',
+      '--seq-len',
+      '16',
+      '--stats',
+      'hessian',
+      '--out',
+      out,
+    ],
+    { cwd: dir, stdio: 'pipe' },
+  );
+}
+
+/** Builds the fixtures in `dir` (seconds: one conversion, two small calibrations through the CLI). */
+export async function makeFixtures(
+  dir: string,
+  mounts: { tiny: string; readOnly: string },
+): Promise<Fixtures> {
+  const f = (...p: string[]) => join(dir, ...p);
+  const bin = f('model.bin');
+  copyFileSync(MODEL, bin);
+  copyFileSync(join(MODEL, '..', 'tok512.bin'), f('tok512.bin'));
+  const { model } = await loadModel(bin);
+  await saveModel(model, f('hf'), { format: 'hf' });
+  const dev = readFileSync(DEV, 'utf8');
+  writeFileSync(f('data.txt'), dev.slice(0, 20_000));
+  writeFileSync(f('dev.txt'), dev.slice(20_000, 30_000));
+  writeFileSync(f('other.txt'), 'not an input of any case\n');
+  mkdirSync(f('other-dir'));
+  writeFileSync(f('other-dir', 'keep.txt'), 'keep me\n');
+
+  // statistics: good, NaN in a Gram, negated Grams, another model's with this model's fingerprint, cut short
+  const stats = f('stats.st');
+  calibrate(dir, bin, f('data.txt'), stats);
+  const { header, data } = readSafetensors(stats);
+  const gram = Object.keys(header).find((k) => k.endsWith('.hessian'))!;
+  const [start, end] = header[gram]!.data_offsets;
+  const nan = Buffer.from(data);
+  nan.writeDoubleLE(Number.NaN, start);
+  writeSafetensors(f('nan.st'), header, nan);
+  const neg = Buffer.from(data);
+  for (let o = start; o < end; o += 8) neg.writeDoubleLE(-neg.readDoubleLE(o), o);
+  writeSafetensors(f('neg.st'), header, neg);
+  const small = initLike(bin, f('small-parent'));
+  calibrate(dir, small, f('data.txt'), f('small.st'));
+  const other = readSafetensors(f('small.st'));
+  const key = 'lineage.calibration';
+  const otherInfo = JSON.parse(other.header.__metadata__![key]!);
+  otherInfo.modelFingerprint = JSON.parse(header.__metadata__![key]!).modelFingerprint;
+  other.header.__metadata__![key] = JSON.stringify(otherInfo);
+  writeSafetensors(f('forged.st'), other.header, other.data);
+  writeFileSync(f('short.st'), readFileSync(stats).subarray(0, statSync(stats).size - 1000));
+
+  // a one-token context
+  cpSync(f('hf'), f('ctx1'), { recursive: true });
+  const config = JSON.parse(readFileSync(f('hf', 'config.json'), 'utf8'));
+  writeFileSync(f('ctx1', 'config.json'), JSON.stringify({ ...config, max_position_embeddings: 1 }));
+
+  // random truncations of the checkpoint and of model.safetensors
+  const binSize = statSync(bin).size;
+  const truncatedBins = fc
+    .sample(fc.integer({ min: 0, max: binSize - 1 }), { seed: SEED, numRuns: 6 })
+    .map((n, i) => {
+      const p = f(`cut-${i}.bin`);
+      writeFileSync(p, readFileSync(bin).subarray(0, n));
+      return p;
+    });
+  const st = f('hf', 'model.safetensors');
+  const truncatedHf = fc
+    .sample(fc.integer({ min: 0, max: statSync(st).size - 1 }), { seed: SEED, numRuns: 4 })
+    .map((n, i) => {
+      const d = f(`hf-cut-${i}`);
+      cpSync(f('hf'), d, { recursive: true });
+      writeFileSync(join(d, 'model.safetensors'), readFileSync(st).subarray(0, n));
+      return d;
+    });
+
+  // config.json: a structural field made invalid (missing, zero, negative, fractional, a string, null)
+  const fields = [
+    'hidden_size',
+    'num_hidden_layers',
+    'num_attention_heads',
+    'intermediate_size',
+    'vocab_size',
+    'num_key_value_heads',
+  ];
+  const invalid = fc.oneof(
+    fc.constant(undefined),
+    fc.constant(0),
+    fc.integer({ min: -1_000_000, max: -1 }),
+    fc.double({ min: 0.1, max: 1000, noInteger: true, noNaN: true }),
+    fc.string({ maxLength: 6 }),
+    fc.constant(null),
+  );
+  const configMutants = fc
+    .sample(fc.tuple(fc.constantFrom(...fields), invalid), { seed: SEED, numRuns: 8 })
+    .map(([field, value], i) => {
+      const d = f(`hf-config-${i}`);
+      cpSync(f('hf'), d, { recursive: true });
+      const c = { ...config };
+      if (value === undefined) delete c[field];
+      else c[field] = value;
+      writeFileSync(join(d, 'config.json'), JSON.stringify(c));
+      return d;
+    });
+
+  // tokenizer.json: cut short, or its model section broken
+  const tokJson = readFileSync(f('hf', 'tokenizer.json'), 'utf8');
+  const tok = JSON.parse(tokJson);
+  const tokenizerMutants = [
+    tokJson.slice(
+      0,
+      fc.sample(fc.integer({ min: 1, max: tokJson.length - 1 }), { seed: SEED, numRuns: 1 })[0],
+    ),
+    JSON.stringify({ ...tok, model: undefined }),
+    JSON.stringify({ ...tok, model: { ...tok.model, vocab: undefined } }),
+    JSON.stringify([tok]),
+  ].map((text, i) => {
+    const d = f(`hf-tok-${i}`);
+    cpSync(f('hf'), d, { recursive: true });
+    writeFileSync(join(d, 'tokenizer.json'), text);
+    return d;
+  });
+
+  return {
+    dir,
+    bin,
+    tok: f('tok512.bin'),
+    hf: f('hf'),
+    data: f('data.txt'),
+    dev: f('dev.txt'),
+    stats,
+    other: f('other.txt'),
+    otherDir: f('other-dir'),
+    nanStats: f('nan.st'),
+    negStats: f('neg.st'),
+    forgedStats: f('forged.st'),
+    shortStats: f('short.st'),
+    ctx1: f('ctx1'),
+    truncatedBins,
+    truncatedHf,
+    configMutants,
+    tokenizerMutants,
+    ...mounts,
+  };
+}
+
+/** A narrower model like `parent` (another shape, for the forged statistics). */
+function initLike(parent: string, out: string): string {
+  execFileSync('node', [BIN, 'init', '--like', parent, '--dim', '32', '--hidden', '96', '--out', out], {
+    stdio: 'pipe',
+  });
+  return out;
+}
+
+const svd = ['--method', 'svd', '--rank', '4'];
+const calib = (f: Fixtures) => ['--data', f.data, '--samples', '2', '--seq-len', '16'];
+
+/** The corpus. `out` is an empty directory of the case's own; outputs named there must not appear. */
+export const cases: Case[] = [
+  // 1. outputs that are, hold or lie inside an input: refused with or without --force
+  {
+    name: 'calibrate --out the data file',
+    argv: (f) => ['calibrate', f.bin, ...calib(f), '--out', f.data],
+    names: (f) => f.data,
+  },
+  {
+    name: 'calibrate --out the model --force',
+    argv: (f) => ['calibrate', f.bin, ...calib(f), '--out', f.bin, '--force'],
+    names: (f) => f.bin,
+  },
+  {
+    name: 'calibrate --out the tokenizer found beside the model --force',
+    argv: (f) => ['calibrate', f.bin, ...calib(f), '--out', f.tok, '--force'],
+    names: (f) => f.tok,
+  },
+  {
+    name: 'calibrate --out an existing file without --force',
+    argv: (f) => ['calibrate', f.bin, ...calib(f), '--out', f.other],
+    names: (f) => f.other,
+  },
+  {
+    name: 'calibrate --out a directory',
+    argv: (f) => ['calibrate', f.bin, ...calib(f), '--out', f.otherDir, '--force'],
+    names: (f) => f.otherDir,
+  },
+  {
+    name: 'calibrate --out inside the model directory',
+    argv: (f) => ['calibrate', f.hf, ...calib(f), '--out', join(f.hf, 'stats.st')],
+    names: (f) => join(f.hf, 'stats.st'),
+  },
+  {
+    name: 'convert --to llama2c --out its own --tokenizer --force',
+    argv: (f) => ['convert', f.bin, '--to', 'llama2c', '--tokenizer', f.tok, '--out', f.tok, '--force'],
+    names: (f) => f.tok,
+  },
+  {
+    name: 'convert --to llama2c --out the tokenizer beside the model --force',
+    argv: (f) => ['convert', f.bin, '--to', 'llama2c', '--out', f.tok, '--force'],
+    names: (f) => f.tok,
+  },
+  {
+    name: 'convert --to hf --out the model directory --force',
+    argv: (f) => ['convert', f.hf, '--to', 'hf', '--out', f.hf, '--force'],
+    names: (f) => f.hf,
+  },
+  {
+    name: 'convert --to hf --out a directory holding the model --force',
+    argv: (f) => ['convert', f.hf, '--to', 'hf', '--out', f.dir, '--force'],
+    names: (f) => f.dir,
+  },
+  {
+    name: 'convert --to hf --out inside the model directory --force',
+    argv: (f) => ['convert', f.hf, '--to', 'hf', '--out', join(f.hf, 'sub'), '--force'],
+    names: (f) => join(f.hf, 'sub'),
+  },
+  {
+    name: 'convert --to llama2c --out an existing file without --force',
+    argv: (f) => ['convert', f.bin, '--to', 'llama2c', '--out', f.other],
+    names: (f) => f.other,
+  },
+  {
+    name: 'convert --to llama2c --out a directory --force',
+    argv: (f) => ['convert', f.bin, '--to', 'llama2c', '--out', f.otherDir, '--force'],
+    names: (f) => f.otherDir,
+  },
+  {
+    name: 'init --out its --like model --force',
+    argv: (f) => ['init', '--like', f.bin, '--out', f.bin, '--force'],
+    names: (f) => f.bin,
+  },
+  {
+    name: 'init --out the --like directory --force',
+    argv: (f) => ['init', '--like', f.hf, '--out', f.hf, '--force'],
+    names: (f) => f.hf,
+  },
+  {
+    name: 'init --out a non-empty directory without --force',
+    argv: (f) => ['init', '--like', f.bin, '--out', f.otherDir],
+    names: (f) => f.otherDir,
+  },
+  {
+    name: 'train --out the data file --force',
+    argv: (f) => ['train', f.bin, '--data', f.data, '--tokens', '1k', '--out', f.data, '--force'],
+    names: (f) => f.data,
+  },
+  {
+    name: 'train --out the model --force',
+    argv: (f) => ['train', f.hf, '--data', f.data, '--tokens', '1k', '--out', f.hf, '--force'],
+    names: (f) => f.hf,
+  },
+  {
+    name: 'train --run-dir the model directory',
+    argv: (f, o) => [
+      'train',
+      f.hf,
+      '--data',
+      f.data,
+      '--tokens',
+      '1k',
+      '--out',
+      join(o, 't'),
+      '--run-dir',
+      f.hf,
+    ],
+    names: (f) => f.hf,
+  },
+  {
+    name: 'train --out holding its --eval-data --force',
+    argv: (f) => [
+      'train',
+      f.bin,
+      '--data',
+      f.data,
+      '--eval-data',
+      f.dev,
+      '--tokens',
+      '1k',
+      '--out',
+      f.dir,
+      '--force',
+    ],
+    names: (f) => f.dir,
+  },
+  {
+    name: 'distill --out the student --force',
+    argv: (f) => [
+      'distill',
+      '--teacher',
+      f.bin,
+      '--student',
+      f.hf,
+      '--data',
+      f.data,
+      '--tokens',
+      '1k',
+      '--out',
+      f.hf,
+      '--force',
+    ],
+    names: (f) => f.hf,
+  },
+  {
+    name: 'distill --out the teacher (.bin) --force',
+    argv: (f) => [
+      'distill',
+      '--teacher',
+      f.bin,
+      '--student',
+      f.hf,
+      '--data',
+      f.data,
+      '--tokens',
+      '1k',
+      '--out',
+      f.bin,
+      '--force',
+    ],
+    names: (f) => f.bin,
+  },
+  {
+    name: 'compress --out the model directory --force',
+    argv: (f) => ['compress', f.hf, ...svd, '--out', f.hf, '--force'],
+    names: (f) => f.hf,
+  },
+  {
+    name: 'compress --out a directory holding the model --force',
+    argv: (f) => ['compress', f.hf, ...svd, '--out', f.dir, '--force'],
+    names: (f) => f.dir,
+  },
+  {
+    name: 'compress --out the statistics file --force',
+    argv: (f) => ['compress', f.bin, ...svd, '--data-aware', '--stats', f.stats, '--out', f.stats, '--force'],
+    names: (f) => f.stats,
+  },
+  {
+    name: 'compress --run-dir the data file',
+    argv: (f, o) => ['compress', f.bin, ...svd, '--data', f.data, '--out', join(o, 'c'), '--run-dir', f.data],
+    names: (f) => f.data,
+  },
+  {
+    name: 'compress --out a non-empty directory without --force',
+    argv: (f) => ['compress', f.bin, ...svd, '--out', f.otherDir],
+    names: (f) => f.otherDir,
+  },
+  {
+    name: 'compress --out an existing file --force',
+    argv: (f) => ['compress', f.bin, ...svd, '--out', f.other, '--force'],
+    names: (f) => f.other,
+  },
+  {
+    name: 'family --out the data file --force',
+    argv: (f) => ['family', f.bin, '--schedule', '0.5', '--data', f.data, '--out', f.data, '--force'],
+    names: (f) => f.data,
+  },
+  {
+    name: 'family --out its --eval-data --force',
+    argv: (f) => ['family', f.bin, '--schedule', '0.5', '--eval-data', f.dev, '--out', f.dev, '--force'],
+    names: (f) => f.dev,
+  },
+  {
+    name: 'family --out a directory holding the model --force',
+    argv: (f) => ['family', f.bin, '--schedule', '0.5', '--data', f.data, '--out', f.dir, '--force'],
+    names: (f) => f.dir,
+  },
+  {
+    name: 'family --run-dir inside the model directory',
+    argv: (f, o) => [
+      'family',
+      f.hf,
+      '--schedule',
+      '0.5',
+      '--data',
+      f.data,
+      '--out',
+      join(o, 'fam'),
+      '--run-dir',
+      join(f.hf, 'run'),
+    ],
+    names: (f) => join(f.hf, 'run'),
+  },
+
+  // 5. the environment: a regular file as a parent, a name too long, a run directory that is a file, a full
+  // or read-only file system
+  {
+    name: 'convert --out under a regular file',
+    argv: (f) => ['convert', f.bin, '--to', 'hf', '--out', join(f.other, 'x')],
+    names: (f) => join(f.other, 'x'),
+  },
+  {
+    name: 'calibrate --out under a regular file',
+    argv: (f) => ['calibrate', f.bin, ...calib(f), '--out', join(f.other, 'x.st')],
+    names: (f) => join(f.other, 'x.st'),
+  },
+  {
+    name: 'train --out under a regular file',
+    argv: (f) => ['train', f.bin, '--data', f.data, '--tokens', '1k', '--out', join(f.other, 'm')],
+    names: (f) => join(f.other, 'm'),
+  },
+  {
+    name: 'init --out a name too long',
+    argv: (f, o) => ['init', '--like', f.bin, '--out', join(o, `${LONG}.bin`)],
+    names: () => LONG,
+  },
+  {
+    name: 'compress --out a directory name too long',
+    argv: (f, o) => ['compress', f.bin, ...svd, '--out', join(o, LONG, 'm')],
+    names: () => LONG,
+  },
+  {
+    name: 'calibrate --out a name too long',
+    argv: (f, o) => ['calibrate', f.bin, ...calib(f), '--out', join(o, `${LONG}.st`)],
+    names: () => LONG,
+  },
+  {
+    name: 'train --run-dir a regular file',
+    argv: (f, o) => [
+      'train',
+      f.bin,
+      '--data',
+      f.data,
+      '--tokens',
+      '1k',
+      '--out',
+      join(o, 't'),
+      '--run-dir',
+      f.other,
+    ],
+    names: (f) => f.other,
+  },
+  {
+    name: 'family --run-dir a regular file',
+    argv: (f, o) => [
+      'family',
+      f.bin,
+      '--schedule',
+      '0.5',
+      '--data',
+      f.data,
+      '--out',
+      join(o, 'fam'),
+      '--run-dir',
+      f.other,
+    ],
+    names: (f) => f.other,
+  },
+  {
+    name: 'compress --run-dir a regular file',
+    argv: (f, o) => [
+      'compress',
+      f.bin,
+      ...svd,
+      '--data',
+      f.data,
+      '--out',
+      join(o, 'c'),
+      '--run-dir',
+      f.other,
+    ],
+    names: (f) => f.other,
+  },
+  {
+    name: 'distill --run-dir a regular file',
+    argv: (f, o) => [
+      'distill',
+      '--teacher',
+      f.bin,
+      '--student',
+      f.hf,
+      '--data',
+      f.data,
+      '--tokens',
+      '1k',
+      '--out',
+      join(o, 'd'),
+      '--run-dir',
+      f.other,
+    ],
+    names: (f) => f.other,
+  },
+  {
+    name: 'convert --to hf onto a full file system',
+    argv: (f) => ['convert', f.bin, '--to', 'hf', '--out', join(f.tiny, 'm')],
+    names: (f) => join(f.tiny, 'm'),
+    needsMount: true,
+  },
+  {
+    name: 'calibrate --out onto a full file system',
+    argv: (f) => ['calibrate', f.bin, ...calib(f), '--out', join(f.tiny, 's.st')],
+    names: (f) => join(f.tiny, 's.st'),
+    needsMount: true,
+  },
+  {
+    name: 'init --out a .bin onto a full file system',
+    argv: (f) => ['init', '--like', f.bin, '--out', join(f.tiny, 'm.bin')],
+    names: (f) => join(f.tiny, 'm.bin'),
+    needsMount: true,
+  },
+  {
+    name: 'convert --to hf onto a read-only file system',
+    argv: (f) => ['convert', f.bin, '--to', 'hf', '--out', join(f.readOnly, 'm')],
+    names: (f) => join(f.readOnly, 'm'),
+    needsMount: true,
+  },
+  {
+    name: 'calibrate --out onto a read-only file system',
+    argv: (f) => ['calibrate', f.bin, ...calib(f), '--out', join(f.readOnly, 's.st')],
+    names: (f) => join(f.readOnly, 's.st'),
+    needsMount: true,
+  },
+  {
+    name: 'compress --out onto a read-only file system',
+    argv: (f) => ['compress', f.bin, ...svd, '--out', join(f.readOnly, 'c')],
+    names: (f) => join(f.readOnly, 'c'),
+    needsMount: true,
+  },
+
+  // 6. --resume with nothing to resume
+  {
+    name: 'family --resume with an empty run directory',
+    argv: (f, o) => [
+      'family',
+      f.bin,
+      '--schedule',
+      '0.5',
+      '--data',
+      f.data,
+      '--out',
+      join(o, 'fam'),
+      '--run-dir',
+      o,
+      '--resume',
+    ],
+    names: (_, o) => o,
+  },
+  {
+    name: 'compress --resume with nothing to resume',
+    argv: (f, o) => ['compress', f.bin, ...svd, '--data', f.data, '--out', join(o, 'c'), '--resume'],
+    names: (_, o) => join(o, 'c.run'),
+  },
+  {
+    name: 'train --resume with nothing to resume',
+    argv: (f, o) => ['train', f.bin, '--data', f.data, '--tokens', '1k', '--out', join(o, 't'), '--resume'],
+    names: (_, o) => join(o, 't.run'),
+  },
+  {
+    name: 'distill --resume with nothing to resume',
+    argv: (f, o) => [
+      'distill',
+      '--teacher',
+      f.bin,
+      '--student',
+      f.hf,
+      '--data',
+      f.data,
+      '--tokens',
+      '1k',
+      '--out',
+      join(o, 'd'),
+      '--resume',
+    ],
+    names: (_, o) => join(o, 'd.run'),
+  },
+
+  // 7. messages that name their file
+  {
+    name: 'compress --stats with a NaN in a Gram',
+    argv: (f, o) => ['compress', f.bin, ...svd, '--data-aware', '--stats', f.nanStats, '--out', join(o, 'c')],
+    names: (f) => f.nanStats,
+  },
+  {
+    name: 'compress --stats with negative-definite Grams (not called "not finite")',
+    argv: (f, o) => ['compress', f.bin, ...svd, '--data-aware', '--stats', f.negStats, '--out', join(o, 'c')],
+    names: (f) => f.negStats,
+    notSaying: /not finite/,
+  },
+  {
+    name: "compress --stats of another model's shape with a forged fingerprint",
+    argv: (f, o) => [
+      'compress',
+      f.bin,
+      ...svd,
+      '--data-aware',
+      '--stats',
+      f.forgedStats,
+      '--out',
+      join(o, 'c'),
+    ],
+    names: (f) => f.forgedStats,
+  },
+  {
+    name: 'compress --stats cut short',
+    argv: (f, o) => [
+      'compress',
+      f.bin,
+      ...svd,
+      '--data-aware',
+      '--stats',
+      f.shortStats,
+      '--out',
+      join(o, 'c'),
+    ],
+    names: (f) => f.shortStats,
+  },
+  {
+    name: 'compress --stats that is a model, not statistics',
+    argv: (f, o) => [
+      'compress',
+      f.bin,
+      ...svd,
+      '--data-aware',
+      '--stats',
+      join(f.hf, 'model.safetensors'),
+      '--out',
+      join(o, 'c'),
+    ],
+    names: (f) => join(f.hf, 'model.safetensors'),
+  },
+  {
+    name: 'eval a model whose context is one token (no --seq-len given)',
+    argv: (f) => ['eval', f.ctx1, '--data', f.dev],
+    names: (f) => f.ctx1,
+    notSaying: /seq-len|sequence length/,
+  },
+  {
+    name: 'train a model whose context is one token',
+    argv: (f, o) => ['train', f.ctx1, '--data', f.data, '--tokens', '1k', '--out', join(o, 't')],
+    names: (f) => f.ctx1,
+    notSaying: /seq-len|sequence length/,
+  },
+  {
+    name: 'family of a model whose context is one token',
+    argv: (f, o) => ['family', f.ctx1, '--schedule', '0.5', '--eval-data', f.dev, '--out', join(o, 'fam')],
+    names: (f) => f.ctx1,
+    notSaying: /seq-len|sequence length/,
+  },
+
+  // misuse and malformed inputs across the other commands
+  {
+    name: 'inspect a missing file',
+    argv: (_, o) => ['inspect', join(o, 'missing.bin')],
+    names: (_, o) => join(o, 'missing.bin'),
+  },
+  {
+    name: 'inspect an empty file',
+    argv: (f) => ['inspect', f.other],
+    names: (f) => f.other,
+  },
+  {
+    name: 'inspect a directory without config.json',
+    argv: (f) => ['inspect', f.otherDir],
+    names: (f) => f.otherDir,
+  },
+  {
+    name: 'eval --data missing',
+    argv: (f, o) => ['eval', f.bin, '--data', join(o, 'none.txt')],
+    names: (_, o) => join(o, 'none.txt'),
+  },
+  {
+    name: 'generate with a tokenizer that is a model',
+    argv: (f) => ['generate', f.bin, '--tokenizer', f.bin, '--prompt', 'hi'],
+    names: (f) => f.bin,
+  },
+  {
+    name: 'calibrate --data missing',
+    argv: (f, o) => [
+      'calibrate',
+      f.bin,
+      '--data',
+      join(o, 'none.txt'),
+      '--samples',
+      '2',
+      '--seq-len',
+      '16',
+      '--out',
+      join(o, 's.st'),
+    ],
+    names: (_, o) => join(o, 'none.txt'),
+  },
+  {
+    name: 'compress --stats missing',
+    argv: (f, o) => [
+      'compress',
+      f.bin,
+      ...svd,
+      '--data-aware',
+      '--stats',
+      join(o, 'none.st'),
+      '--out',
+      join(o, 'c'),
+    ],
+    names: (_, o) => join(o, 'none.st'),
+  },
+  {
+    name: 'distill --teacher missing',
+    argv: (f, o) => [
+      'distill',
+      '--teacher',
+      join(o, 'none.bin'),
+      '--student',
+      f.hf,
+      '--data',
+      f.data,
+      '--tokens',
+      '1k',
+      '--out',
+      join(o, 'd'),
+    ],
+    names: (_, o) => join(o, 'none.bin'),
+  },
+  {
+    name: 'train --resume and --restart together',
+    argv: (f, o) => [
+      'train',
+      f.bin,
+      '--data',
+      f.data,
+      '--tokens',
+      '1k',
+      '--out',
+      join(o, 't'),
+      '--resume',
+      '--restart',
+    ],
+    names: () => '--restart',
+  },
+  {
+    name: 'convert --to llama2c --dtype f16',
+    argv: (f, o) => ['convert', f.bin, '--to', 'llama2c', '--dtype', 'f16', '--out', join(o, 'm.bin')],
+    names: () => '--dtype',
+  },
+];
+
+/** Cases drawn by fast-check over the fixtures' mutants (built once the fixtures exist). */
+export function mutantCases(f: Fixtures): Case[] {
+  return [
+    ...f.truncatedBins.map((_, i) => ({
+      name: `inspect a checkpoint cut at random (${i})`,
+      argv: (g: Fixtures) => ['inspect', g.truncatedBins[i]!],
+      names: (g: Fixtures) => g.truncatedBins[i]!,
+    })),
+    ...f.truncatedHf.map((_, i) => ({
+      name: `eval model.safetensors cut at random (${i})`,
+      argv: (g: Fixtures) => ['eval', g.truncatedHf[i]!, '--data', g.dev, '--limit', '2'],
+      names: (g: Fixtures) => g.truncatedHf[i]!,
+    })),
+    ...f.configMutants.map((d, i) => ({
+      name: `inspect config.json with an invalid field (${i}: ${mutation(d)})`,
+      argv: (g: Fixtures) => ['inspect', g.configMutants[i]!],
+      names: (g: Fixtures) => g.configMutants[i]!,
+    })),
+    ...f.tokenizerMutants.map((_, i) => ({
+      name: `generate with a broken tokenizer.json (${i})`,
+      argv: (g: Fixtures) => ['generate', g.tokenizerMutants[i]!, '--prompt', 'hi', '--max-tokens', '2'],
+      names: (g: Fixtures) => join(g.tokenizerMutants[i]!, 'tokenizer.json'),
+    })),
+  ];
+}
+
+/** Which config field a mutant breaks (for the case's name). */
+function mutation(dir: string): string {
+  const c = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+  for (const k of [
+    'hidden_size',
+    'num_hidden_layers',
+    'num_attention_heads',
+    'intermediate_size',
+    'vocab_size',
+    'num_key_value_heads',
+  ])
+    if (!(k in c) || typeof c[k] !== 'number' || !(c[k] > 0) || !Number.isInteger(c[k]))
+      return `${k} ${JSON.stringify(c[k])}`;
+  return 'none';
+}
