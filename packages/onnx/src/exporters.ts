@@ -1,4 +1,4 @@
-import { f32ArrayToF16, LineageError, type Linear, type LinearLayer } from '@lineage/core';
+import { f32ArrayToF16, type HostTensor, LineageError, type Linear, type LinearLayer } from '@lineage/core';
 import { FLOAT, FLOAT16, type GraphBuilder } from './graph-builder.js';
 
 /** How float weights are stored in an exported graph (compute stays f32: fp16 weights are Cast on load). */
@@ -15,13 +15,15 @@ export interface ExportContext {
   dtype: WeightDType;
   /**
    * A float weight as an f32 value of the graph: an initializer in the export's dtype (named
-   * `${name}.${suffix}`), behind a Cast when stored fp16. Asking twice for one suffix gives the same value.
+   * `${name}.${suffix}`), behind a Cast when stored fp16 (the export's dtype, or `half` for tensors the
+   * model itself stores in 16 bits, so the file keeps the model's bytes). Asking twice for one suffix
+   * gives the same value.
    */
-  weight(suffix: string, data: Float32Array, dims: readonly number[]): string;
+  weight(suffix: string, data: Float32Array, dims: readonly number[], o?: { half?: boolean }): string;
 }
 
 /**
- * Exports one layer kind: `linear` maps x [..., in] (f32) to [..., out]; `lookup` (for kinds that can be
+ * Exports one layer kind: `linear` maps x [batch, seq, in] (f32) to [batch, seq, out]; `lookup` (for kinds that can be
  * the embedding) maps int64 ids [...] to rows [..., in]. `tied` is set when the same layer is also the
  * embedding, so its exporter can reuse the lookup's initializers instead of storing them twice.
  */
@@ -89,9 +91,9 @@ export function exportContext(g: GraphBuilder, name: string, dtype: WeightDType)
     g,
     name,
     dtype,
-    weight(suffix, data, dims) {
+    weight(suffix, data, dims, o = {}) {
       const init = `${name}.${suffix}`;
-      if (dtype === 'fp32') {
+      if (dtype === 'fp32' && !o.half) {
         if (!g.has(init)) g.initializer(init, FLOAT, dims, data);
         return init;
       }
@@ -103,6 +105,11 @@ export function exportContext(g: GraphBuilder, name: string, dtype: WeightDType)
       return cast;
     },
   };
+}
+
+/** Whether a stored tensor is 16-bit float (kept 16-bit in the export: see ExportContext.weight). */
+export function isHalf(t: HostTensor): boolean {
+  return t.dtype === 'f16' || t.dtype === 'bf16';
 }
 
 /** [rows, cols] row-major → [cols, rows] row-major. */

@@ -9,7 +9,7 @@ import {
   ropeInvFreq,
   ropeTables,
 } from '@lineage/core';
-import { exportContext, layerExporter, type WeightDType } from './exporters.js';
+import { exportContext, isHalf, layerExporter, type WeightDType } from './exporters.js';
 import { BOOL, FLOAT, GraphBuilder, INT64 } from './graph-builder.js';
 
 /** The default-domain opset exported graphs use (ReduceMean with axes as an input needs 18). */
@@ -73,9 +73,14 @@ export function buildLlamaGraph(model: LlamaModel, o: LlamaGraphOptions = {}): L
   const rmsNorm = (x: string, p: Parameter, name: string) => {
     const ms = op('ReduceMean', [op('Mul', [x, x]), ints([-1])], { keepdims: 1 });
     const r = op('Reciprocal', [op('Sqrt', [op('Add', [ms, g.float(c.rmsNormEps)])])]);
-    const w = exportContext(g, name.replace(/\.weight$/, ''), dtype).weight('weight', p.value.toF32(), [
-      p.shape[0]!,
-    ]);
+    const w = exportContext(g, name.replace(/\.weight$/, ''), dtype).weight(
+      'weight',
+      p.value.toF32(),
+      [p.shape[0]!],
+      {
+        half: isHalf(p.value),
+      },
+    );
     return op('Mul', [op('Mul', [x, r]), w]);
   };
 
