@@ -49,12 +49,16 @@ export async function exportModelDir(
   out: string,
   o: ExportOptions = {},
 ): Promise<ExportResult> {
-  const { graph, opset, opsets } = buildLlamaGraph(model, { kvCache: true, dtype: o.dtype ?? 'fp32' });
+  const { graph, opset, opsets, irVersion } = buildLlamaGraph(model, {
+    kvCache: true,
+    dtype: o.dtype ?? 'fp32',
+  });
   const external =
     o.externalData === true ||
     ((o.externalData ?? 'auto') === 'auto' && graph.initializerBytes() > EXTERNAL_DATA_BYTES);
   const serialized = graph.serialize({
     opset,
+    irVersion,
     opsets,
     ...(external ? { external: { location: 'model.onnx_data' } } : {}),
     metadata: { producer: 'lineage export' },

@@ -10,12 +10,14 @@ export type WeightDType = 'fp32' | 'fp16';
  */
 export interface ExportContext {
   g: GraphBuilder;
-  /** The layer's name, e.g. `model.layers.3.mlp.up_proj` (initializers are `${name}.${suffix}`). */
+  /** The layer's checkpoint name, e.g. `model.layers.3.mlp.up_proj` (for messages). */
   name: string;
+  /** The initializer name of one of the layer's tensors (see initializerPrefix), e.g. `l3.up_proj.codes`. */
+  init(suffix: string): string;
   dtype: WeightDType;
   /**
    * A float weight as an f32 value of the graph: an initializer in the export's dtype (named
-   * `${name}.${suffix}`), behind a Cast when stored fp16 (the export's dtype, or `half` for tensors the
+   * `init(suffix)`), behind a Cast when stored fp16 (the export's dtype, or `half` for tensors the
    * model itself stores in 16 bits, so the file keeps the model's bytes). Asking twice for one suffix
    * gives the same value.
    */
@@ -85,24 +87,34 @@ export function exportableKinds(): string[] {
   return [...exporters().keys()];
 }
 
+/**
+ * The short prefix of a layer's initializers: `model.layers.3.self_attn.q_proj` → `l3.q_proj`,
+ * `model.embed_tokens` → `embed_tokens`. On a small model the names are a visible part of the file
+ * (each is stored once and referenced by its nodes), so they are kept short but recognisable.
+ */
+export function initializerPrefix(name: string): string {
+  return name
+    .replace(/^model\.layers\.(\d+)\.(?:self_attn\.|mlp\.)?/, 'l$1.')
+    .replace(/^model\./, '')
+    .replace(/\.weight$/, '');
+}
+
 /** An ExportContext over `g` for the layer `name`. */
 export function exportContext(g: GraphBuilder, name: string, dtype: WeightDType): ExportContext {
+  const prefix = initializerPrefix(name);
   return {
     g,
     name,
     dtype,
+    init: (suffix) => `${prefix}.${suffix}`,
     weight(suffix, data, dims, o = {}) {
-      const init = `${name}.${suffix}`;
+      const init = `${prefix}.${suffix}`;
       if (dtype === 'fp32' && !o.half) {
         if (!g.has(init)) g.initializer(init, FLOAT, dims, data);
         return init;
       }
-      const cast = `${init}.f32`;
-      if (!g.has(init)) {
-        g.initializer(init, FLOAT16, dims, f32ArrayToF16(data));
-        g.node('Cast', [init], { to: FLOAT }, [cast]);
-      }
-      return cast;
+      if (!g.has(init)) g.initializer(init, FLOAT16, dims, f32ArrayToF16(data));
+      return g.shared(`${init} as f32`, () => g.op('Cast', [init], { to: FLOAT }));
     },
   };
 }

@@ -66,6 +66,8 @@ export interface SerializeOptions {
    * the model file), as ONNX external data: needed past protobuf's 2 GB limit.
    */
   external?: { location: string; minBytes?: number };
+  /** ModelProto IR version (default 10). */
+  irVersion?: number;
   /** Graph name (default 'main'). */
   name?: string;
   /** ModelProto metadata_props. */
@@ -86,6 +88,7 @@ export class GraphBuilder {
   private initializers = new Map<string, Initializer>();
   private count = 0;
   private domains = new Set<string>();
+  private memo = new Map<string, string>();
 
   input(name: string, elem: ElemType, dims?: readonly Dim[]): string {
     this.inputs.push(valueInfo(name, elem, dims));
@@ -96,8 +99,9 @@ export class GraphBuilder {
     this.outputs.push(valueInfo(name, elem, dims));
   }
 
+  /** A new value name (base 36 and no node names: on a small model the graph's strings are a tenth of the file). */
   fresh(prefix = 't'): string {
-    return `${prefix}${this.count++}`;
+    return `${prefix}${(this.count++).toString(36)}`;
   }
 
   /** Adds a node; returns its output names (`outputs` of them, or the names given). */
@@ -115,8 +119,7 @@ export class GraphBuilder {
       opType,
       input: [...inputs],
       output: outs,
-      name: this.fresh(opType),
-      domain,
+      ...(domain ? { domain } : {}),
       attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
     });
     return outs;
@@ -125,6 +128,16 @@ export class GraphBuilder {
   /** Single-output node. */
   op(opType: string, inputs: readonly string[], attrs: Record<string, AttrValue> = {}, domain = ''): string {
     return this.node(opType, inputs, attrs, 1, domain)[0]!;
+  }
+
+  /** The value `make` builds, built once per `key` (a constant or subgraph several layers use). */
+  shared(key: string, make: () => string): string {
+    let v = this.memo.get(key);
+    if (v === undefined) {
+      v = make();
+      this.memo.set(key, v);
+    }
+    return v;
   }
 
   /** Whether an initializer of this name exists. */
@@ -151,13 +164,17 @@ export class GraphBuilder {
 
   /** A constant int64 tensor (1-D, or a scalar when `scalar`). */
   int64(values: readonly number[], scalar = false): string {
-    const data = BigInt64Array.from(values.map((v) => BigInt(v)));
-    return this.initializer(this.fresh('c'), INT64, scalar ? [] : [values.length], data);
+    return this.shared(`int64 ${scalar} ${values}`, () => {
+      const data = BigInt64Array.from(values.map((v) => BigInt(v)));
+      return this.initializer(this.fresh('c'), INT64, scalar ? [] : [values.length], data);
+    });
   }
 
   /** A constant float32 scalar. */
   float(value: number): string {
-    return this.initializer(this.fresh('c'), FLOAT, [], Float32Array.of(value));
+    return this.shared(`float ${Object.is(value, -0) ? '-0' : value}`, () =>
+      this.initializer(this.fresh('c'), FLOAT, [], Float32Array.of(value)),
+    );
   }
 
   /** Serialises the model (opset `opset` of the default domain, version 1 of any other domain used). */
@@ -193,7 +210,7 @@ export class GraphBuilder {
       return entry;
     });
     const model = {
-      irVersion: 10,
+      irVersion: o.irVersion ?? 10,
       producerName: 'lineage',
       opsetImport: [
         { domain: '', version: o.opset },

@@ -12,8 +12,13 @@ import {
 import { exportContext, isHalf, layerExporter, type WeightDType } from './exporters.js';
 import { BOOL, FLOAT, GraphBuilder, INT64 } from './graph-builder.js';
 
-/** The default-domain opset exported graphs use (ReduceMean with axes as an input needs 18). */
-export const LLAMA_OPSET = 18;
+/**
+ * The default-domain opset and IR version of exported graphs: opset 17 / IR 8 is what Debian's python3-onnx
+ * (1.12) checks, and every op used is older; onnxruntime's fused ops come from com.microsoft.
+ */
+export const LLAMA_OPSET = 17;
+export const LLAMA_IR_VERSION = 8;
+const MS = 'com.microsoft';
 
 export interface LlamaGraphOptions {
   /**
@@ -32,14 +37,15 @@ export interface LlamaGraph {
   graph: GraphBuilder;
   opset: number;
   opsets: Record<string, number>;
+  irVersion: number;
 }
 
 /**
  * The forward of `model` as one ONNX graph, with HF/optimum names: inputs `input_ids`, `attention_mask`,
  * `position_ids` (int64) and, with a KV cache, `past_key_values.N.key/value` [batch, kv heads, past, head
  * dim]; outputs `logits` and `present.N.key/value`. Every layer is exported by its kind's registered
- * exporter (see registerLayerExporter), never densified. RoPE uses cos/sin tables of the model's positions
- * computed as core computes them (float64 angles), gathered by position_ids; attention is causal over
+ * exporter (see registerLayerExporter), never densified. RoPE's cos/sin come from small tables of float64
+ * angles gathered by position_ids; attention is causal over
  * the whole (past + new) sequence and masked by attention_mask; grouped-query attention broadcasts each
  * kv head over its query heads without copies.
  */
@@ -71,33 +77,44 @@ export function buildLlamaGraph(model: LlamaModel, o: LlamaGraphOptions = {}): L
   const linear = (name: string, layer: LinearLayer, x: string, tied = false) =>
     layerExporter(layer, name).linear(exportContext(g, name, dtype), layer, x, { tied });
   const rmsNorm = (x: string, p: Parameter, name: string) => {
-    const ms = op('ReduceMean', [op('Mul', [x, x]), ints([-1])], { keepdims: 1 });
+    const ms = op('ReduceMean', [op('Mul', [x, x])], { axes: [-1], keepdims: 1 });
     const r = op('Reciprocal', [op('Sqrt', [op('Add', [ms, g.float(c.rmsNormEps)])])]);
-    const w = exportContext(g, name.replace(/\.weight$/, ''), dtype).weight(
-      'weight',
-      p.value.toF32(),
-      [p.shape[0]!],
-      {
-        half: isHalf(p.value),
-      },
-    );
+    const w = exportContext(g, name, dtype).weight('weight', p.value.toF32(), [p.shape[0]!], {
+      half: isHalf(p.value),
+    });
     return op('Mul', [op('Mul', [x, r]), w]);
   };
 
-  // RoPE: cos/sin [positions, D/2] as core computes them, gathered by position → [B, 1, T, D/2].
-  const tables = ropeTables(ropeInvFreq(c), c.maxPositions, 0);
-  const cosT = g.initializer('rope.cos', FLOAT, [c.maxPositions, half], tables.cos);
-  const sinT = g.initializer('rope.sin', FLOAT, [c.maxPositions, half], tables.sin);
-  const cos = op('Unsqueeze', [op('Gather', [cosT, pos]), ints([1])]);
-  const sin = op('Unsqueeze', [op('Gather', [sinT, pos]), ints([1])]);
-  const rope = (x: string) => {
-    const x1 = op('Slice', [x, ints([0]), ints([half]), ints([3])]);
-    const x2 = op('Slice', [x, ints([half]), ints([D]), ints([3])]);
+  // RoPE at position p = a·s + b from two small tables of float64 angles (a·s·θ and b·θ), combined by the
+  // angle-addition formulas: ~2 f32 ulps from core's tables, in (P/s + s) rows instead of P.
+  const P = c.maxPositions;
+  const step = Math.max(1, Math.ceil(Math.sqrt(P)));
+  const inv = ropeInvFreq(c);
+  const hi = ropeTables(
+    inv.map((f) => f * step),
+    Math.ceil(P / step),
+    0,
+  );
+  const lo = ropeTables(inv, step, 0);
+  const table = (n: string, rows: number, data: Float32Array) => g.initializer(n, FLOAT, [rows, half], data);
+  const pa = op('Div', [pos, scalar(step)]);
+  const pb = op('Mod', [pos, scalar(step)]);
+  const cosA = op('Gather', [table('rope.cos_hi', Math.ceil(P / step), hi.cos), pa]);
+  const sinA = op('Gather', [table('rope.sin_hi', Math.ceil(P / step), hi.sin), pa]);
+  const cosB = op('Gather', [table('rope.cos_lo', step, lo.cos), pb]);
+  const sinB = op('Gather', [table('rope.sin_lo', step, lo.sin), pb]);
+  const cos = op('Unsqueeze', [op('Sub', [op('Mul', [cosA, cosB]), op('Mul', [sinA, sinB])]), ints([1])]);
+  const sin = op('Unsqueeze', [op('Add', [op('Mul', [sinA, cosB]), op('Mul', [cosA, sinB])]), ints([1])]);
+  // q's rotation takes attention's 1/√d too (scaled tables, computed once), so scores need no extra Mul.
+  const scale = g.float(1 / Math.sqrt(D));
+  const [cosQ, sinQ] = [op('Mul', [cos, scale]), op('Mul', [sin, scale])];
+  const rope = (x: string, [cs, sn]: readonly [string, string]) => {
+    const [x1, x2] = g.node('Split', [x], { axis: 3 }, 2) as [string, string];
     return op(
       'Concat',
       [
-        op('Sub', [op('Mul', [x1, cos]), op('Mul', [x2, sin])]),
-        op('Add', [op('Mul', [x2, cos]), op('Mul', [x1, sin])]),
+        op('Sub', [op('Mul', [x1, cs]), op('Mul', [x2, sn])]),
+        op('Add', [op('Mul', [x2, cs]), op('Mul', [x1, sn])]),
       ],
       { axis: 3 },
     );
@@ -115,7 +132,6 @@ export function buildLlamaGraph(model: LlamaModel, o: LlamaGraphOptions = {}): L
   const visible = op('Unsqueeze', [op('And', [causal, padding]), ints([1])]);
   // finfo(float32).min rather than −∞: a fully padded row gets a uniform softmax, not NaN (as HF does).
   const bias = op('Where', [visible, g.float(0), g.float(-3.4028234663852886e38)]);
-  const scale = g.float(1 / Math.sqrt(D));
 
   const headsFirst = (x: string, heads: number) =>
     op('Transpose', [op('Reshape', [x, ints([0, 0, heads, D])])], { perm: [0, 2, 1, 3] });
@@ -131,8 +147,8 @@ export function buildLlamaGraph(model: LlamaModel, o: LlamaGraphOptions = {}): L
     const name = (s: BlockLinear) => `model.layers.${l}.${s}`;
     const lin = (s: BlockLinear, v: string) => linear(name(s), blk.linears[s], v);
     const h = rmsNorm(x, blk.inputNorm, `model.layers.${l}.input_layernorm.weight`);
-    const q = rope(headsFirst(lin('self_attn.q_proj', h), H));
-    let k = rope(headsFirst(lin('self_attn.k_proj', h), Hkv));
+    const q = rope(headsFirst(lin('self_attn.q_proj', h), H), [cosQ, sinQ]);
+    let k = rope(headsFirst(lin('self_attn.k_proj', h), Hkv), [cos, sin]);
     let v = headsFirst(lin('self_attn.v_proj', h), Hkv);
     if (kvCache) {
       const [pk, pv] = past[l]!;
@@ -140,7 +156,7 @@ export function buildLlamaGraph(model: LlamaModel, o: LlamaGraphOptions = {}): L
       v = g.node('Concat', [pv, v], { axis: 2 }, [`present.${l}.value`])[0]!;
     }
     // [B, Hkv, rep, T, D] · [B, Hkv, 1, D, S]: each kv head serves its `rep` query heads by broadcasting.
-    const q5 = op('Reshape', [op('Mul', [q, scale]), ints([0, Hkv, rep, -1, D])]);
+    const q5 = op('Reshape', [q, ints([0, Hkv, rep, -1, D])]);
     const k5 = op('Transpose', [op('Unsqueeze', [k, ints([2])])], { perm: [0, 1, 2, 4, 3] });
     const p = op('Softmax', [op('Add', [op('MatMul', [q5, k5]), bias])], { axis: -1 });
     const a5 = op('MatMul', [p, op('Unsqueeze', [v, ints([2])])]);
@@ -164,5 +180,5 @@ export function buildLlamaGraph(model: LlamaModel, o: LlamaGraphOptions = {}): L
     for (let l = 0; l < c.numLayers; l++)
       for (const kv of ['key', 'value'])
         g.output(`present.${l}.${kv}`, FLOAT, ['batch_size', Hkv, 'total_sequence_length', D]);
-  return { graph: g, opset: LLAMA_OPSET, opsets: { 'com.microsoft': 1 } };
+  return { graph: g, opset: LLAMA_OPSET, opsets: { [MS]: 1 }, irVersion: LLAMA_IR_VERSION };
 }

@@ -64,36 +64,33 @@ export const quantizedExporter: Omit<LayerExporter<QuantizedLinear>, 'kind'> = {
     const blob = (bs * bits) / 8;
     const zp = 2 ** (bits - 1);
     const codes = g.initializer(
-      `${ctx.name}.codes`,
+      ctx.init('codes'),
       UINT8,
       [N, blocks, blob],
       packBlocks(layer.codes.value.toInts(), N, K, bits, bs, zp),
     );
-    const scales16 = g.initializer(`${ctx.name}.scales`, FLOAT16, [N * G], layer.scales.value.bytes());
+    const scales16 = g.initializer(ctx.init('scales'), FLOAT16, [N * G], layer.scales.value.bytes());
     const scales = g.op('Cast', [scales16], { to: FLOAT });
     const inputs = [x, codes, scales];
     if (layer.zeros)
       inputs.push(
         g.initializer(
-          `${ctx.name}.zeros`,
+          ctx.init('zeros'),
           UINT8,
           [N * Math.ceil((G * bits) / 8)],
           packZeros(layer.zeros.value.toInts(), N, G, bits),
         ),
       );
-    let y = g.op('MatMulNBits', inputs, { K, N, bits, block_size: bs }, 'com.microsoft');
-    if (!layer.zeros) {
-      // s·(c − zp + ½): the ½ per group is Σ_group x · s/2.
-      const padded = G * gw > K ? g.op('Pad', [x, g.int64([0, 0, 0, 0, 0, G * gw - K])]) : x;
-      const sums = g.op('ReduceSum', [g.op('Reshape', [padded, g.int64([0, 0, G, gw])]), g.int64([-1])], {
-        keepdims: 0,
-      });
-      const halfScales = g.op('Mul', [
-        g.op('Transpose', [g.op('Reshape', [scales, g.int64([N, G])])], { perm: [1, 0] }),
-        g.float(0.5),
-      ]);
-      y = g.op('Add', [y, g.op('MatMul', [sums, halfScales])]);
+    else {
+      // The symmetric grid s·(c − (2ᵇ−1)/2): a float zero point per block, one constant expanded in the
+      // graph (onnxruntime folds it at load), so no bytes go to disk for it.
+      inputs.push(
+        g.shared(`zero point ${bits} ${N * G}`, () =>
+          g.op('Expand', [g.float((2 ** bits - 1) / 2), g.int64([N * G])]),
+        ),
+      );
     }
+    const y = g.op('MatMulNBits', inputs, { K, N, bits, block_size: bs }, 'com.microsoft');
     const b = layer.bias?.value;
     return b ? g.op('Add', [y, ctx.weight('bias', b.toF32(), [N])]) : y;
   },

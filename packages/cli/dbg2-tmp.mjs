@@ -1,0 +1,18 @@
+import { loadModel, JsBackend, Ops } from '@lineage/core';
+import '@lineage/quant';
+import { buildLlamaGraph } from '@lineage/onnx';
+import * as ort from 'onnxruntime-node';
+const { model } = await loadModel('/tmp/rtn4');
+const { graph, opset, opsets } = buildLlamaGraph(model, { kvCache: false });
+const bytes = graph.serialize({ opset, opsets }).model;
+console.log('file', bytes.length);
+const s = await ort.InferenceSession.create(bytes);
+const ids = [1, 403, 407, 261, 378, 432];
+const t = (v) => new ort.Tensor('int64', BigInt64Array.from(v.map(BigInt)), [1, v.length]);
+const out = await s.run({ input_ids: t(ids), attention_mask: t(ids.map(() => 1)), position_ids: t(ids.map((_, i) => i)) });
+const ops = new Ops(new JsBackend());
+const ref = await ops.readF32(await model.forward(ops, Int32Array.from(ids)));
+let m = 0; out.logits.data.forEach((v, i) => { m = Math.max(m, Math.abs(v - ref[i])); });
+console.log('maxdiff', m);
+console.log('init', graph.initializerBytes(), 'nodes', graph.nodes.length, 'inits', graph.initializers.size);
+const names = {}; for (const n of graph.nodes) names[n.opType] = (names[n.opType] ?? 0) + 1; console.log(names);
