@@ -1,14 +1,15 @@
 import { existsSync, realpathSync } from 'node:fs';
-import { resolve, sep } from 'node:path';
-import { LineageError, loadModel } from '@lineage/core';
+import { join, resolve, sep } from 'node:path';
+import { LineageError, loadModel, writeDirAtomic } from '@lineage/core';
 import { exportModelDir } from '@lineage/onnx';
 import { type Command, Option } from 'commander';
 import { defaultModel } from '../defaults.js';
 import { formatBytes, log, printJson } from '../output.js';
 import { addJsonOption, addModelOptions } from './common.js';
+import { writeWebPage } from './web-page.js';
 
 interface ExportFlags {
-  to: 'onnx';
+  to: 'onnx' | 'web';
   out: string;
   dtype: 'fp32' | 'fp16';
   force?: boolean;
@@ -37,10 +38,17 @@ export function exportCommand(program: Command): void {
   const cmd = program
     .command('export')
     .description(
-      'export a model (any layer kind, kept as itself) as one ONNX graph with a KV cache, in the directory layout transformers.js loads',
+      'export a model (any layer kind, kept as itself) as one ONNX graph with a KV cache, in the directory layout transformers.js loads; --to web adds a static page that generates in the browser',
     )
     .argument('[model]', 'llama2.c .bin file or Hugging Face directory (default: ../shared stories260K)')
-    .addOption(new Option('--to <format>', 'export format').choices(['onnx']).makeOptionMandatory())
+    .addOption(
+      new Option(
+        '--to <format>',
+        'onnx: the transformers.js directory; web: index.html + vendor/ (transformers.js, onnxruntime-web) + model/ (the onnx export), served by any static server',
+      )
+        .choices(['onnx', 'web'])
+        .makeOptionMandatory(),
+    )
     .requiredOption('--out <dir>', 'output directory (config.json, tokenizer files, onnx/model.onnx)')
     .addOption(
       new Option('--dtype <dtype>', 'float weights stored as (compute is f32 either way)')
@@ -59,11 +67,19 @@ export function exportCommand(program: Command): void {
     const { model } = await loadModel(path, { tokenizer: o.tokenizer, tokenizerOptional: true });
     if (!model.tokenizer) log('warning: no tokenizer found; the output will have none (pass --tokenizer)');
     const t0 = performance.now();
-    const r = await exportModelDir(model, o.out, {
-      dtype: o.dtype,
-      overwrite: o.force ?? false,
-      provenance: { from: path },
-    });
+    const options = { dtype: o.dtype, provenance: { from: path } };
+    const r =
+      o.to === 'onnx'
+        ? await exportModelDir(model, o.out, { ...options, overwrite: o.force ?? false })
+        : await writeDirAtomic(
+            o.out,
+            async (tmp) => {
+              const e = await exportModelDir(model, join(tmp, 'model'), options);
+              const page = await writeWebPage(tmp, `${model.config.architecture} model from ${path}`);
+              return { ...e, files: [...page, ...e.files.map((f) => `model/${f}`)] };
+            },
+            { overwrite: o.force ?? false },
+          );
     const { params, bytes } = model.stats();
     const seconds = (performance.now() - t0) / 1000;
     if (o.json)
@@ -79,9 +95,11 @@ export function exportCommand(program: Command): void {
         files: r.files,
         seconds,
       });
-    else
+    else {
+      if (o.to === 'web') log(`serve it with any static server, e.g. python3 -m http.server -d ${o.out}`);
       log(
-        `wrote ${o.out} (onnx, ${o.dtype} weights; ${formatBytes(r.onnxBytes)} of ONNX for ${formatBytes(bytes)} of model${r.externalData ? ', external data' : ''})`,
+        `wrote ${o.out} (${o.to === 'web' ? 'web page + onnx' : 'onnx'}, ${o.dtype} weights; ${formatBytes(r.onnxBytes)} of ONNX for ${formatBytes(bytes)} of model${r.externalData ? ', external data' : ''})`,
       );
+    }
   });
 }
