@@ -32,6 +32,25 @@ describe('buildLlamaGraph on stories260K', () => {
     );
   });
 
+  it('left padding in a batch (as transformers.js pads): the padded row gives its unpadded logits', async () => {
+    const { graph, opset, opsets } = buildLlamaGraph(model, { kvCache: false });
+    const s = await session(graph.serialize({ opset, opsets }).model);
+    const short = tokens.slice(0, 8);
+    const pad = tokens.length - short.length;
+    const i64 = (v: number[]) =>
+      new ort.Tensor('int64', BigInt64Array.from(v.map(BigInt)), [2, tokens.length]);
+    const out = await s.run({
+      input_ids: i64([...tokens, ...Array(pad).fill(0), ...short]),
+      attention_mask: i64([...tokens.map(() => 1), ...Array(pad).fill(0), ...short.map(() => 1)]),
+      position_ids: i64([...tokens.map((_, i) => i), ...Array(pad).fill(1), ...short.map((_, i) => i)]),
+    });
+    const logits = out.logits!.data as Float32Array;
+    const V = 512;
+    const T = tokens.length;
+    expect(maxAbsDiff(logits.subarray(0, T * V), await lineageLogits(model, tokens))).toBeLessThan(1e-4);
+    expect(maxAbsDiff(logits.subarray((T + pad) * V), await lineageLogits(model, short))).toBeLessThan(1e-4);
+  });
+
   it('builds a graph without a cache (one full forward)', async () => {
     const { graph, opset, opsets } = buildLlamaGraph(model, { kvCache: false });
     const s = await session(graph.serialize({ opset, opsets }).model);
