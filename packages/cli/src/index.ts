@@ -5,6 +5,7 @@ import { compressCommand, loadPlugins } from './commands/compress.js';
 import { convertCommand } from './commands/convert.js';
 import { distillCommand } from './commands/distill.js';
 import { evalCommand } from './commands/eval.js';
+import { exportCommand } from './commands/export.js';
 import { familyCommand } from './commands/family.js';
 import { generateCommand } from './commands/generate.js';
 import { initCommand } from './commands/init.js';
@@ -29,6 +30,7 @@ export function createProgram(argv: readonly string[] = []): Command {
   evalCommand(program);
   generateCommand(program);
   convertCommand(program);
+  exportCommand(program);
   calibrateCommand(program);
   initCommand(program);
   trainCommand(program);

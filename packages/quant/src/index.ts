@@ -13,4 +13,5 @@ export * from './ldlq.js';
 export * from './methods.js';
 export * from './quantize-model.js';
 export * from './quantized-linear.js';
+export { matMulNBits, type NBitsGrid, nbitsRefusal } from './quantized-onnx.js';
 export * from './rtn.js';

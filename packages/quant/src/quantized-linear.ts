@@ -15,6 +15,7 @@ import {
   type Tensor,
   takeAlong,
 } from '@lineage/core';
+import { registerLayerExporter } from '@lineage/onnx';
 import {
   checkGrid,
   codeDType,
@@ -27,6 +28,7 @@ import {
   type ScalarGrid,
 } from './grid.js';
 import { type Incoherence, untransformWeight } from './hadamard.js';
+import { quantizedExporter } from './quantized-onnx.js';
 
 /** The layer kind name recorded in config.json for quantized layers. */
 export const QUANTIZED_KIND = 'quantized';
@@ -352,3 +354,6 @@ registerLinearKind({
     );
   },
 });
+
+// Its ONNX export (lineage export): onnxruntime's MatMulNBits on the stored codes and scales.
+registerLayerExporter(QUANTIZED_KIND, quantizedExporter);

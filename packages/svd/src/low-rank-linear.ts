@@ -15,6 +15,8 @@ import {
   takeAlong,
 } from '@lineage/core';
 import { fromF32, matmul64, toF32 } from '@lineage/linalg';
+import { registerLayerExporter } from '@lineage/onnx';
+import { lowRankExporter } from './low-rank-onnx.js';
 
 /** The layer kind name recorded in config.json for factored layers. */
 export const LOW_RANK_KIND = 'low_rank';
@@ -151,3 +153,6 @@ registerLinearKind({
     return new LowRankLinear(A, B, tensors.get('bias'));
   },
 });
+
+// Its ONNX export (lineage export): two MatMuls, never densified.
+registerLayerExporter(LOW_RANK_KIND, lowRankExporter);

@@ -40,7 +40,11 @@ function denseStateDict(model: LlamaModel, dtype?: DType): Map<string, HostTenso
   return out;
 }
 
-async function writeHFTokenizer(model: LlamaModel, dir: string): Promise<void> {
+/**
+ * Writes `model`'s tokenizer into `dir` as Hugging Face files (tokenizer.json, tokenizer_config.json): a
+ * llama2.c tokenizer converted, an HF one's files copied. Nothing when the model has no tokenizer.
+ */
+export async function writeHFTokenizer(model: LlamaModel, dir: string): Promise<void> {
   const tok = model.tokenizer;
   if (!tok) return;
   if (tok instanceof Llama2cTokenizer) {

@@ -15,7 +15,9 @@ import {
   takeAlong,
 } from '@lineage/core';
 import { fromF32, type Matrix64, matmul64, matrix64 } from '@lineage/linalg';
+import { registerLayerExporter } from '@lineage/onnx';
 import { incoherenceMatrix } from '@lineage/quant';
+import { qlrExporter } from './qlr-onnx.js';
 
 /** The layer kind name recorded in config.json for CALDERA layers. */
 export const QLR_KIND = 'qlr';
@@ -395,5 +397,8 @@ registerLinearKind({
     return l;
   },
 });
+
+// Its ONNX export (lineage export): each quantized part as MatMulNBits, never densified.
+registerLayerExporter(QLR_KIND, qlrExporter);
 
 export { BITS as QLR_BITS };

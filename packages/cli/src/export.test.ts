@@ -1,0 +1,194 @@
+import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AutoModelForCausalLM, AutoTokenizer, env } from '@huggingface/transformers';
+import { JsBackend, KVCache, type LlamaModel, loadModel, Ops } from '@lineage/core';
+import * as ort from 'onnxruntime-node';
+import { beforeAll, describe, expect, it } from 'vitest';
+import '@lineage/quant';
+import '@lineage/svd';
+import { expectJson, expectOneLineError, lineage, MODEL, tempDir } from './test-support.js';
+
+// Issue #15 part 1: stories260K and three compressed members (low_rank, minitron-pruned, 4-bit rtn)
+// exported with `lineage export --to onnx` run in onnxruntime-node and transformers.js as in lineage.
+
+const tmp = tempDir('lineage-export-');
+const js = ['--backend', 'js'];
+const members: Record<string, string> = { parent: MODEL };
+
+beforeAll(async () => {
+  const made = await Promise.all([
+    lineage(['compress', MODEL, '--method', 'svd', '--params', '0.5', '--out', join(tmp, 'svd'), ...js]),
+    lineage([
+      'compress',
+      MODEL,
+      '--method',
+      'minitron',
+      '--shape',
+      'layers=4,hidden=48,heads=6,kv-heads=3,ffn=128',
+      '--data',
+      join(MODEL, '..', '..', '..', 'data', 'tinystories', 'valid-dev.txt'),
+      '--doc-separator',
+      '<|endoftext|>',
+      '--calib-samples',
+      '8',
+      '--out',
+      join(tmp, 'pruned'),
+      ...js,
+    ]),
+    lineage(['compress', MODEL, '--method', 'rtn', '--bits', '4', '--out', join(tmp, 'rtn4'), ...js]),
+  ]);
+  for (const r of made) expect(r.code, r.stderr).toBe(0);
+  Object.assign(members, { svd: join(tmp, 'svd'), pruned: join(tmp, 'pruned'), rtn4: join(tmp, 'rtn4') });
+}, 120_000);
+
+const i64 = (v: number[]) => new ort.Tensor('int64', BigInt64Array.from(v.map(BigInt)), [1, v.length]);
+
+/** onnxruntime's logits for `ids` after `prefix` (run first, its `present` fed back as the past). */
+async function onnxLogits(s: ort.InferenceSession, m: LlamaModel, ids: number[], prefix: number[] = []) {
+  const { numLayers: L, numKvHeads: Hkv, headDim: D } = m.config;
+  let past: Record<string, ort.Tensor> = {};
+  for (let l = 0; l < L; l++)
+    for (const kv of ['key', 'value'])
+      past[`past_key_values.${l}.${kv}`] = new ort.Tensor('float32', new Float32Array(0), [1, Hkv, 0, D]);
+  const run = async (tokens: number[], offset: number) => {
+    const n = offset + tokens.length;
+    const out = await s.run({
+      input_ids: i64(tokens),
+      attention_mask: i64(Array(n).fill(1)),
+      position_ids: i64(tokens.map((_, i) => offset + i)),
+      ...past,
+    });
+    past = {};
+    for (let l = 0; l < L; l++)
+      for (const kv of ['key', 'value']) past[`past_key_values.${l}.${kv}`] = out[`present.${l}.${kv}`]!;
+    return out.logits!.data as Float32Array;
+  };
+  if (prefix.length) await run(prefix, 0);
+  return run(ids, prefix.length);
+}
+
+/** Lineage's own logits for `ids` after `prefix` (in its KV cache), on the JS backend. */
+async function lineageLogits(m: LlamaModel, ids: number[], prefix: number[] = []) {
+  const ops = new Ops(new JsBackend());
+  const cache = new KVCache(ops);
+  if (prefix.length) ops.dispose(await m.forward(ops, Int32Array.from(prefix), 1, cache));
+  const y = await m.forward(ops, Int32Array.from(ids), 1, cache);
+  const out = await ops.readF32(y);
+  ops.dispose(y);
+  cache.dispose();
+  return out;
+}
+
+const maxDiff = (a: Float32Array, b: Float32Array) => {
+  expect(a.length).toBe(b.length);
+  return a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+};
+
+const TOKENS = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426];
+
+describe.each(['parent', 'svd', 'pruned', 'rtn4'])('lineage export --to onnx: %s', (name) => {
+  let out: string;
+  let model: LlamaModel;
+  beforeAll(async () => {
+    out = join(tmp, `${name}-onnx`);
+    model = (await loadModel(members[name]!)).model;
+  });
+
+  it('writes the transformers.js layout, the ONNX file within 10% of the reported bytes', async () => {
+    const r = expectJson(await lineage(['export', members[name]!, '--to', 'onnx', '--out', out, '--json']));
+    for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json'])
+      expect(existsSync(join(out, f)), f).toBe(true);
+    const reported = expectJson(await lineage(['inspect', members[name]!, '--json'])).bytes;
+    const size = statSync(join(out, 'onnx', 'model.onnx')).size;
+    expect(r.onnxBytes).toBe(size);
+    expect(Math.abs(size / reported - 1), `${size} bytes of ONNX for ${reported} reported`).toBeLessThan(0.1);
+  });
+
+  it('onnxruntime gives lineage’s logits within 1e-4, with and without a past cache', async () => {
+    const s = await ort.InferenceSession.create(join(out, 'onnx', 'model.onnx'));
+    const V = model.config.vocabSize;
+    const full = await lineageLogits(model, TOKENS);
+    expect(maxDiff(await onnxLogits(s, model, TOKENS), full)).toBeLessThan(1e-4);
+    const k = TOKENS.length - 1;
+    const viaCache = await onnxLogits(s, model, TOKENS.slice(k), TOKENS.slice(0, k));
+    expect(maxDiff(viaCache, await lineageLogits(model, TOKENS.slice(k), TOKENS.slice(0, k)))).toBeLessThan(
+      1e-4,
+    );
+    expect(maxDiff(viaCache, full.subarray(k * V))).toBeLessThan(1e-4);
+    await s.release();
+  });
+
+  it('transformers.js loads it offline; its 64 greedy tokens are lineage generate’s', async () => {
+    env.allowRemoteModels = false;
+    env.localModelPath = tmp;
+    const tok = await AutoTokenizer.from_pretrained(`${name}-onnx`);
+    const tm = await AutoModelForCausalLM.from_pretrained(`${name}-onnx`, { dtype: 'fp32' });
+    const enc = tok('Once upon a time');
+    const ids = (
+      (await tm.generate({ ...enc, max_new_tokens: 64, do_sample: false })) as { tolist(): bigint[][] }
+    )
+      .tolist()[0]!
+      .map(Number);
+    await tm.dispose();
+    const g = expectJson(
+      await lineage([
+        'generate',
+        members[name]!,
+        '--prompt',
+        'Once upon a time',
+        '--max-tokens',
+        '64',
+        '--json',
+        ...js,
+      ]),
+    );
+    expect(ids.slice(g.promptTokens)).toEqual(g.ids);
+    expect(g.ids.length).toBeGreaterThan(0);
+  });
+});
+
+describe('lineage export: bad input', () => {
+  it('an unknown --to, an existing output without --force, the input as output: one line each', async () => {
+    const r = await lineage(['export', MODEL, '--to', 'tflite', '--out', join(tmp, 'x')]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/'--to <format>' argument 'tflite' is invalid.*onnx/);
+    const out = join(tmp, 'exists');
+    expect((await lineage(['export', MODEL, '--to', 'onnx', '--out', out])).code).toBe(0);
+    writeFileSync(join(out, 'marker'), 'keep');
+    expectOneLineError(await lineage(['export', MODEL, '--to', 'onnx', '--out', out]), /exists .*--force/);
+    expect(existsSync(join(out, 'marker'))).toBe(true);
+    expect((await lineage(['export', MODEL, '--to', 'onnx', '--out', out, '--force'])).code).toBe(0);
+    expect(existsSync(join(out, 'marker'))).toBe(false);
+    expectOneLineError(
+      await lineage(['export', members.svd!, '--to', 'onnx', '--out', members.svd!, '--force']),
+      /would overwrite the model being exported/,
+    );
+    expect(existsSync(join(members.svd!, 'model.safetensors'))).toBe(true);
+  });
+
+  it('a layer that cannot be exported is one line naming it, and nothing is written', async () => {
+    const had = join(tmp, 'rtn-had');
+    expect(
+      (
+        await lineage([
+          'compress',
+          MODEL,
+          '--method',
+          'rtn',
+          '--bits',
+          '4',
+          '--hadamard',
+          '--out',
+          had,
+          ...js,
+        ])
+      ).code,
+    ).toBe(0);
+    const out = join(tmp, 'had-onnx');
+    expectOneLineError(
+      await lineage(['export', had, '--to', 'onnx', '--out', out]),
+      /layer 'model\.layers\.0\.self_attn\.q_proj' \(quantized\): Hadamard incoherence cannot be exported/,
+    );
+    expect(existsSync(out)).toBe(false);
+  });
+});

@@ -1,0 +1,67 @@
+import { JsBackend, KVCache, type LlamaModel, Ops } from '@lineage/core';
+import * as ort from 'onnxruntime-node';
+
+/** Lineage's own logits [T·V] for `ids` (after `prefix` in the cache when given), on the JS backend. */
+export async function lineageLogits(
+  model: LlamaModel,
+  ids: number[],
+  prefix: number[] = [],
+): Promise<Float32Array> {
+  const ops = new Ops(new JsBackend());
+  const cache = new KVCache(ops);
+  if (prefix.length) ops.dispose(await model.forward(ops, Int32Array.from(prefix), 1, cache));
+  const y = await model.forward(ops, Int32Array.from(ids), 1, prefix.length ? cache : undefined);
+  const out = await ops.readF32(y);
+  ops.dispose(y);
+  cache.dispose();
+  return out;
+}
+
+const i64 = (v: number[], dims: number[]) => new ort.Tensor('int64', BigInt64Array.from(v.map(BigInt)), dims);
+
+/**
+ * onnxruntime's logits for `ids` after `prefix`: the prefix is run first with an empty cache and its
+ * `present` outputs fed back as `past_key_values` (the decoding loop transformers.js runs).
+ */
+export async function onnxLogits(
+  session: ort.InferenceSession,
+  model: LlamaModel,
+  ids: number[],
+  prefix: number[] = [],
+): Promise<Float32Array> {
+  const { numLayers: L, numKvHeads: Hkv, headDim: D } = model.config;
+  const cached = session.inputNames.includes('past_key_values.0.key');
+  let past: Record<string, ort.Tensor> = {};
+  if (cached)
+    for (let l = 0; l < L; l++)
+      for (const kv of ['key', 'value'])
+        past[`past_key_values.${l}.${kv}`] = new ort.Tensor('float32', new Float32Array(0), [1, Hkv, 0, D]);
+  const run = async (tokens: number[], offset: number) => {
+    const n = tokens.length;
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: i64(tokens, [1, n]),
+      attention_mask: i64(Array(offset + n).fill(1), [1, offset + n]),
+      position_ids: i64(
+        tokens.map((_, i) => offset + i),
+        [1, n],
+      ),
+      ...past,
+    };
+    const out = await session.run(feeds);
+    past = {};
+    if (cached)
+      for (let l = 0; l < L; l++)
+        for (const kv of ['key', 'value']) past[`past_key_values.${l}.${kv}`] = out[`present.${l}.${kv}`]!;
+    return out.logits!.data as Float32Array;
+  };
+  if (prefix.length) await run(prefix, 0);
+  return run(ids, prefix.length);
+}
+
+/** Largest absolute difference of two equally long arrays. */
+export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) throw new RangeError(`lengths differ: ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
