@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   BIN,
@@ -36,6 +36,8 @@ outputs:
     dir: out/family
   - kind: report
     path: out/report.html
+  - kind: export
+    dir: out/onnx
 `;
 
 const file = join(dir, 'recipe.yaml');
@@ -57,7 +59,11 @@ describe('lineage run', () => {
     expect(r.outputs).toEqual([
       { kind: 'save', path: join(dir, 'out/family') },
       { kind: 'report', path: join(dir, 'out/report.html') },
+      { kind: 'export', path: join(dir, 'out/onnx') },
     ]);
+    // each member exported as ONNX in the layout transformers.js loads (lineage export --to onnx)
+    for (const m of ['minitron-plrd-0.80', 'minitron-plrd-0.60'])
+      expect(existsSync(join(dir, 'out/onnx', m, 'onnx', 'model.onnx'))).toBe(true);
     const fam = join(dir, 'out/family');
     expect(members(fam)).toEqual(['minitron-plrd-0.60', 'minitron-plrd-0.80']);
     const record = JSON.parse(readFileSync(join(fam, 'family.json'), 'utf8'));
@@ -172,6 +178,18 @@ describe('lineage run', () => {
       new RegExp(`^lineage: ${bad}:12: stages\\[1\\]\\.method: unknown method 'nope'`),
     );
     expect(existsSync(join(dir, 'bad-out'))).toBe(false);
+  });
+
+  it('refuses an output that is, holds or lies inside an input, even with --force', async () => {
+    const bad = join(dir, 'over.yaml');
+    writeFileSync(
+      bad,
+      `parent: ${MODEL}\nbackend: js\ndata: { train: ${TRAIN} }\nstages:\n  - method: svd\n    options: { params: 0.5 }\noutputs:\n  - { kind: export, dir: ${dirname(MODEL)} }\n`,
+    );
+    expectOneLineError(
+      await lineage(['run', bad, '--force']),
+      new RegExp(`^lineage: ${bad}:8: outputs\\[0\\]: .*holds the parent model`),
+    );
   });
 
   it('refuses existing outputs without --force, before any work', async () => {

@@ -1,10 +1,10 @@
-import { existsSync, realpathSync } from 'node:fs';
-import { join, resolve, sep } from 'node:path';
-import { LineageError, loadModel, writeDirAtomic } from '@lineage/core';
-import { exportModelDir } from '@lineage/onnx';
+import { join } from 'node:path';
+import { type LlamaModel, loadModel, writeDirAtomic } from '@lineage/core';
+import { type ExportResult, exportModelDir } from '@lineage/onnx';
 import { type Command, Option } from 'commander';
 import { defaultModel } from '../defaults.js';
 import { formatBytes, log, printJson } from '../output.js';
+import { checkNoOverlap, checkOutput, tokenizerInput } from '../output-policy.js';
 import { addJsonOption, addModelOptions } from './common.js';
 import { writeWebPage } from './web-page.js';
 
@@ -17,21 +17,26 @@ interface ExportFlags {
   json?: boolean;
 }
 
-/** A path with symlinks resolved as far as it exists (the output usually does not yet). */
-function real(p: string): string {
-  const abs = resolve(p);
-  try {
-    return realpathSync(abs);
-  } catch {
-    return abs;
-  }
-}
-
-/** Refuses an output that is the input, holds it, or lies inside it. */
-function checkNotInput(input: string, out: string): void {
-  const [i, o] = [real(input), real(out)];
-  if (i === o || i.startsWith(o + sep) || o.startsWith(i + sep))
-    throw new LineageError(`--out ${out} would overwrite the model being exported (${input})`, out);
+/**
+ * Writes `model` as `lineage export --to onnx|web` does (the directory appears atomically); also the recipe
+ * output kind `export`.
+ */
+export async function writeExport(
+  model: LlamaModel,
+  out: string,
+  o: { to: 'onnx' | 'web'; dtype: 'fp32' | 'fp16'; force?: boolean | undefined; from: string },
+): Promise<ExportResult> {
+  const options = { dtype: o.dtype, provenance: { from: o.from } };
+  if (o.to === 'onnx') return exportModelDir(model, out, { ...options, overwrite: o.force ?? false });
+  return writeDirAtomic(
+    out,
+    async (tmp) => {
+      const e = await exportModelDir(model, join(tmp, 'model'), options);
+      const page = await writeWebPage(tmp, `${model.config.architecture} model from ${o.from}`);
+      return { ...e, files: [...page, ...e.files.map((f) => `model/${f}`)] };
+    },
+    { overwrite: o.force ?? false },
+  );
 }
 
 export function exportCommand(program: Command): void {
@@ -60,26 +65,17 @@ export function exportCommand(program: Command): void {
   addJsonOption(cmd);
   cmd.action(async (modelArg: string | undefined, o: ExportFlags) => {
     const path = modelArg ?? defaultModel();
-    checkNotInput(path, o.out);
-    // Checked before loading and building (writeDirAtomic checks again before its rename).
-    if (!o.force && existsSync(o.out))
-      throw new LineageError('output exists (pass --force to replace it)', o.out);
+    // the one output policy, before loading and building (writeDirAtomic checks again before its rename)
+    const inputs = [
+      { path, what: 'the model being exported' },
+      { path: o.tokenizer, what: '--tokenizer' },
+    ];
+    checkOutput({ path: o.out, kind: 'dir', force: o.force, inputs });
     const { model } = await loadModel(path, { tokenizer: o.tokenizer, tokenizerOptional: true });
+    checkNoOverlap(o.out, [tokenizerInput(model)]);
     if (!model.tokenizer) log('warning: no tokenizer found; the output will have none (pass --tokenizer)');
     const t0 = performance.now();
-    const options = { dtype: o.dtype, provenance: { from: path } };
-    const r =
-      o.to === 'onnx'
-        ? await exportModelDir(model, o.out, { ...options, overwrite: o.force ?? false })
-        : await writeDirAtomic(
-            o.out,
-            async (tmp) => {
-              const e = await exportModelDir(model, join(tmp, 'model'), options);
-              const page = await writeWebPage(tmp, `${model.config.architecture} model from ${path}`);
-              return { ...e, files: [...page, ...e.files.map((f) => `model/${f}`)] };
-            },
-            { overwrite: o.force ?? false },
-          );
+    const r = await writeExport(model, o.out, { to: o.to, dtype: o.dtype, force: o.force, from: path });
     const { params, bytes } = model.stats();
     const seconds = (performance.now() - t0) / 1000;
     if (o.json)

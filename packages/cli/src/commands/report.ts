@@ -1,5 +1,8 @@
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import { type Command, Option } from 'commander';
 import { log, printJson } from '../output.js';
+import { checkOutput } from '../output-policy.js';
 import type { XAxis } from '../report/chart.js';
 import { reportSeries } from '../report/data.js';
 import { type ReportFormat, writeReport } from '../report/write.js';
@@ -34,6 +37,19 @@ export function reportCommand(program: Command): void {
       inputs: string[],
       o: { out: string; format: ReportFormat; x: XAxis; force?: boolean; json?: boolean },
     ) => {
+      checkOutput({
+        path: o.out,
+        kind: 'file',
+        force: o.force,
+        // the files read, not their directories: report.html beside family.json is the usual place
+        inputs: inputs.flatMap((path) =>
+          (statSync(path, { throwIfNoEntry: false })?.isDirectory()
+            ? ['family.json', 'config.json', 'model.safetensors'].map((f) => join(path, f))
+            : [path]
+          ).map((p) => ({ path: p, what: 'an input of the report' })),
+        ),
+        noun: 'the report',
+      });
       const series = await reportSeries(inputs);
       await writeReport(o.out, series, o);
       const models = series.reduce((a, s) => a + s.members.length, 0);

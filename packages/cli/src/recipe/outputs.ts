@@ -1,5 +1,7 @@
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { type FamilyRecord, LineageError, type LlamaModel, saveModel, writeFamily, z } from '@lineage/core';
+import { join } from 'node:path';
+import { type FamilyRecord, type LlamaModel, saveModel, writeDirAtomic, writeFamily, z } from '@lineage/core';
+import { writeExport } from '../commands/export.js';
+import { checkOutput, type Input } from '../output-policy.js';
 import { recordSeries } from '../report/data.js';
 import { writeReport } from '../report/write.js';
 
@@ -25,15 +27,13 @@ export interface RecipeOutputKind<S extends z.ZodObject = z.ZodObject> {
   schema: S;
   /** Keys of path fields, resolved relative to the recipe file. */
   paths: readonly string[];
-  /** Refuses before any work (e.g. the target exists without --force); returns the target for messages. */
-  check(o: z.output<S>, force: boolean): void;
+  /**
+   * Refuses before any work (the target exists without --force, or it is, holds or lies inside one of the
+   * recipe's `inputs`: the one output policy, `checkOutput`).
+   */
+  check(o: z.output<S>, force: boolean, inputs: readonly Input[]): void;
   /** Writes the output; returns where it went. */
   write(o: z.output<S>, result: RecipeResult, force: boolean): Promise<string>;
-}
-
-function refuseExisting(p: string, force: boolean): void {
-  const nonEmpty = existsSync(p) && (!statSync(p).isDirectory() || readdirSync(p).length > 0);
-  if (nonEmpty && !force) throw new LineageError('output exists (pass --force to replace it)', p);
 }
 
 /** Types an output kind by its schema; registers nothing. */
@@ -46,7 +46,7 @@ const SAVE = outputKind({
   description: 'a Hugging Face directory (a family: one per member and family.json)',
   schema: z.strictObject({ kind: z.literal('save'), dir: z.string().min(1, 'must be a directory') }),
   paths: ['dir'],
-  check: (o, force) => refuseExisting(o.dir, force),
+  check: (o, force, inputs) => checkOutput({ path: o.dir, kind: 'dir', force, inputs, flag: 'outputs.dir' }),
   async write(o, r, force) {
     if (r.family)
       await writeFamily(o.dir, r.models, r.record, {
@@ -73,7 +73,8 @@ const REPORT = outputKind({
     x: z.enum(['params', 'bytes', 'bits']).default('params'),
   }),
   paths: ['path'],
-  check: (o, force) => refuseExisting(o.path, force),
+  check: (o, force, inputs) =>
+    checkOutput({ path: o.path, kind: 'file', force, inputs, flag: 'outputs.path', noun: 'the report' }),
   async write(o, r, force) {
     await writeReport(o.path, [recordSeries(r.record, r.record.method.name, null)], {
       format: o.format,
@@ -84,11 +85,42 @@ const REPORT = outputKind({
   },
 });
 
+const EXPORT = outputKind({
+  kind: 'export',
+  description:
+    'ONNX for onnxruntime and transformers.js (lineage export --to onnx), or that plus a web page (--to web); a family: one directory per member',
+  schema: z.strictObject({
+    kind: z.literal('export'),
+    dir: z.string().min(1, 'must be a directory'),
+    to: z.enum(['onnx', 'web']).default('onnx'),
+    dtype: z.enum(['fp32', 'fp16']).default('fp32'),
+  }),
+  paths: ['dir'],
+  check: (o, force, inputs) => checkOutput({ path: o.dir, kind: 'dir', force, inputs, flag: 'outputs.dir' }),
+  async write(o, r, force) {
+    const from = r.record.parent.path;
+    if (!r.family) await writeExport(r.models[0]!, o.dir, { ...o, force, from });
+    else {
+      // one export per member, under one directory that appears atomically
+      await writeDirAtomic(
+        o.dir,
+        async (tmp) => {
+          for (const [i, m] of r.models.entries())
+            await writeExport(m, join(tmp, r.record.members[i]!.dir), { ...o, from });
+        },
+        { overwrite: force },
+      );
+    }
+    return o.dir;
+  },
+});
+
 // the built-in kinds, then any a package adds
 // biome-ignore lint/suspicious/noExplicitAny: kinds of any schema share the one registry
 const KINDS = new Map<string, RecipeOutputKind<any>>([
   [SAVE.kind, SAVE],
   [REPORT.kind, REPORT],
+  [EXPORT.kind, EXPORT],
 ]);
 
 export function registerRecipeOutput<S extends z.ZodObject>(def: RecipeOutputKind<S>): void {

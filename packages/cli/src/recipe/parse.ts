@@ -12,6 +12,7 @@ import {
   type z,
 } from '@lineage/core';
 import { type Document, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
+import type { Input } from '../output-policy.js';
 import { getRecipeOutput, type RecipeOutputKind, recipeOutputKinds } from './outputs.js';
 import { type Recipe, recipeSchema } from './schema.js';
 
@@ -208,6 +209,16 @@ export async function compileRecipe(file: string, o: { force?: boolean } = {}): 
         : undefined;
   if (why && !recipe.data) fail(['stages'], `${method.name} needs ${why}: give data.train`);
 
+  // everything the recipe reads: no output may be, hold or lie inside one of them (the one output policy)
+  const inputs: Input[] = [
+    { path: resolve(file), what: 'the recipe' },
+    { path: recipe.parent, what: 'the parent model' },
+    { path: recipe.tokenizer, what: 'the tokenizer' },
+    ...((recipe.data?.train as string[] | undefined) ?? []).map((path) => ({ path, what: 'data.train' })),
+    { path: recipe.data?.stats, what: 'data.stats' },
+    { path: recipe.evaluation?.data, what: 'evaluation.data' },
+    { path: recipe.runDir, what: 'the run directory' },
+  ];
   // outputs: each a registered kind with the fields its schema accepts, not there already
   const outputs = recipe.outputs.map((out, i) => {
     const kind = getRecipeOutput(out.kind);
@@ -228,7 +239,7 @@ export async function compileRecipe(file: string, o: { force?: boolean } = {}): 
     for (const k of kind!.paths)
       if (typeof options[k] === 'string') options[k] = abs(base, options[k] as string);
     try {
-      kind!.check(options, o.force ?? false);
+      kind!.check(options, o.force ?? false, inputs);
     } catch (e) {
       if (e instanceof LineageError) fail(['outputs', i], e.message);
       throw e;
