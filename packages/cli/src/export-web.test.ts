@@ -53,10 +53,10 @@ describe.skipIf(missing)(`lineage export --to web${missing ? ` — skipped: ${mi
       url,
       async (p) => {
         await p.waitForSelector('body[data-done="1"]', { timeout: 120_000 });
-        return p.evaluate(() => ({
-          ids: document.getElementById('ids')?.textContent ?? '',
-          text: document.body.innerText,
-        }));
+        return {
+          ids: await p.$eval('#ids', (e) => e.textContent ?? ''),
+          text: await p.$eval('body', (e) => e.textContent ?? ''),
+        };
       },
       { screenshot: png, allowOrigin: origin, width: 900, height: 700, timeoutMs: 60_000 },
     );
