@@ -61,4 +61,11 @@ export * from './tokenizer/index.js';
 export { fail, LineageError } from './util/errors.js';
 export { Random } from './util/random.js';
 export { sharedDir, sharedPath } from './util/shared-data.js';
-export { readTextFile } from './util/text-file.js';
+export {
+  DEFAULT_MAX_DATA_BYTES,
+  getMaxDataBytes,
+  type ReadTextOptions,
+  readTextFile,
+  STDIN_PATH,
+  setMaxDataBytes,
+} from './util/text-file.js';

@@ -1,6 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readRegularFile } from '../io/fs-util.js';
 import { parseHFConfig } from '../io/hf-config.js';
 import { openLlama2c } from '../io/llama2c.js';
 import { SafetensorsFile, ShardedSafetensors } from '../io/safetensors.js';
@@ -60,12 +60,7 @@ export function detectFormat(path: string): CheckpointFormat {
 }
 
 async function readJson(file: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new LineageError(`cannot read: ${(e as Error).message}`, file);
-  }
+  const text = (await readRegularFile(file)).toString('utf8');
   try {
     return JSON.parse(text);
   } catch (e) {

@@ -1,6 +1,7 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Tokenizer as HFLibTokenizer } from '@huggingface/tokenizers';
+import { readRegularFileSync } from '../io/fs-util.js';
 import { LineageError } from '../util/errors.js';
 import type { Tokenizer } from './tokenizer.js';
 
@@ -215,13 +216,8 @@ function firstTemplateSpecial(pp: unknown): { first?: string; last?: string } {
 }
 
 function readJson(path: string, what: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new LineageError(code === 'ENOENT' ? 'no such file' : `cannot read: ${(e as Error).message}`, path);
-  }
+  // A regular file of bounded size, checked before opening: a FIFO or device must not hang the load.
+  const text = readRegularFileSync(path).toString('utf8');
   try {
     return JSON.parse(text);
   } catch (e) {
