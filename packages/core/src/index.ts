@@ -51,6 +51,7 @@ export * from './optim/param-groups.js';
 export * from './optim/schedule.js';
 export * from './optim/sgd.js';
 export * from './tensor/dtype.js';
+export * from './tensor/finite.js';
 export * from './tensor/half.js';
 export * from './tensor/host-tensor.js';
 export * from './tensor/packed.js';
