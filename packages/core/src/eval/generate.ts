@@ -69,9 +69,9 @@ export function sampleToken(logits: Float32Array, temperature: number, topP: num
 function assertLogitsFinite(logits: Float32Array, step: number): void {
   for (let i = 0; i < logits.length; i++) {
     const v = logits[i]!;
-    if (v !== v || v === Number.POSITIVE_INFINITY) {
+    if (Number.isNaN(v) || v === Number.POSITIVE_INFINITY) {
       throw new LineageError(
-        `the model produced a ${v !== v ? 'NaN' : 'infinite'} logit (token ${i}) at generation step ${step + 1}; its weights or activations are not finite`,
+        `the model produced a ${Number.isNaN(v) ? 'NaN' : 'infinite'} logit (token ${i}) at generation step ${step + 1}; its weights or activations are not finite`,
       );
     }
   }

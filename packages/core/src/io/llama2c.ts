@@ -1,4 +1,3 @@
-import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { LlamaConfig } from '../nn/config.js';
 import { isFloat } from '../tensor/dtype.js';
