@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -121,6 +121,27 @@ describe('generate', () => {
     const msg = await refusal(generate(m, new JsBackend(), [1, 2, 3], { maxTokens: 5 }));
     expect(msg).toContain('the model produced a NaN logit');
     expect(msg).toContain('generation step 1');
+  });
+});
+
+describe('saving as f16 weights beyond its range', () => {
+  it('is refused naming the tensor and its max |value|, or clamped with a warning under clamp', async () => {
+    const m = poisoned(-1.5e5);
+    const out = join(dir, 'f16-over');
+    expect(await refusal(saveModel(m, out, { format: 'hf', dtype: 'f16' }))).toBe(
+      `${out}: tensor '${BAD}' has values up to 150000 in magnitude, beyond the largest f16 (65504); converting would make them infinite (pass --clamp to clamp them to ±65504, or keep f32)`,
+    );
+    expect(existsSync(out)).toBe(false);
+    const warnings: string[] = [];
+    await saveModel(m, out, { format: 'hf', dtype: 'f16', clamp: true, warn: (w) => warnings.push(w) });
+    expect(warnings).toEqual([
+      `warning: clamped 1 value(s) of tensor '${BAD}' (up to 150000 in magnitude) to ±65504 for f16`,
+    ]);
+    const { model } = await loadModel(out, { tokenizerOptional: true });
+    const w = model.namedParameters().get(BAD)!.value;
+    expect(w.toF32()[2 * w.shape[1]! + 3]).toBe(-65504);
+    // bf16 has f32's range: nothing to refuse
+    await saveModel(m, join(dir, 'bf16-over'), { format: 'hf', dtype: 'bf16' });
   });
 });
 
