@@ -34,10 +34,10 @@ export interface SaveOptions {
 }
 
 /** Largest finite values of the narrow float types (bf16: the largest below f32's overflow threshold). */
-const MAX_FINITE: Record<string, number> = { f16: 65504, bf16: 3.3895313892515355e38 };
+const MAX_FINITE: Record<string, number> = { f16: 65504, bf16: (2 - 2 ** -7) * 2 ** 127 };
 
 /** |x| above which `dtype` rounds to infinity: halfway from its largest finite value to the next power. */
-const OVERFLOW_AT: Record<string, number> = { f16: 65520, bf16: 3.3961775292304547e38 };
+const OVERFLOW_AT: Record<string, number> = { f16: 65520, bf16: (2 - 2 ** -8) * 2 ** 127 };
 
 function maxAbs(v: Float32Array): number {
   let m = 0;

@@ -153,7 +153,14 @@ describe('firstNonFinite', () => {
       v[9_999] = Number.NEGATIVE_INFINITY;
       v[4_097] = Number.NaN;
       expect(firstNonFinite(HostTensor.fromF32(v, [10_000], dtype))).toBe(4_097);
+      v[4_097] = 0;
+      v[6_000] = Number.POSITIVE_INFINITY; // an even index: the low half of a 32-bit word
+      expect(firstNonFinite(HostTensor.fromF32(v, [10_000], dtype))).toBe(6_000);
     }
+    // halves not aligned to 4 bytes, and an odd length
+    const halves = HostTensor.fromF32(Float32Array.of(0, 1, 2, Number.NaN), [4], 'bf16').data as Uint16Array;
+    expect(firstNonFinite(new HostTensor('bf16', [3], halves.subarray(1)))).toBe(2);
+    expect(firstNonFinite(new HostTensor('bf16', [2], halves.subarray(1, 3)))).toBe(-1);
     expect(firstNonFinite(HostTensor.fromF32(Float32Array.of(1, 2), [2], 'i32'))).toBe(-1);
   });
 });

@@ -8,27 +8,55 @@ const BLOCK = 4096;
 function firstInFloats(a: Float32Array | Float64Array): number {
   for (let start = 0; start < a.length; start += BLOCK) {
     const end = Math.min(a.length, start + BLOCK);
-    // x * 0 is ±0 for every finite x and NaN for ±Inf and NaN, so one NaN poisons the sum.
-    let acc = 0;
-    for (let i = start; i < end; i++) acc += a[i]! * 0;
-    if (acc === 0) continue;
-    for (let i = start; i < end; i++) if (!Number.isFinite(a[i]!)) return i;
+    // x * 0 is ±0 for every finite x and NaN for ±Inf and NaN, so one NaN poisons a sum; four sums
+    // break the chain of dependent additions (about twice as fast as one).
+    let s0 = 0;
+    let s1 = 0;
+    let s2 = 0;
+    let s3 = 0;
+    let i = start;
+    for (; i + 3 < end; i += 4) {
+      s0 += a[i]! * 0;
+      s1 += a[i + 1]! * 0;
+      s2 += a[i + 2]! * 0;
+      s3 += a[i + 3]! * 0;
+    }
+    for (; i < end; i++) s0 += a[i]! * 0;
+    if (s0 + s1 + s2 + s3 === 0) continue;
+    for (let j = start; j < end; j++) if (!Number.isFinite(a[j]!)) return j;
   }
   return -1;
 }
 
 /** f16 and bf16 bit patterns: all exponent bits set is ±Inf or NaN. */
+function isSpecial(bits: number, exponent: number): boolean {
+  return (bits & exponent) === exponent;
+}
+
 function firstInHalves(a: Uint16Array, exponent: number): number {
-  for (let start = 0; start < a.length; start += BLOCK) {
-    const end = Math.min(a.length, start + BLOCK);
-    // (bits & exponent) + (0x10000 - exponent) reaches bit 16 exactly when every exponent bit is set.
-    const bias = 0x10000 - exponent;
+  // Two halves per 32-bit word: v has a zero 16-bit lane exactly where a half has every exponent bit set,
+  // and (v - 0x10001) & ~v & 0x80008000 flags a zero lane (lanes of v stay below 0x8000, so this is exact
+  // up to a borrow that only follows a zero low lane). About twice as fast as one half at a time.
+  const aligned = a.byteOffset % 4 === 0;
+  const words = aligned ? a.length >> 1 : 0;
+  const w = aligned ? new Uint32Array(a.buffer, a.byteOffset, words) : new Uint32Array(0);
+  const both = (exponent | (exponent << 16)) >>> 0;
+  const scan = (from: number, to: number): number => {
+    for (let i = from; i < to; i++) if (isSpecial(a[i]!, exponent)) return i;
+    return -1;
+  };
+  for (let start = 0; start < words; start += BLOCK) {
+    const end = Math.min(words, start + BLOCK);
     let hit = 0;
-    for (let i = start; i < end; i++) hit |= ((a[i]! & exponent) + bias) >>> 16;
-    if (!hit) continue;
-    for (let i = start; i < end; i++) if ((a[i]! & exponent) === exponent) return i;
+    for (let i = start; i < end; i++) {
+      const v = (w[i]! & both) ^ both;
+      hit |= (v - 0x10001) & ~v & 0x80008000;
+    }
+    if (hit === 0) continue;
+    const at = scan(2 * start, 2 * end);
+    if (at >= 0) return at;
   }
-  return -1;
+  return scan(2 * words, a.length);
 }
 
 /** Index of the first NaN or ±Inf element of a float tensor, or -1 (integer tensors are always finite). */
