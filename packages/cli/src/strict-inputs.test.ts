@@ -300,6 +300,14 @@ describe('class 4: lax readers', () => {
     );
   });
 
+  it('config.json listing a key twice (JSON.parse would keep the last)', async () => {
+    const d = copyModel('cfg-dup');
+    const cfg = join(d, 'config.json');
+    const text = readFileSync(cfg, 'utf8').trimEnd();
+    writeFileSync(cfg, `${text.slice(0, -1)},"hidden_size":32}`);
+    await refused(['inspect', d], [d], cfg, /the key 'hidden_size' appears twice/);
+  });
+
   it('config.json with bos_token_id or eos_token_id outside the vocabulary, or heads not dividing hidden', async () => {
     for (const [field, value, pattern] of [
       ['bos_token_id', 512, /bos_token_id 512 is outside the vocabulary \(vocab_size 512\)/],

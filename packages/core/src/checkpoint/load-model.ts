@@ -2,6 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { readRegularFile } from '../io/fs-util.js';
 import { parseHFConfig } from '../io/hf-config.js';
+import { findDuplicateKey } from '../io/json-keys.js';
 import { openLlama2c } from '../io/llama2c.js';
 import { SafetensorsFile, ShardedSafetensors } from '../io/safetensors.js';
 import type { TensorSource } from '../io/tensor-source.js';
@@ -73,11 +74,16 @@ export function detectFormat(path: string): CheckpointFormat {
 
 async function readJson(file: string): Promise<unknown> {
   const text = (await readRegularFile(file)).toString('utf8');
+  let json: unknown;
   try {
-    return JSON.parse(text);
+    json = JSON.parse(text);
   } catch (e) {
     throw new LineageError(`invalid JSON: ${(e as Error).message}`, file);
   }
+  // JSON.parse keeps the last of two equal keys; which hidden_size was meant is not for us to guess.
+  const dup = findDuplicateKey(text);
+  if (dup) throw new LineageError(`the key '${dup.join('.')}' appears twice`, file);
+  return json;
 }
 
 async function openHF(

@@ -10,13 +10,21 @@ export function findDuplicateKey(text: string): string[] | undefined {
   let expectKey = false;
   let i = 0;
   while (i < text.length) {
-    const c = text[i]!;
-    if (c === '"') {
-      let j = i + 1;
-      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+    const c = text.charCodeAt(i);
+    if (c === 34 /* " */) {
+      // the closing quote: the next one not escaped by an odd run of backslashes (indexOf keeps big files fast)
+      let j = text.indexOf('"', i + 1);
+      for (;;) {
+        let b = 0;
+        while (text.charCodeAt(j - 1 - b) === 92) b++;
+        if (b % 2 === 0) break;
+        j = text.indexOf('"', j + 1);
+      }
       const top = stack[stack.length - 1];
       if (expectKey && top?.keys) {
-        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        // only escaped keys need decoding (so "\u0077" and "w" are one key)
+        const raw = text.slice(i + 1, j);
+        const key = raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw;
         if (top.keys.has(key)) return [...stack.slice(0, -1).map((f) => f.key ?? '[]'), key];
         top.keys.add(key);
         top.key = key;
@@ -25,16 +33,16 @@ export function findDuplicateKey(text: string): string[] | undefined {
       i = j + 1;
       continue;
     }
-    if (c === '{') {
+    if (c === 123 /* { */) {
       stack.push({ keys: new Set() });
       expectKey = true;
-    } else if (c === '[') {
+    } else if (c === 91 /* [ */) {
       stack.push({});
       expectKey = false;
-    } else if (c === '}' || c === ']') {
+    } else if (c === 125 /* } */ || c === 93 /* ] */) {
       stack.pop();
       expectKey = false;
-    } else if (c === ',') expectKey = !!stack[stack.length - 1]?.keys;
+    } else if (c === 44 /* , */) expectKey = !!stack[stack.length - 1]?.keys;
     i++;
   }
   return undefined;
