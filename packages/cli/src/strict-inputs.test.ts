@@ -4,7 +4,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HostTensor, SafetensorsFile, writeSafetensors } from '@lineage/core';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -22,6 +22,7 @@ beforeAll(async () => {
 
 function hashTree(p: string): string {
   const h = createHash('sha256');
+  if (statSync(p).isFile()) return h.update(readFileSync(p)).digest('hex');
   const walk = (q: string) => {
     for (const n of readdirSync(q, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
       const f = join(q, n.name);
@@ -299,6 +300,57 @@ describe('class 4: lax readers', () => {
       ),
     );
   });
+
+  it('a statistics file whose Gram has the right element count but the wrong shape', async () => {
+    const stats = join(tmp, 'stats.safetensors');
+    const c = await lineage([
+      'calibrate',
+      MODEL,
+      '--data',
+      DEV,
+      '--samples',
+      '4',
+      '--seq-len',
+      '32',
+      '--stats',
+      'hessian',
+      '--out',
+      stats,
+    ]);
+    expect(c.code, c.stderr).toBe(0);
+    const f = await SafetensorsFile.open(stats);
+    const tensors = new Map<string, HostTensor>();
+    for (const n of f.names()) tensors.set(n, await f.read(n));
+    const metadata = { ...f.metadata };
+    await f.close();
+    const name = 'model.layers.0.mlp.down_proj.hessian';
+    const h = tensors.get(name)!; // [172, 172]
+    tensors.set(name, h.reshape([86, 344]));
+    await writeSafetensors(stats, tensors, metadata);
+    const out = join(tmp, 'gram-out');
+    await refused(
+      [
+        'compress',
+        MODEL,
+        '--method',
+        'ldlq',
+        '--bits',
+        '4',
+        '--stats',
+        stats,
+        '--out',
+        out,
+        '--backend',
+        'js',
+      ],
+      [stats],
+      stats,
+      new RegExp(
+        `statistic '${name.replace(/\./g, '\\.')}' has shape \\[86,344\\], but a Gram must be square`,
+      ),
+    );
+    expect(existsSync(out)).toBe(false);
+  }, 60_000);
 
   it('config.json listing a key twice (JSON.parse would keep the last)', async () => {
     const d = copyModel('cfg-dup');
