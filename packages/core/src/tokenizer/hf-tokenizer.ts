@@ -86,6 +86,8 @@ export class HFTokenizer implements Tokenizer {
     const ids = this.ids;
     const vocab = model.vocab;
     if (isObject(vocab)) {
+      // Two pieces with one id would decode that id as either: the vocabulary is broken, not ambiguous to us.
+      const pieceOf = new Map<number, string>();
       for (const [piece, id] of Object.entries(vocab)) {
         if (!Number.isInteger(id) || (id as number) < 0) {
           throw new LineageError(
@@ -93,6 +95,14 @@ export class HFTokenizer implements Tokenizer {
             source,
           );
         }
+        const other = pieceOf.get(id as number);
+        if (other !== undefined) {
+          throw new LineageError(
+            `tokenizer.json: vocab entries ${JSON.stringify(other)} and ${JSON.stringify(piece)} have the same id ${id}`,
+            source,
+          );
+        }
+        pieceOf.set(id as number, piece);
         ids.set(piece, id as number);
       }
     } else if (Array.isArray(vocab)) {
