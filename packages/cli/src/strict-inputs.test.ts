@@ -136,6 +136,9 @@ describe('class 2: silently wrong results', () => {
     // --allow-nonfinite loads it; generate then stops on the first NaN logit instead of printing token 0 forever
     const r = await lineage(['--allow-nonfinite', 'generate', d, '--max-tokens', '50']);
     expectRefusal(r, 'NaN logit', /the model produced a NaN logit \(token \d+\) at generation step 1/);
+    // and eval reports no "perplexity NaN" with success
+    const e = await lineage(['--allow-nonfinite', 'eval', d, '--data', DEV, '--limit', '2', '--json']);
+    expectRefusal(e, 'perplexity is NaN', /perplexity is NaN: the model's outputs are not finite/);
     // the flag is accepted after the command too
     const r2 = await lineage(['generate', d, '--max-tokens', '50', '--allow-nonfinite']);
     expect(r2.stderr).toMatch(/NaN logit/);
