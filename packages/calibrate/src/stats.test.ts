@@ -171,6 +171,50 @@ describe('statistics files', () => {
     }
   });
 
+  it('refuses a Gram of the right element count but the wrong shape, naming the stats file', async () => {
+    const other = initModel(llamaConfig({ dim: 16, layers: 1, heads: 2, hidden: 32, vocab: 32 }), {
+      seed: 1,
+    });
+    const good = join(tmp, 'good-shape.safetensors');
+    await (
+      await computeStats(other, js, sampleFromSequences([[1, 2, 3]]), { out: good, statistics: 'hessian' })
+    ).close();
+    const f = await SafetensorsFile.open(good);
+    const tensors = new Map<string, Awaited<ReturnType<typeof f.read>>>();
+    for (const n of f.names()) tensors.set(n, await f.read(n));
+    const metadata = { [STATS_METADATA_KEY]: f.metadata[STATS_METADATA_KEY]! };
+    await f.close();
+    const name = 'model.layers.0.mlp.down_proj.hessian';
+    const layer = 'model.layers.0.mlp.down_proj';
+    const h = tensors.get(name)!;
+    expect(h.shape).toEqual([32, 32]);
+    for (const [file, shape, why] of [
+      ['flat.safetensors', [1024], 'has shape [1024], but a Gram must be square [n, n]'],
+      ['wide.safetensors', [16, 64], 'has shape [16,64], but a Gram must be square [n, n]'],
+    ] as const) {
+      const bad = join(tmp, file);
+      await writeSafetensors(bad, new Map([...tensors, [name, h.reshape([...shape])]]), metadata);
+      const stats = await loadStats(bad, other);
+      const e = await stats.hessian(layer).catch((x: Error) => x);
+      await stats.close();
+      expect((e as Error).message).toBe(
+        `${bad}: statistic '${name}' ${why}; recompute the statistics with lineage calibrate`,
+      );
+    }
+    // square, but not as wide as the layer's input (its mean)
+    const mean = 'model.layers.0.mlp.down_proj.mean';
+    const narrow = join(tmp, 'narrow.safetensors');
+    const m = tensors.get(mean)!;
+    await writeSafetensors(
+      narrow,
+      new Map([...tensors, [mean, new HostTensor('f64', [16], (m.data as Float64Array).slice(0, 16))]]),
+      metadata,
+    );
+    const stats = await loadStats(narrow, other);
+    await expect(stats.hessian(layer)).rejects.toThrow(`its layer's input is 16 wide`);
+    await stats.close();
+  });
+
   it('unknown statistic names are refused before any work', async () => {
     expect(() => parseStatistics('hessian,fisher')).toThrow(
       "unknown statistic 'fisher' (known: hessian, importance)",

@@ -159,8 +159,26 @@ export class CalibrationStats {
     return `model.layers.${n}.${SHARED_INPUT[slot] ?? slot}`;
   }
 
-  private async f64(name: string): Promise<Float64Array> {
+  /**
+   * A stored statistic as float64, refused unless it is a float tensor of the expected rank (a Gram
+   * [n, n], everything else a vector) and, given `width`, of that width: a Gram of the right element
+   * count but another shape would otherwise be read as a different matrix.
+   */
+  private async f64(name: string, rank: 1 | 2 = 1, width?: number): Promise<Float64Array> {
     const t = await this.tensor(name);
+    const s = t.shape;
+    const bad = (why: string): never => {
+      throw new LineageError(
+        `statistic '${name}' ${why}; recompute the statistics with lineage calibrate`,
+        this.path,
+      );
+    };
+    if (t.dtype !== 'f64' && t.dtype !== 'f32') bad(`is ${t.dtype}, not a float tensor`);
+    if (rank === 2 && (s.length !== 2 || s[0] !== s[1]))
+      bad(`has shape [${s}], but a Gram must be square [n, n]`);
+    if (rank === 1 && s.length !== 1) bad(`has shape [${s}], but must be a vector`);
+    if (width !== undefined && s[0] !== width)
+      bad(`has shape [${s}], but its layer's input is ${width} wide`);
     if (t.dtype !== 'f64') return Float64Array.from(t.toF32());
     return t.data as Float64Array;
   }
@@ -173,8 +191,9 @@ export class CalibrationStats {
     this.require('hessian');
     const input = this.inputName(layer);
     const name = statNames.hessian(input);
-    const h = await this.f64(name);
     const w = this.inputWidth(input);
+    // shape first (square, the layer's input width), then the entries
+    const h = await this.f64(name, 2, w);
     const where = `the Gram '${name}'`;
     if (h.length !== w * w)
       throw new LineageError(

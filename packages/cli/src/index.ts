@@ -1,6 +1,8 @@
+import { DEFAULT_MAX_DATA_BYTES, setAllowNonfinite, setMaxDataBytes } from '@lineage/core';
 import { Command, CommanderError } from 'commander';
 import pkg from '../package.json' with { type: 'json' };
 import { calibrateCommand } from './commands/calibrate.js';
+import { parseIntArg } from './commands/common.js';
 import { compressCommand, loadPlugins } from './commands/compress.js';
 import { convertCommand } from './commands/convert.js';
 import { distillCommand } from './commands/distill.js';
@@ -24,8 +26,23 @@ export function createProgram(argv: readonly string[] = []): Command {
     .description('Turn one pretrained language model into a family of smaller ones.')
     .version(VERSION)
     .option('--debug', 'print stack traces on errors')
+    .option(
+      '--allow-nonfinite',
+      'accept NaN or infinite weights (by default a model holding one, or a compression step producing one, is an error)',
+    )
+    .option(
+      '--max-data-bytes <n>',
+      `refuse text data (--data, --eval-data, all files of a directory together, or '-' for stdin) larger than this (default ${DEFAULT_MAX_DATA_BYTES}, the most a string can hold)`,
+      parseIntArg(),
+    )
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
+  // Process-wide settings of core, set (or reset to their defaults) before every command runs.
+  program.hook('preAction', () => {
+    const o = program.opts<{ allowNonfinite?: boolean; maxDataBytes?: number }>();
+    setAllowNonfinite(o.allowNonfinite ?? false);
+    setMaxDataBytes(o.maxDataBytes);
+  });
   inspectCommand(program);
   evalCommand(program);
   generateCommand(program);

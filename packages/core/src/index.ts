@@ -51,6 +51,7 @@ export * from './optim/param-groups.js';
 export * from './optim/schedule.js';
 export * from './optim/sgd.js';
 export * from './tensor/dtype.js';
+export * from './tensor/finite.js';
 export * from './tensor/half.js';
 export * from './tensor/host-tensor.js';
 export * from './tensor/packed.js';
@@ -61,4 +62,11 @@ export * from './tokenizer/index.js';
 export { fail, LineageError } from './util/errors.js';
 export { Random } from './util/random.js';
 export { sharedDir, sharedPath } from './util/shared-data.js';
-export { readTextFile } from './util/text-file.js';
+export {
+  DEFAULT_MAX_DATA_BYTES,
+  getMaxDataBytes,
+  type ReadTextOptions,
+  readTextFile,
+  STDIN_PATH,
+  setMaxDataBytes,
+} from './util/text-file.js';

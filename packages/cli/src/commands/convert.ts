@@ -10,6 +10,7 @@ interface ConvertFlags {
   out: string;
   dtype?: 'f32' | 'f16' | 'bf16';
   force?: boolean;
+  clamp?: boolean;
   dense?: boolean;
   tokenizer?: string;
   json?: boolean;
@@ -30,6 +31,10 @@ export function convertCommand(program: Command): void {
     .option(
       '--dense',
       'materialise factored/compressed layers as dense weights (for llama2.c or other tools)',
+    )
+    .option(
+      '--clamp',
+      'clamp weights beyond the range of --dtype f16 to ±65504, with a warning (default: refuse them)',
     )
     .option('--force', 'replace an existing output');
   addModelOptions(cmd);
@@ -54,6 +59,8 @@ export function convertCommand(program: Command): void {
       format: o.to,
       ...(o.dtype ? { dtype: o.dtype } : {}),
       overwrite: o.force ?? false,
+      clamp: o.clamp ?? false,
+      warn: log,
     });
     const { params, bytes } = model.stats();
     if (o.json)

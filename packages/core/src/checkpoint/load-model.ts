@@ -1,7 +1,8 @@
 import { existsSync, statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readRegularFile } from '../io/fs-util.js';
 import { parseHFConfig } from '../io/hf-config.js';
+import { findDuplicateKey } from '../io/json-keys.js';
 import { openLlama2c } from '../io/llama2c.js';
 import { SafetensorsFile, ShardedSafetensors } from '../io/safetensors.js';
 import type { TensorSource } from '../io/tensor-source.js';
@@ -17,6 +18,8 @@ import {
 } from '../nn/llama.js';
 import '../nn/linear.js';
 import { Parameter } from '../nn/parameter.js';
+import { isFloat } from '../tensor/dtype.js';
+import { ALLOW_NONFINITE_HINT, allowNonfiniteDefault, assertFinite } from '../tensor/finite.js';
 import type { HostTensor } from '../tensor/host-tensor.js';
 import { assertTokenizerMatches, findTokenizerFor, loadTokenizer } from '../tokenizer/load-tokenizer.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -29,6 +32,16 @@ export interface LoadOptions {
   tokenizer?: string;
   /** Load without a tokenizer when none is found (inspect/convert need none). */
   tokenizerOptional?: boolean;
+  /**
+   * Accept NaN or infinite weights (default: allowNonfiniteDefault(), false unless set). Otherwise every
+   * float tensor is scanned as it is read and the first non-finite one is a one-line error naming it.
+   */
+  allowNonfinite?: boolean;
+}
+
+export interface ReaderOptions {
+  /** As LoadOptions.allowNonfinite. */
+  allowNonfinite?: boolean;
 }
 
 export interface LoadedModel {
@@ -60,17 +73,17 @@ export function detectFormat(path: string): CheckpointFormat {
 }
 
 async function readJson(file: string): Promise<unknown> {
-  let text: string;
+  const text = (await readRegularFile(file)).toString('utf8');
+  let json: unknown;
   try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new LineageError(`cannot read: ${(e as Error).message}`, file);
-  }
-  try {
-    return JSON.parse(text);
+    json = JSON.parse(text);
   } catch (e) {
     throw new LineageError(`invalid JSON: ${(e as Error).message}`, file);
   }
+  // JSON.parse keeps the last of two equal keys; which hidden_size was meant is not for us to guess.
+  const dup = findDuplicateKey(text);
+  if (dup) throw new LineageError(`the key '${dup.join('.')}' appears twice`, file);
+  return json;
 }
 
 async function openHF(
@@ -113,8 +126,10 @@ export function checkpointReader(
   config: LlamaConfig,
   source: TensorSource,
   lineage?: LineageConfigBlock,
+  options: ReaderOptions = {},
 ): CheckpointReader {
   const file = source.path;
+  const checkFinite = !(options.allowNonfinite ?? allowNonfiniteDefault());
   const names = new Set(source.names());
   const used = new Set<string>();
   const take = async (name: string, shape?: readonly number[]): Promise<HostTensor> => {
@@ -124,7 +139,14 @@ export function checkpointReader(
     if (shape && (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))) {
       throw new LineageError(`tensor '${name}' has shape [${t.shape}], the config implies [${shape}]`, file);
     }
+    if (checkFinite) assertFinite(name, t, file, ALLOW_NONFINITE_HINT);
     return t;
+  };
+  const norm = async (name: string, shape: readonly number[]): Promise<Parameter> => {
+    const t = await take(name, shape);
+    if (!isFloat(t.dtype))
+      throw new LineageError(`tensor '${name}' is ${t.dtype}, but a norm weight must be a float type`, file);
+    return new Parameter(t);
   };
   const linear = async (name: string, out: number, inp: number, bias: boolean): Promise<LinearLayer> => {
     const spec = lineage?.layers?.[name];
@@ -144,7 +166,7 @@ export function checkpointReader(
   };
   const fill = async (spec: SlotSpec): Promise<SlotValue> =>
     spec.kind === 'norm'
-      ? new Parameter(await take(spec.name, spec.shape))
+      ? norm(spec.name, spec.shape)
       : linear(spec.name, spec.out, spec.in, spec.kind === 'linear' && spec.bias);
   const block = async (l: number): Promise<DecoderBlock> => {
     // Layer l's slots only, built into a one-block view of the layout.
@@ -170,9 +192,10 @@ export async function buildModel(
   config: LlamaConfig,
   source: TensorSource,
   lineage?: LineageConfigBlock,
+  options: ReaderOptions = {},
 ): Promise<LlamaModel> {
   const file = source.path;
-  const { names, used, fill } = checkpointReader(config, source, lineage);
+  const { names, used, fill } = checkpointReader(config, source, lineage, options);
   const untiedHead = !config.tieWordEmbeddings || names.has('lm_head.weight') || !!lineage?.layers?.lm_head;
   const values = new Map<string, SlotValue>();
   for (const spec of modelLayout(config, untiedHead)) values.set(spec.name, await fill(spec));
@@ -258,7 +281,9 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
   const opened = format === 'hf' ? await openHF(path) : { ...(await openLlama2c(path)), lineage: undefined };
   try {
     const tok = await resolveTokenizer(path, format, opened.config, opts);
-    const model = await buildModel(opened.config, opened.source, opened.lineage);
+    const model = await buildModel(opened.config, opened.source, opened.lineage, {
+      ...(opts.allowNonfinite !== undefined ? { allowNonfinite: opts.allowNonfinite } : {}),
+    });
     model.tokenizer = tok.tokenizer;
     if (opened.lineage) {
       const { version: _v, layers: _l, ...provenance } = opened.lineage;

@@ -8,7 +8,7 @@ import { writeSafetensors, writeShardedSafetensors } from '../io/safetensors.js'
 import type { LlamaModel } from '../nn/llama.js';
 import type { DType } from '../tensor/dtype.js';
 import { isFloat } from '../tensor/dtype.js';
-import type { HostTensor } from '../tensor/host-tensor.js';
+import { HostTensor } from '../tensor/host-tensor.js';
 import { llama2cToTokenizerJson, tokenizerJsonToLlama2c } from '../tokenizer/convert-tokenizer.js';
 import { Llama2cTokenizer } from '../tokenizer/llama2c-tokenizer.js';
 import { LineageError } from '../util/errors.js';
@@ -24,20 +24,73 @@ export interface SaveOptions {
   maxShardBytes?: number;
   /** Extra provenance recorded under config.json's `lineage` key (e.g. a method's lineage record). */
   provenance?: Record<string, unknown>;
+  /**
+   * Weights beyond the largest finite value of `dtype` (65504 for f16) are an error naming the tensor
+   * (they would become infinities); with `clamp` they are clamped to it, with a `warn` per tensor.
+   */
+  clamp?: boolean;
+  /** Receives warnings (clamped tensors). */
+  warn?: (message: string) => void;
+}
+
+/** Largest finite values of the narrow float types (bf16: the largest below f32's overflow threshold). */
+const MAX_FINITE: Record<string, number> = { f16: 65504, bf16: (2 - 2 ** -7) * 2 ** 127 };
+
+/** |x| above which `dtype` rounds to infinity: halfway from its largest finite value to the next power. */
+const OVERFLOW_AT: Record<string, number> = { f16: 65520, bf16: (2 - 2 ** -8) * 2 ** 127 };
+
+function maxAbs(v: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < v.length; i++) {
+    const a = Math.abs(v[i]!);
+    if (a > m) m = a;
+  }
+  return m;
+}
+
+/** `t` cast to `dtype`, refusing (or clamping, with a warning) finite values the dtype would turn into infinities. */
+function castChecked(name: string, t: HostTensor, dtype: DType, out: string, opts: SaveOptions): HostTensor {
+  const limit = OVERFLOW_AT[dtype];
+  if (limit === undefined || t.dtype === dtype) return t.cast(dtype);
+  let v = t.toF32();
+  const m = maxAbs(v); // NaN-blind: non-finite weights are checked where they are loaded
+  if (!(m >= limit) || !Number.isFinite(m)) return t.cast(dtype);
+  const max = MAX_FINITE[dtype]!;
+  if (!opts.clamp) {
+    throw new LineageError(
+      `tensor '${name}' has values up to ${m.toPrecision(6)} in magnitude, beyond the largest ${dtype} (${max}); converting would make them infinite (pass --clamp to clamp them to ±${max}, or keep f32)`,
+      out,
+    );
+  }
+  let n = 0;
+  v = Float32Array.from(v, (x) => {
+    if (Math.abs(x) < limit || !Number.isFinite(x)) return x;
+    n++;
+    return Math.sign(x) * max;
+  });
+  opts.warn?.(
+    `warning: clamped ${n} value(s) of tensor '${name}' (up to ${m.toPrecision(6)} in magnitude) to ±${max} for ${dtype}`,
+  );
+  return HostTensor.fromF32(v, t.shape, dtype);
 }
 
 const TORCH_DTYPE: Record<string, string> = { f32: 'float32', f16: 'float16', bf16: 'bfloat16' };
 
-function denseStateDict(model: LlamaModel, dtype?: DType): Map<string, HostTensor> {
+function denseStateDict(
+  model: LlamaModel,
+  dtype: DType | undefined,
+  out: string,
+  opts: SaveOptions,
+): Map<string, HostTensor> {
   const sd = model.stateDict();
   if (!dtype) return sd;
   const nonDense = new Set(Object.keys(model.layerKinds()));
-  const out = new Map<string, HostTensor>();
+  const result = new Map<string, HostTensor>();
   for (const [name, t] of sd) {
     const layer = name.slice(0, name.lastIndexOf('.'));
-    out.set(name, isFloat(t.dtype) && !nonDense.has(layer) ? t.cast(dtype) : t);
+    result.set(name, isFloat(t.dtype) && !nonDense.has(layer) ? castChecked(name, t, dtype, out, opts) : t);
   }
-  return out;
+  return result;
 }
 
 /**
@@ -105,7 +158,7 @@ export async function saveModel(model: LlamaModel, out: string, opts: SaveOption
     if (tokBytes && !existsSync(tokOut)) await writeFileAtomic(tokOut, tokBytes);
     return;
   }
-  const sd = denseStateDict(model, opts.dtype);
+  const sd = denseStateDict(model, opts.dtype, out, opts);
   const layers = model.layerKinds();
   // Provenance first, then what this save knows for certain (format version, layer kinds).
   const lineage = { version: 1 } as LineageConfigBlock;

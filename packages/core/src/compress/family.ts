@@ -1,5 +1,6 @@
 import type { LlamaModel } from '../nn/llama.js';
-import { type CompressionMethod, checkNeeds, type MethodContext } from './method.js';
+import { allowNonfiniteDefault } from '../tensor/finite.js';
+import { assertModelFinite, type CompressionMethod, checkNeeds, type MethodContext } from './method.js';
 
 /**
  * A method that yields a family member by member at given sizes: `plrd` (progressive: each member made
@@ -42,6 +43,9 @@ export async function buildFamily(
     }
     const source = method.derivation === 'progressive' && i > 0 ? family[i - 1]! : parent;
     const member = await method.member(source, i, hooks.context?.(i) ?? ctx, parent);
+    // checked before the host sees (and saves) it
+    if (!(ctx.allowNonfinite ?? allowNonfiniteDefault()))
+      assertModelFinite(member, `method '${method.name}' (member ${i + 1})`);
     await hooks.onMember?.(i, member);
     family.push(member);
   }

@@ -2,6 +2,12 @@ import pkg from '../../package.json' with { type: 'json' };
 import type { Backend } from '../backend/backend.js';
 import type { LlamaModel } from '../nn/llama.js';
 import type { ParamGroup, ParamSelector, Regularizer } from '../optim/param-groups.js';
+import {
+  ALLOW_NONFINITE_HINT,
+  allowNonfiniteDefault,
+  assertFinite,
+  firstNonFinite,
+} from '../tensor/finite.js';
 import { LineageError } from '../util/errors.js';
 
 /** Progress of long work; the CLI renders it as a bar on a TTY, tests ignore it. */
@@ -97,6 +103,8 @@ export interface MethodContext extends Partial<MethodCapabilities> {
    * family member mid-method) on the context's calibration text, typed by that package like `stats`.
    */
   calibrate?(model: LlamaModel, request: CalibrationRequest): Promise<MethodStats>;
+  /** Accept a step whose result holds NaN or infinite weights (default: allowNonfiniteDefault()). */
+  allowNonfinite?: boolean;
 }
 
 /**
@@ -138,7 +146,27 @@ export async function applyMethod<R extends LlamaModel | LlamaModel[]>(
   ctx: MethodContext,
 ): Promise<R> {
   checkNeeds(method, ctx);
-  return method.apply(model, ctx);
+  const result = await method.apply(model, ctx);
+  if (!(ctx.allowNonfinite ?? allowNonfiniteDefault())) {
+    for (const m of Array.isArray(result) ? result : [result])
+      assertModelFinite(m, `method '${method.name}'`);
+  }
+  return result;
+}
+
+/**
+ * Throws a one-line LineageError when a method's result holds a NaN or an infinity, naming `what` (e.g.
+ * "method 'svd'") and the first such tensor: a compression step must never hand on weights that make every later result NaN.
+ */
+export function assertModelFinite(model: LlamaModel, what: string): void {
+  for (const [name, t] of model.stateDict()) {
+    if (firstNonFinite(t) < 0) continue;
+    try {
+      assertFinite(name, t, undefined, ALLOW_NONFINITE_HINT);
+    } catch (e) {
+      throw new LineageError(`${what} produced non-finite weights: ${(e as Error).message}`);
+    }
+  }
 }
 
 /**

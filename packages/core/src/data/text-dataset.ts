@@ -5,7 +5,7 @@ import { splitDocuments } from '../eval/documents.js';
 import type { EvalProtocol } from '../eval/perplexity.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LineageError } from '../util/errors.js';
-import { readTextFile } from '../util/text-file.js';
+import { getMaxDataBytes, readTextFile, STDIN_PATH } from '../util/text-file.js';
 import { memoised } from './token-memo.js';
 
 export type DataFormat = 'text' | 'jsonl';
@@ -23,6 +23,8 @@ export interface TextDatasetOptions {
    * (how the CLI treats `--doc-separator` given for files that may or may not hold documents).
    */
   separatorIfFound?: boolean;
+  /** Refuse data (all files together) larger than this many bytes (default: getMaxDataBytes()). */
+  maxBytes?: number;
 }
 
 export interface DatasetFile {
@@ -175,20 +177,32 @@ export class TextDataset {
   static async open(path: string, options: TextDatasetOptions = {}): Promise<TextDataset> {
     const field = options.field ?? 'text';
     let separator = options.separator || undefined;
-    let st: Awaited<ReturnType<typeof fsp.stat>>;
-    try {
-      st = await fsp.stat(path);
-    } catch {
-      throw new LineageError('no such file or directory', path);
-    }
+    const maxBytes = options.maxBytes ?? getMaxDataBytes();
     let files: DatasetFile[];
-    if (st.isDirectory()) {
-      files = await listDir(path);
-      if (!files.length)
-        throw new LineageError('directory holds no data files (.txt, .text, .md, .jsonl, .ndjson)', path);
-    } else files = [{ name: '', path, format: formatOf(path) ?? 'text' }];
+    if (path === STDIN_PATH) files = [{ name: '', path, format: 'text' }];
+    else {
+      let st: Awaited<ReturnType<typeof fsp.stat>>;
+      try {
+        st = await fsp.stat(path);
+      } catch {
+        throw new LineageError('no such file or directory', path);
+      }
+      if (st.isDirectory()) {
+        files = await listDir(path);
+        if (!files.length)
+          throw new LineageError('directory holds no data files (.txt, .text, .md, .jsonl, .ndjson)', path);
+        // The whole directory must fit, not only each file: its text is joined into one stream.
+        let total = 0;
+        for (const f of files) total += (await fsp.stat(f.path)).size;
+        if (total > maxBytes)
+          throw new LineageError(
+            `data files hold ${total} bytes, over the limit of ${maxBytes} bytes (raise it with --max-data-bytes)`,
+            path,
+          );
+      } else files = [{ name: '', path, format: formatOf(path) ?? 'text' }];
+    }
     const texts: { file: DatasetFile; text: string }[] = [];
-    for (const file of files) texts.push({ file, text: await readTextFile(file.path) });
+    for (const file of files) texts.push({ file, text: await readTextFile(file.path, { maxBytes }) });
     if (
       separator &&
       options.separatorIfFound &&

@@ -62,6 +62,21 @@ export function sampleToken(logits: Float32Array, temperature: number, topP: num
   return idx[cutoff - 1]!;
 }
 
+/**
+ * A NaN or +Inf logit means the model's numbers broke down (non-finite weights, an overflow): argmax would
+ * pick token 0 every step and print garbage with exit 0, so it is an error instead.
+ */
+function assertLogitsFinite(logits: Float32Array, step: number): void {
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i]!;
+    if (Number.isNaN(v) || v === Number.POSITIVE_INFINITY) {
+      throw new LineageError(
+        `the model produced a ${Number.isNaN(v) ? 'NaN' : 'infinite'} logit (token ${i}) at generation step ${step + 1}; its weights or activations are not finite`,
+      );
+    }
+  }
+}
+
 /** Autoregressive generation with a KV cache. `prompt` is text (BOS is prepended) or token ids. */
 export async function generate(
   model: LlamaModel,
@@ -95,6 +110,7 @@ export async function generate(
         const row = await ops.slice(logits, [0, input.length - 1, 0], [1, 1, V]);
         return ops.readF32(row);
       });
+      assertLogitsFinite(last, step);
       const next = sampleToken(last, opts.temperature ?? 0, opts.topP ?? 1, rng);
       if ((opts.stopAtEos ?? true) && next === eos) break;
       generated.push(next);

@@ -129,6 +129,11 @@ export async function perplexity(
     opts.onProgress?.({ done, total: seqs.length, tokens: count });
   }
   const mean = nllSum / count;
+  // A NaN loss is no perplexity: printing "NaN" (or JSON null) with success would hide a broken model.
+  if (Number.isNaN(mean))
+    throw new LineageError(
+      "perplexity is NaN: the model's outputs are not finite (NaN or infinite weights, or an overflow)",
+    );
   return {
     ppl: Math.exp(mean),
     nll: mean,

@@ -268,6 +268,49 @@ describe('parseHFConfig', () => {
   });
 });
 
+describe('parseHFConfig rigour: each error names config.json and the field', () => {
+  const cases: [string, Record<string, unknown>, string][] = [
+    [
+      'bos outside the vocabulary',
+      { bos_token_id: 512 },
+      'bos_token_id 512 is outside the vocabulary (vocab_size 512)',
+    ],
+    [
+      'an eos in a list outside it',
+      { eos_token_id: [2, 9999] },
+      'eos_token_id 9999 is outside the vocabulary',
+    ],
+    ['a negative token id', { eos_token_id: -1 }, 'eos_token_id must be a token id, got -1'],
+    ['a missing required key', { hidden_size: undefined }, 'missing required field hidden_size'],
+    ['a zero size', { num_hidden_layers: 0 }, 'num_hidden_layers must be a positive integer, got 0'],
+    ['a fractional size', { intermediate_size: 17.5 }, 'intermediate_size must be a positive integer'],
+    ['a size as a string', { vocab_size: '512' }, 'vocab_size must be a positive integer, got "512"'],
+    [
+      'heads not dividing hidden',
+      { num_attention_heads: 7 },
+      'hidden_size 64 is not divisible by num_attention_heads 7',
+    ],
+    [
+      'kv heads not dividing heads',
+      { num_key_value_heads: 3 },
+      'num_attention_heads 8 is not a multiple of num_key_value_heads 3',
+    ],
+    ['an odd head_dim', { head_dim: 7 }, 'head_dim 7 must be even'],
+    ['a non-positive rms_norm_eps', { rms_norm_eps: 0 }, 'rms_norm_eps must be a positive number'],
+  ];
+  for (const [label, patch, message] of cases) {
+    it(label, () => {
+      expect(() => parseHFConfig({ ...MINIMAL, ...patch }, FILE)).toThrow(`${FILE}: ${message}`);
+    });
+  }
+  it('token ids inside the vocabulary are kept (the first of a list)', () => {
+    expect(parseHFConfig({ ...MINIMAL, bos_token_id: 0, eos_token_id: [511, 3] }, FILE)).toMatchObject({
+      bosTokenId: 0,
+      eosTokenId: 511,
+    });
+  });
+});
+
 describe('toHFConfig', () => {
   const configs: LlamaConfig[] = [
     parseHFConfig(LLAMA3_8B, FILE),

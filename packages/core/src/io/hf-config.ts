@@ -71,14 +71,17 @@ export function parseHFConfig(json: unknown, file: string): LlamaConfig {
     if (typeof c[k] !== 'boolean') bad(`${k} must be true or false, got ${describe(c[k])}`);
     return c[k] as boolean;
   };
-  const tokenId = (k: string): number | undefined => {
-    let v = c[k];
+  const tokenId = (k: string, vocab: number): number | undefined => {
+    const raw = c[k];
     // Llama 3 lists several end tokens; the first is the one generation stops on by convention.
-    if (Array.isArray(v)) v = v[0];
-    if (v === undefined || v === null) return undefined;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
-      bad(`${k} must be a token id, got ${describe(c[k])}`);
-    return v as number;
+    const all = Array.isArray(raw) ? raw : [raw];
+    if (raw === undefined || raw === null || all.length === 0) return undefined;
+    for (const v of all) {
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+        bad(`${k} must be a token id, got ${describe(raw)}`);
+      if ((v as number) >= vocab) bad(`${k} ${v} is outside the vocabulary (vocab_size ${vocab})`);
+    }
+    return all[0] as number;
   };
 
   const hiddenSize = posInt('hidden_size');
@@ -146,8 +149,8 @@ export function parseHFConfig(json: unknown, file: string): LlamaConfig {
     mlpBias,
   };
   if (ropeScaling) cfg.ropeScaling = ropeScaling;
-  const bos = tokenId('bos_token_id');
-  const eos = tokenId('eos_token_id');
+  const bos = tokenId('bos_token_id', vocabSize);
+  const eos = tokenId('eos_token_id', vocabSize);
   if (bos !== undefined) cfg.bosTokenId = bos;
   if (eos !== undefined) cfg.eosTokenId = eos;
   if (slidingWindow !== undefined) cfg.slidingWindow = slidingWindow;

@@ -5,7 +5,15 @@ export {
   writeDirAtomic,
   writeFileAtomic,
 } from './atomic.js';
+export {
+  MAX_SMALL_FILE_BYTES,
+  openRegularFile,
+  readRegularFile,
+  readRegularFileSync,
+  readStreamBounded,
+} from './fs-util.js';
 export { parseHFConfig, toHFConfig } from './hf-config.js';
+export { findDuplicateKey } from './json-keys.js';
 export {
   computeFreqCis,
   type Llama2cHeader,

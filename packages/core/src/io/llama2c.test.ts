@@ -307,7 +307,7 @@ describe('openLlama2c validation', () => {
     const q = join(dir, 'tiny.bin');
     writeFileSync(q, Buffer.alloc(10));
     await expectLineageError(openLlama2c(q), q, 'too small');
-    await expectLineageError(openLlama2c(join(dir, 'none.bin')), 'none.bin', 'ENOENT');
+    await expectLineageError(openLlama2c(join(dir, 'none.bin')), 'none.bin', 'no such file or directory');
   });
 
   it('a copy elsewhere opens fine (sanity for the cases above)', async () => {

@@ -1,11 +1,10 @@
-import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { LlamaConfig } from '../nn/config.js';
 import { isFloat } from '../tensor/dtype.js';
 import { HostTensor, type Shape, sizeOf } from '../tensor/host-tensor.js';
 import { LineageError } from '../util/errors.js';
 import { writeFileAtomic } from './atomic.js';
-import { fsReason, quote, readFully } from './fs-util.js';
+import { openRegularFile, quote, readFully } from './fs-util.js';
 import { isTensorSource, type TensorInfo, type TensorSource } from './tensor-source.js';
 
 /** The 7 int32 of a legacy llama2.c checkpoint header. */
@@ -262,16 +261,8 @@ export class Llama2cSource implements TensorSource {
   }
 
   static async open(path: string): Promise<Llama2cSource> {
-    let handle: FileHandle;
+    const { handle, size } = await openRegularFile(path);
     try {
-      handle = await fsp.open(path, 'r');
-    } catch (err) {
-      throw new LineageError(`cannot open: ${fsReason(err)}`, path, { cause: err });
-    }
-    try {
-      const st = await handle.stat();
-      if (!st.isFile()) throw new LineageError('not a regular file', path);
-      const { size } = st;
       if (size < HEADER_BYTES)
         throw new LineageError(`file is too small for a llama2.c header (${size} bytes)`, path);
       const ints = new Int32Array(7);

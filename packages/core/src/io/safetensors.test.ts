@@ -327,6 +327,53 @@ describe('SafetensorsFile.open validation', () => {
     await expectLineageError(SafetensorsFile.open(p), p, "'a'", "'b'", 'overlap');
   });
 
+  it('gaps between tensors, bytes after the last one, and a gap before the first (as the reference refuses)', async () => {
+    const f32x3 = new Uint8Array(12);
+    const gap = rawFile(
+      'gap.safetensors',
+      {
+        a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+        b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] },
+      },
+      f32x3,
+    );
+    await expectLineageError(SafetensorsFile.open(gap), gap, "tensor 'b'", 'gap of 4 bytes', "tensor 'a'");
+    const tail = rawFile(
+      'tail.safetensors',
+      { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } },
+      f32x3,
+    );
+    await expectLineageError(SafetensorsFile.open(tail), tail, '4 bytes after the last tensor', "'a'");
+    const lead = rawFile(
+      'lead.safetensors',
+      { a: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } },
+      f32x3,
+    );
+    await expectLineageError(
+      SafetensorsFile.open(lead),
+      lead,
+      "tensor 'a'",
+      'gap of 4 bytes after the header',
+    );
+    const none = rawFile('none.safetensors', {}, new Uint8Array(3));
+    await expectLineageError(SafetensorsFile.open(none), none, '3 bytes after the last tensor');
+  });
+
+  it('a header listing the same tensor twice, or a field twice (JSON.parse would keep the last)', async () => {
+    const entry = (o: number) => `{"dtype":"F32","shape":[1],"data_offsets":[${o},${o + 4}]}`;
+    const p = rawFile('dup.safetensors', `{"w":${entry(0)},"w":${entry(4)}}`, f32x2);
+    await expectLineageError(SafetensorsFile.open(p), p, "header lists tensor 'w' twice");
+    const q = rawFile(
+      'dupfield.safetensors',
+      '{"w":{"dtype":"F32","dtype":"I32","shape":[2],"data_offsets":[0,8]}}',
+      f32x2,
+    );
+    await expectLineageError(SafetensorsFile.open(q), q, "header entry 'w' has the key 'dtype' twice");
+    // Escaped spellings of one name are the same name.
+    const r = rawFile('dupesc.safetensors', `{"w":${entry(0)},"\\u0077":${entry(4)}}`, f32x2);
+    await expectLineageError(SafetensorsFile.open(r), r, "tensor 'w' twice");
+  });
+
   it('a header length larger than the file', async () => {
     const p = rawFile(
       'len.safetensors',
@@ -387,7 +434,7 @@ describe('SafetensorsFile.open validation', () => {
 
   it('a missing file or a directory', async () => {
     const p = join(dir, 'missing.safetensors');
-    await expectLineageError(SafetensorsFile.open(p), p, 'ENOENT');
+    await expectLineageError(SafetensorsFile.open(p), p, 'no such file or directory');
     await expectLineageError(SafetensorsFile.open(dir), dir, 'not a regular file');
   });
 });

@@ -6,7 +6,8 @@ import { byteSize, type DenseDType, type DType, isPacked, parseDType } from '../
 import { HostTensor, type Shape, sizeOf } from '../tensor/host-tensor.js';
 import { LineageError } from '../util/errors.js';
 import { writeFileAtomic } from './atomic.js';
-import { fsReason, quote, readFully } from './fs-util.js';
+import { openRegularFile, quote, readFully, readRegularFile } from './fs-util.js';
+import { findDuplicateKey } from './json-keys.js';
 import { isTensorSource, type TensorInfo, type TensorSource } from './tensor-source.js';
 
 /** The reference implementation's limit; a larger header means a corrupt or hostile file. */
@@ -80,6 +81,16 @@ function parseHeader(text: string, dataBytes: number, file: string): ParsedHeade
     bad(`header is not valid JSON: ${oneLine((err as Error).message)}`);
   }
   if (!isPlainObject(json)) bad('header is not a JSON object');
+  // Like the reference implementation: the header's first byte is '{'.
+  if (!text.startsWith('{')) bad('header does not start with "{"');
+  const dup = findDuplicateKey(text);
+  if (dup) {
+    bad(
+      dup.length === 1
+        ? `header lists tensor ${q(dup[0]!)} twice`
+        : `header entry ${q(dup[0]!)} has the key ${q(dup[dup.length - 1]!)} twice`,
+    );
+  }
   const root = json as Record<string, unknown>;
 
   const metadata: Record<string, string> = {};
@@ -132,16 +143,27 @@ function parseHeader(text: string, dataBytes: number, file: string): ParsedHeade
     entries.set(name, { dtype: dtype!, shape: dims, byteLength: want, begin });
   }
 
-  // Overlapping payloads mean the header is lying about at least one tensor.
-  const byOffset = [...entries].filter(([, e]) => e.byteLength > 0).sort((a, b) => a[1].begin - b[1].begin);
-  for (let i = 1; i < byOffset.length; i++) {
-    const [pn, p] = byOffset[i - 1]!;
-    const [cn, c] = byOffset[i]!;
-    if (c.begin < p.begin + p.byteLength) {
+  // As the reference implementation requires: sorted by offset, the payloads follow one another from 0
+  // with no gap and no overlap, and the last one ends where the file ends (a gap or trailing bytes hide
+  // data no tensor accounts for; an overlap means the header is lying about at least one tensor).
+  const byOffset = [...entries].sort((a, b) => a[1].begin - b[1].begin || a[1].byteLength - b[1].byteLength);
+  let at = 0;
+  let prev: string | undefined;
+  for (const [name, e] of byOffset) {
+    if (e.begin !== at) {
       bad(
-        `tensors ${q(pn)} [${p.begin}, ${p.begin + p.byteLength}] and ${q(cn)} [${c.begin}, ${c.begin + c.byteLength}] overlap`,
+        e.begin > at
+          ? `tensor ${q(name)} starts at byte ${e.begin} of the data, leaving a gap of ${e.begin - at} bytes after ${prev === undefined ? 'the header' : `tensor ${q(prev)}`}`
+          : `tensors ${q(prev!)} and ${q(name)} overlap (${q(name)} starts at byte ${e.begin}, before ${at})`,
       );
     }
+    at = e.begin + e.byteLength;
+    prev = name;
+  }
+  if (at !== dataBytes) {
+    bad(
+      `${dataBytes - at} bytes after the last tensor${prev === undefined ? '' : ` (${q(prev)})`}; the data section must end with it`,
+    );
   }
 
   applyPackedDtypes(entries, metadata, file);
@@ -203,16 +225,8 @@ export class SafetensorsFile implements TensorSource {
   ) {}
 
   static async open(path: string): Promise<SafetensorsFile> {
-    let handle: FileHandle;
+    const { handle, size } = await openRegularFile(path);
     try {
-      handle = await fsp.open(path, 'r');
-    } catch (err) {
-      throw new LineageError(`cannot open: ${fsReason(err)}`, path, { cause: err });
-    }
-    try {
-      const st = await handle.stat();
-      if (!st.isFile()) throw new LineageError('not a regular file', path);
-      const { size } = st;
       if (size < 8) throw new LineageError(`file is too small to be safetensors (${size} bytes)`, path);
       const lenBuf = Buffer.alloc(8);
       await readFully(handle, lenBuf, 0, 'the header length', path);
@@ -430,12 +444,7 @@ export class ShardedSafetensors implements TensorSource {
     const bad = (msg: string): never => {
       throw new LineageError(msg, indexPath);
     };
-    let text = '';
-    try {
-      text = await fsp.readFile(indexPath, 'utf8');
-    } catch (err) {
-      bad(`cannot read index: ${fsReason(err)}`);
-    }
+    const text = (await readRegularFile(indexPath)).toString('utf8');
     let json: unknown;
     try {
       json = JSON.parse(text);
@@ -443,6 +452,8 @@ export class ShardedSafetensors implements TensorSource {
       bad(`index is not valid JSON: ${oneLine((err as Error).message)}`);
     }
     if (!isPlainObject(json) || !isPlainObject(json['weight_map'])) bad('index has no "weight_map" object');
+    const dup = findDuplicateKey(text);
+    if (dup) bad(`index has the key ${q(dup.join('.'))} twice`);
     const root = json as Record<string, unknown>;
     const weightMap = new Map<string, string>();
     for (const [name, file] of Object.entries(root['weight_map'] as Record<string, unknown>)) {

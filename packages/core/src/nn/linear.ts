@@ -1,5 +1,6 @@
 import type { Tensor } from '../backend/backend.js';
 import type { Ops } from '../backend/ops.js';
+import { isFloat } from '../tensor/dtype.js';
 import type { HostTensor } from '../tensor/host-tensor.js';
 import { takeAlong } from '../tensor/select.js';
 import { LineageError } from '../util/errors.js';
@@ -93,6 +94,13 @@ registerLinearKind({
   load(tensors, _meta, where, [out, inp]) {
     const w = tensors.get('weight');
     if (!w) throw new LineageError(`missing tensor '${where}.weight'`);
+    // A dense weight stored as integers would be used as numbers: refuse it (quantized kinds have their own).
+    for (const [n, t] of [['weight', w] as const, ['bias', tensors.get('bias')] as const]) {
+      if (t && !isFloat(t.dtype))
+        throw new LineageError(
+          `tensor '${where}.${n}' is ${t.dtype}, but a dense layer's ${n} must be a float type`,
+        );
+    }
     if (w.shape.length !== 2 || w.shape[0] !== out || w.shape[1] !== inp) {
       throw new LineageError(
         `tensor '${where}.weight' has shape [${w.shape}], the config implies [${out}, ${inp}]`,

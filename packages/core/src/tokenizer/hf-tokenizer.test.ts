@@ -163,4 +163,16 @@ describe('HF tokenizer.json tokenizer', () => {
       /names token "<nope>", which is not in the vocabulary/,
     );
   });
+
+  it('a vocabulary giving two pieces one id is refused, naming both', () => {
+    const { tokenizerJson } = converted();
+    const vocab = tokenizerJson.model.vocab as Record<string, number>;
+    const [first, second] = Object.keys(vocab).slice(10, 12);
+    vocab[second!] = vocab[first!]!;
+    expectLineageError(
+      () => hfTokenizerFromJson(tokenizerJson, {}, 'tok.json'),
+      'tok.json',
+      new RegExp(`vocab entries .* have the same id ${vocab[first!]}`),
+    );
+  });
 });

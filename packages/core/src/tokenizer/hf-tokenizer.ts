@@ -1,6 +1,7 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Tokenizer as HFLibTokenizer } from '@huggingface/tokenizers';
+import { readRegularFileSync } from '../io/fs-util.js';
 import { LineageError } from '../util/errors.js';
 import type { Tokenizer } from './tokenizer.js';
 
@@ -85,6 +86,8 @@ export class HFTokenizer implements Tokenizer {
     const ids = this.ids;
     const vocab = model.vocab;
     if (isObject(vocab)) {
+      // Two pieces with one id would decode that id as either: the vocabulary is broken, not ambiguous to us.
+      const pieceOf = new Map<number, string>();
       for (const [piece, id] of Object.entries(vocab)) {
         if (!Number.isInteger(id) || (id as number) < 0) {
           throw new LineageError(
@@ -92,6 +95,14 @@ export class HFTokenizer implements Tokenizer {
             source,
           );
         }
+        const other = pieceOf.get(id as number);
+        if (other !== undefined) {
+          throw new LineageError(
+            `tokenizer.json: vocab entries ${JSON.stringify(other)} and ${JSON.stringify(piece)} have the same id ${id}`,
+            source,
+          );
+        }
+        pieceOf.set(id as number, piece);
         ids.set(piece, id as number);
       }
     } else if (Array.isArray(vocab)) {
@@ -215,13 +226,8 @@ function firstTemplateSpecial(pp: unknown): { first?: string; last?: string } {
 }
 
 function readJson(path: string, what: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new LineageError(code === 'ENOENT' ? 'no such file' : `cannot read: ${(e as Error).message}`, path);
-  }
+  // A regular file of bounded size, checked before opening: a FIFO or device must not hang the load.
+  const text = readRegularFileSync(path).toString('utf8');
   try {
     return JSON.parse(text);
   } catch (e) {

@@ -1,5 +1,5 @@
 // Hand-written: @huggingface/tokenizers cannot read llama2.c's tokenizer.bin, nor run its greedy-merge encode.
-import { readFileSync } from 'node:fs';
+import { readRegularFileSync } from '../io/fs-util.js';
 import { LineageError } from '../util/errors.js';
 import type { Tokenizer } from './tokenizer.js';
 
@@ -360,19 +360,6 @@ export function parseLlama2cTokenizer(
 
 /** Loads a llama2.c `tokenizer.bin` (see {@link parseLlama2cTokenizer}). */
 export function loadLlama2cTokenizer(path: string, vocabSize?: number): Llama2cTokenizer {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new LineageError(
-      code === 'ENOENT'
-        ? 'no such file'
-        : code === 'EISDIR'
-          ? 'is a directory, expected a tokenizer.bin'
-          : `cannot read: ${(e as Error).message}`,
-      path,
-    );
-  }
+  const bytes = readRegularFileSync(path);
   return parseLlama2cTokenizer(bytes, path, vocabSize);
 }

@@ -1,18 +1,45 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readRegularFile, readStreamBounded } from '../io/fs-util.js';
 import { LineageError } from './errors.js';
 
-/** Reads a UTF-8 text file, refusing missing, empty and non-UTF-8 files with one-line errors. */
-export async function readTextFile(path: string): Promise<string> {
+/**
+ * Largest text (file, directory of files, or stdin) read by default: a JavaScript string holds at most
+ * 2^29 - 24 UTF-16 units, and a text of n UTF-8 bytes never needs more than n units.
+ */
+export const DEFAULT_MAX_DATA_BYTES = 2 ** 29 - 64;
+let maxDataBytes = DEFAULT_MAX_DATA_BYTES;
+
+/** The process-wide limit on data read as text (the CLI's `--max-data-bytes`). */
+export function setMaxDataBytes(n: number | undefined): void {
+  if (n !== undefined && !(Number.isSafeInteger(n) && n > 0))
+    throw new LineageError(`the data size limit must be a positive integer of bytes, got ${n}`);
+  maxDataBytes = Math.min(n ?? DEFAULT_MAX_DATA_BYTES, DEFAULT_MAX_DATA_BYTES);
+}
+
+/** The limit in force (see setMaxDataBytes). */
+export function getMaxDataBytes(): number {
+  return maxDataBytes;
+}
+
+/** The name under which standard input is given as data. */
+export const STDIN_PATH = '-';
+
+const LIMIT_HINT = ' (raise it with --max-data-bytes, up to the largest text a string can hold)';
+
+export interface ReadTextOptions {
+  /** Refuse anything larger (default: getMaxDataBytes()). */
+  maxBytes?: number;
+}
+
+/**
+ * Reads a UTF-8 text file, or standard input when `path` is '-', refusing missing, empty and non-UTF-8
+ * input with one-line errors. Only regular files are read, checked before opening (a FIFO or a device
+ * is refused at once, never waited on); anything over the size limit is refused before it is read.
+ */
+export async function readTextFile(path: string, options: ReadTextOptions = {}): Promise<string> {
+  const maxBytes = options.maxBytes ?? maxDataBytes;
   let bytes: Buffer;
-  try {
-    if ((await stat(path)).isDirectory())
-      throw new LineageError('is a directory, expected a text file', path);
-    bytes = await readFile(path);
-  } catch (e) {
-    if (e instanceof LineageError) throw e;
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new LineageError(code === 'ENOENT' ? 'no such file' : `cannot read: ${(e as Error).message}`, path);
-  }
+  if (path === STDIN_PATH) bytes = await readStreamBounded(process.stdin, maxBytes, '<stdin>', LIMIT_HINT);
+  else bytes = await readRegularFile(path, maxBytes, LIMIT_HINT);
   if (bytes.length === 0) throw new LineageError('file is empty', path);
   let text: string;
   try {
