@@ -23,41 +23,10 @@ for b in chromium chromium-browser google-chrome; do
   fi
 done
 
-if ! command -v apt-get >/dev/null 2>&1 || [ ! -r /etc/os-release ]; then
-  say "no chromium and no apt-get here; install Chromium to run the browser tests"
-  exit 0
-fi
-
-# shellcheck disable=SC1091
-. /etc/os-release
-if [ "${ID:-}" != "debian" ] && [ "${ID:-}" != "ubuntu" ]; then
-  say "no chromium; this script installs it on Debian only (found ${ID:-unknown})"
-  exit 0
-fi
-
-SUDO=""
-if [ "$(id -u)" != "0" ]; then
-  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    SUDO="sudo -n"
-  else
-    say "no chromium and not root (and no password-less sudo): run as root to install it"
-    exit 0
-  fi
-fi
-
-APT="$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3"
-
-say "apt-get update"
-if ! $APT update -qq >/dev/null 2>&1; then
-  say "apt-get update failed (no network?); the browser tests will be skipped"
-  exit 0
-fi
-
-say "installing chromium"
-if ! $APT install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null 2>&1; then
-  say "apt-get install failed; the browser tests will be skipped"
-  exit 0
-fi
+. "$(dirname "$0")/apt-lib.sh"
+apt_prepare chromium || exit 0
+apt_update "the browser tests" || exit 0
+apt_install "the browser tests" chromium fonts-dejavu-core || exit 0
 
 if command -v chromium >/dev/null 2>&1; then
   say "done: $(chromium --version 2>/dev/null | head -n 1)"

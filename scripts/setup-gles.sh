@@ -46,41 +46,10 @@ if ready; then
   exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1 || [ ! -r /etc/os-release ]; then
-  say "no EGL/GLES and no apt-get here; install Mesa's EGL and GLES libraries to run the GLES tests"
-  exit 0
-fi
-
-# shellcheck disable=SC1091
-. /etc/os-release
-if [ "${ID:-}" != "debian" ] && [ "${ID_LIKE:-}" != "debian" ]; then
-  say "no EGL/GLES; this script installs them on Debian-like systems only (found ${ID:-unknown})"
-  exit 0
-fi
-
-SUDO=""
-if [ "$(id -u)" != "0" ]; then
-  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    SUDO="sudo -n"
-  else
-    say "no EGL/GLES and not root (and no password-less sudo): run as root to install them"
-    exit 0
-  fi
-fi
-
-APT="$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3"
-
-say "apt-get update"
-if ! $APT update -qq >/dev/null 2>&1; then
-  say "apt-get update failed (no network?); the GLES tests will be skipped"
-  exit 0
-fi
-
-say "installing libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri"
-if ! $APT install -y -qq --no-install-recommends libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri >/dev/null 2>&1; then
-  say "apt-get install failed; the GLES tests will be skipped"
-  exit 0
-fi
+. "$(dirname "$0")/apt-lib.sh"
+apt_prepare "EGL/GLES" || exit 0
+apt_update "the GLES tests" || exit 0
+apt_install "the GLES tests" libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri || exit 0
 
 if ready; then
   say "done: EGL and OpenGL ES available"

@@ -21,29 +21,12 @@ for py in python3 /usr/bin/python3; do
   fi
 done
 
-if ! command -v apt-get >/dev/null 2>&1; then
-  say "no apt-get here; install the onnx Python package to run the onnx.checker test"
-  exit 0
-fi
-
-SUDO=""
-if [ "$(id -u)" != "0" ]; then
-  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    SUDO="sudo -n"
-  else
-    say "not root (and no password-less sudo): run as root to install python3-onnx"
-    exit 0
-  fi
-fi
-
-APT="$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3"
+. "$(dirname "$0")/apt-lib.sh"
+apt_prepare python3-onnx || exit 0
+# without an update first when the package lists are fresh enough
 if ! $APT install -y -qq --no-install-recommends python3-onnx >/dev/null 2>&1; then
-  say "apt-get update"
-  $APT update -qq >/dev/null 2>&1 || { say "apt-get update failed (no network?); the checker test will be skipped"; exit 0; }
-  if ! $APT install -y -qq --no-install-recommends python3-onnx >/dev/null 2>&1; then
-    say "apt-get install python3-onnx failed; the checker test will be skipped"
-    exit 0
-  fi
+  apt_update "the checker test" || exit 0
+  apt_install "the checker test" python3-onnx || exit 0
 fi
 say "done: $(/usr/bin/python3 -c 'import onnx; print("onnx", onnx.__version__)' 2>&1)"
 exit 0

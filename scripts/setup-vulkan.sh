@@ -53,29 +53,13 @@ if has_device; then
   exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1 || [ ! -r /etc/os-release ]; then
-  say "no Vulkan device and no apt-get here; install a Vulkan driver (e.g. Mesa lavapipe) to run the WebGPU tests"
-  exit 0
-fi
-
-# shellcheck disable=SC1091
-. /etc/os-release
+. "$(dirname "$0")/apt-lib.sh"
+apt_prepare "Vulkan device" || exit 0
+# lavapipe from bookworm-backports is Debian's; Ubuntu and others: mesa-vulkan-drivers ≥ 25 and libvulkan1
 if [ "${ID:-}" != "debian" ]; then
   say "no Vulkan device; this script installs lavapipe on Debian only (found ${ID:-unknown}): install mesa-vulkan-drivers ≥ 25 and libvulkan1"
   exit 0
 fi
-
-SUDO=""
-if [ "$(id -u)" != "0" ]; then
-  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    SUDO="sudo -n"
-  else
-    say "no Vulkan device and not root (and no password-less sudo): run as root to install lavapipe"
-    exit 0
-  fi
-fi
-
-APT="$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3"
 CODENAME="${VERSION_CODENAME:-bookworm}"
 BACKPORTS="${CODENAME}-backports"
 TARGET=""
@@ -90,11 +74,7 @@ if [ "$CODENAME" = "bookworm" ]; then
   TARGET="-t $BACKPORTS"
 fi
 
-say "apt-get update"
-if ! $APT update -qq >/dev/null 2>&1; then
-  say "apt-get update failed (no network?); the WebGPU tests will be skipped"
-  exit 0
-fi
+apt_update "the WebGPU tests" || exit 0
 
 say "installing mesa-vulkan-drivers (lavapipe) and libvulkan1${TARGET:+ from $BACKPORTS}"
 # shellcheck disable=SC2086
