@@ -201,7 +201,7 @@ describe('statistics files', () => {
         `${bad}: statistic '${name}' ${why}; recompute the statistics with lineage calibrate`,
       );
     }
-    // square, but not as wide as the layer's input (its mean)
+    // a mean not as wide as the layer's input (the model the statistics describe)
     const mean = 'model.layers.0.mlp.down_proj.mean';
     const narrow = join(tmp, 'narrow.safetensors');
     const m = tensors.get(mean)!;
@@ -211,7 +211,9 @@ describe('statistics files', () => {
       metadata,
     );
     const stats = await loadStats(narrow, other);
-    await expect(stats.hessian(layer)).rejects.toThrow(`its layer's input is 16 wide`);
+    await expect(stats.mean(layer)).rejects.toThrow(
+      `statistic '${mean}' has shape [16], but its layer's input is 32 wide`,
+    );
     await stats.close();
   });
 

@@ -226,7 +226,8 @@ export class CalibrationStats {
   /** Mean of the layer's input, [in]. */
   async mean(layer: string): Promise<Float64Array> {
     this.require('hessian');
-    return this.f64(statNames.mean(this.inputName(layer)));
+    const input = this.inputName(layer);
+    return this.f64(statNames.mean(input), 1, this.inputWidth(input));
   }
 
   async input(layer: string): Promise<InputStats> {

@@ -1,5 +1,5 @@
 import { type Backend, getBackend, LineageError, listBackends } from '@lineage/core';
-import { log } from './output.js';
+import { log, logSoon } from './output.js';
 
 /** Optional backend packages the CLI loads when they are installed (each registers itself on import). */
 const OPTIONAL_BACKENDS: Record<string, string> = {
@@ -38,7 +38,7 @@ export async function selectBackend(flags: BackendFlags): Promise<Backend> {
     !flags.backend && backend.name === 'js' && missing.length
       ? ` (faster: install ${missing.map((m) => OPTIONAL_BACKENDS[m]).join(' or ')})`
       : '';
-  log(`backend: ${describeBackend(backend)}${hint}`);
+  logSoon(`backend: ${describeBackend(backend)}${hint}`);
   return backend;
 }
 

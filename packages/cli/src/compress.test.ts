@@ -179,7 +179,7 @@ describe('lineage family', () => {
     ]);
     const j = expectJson(r);
     expect(j.members).toHaveLength(2);
-    expect(readdirSync(out).sort()).toEqual(['family.json', 'plrd-0.50', 'plrd-0.80']);
+    expect(readdirSync(out).sort()).toEqual(['family.json', 'plrd-0.50', 'plrd-0.80', 'report.html']);
     expect(JSON.parse(readFileSync(join(out, 'family.json'), 'utf8'))).toEqual(j);
     expect(j.schema).toBe('lineage.family/1');
     expect(j.members.map((m: { dir: string }) => m.dir)).toEqual(['plrd-0.80', 'plrd-0.50']);

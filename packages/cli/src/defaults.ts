@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { LineageError, sharedDir } from '@lineage/core';
-import { log } from './output.js';
+import { log, logSoon } from './output.js';
 
 /** The real model shipped beside the repository, used when no model is given. */
 export function defaultModel(): string {
@@ -15,7 +15,7 @@ export function defaultModel(): string {
   }
   const p = join(dir, 'models', 'stories260K', 'stories260K.bin');
   if (!existsSync(p)) throw new LineageError('no model given, and the default model is missing', p);
-  log(`model: ${p} (default)`);
+  logSoon(`model: ${p} (default)`);
   return p;
 }
 
@@ -30,6 +30,6 @@ export function defaultEvalData(): { path: string; separator: string } {
     );
   }
   const path = join(dir, 'data', 'tinystories', 'valid-dev.txt');
-  log(`data: ${path} (default, documents separated by <|endoftext|>)`);
+  logSoon(`data: ${path} (default, documents separated by <|endoftext|>)`);
   return { path, separator: '<|endoftext|>' };
 }

@@ -94,6 +94,18 @@ export function reportError(e: unknown, debug: boolean): number {
   return 2;
 }
 
-function oneLine(s: string): string {
-  return s.replace(/\s*\n\s*/g, ' ').trim();
+// C0 controls except tab and line breaks, and DEL
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point
+const CONTROL = /[\u0000-\u0008\u000e-\u001f\u007f]/g;
+
+/**
+ * A message as one printable line: line breaks (any kind) become spaces, other control characters (a binary
+ * file's bytes quoted by a parser) are shown escaped, and a very long message is cut.
+ */
+export function oneLine(s: string): string {
+  const flat = s
+    .replace(/\s*[\r\n\v\f\u0085\u2028\u2029]+\s*/g, ' ')
+    .replace(CONTROL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+    .trim();
+  return flat.length > 1000 ? `${flat.slice(0, 1000)}…` : flat;
 }

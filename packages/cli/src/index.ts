@@ -15,7 +15,8 @@ import { inspectCommand } from './commands/inspect.js';
 import { reportCommand } from './commands/report.js';
 import { runCommand } from './commands/run.js';
 import { trainCommand } from './commands/train.js';
-import { reportError } from './errors.js';
+import { oneLine, reportError } from './errors.js';
+import { dropSoon, flushSoon } from './output.js';
 
 /** This package's version (from its package.json, inlined at build time): `lineage --version`. */
 export const VERSION: string = pkg.version;
@@ -35,7 +36,11 @@ export function createProgram(argv: readonly string[] = []): Command {
       `refuse text data (--data, --eval-data, all files of a directory together, or '-' for stdin) larger than this (default ${DEFAULT_MAX_DATA_BYTES}, the most a string can hold)`,
       parseIntArg(),
     )
-    .showHelpAfterError('(run with --help for usage)')
+    // usage errors as every other error: one line, `lineage: …`, with where to look for usage
+    .configureOutput({
+      outputError: (str, write) =>
+        write(`lineage: ${oneLine(str.replace(/^error: /, ''))} (run with --help for usage)\n`),
+    })
     .exitOverride();
   // Process-wide settings of core, set (or reset to their defaults) before every command runs.
   program.hook('preAction', () => {
@@ -68,8 +73,10 @@ export async function run(argv: string[]): Promise<number> {
     const args = argv.filter((a, i) => i < 2 || a !== '--debug');
     await loadPlugins(args);
     await createProgram(args).parseAsync(args);
+    flushSoon();
     return 0;
   } catch (e) {
+    dropSoon();
     // Commander has already printed its own usage errors (and help/version output).
     if (e instanceof CommanderError) return e.exitCode;
     return reportError(e, debug);

@@ -3,7 +3,29 @@ export function printJson(obj: unknown): void {
   process.stdout.write(`${JSON.stringify(obj, null, 2)}\n`);
 }
 
+/**
+ * Notes said before the work starts (`backend: …`, `model: … (default)`) wait for the next log line, or for the
+ * command's end: a command refused before any work prints its one error line alone.
+ */
+const pending: string[] = [];
+
+/** Says `message` with the next log line (or at the end of a command that succeeds), never before an error. */
+export function logSoon(message: string): void {
+  pending.push(message);
+}
+
+/** Prints the notes held back by `logSoon` (called by every log line, and when a command succeeds). */
+export function flushSoon(): void {
+  for (const m of pending.splice(0)) process.stderr.write(`${m}\n`);
+}
+
+/** Drops the notes held back by `logSoon` (a command that failed before its work). */
+export function dropSoon(): void {
+  pending.length = 0;
+}
+
 export function log(message: string): void {
+  flushSoon();
   process.stderr.write(`${message}\n`);
 }
 

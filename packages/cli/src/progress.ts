@@ -1,5 +1,6 @@
 import type { Progress } from '@lineage/core';
 import cliProgress from 'cli-progress';
+import { flushSoon } from './output.js';
 
 /** A progress bar on stderr when it is a terminal; silent otherwise (logs and pipes stay clean). */
 export function createProgress(enabled = process.stderr.isTTY === true): Progress {
@@ -8,6 +9,7 @@ export function createProgress(enabled = process.stderr.isTTY === true): Progres
   let value = 0;
   return {
     start(label, total) {
+      flushSoon();
       bar?.stop();
       value = 0;
       bar = new cliProgress.SingleBar(

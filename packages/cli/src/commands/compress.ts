@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadStats, withCalibration } from '@lineage/calibrate';
 import {
@@ -98,6 +98,9 @@ export function argvValues(argv: readonly string[], flag: string): string[] {
 export async function loadPlugins(argv: readonly string[]): Promise<void> {
   for (const spec of argvValues(argv, '--plugin')) {
     const target = spec.startsWith('.') || spec.startsWith('/') ? resolve(spec) : spec;
+    // a plugin file must be a regular file: importing a FIFO or a device would wait or read forever
+    if (target.startsWith('/') && existsSync(target) && !statSync(target).isFile())
+      throw new LineageError(`cannot load plugin '${spec}': not a regular file`, spec);
     try {
       await import(target.startsWith('/') ? `file://${target}` : target);
     } catch (e) {

@@ -2,7 +2,7 @@ import { getBackend, LineageError, loadModel } from '@lineage/core';
 import { type DistillLoss, distill, type HiddenLossOptions } from '@lineage/distill';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { describeBackend, selectBackend } from '../backend.js';
-import { log } from '../output.js';
+import { log, logSoon } from '../output.js';
 import { checkNoOverlap, tokenizerInput } from '../output-policy.js';
 import { parseFloatArg, requireContext } from './common.js';
 import { addTrainingOptions, finishRun, prepareRun, type TrainingFlags } from './train.js';
@@ -100,7 +100,7 @@ export function distillCommand(program: Command): void {
         o.teacherBackend,
         o.teacherDevice ? { device: o.teacherDevice } : {},
       );
-      log(`teacher backend: ${describeBackend(teacherBackend)}`);
+      logSoon(`teacher backend: ${describeBackend(teacherBackend)}`);
       const r = await distill({
         ...run.options,
         teacher,

@@ -1,7 +1,8 @@
-import { loadModel, saveModel } from '@lineage/core';
+import { totalmem } from 'node:os';
+import { LineageError, type LlamaConfig, loadModel, saveModel } from '@lineage/core';
 import { initLike } from '@lineage/distill';
 import { type Command, Option } from 'commander';
-import { log, printJson } from '../output.js';
+import { formatBytes, formatCount, log, printJson } from '../output.js';
 import { checkNoOverlap, checkOutput, modelOutputKind, tokenizerInput } from '../output-policy.js';
 import { addJsonOption, addModelOptions, parseFloatArg, parseIntArg } from './common.js';
 
@@ -19,6 +20,29 @@ interface InitFlags {
   force?: boolean;
   tokenizer?: string;
   json?: boolean;
+}
+
+/**
+ * Refuses a shape whose weights this machine could not hold (before allocating them): f32 weights over half the
+ * memory, or a tensor past what one typed array holds, as one line naming the options.
+ */
+function checkFits(c: LlamaConfig, o: InitFlags): void {
+  const dim = o.dim ?? c.hiddenSize;
+  const layers = o.layers ?? c.numLayers;
+  const heads = o.heads ?? c.numHeads;
+  const kv = o.kvHeads ?? c.numKvHeads;
+  const hidden = o.hidden ?? c.intermediateSize;
+  const headDim = dim / heads;
+  const embedding = c.vocabSize * dim;
+  const block = 2 * dim * dim + 2 * dim * kv * headDim + 3 * dim * hidden + 2 * dim;
+  const params = embedding * (c.tieWordEmbeddings ? 1 : 2) + layers * block + dim;
+  const largest = Math.max(embedding, dim * hidden, dim * dim);
+  const memory = totalmem() / 2;
+  if (params * 4 > memory || largest > 2 ** 31 - 1)
+    throw new LineageError(
+      `a model of dim ${dim}, ${layers} layers and FFN ${hidden} (--dim, --layers, --hidden) has ${formatCount(params)} params (${formatBytes(params * 4)} in f32), more than this machine can hold (${formatBytes(memory)}, half its memory)`,
+      o.out,
+    );
 }
 
 export function initCommand(program: Command): void {
@@ -53,6 +77,7 @@ export function initCommand(program: Command): void {
     checkOutput({ path: o.out, kind: modelOutputKind(o.out), force: o.force, inputs });
     const { model: parent } = await loadModel(o.like, { tokenizer: o.tokenizer });
     checkNoOverlap(o.out, [tokenizerInput(parent)]);
+    checkFits(parent.config, o);
     const model = initLike(
       parent,
       {

@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Command, Option } from 'commander';
 import { log, printJson } from '../output.js';
-import { checkOutput } from '../output-policy.js';
+import { checkNoOverlap, checkOutput } from '../output-policy.js';
 import type { XAxis } from '../report/chart.js';
 import { reportSeries } from '../report/data.js';
 import { type ReportFormat, writeReport } from '../report/write.js';
@@ -51,6 +51,15 @@ export function reportCommand(program: Command): void {
         noun: 'the report',
       });
       const series = await reportSeries(inputs);
+      // the models a family lists are read too (their sizes, provenance): never written over
+      checkNoOverlap(
+        o.out,
+        series.flatMap((f) =>
+          [f.parent, ...f.members].flatMap((m) =>
+            m?.path ? [{ path: m.path, what: `the model ${m.label} of ${f.name}` }] : [],
+          ),
+        ),
+      );
       await writeReport(o.out, series, o);
       const models = series.reduce((a, s) => a + s.members.length, 0);
       if (o.json) printJson({ out: o.out, format: o.format, families: series.length, models });

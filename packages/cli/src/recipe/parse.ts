@@ -1,5 +1,4 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import {
   type CompressionMethod,
@@ -9,6 +8,7 @@ import {
   listMethods,
   type MethodDefinition,
   pipeline,
+  readRegularFile,
   type z,
 } from '@lineage/core';
 import { type Document, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
@@ -78,16 +78,9 @@ function abs(base: string, p: string): string {
  * problem is one LineageError `file:line: field: problem`.
  */
 export async function compileRecipe(file: string, o: { force?: boolean } = {}): Promise<CompiledRecipe> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new LineageError(
-      code === 'ENOENT' ? 'no such recipe file' : `cannot read the recipe: ${code ?? (e as Error).message}`,
-      file,
-    );
-  }
+  // a regular file of bounded size: a FIFO or a device is refused before it is opened
+  if (!existsSync(file)) throw new LineageError('no such recipe file', file);
+  const text = (await readRegularFile(file, 16 << 20, ' (a recipe is a small YAML file)')).toString('utf8');
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
   const where = (path: Path) => `${file}:${lineOf(doc, lines, path)}`;
@@ -99,7 +92,13 @@ export async function compileRecipe(file: string, o: { force?: boolean } = {}): 
     const line = e.linePos?.[0]?.line ?? lines.linePos(e.pos[0]).line;
     throw new LineageError(`YAML syntax error: ${e.message.split('\n')[0]}`, `${file}:${line}`);
   }
-  const raw = doc.toJS() as unknown;
+  let raw: unknown;
+  try {
+    // the yaml library refuses alias bombs ('billion laughs') here, with its own limit on alias expansion
+    raw = doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    throw new LineageError(`not a usable recipe: ${(e as Error).message}`, file);
+  }
   if (!raw || typeof raw !== 'object' || Array.isArray(raw))
     fail([], 'a recipe is a YAML mapping (parent, data, stages, outputs, …)');
   const parsed = recipeSchema.safeParse(raw);

@@ -1,7 +1,8 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { saveModel } from '../checkpoint/save-model.js';
 import { writeDirAtomic } from '../io/atomic.js';
+import { readRegularFile } from '../io/fs-util.js';
 import type { Json } from '../nn/layer.js';
 import type { LlamaModel } from '../nn/llama.js';
 import { LineageError } from '../util/errors.js';
@@ -152,9 +153,11 @@ export async function writeFamily(
 /** Reads a `family.json` (the file, or the directory holding it), refusing other schemas. */
 export async function readFamily(path: string): Promise<FamilyRecord> {
   const file = path.endsWith('.json') ? path : join(path, 'family.json');
+  // a regular file of bounded size (a FIFO or a device is refused before it is opened)
+  const bytes = await readRegularFile(file);
   let r: Partial<FamilyRecord>;
   try {
-    r = JSON.parse(await readFile(file, 'utf8')) as Partial<FamilyRecord>;
+    r = JSON.parse(bytes.toString('utf8')) as Partial<FamilyRecord>;
   } catch (e) {
     throw new LineageError(`cannot read a family record: ${(e as Error).message.split('\n')[0]}`, file);
   }
