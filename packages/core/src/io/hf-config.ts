@@ -57,6 +57,8 @@ export function parseHFConfig(json: unknown, file: string): LlamaConfig {
           : `${k} must be a positive integer, got ${describe(v)}`,
       );
     }
+    // no real model has a size past 2^31 (a tensor dimension, a vocabulary): a typo or a forged file
+    if ((v as number) > 2 ** 31 - 1) bad(`${k} ${v} is too large (at most ${2 ** 31 - 1})`);
     return v as number;
   };
   const optPosInt = (k: string, dflt: number): number => (has(k) ? posInt(k) : dflt);
