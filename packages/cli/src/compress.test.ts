@@ -243,7 +243,7 @@ describe('lineage family', () => {
         '--out',
         out,
       ]),
-      /decreasing/,
+      /--schedule must be decreasing/,
     );
   });
 });

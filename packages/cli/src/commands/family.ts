@@ -53,10 +53,25 @@ interface FamilyFlags extends CompressionFlags {
 }
 
 function parseSchedule(v: string): number[] {
-  const xs = v.split(',').map((s) => Number(s.trim()));
-  if (!xs.length || xs.some((x) => !Number.isFinite(x)))
+  const parts = v.split(',').map((s) => s.trim());
+  const xs = parts.map(Number);
+  // Number('') is 0: an empty entry is no size
+  if (parts.some((s) => s === '') || xs.some((x) => !Number.isFinite(x)))
     throw new InvalidArgumentError(`must be comma-separated fractions like 0.8,0.6,0.45,0.3, got '${v}'`);
   return xs;
+}
+
+/** Runs `f`, naming the method's `sizes` (entry i) in its errors as the user wrote them: `--schedule`. */
+function withScheduleNames<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (!(e instanceof LineageError)) throw e;
+    const message = e.message.replace(/\bsizes(?:\.(\d+))?/g, (_, i?: string) =>
+      i === undefined ? '--schedule' : `--schedule entry ${Number(i) + 1}`,
+    );
+    throw new LineageError(message, undefined, { cause: e });
+  }
 }
 
 /** Held-out perplexity of one model (documents protocol when the text holds documents, else 256-token windows). */
@@ -174,7 +189,8 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
       throw new LineageError('recovery needs training data: --data <file> (or --recover-tokens 0)');
     if (o.holdout && !o.docSeparator) throw new LineageError('--holdout needs --doc-separator');
     const options = methodValues(d, o, familySchema(d));
-    const method = d.family.create(options, { sizes: o.schedule, recoverTokens });
+    const familyDef = d.family!;
+    const method = withScheduleNames(() => familyDef.create(options, { sizes: o.schedule, recoverTokens }));
     const holdout: HoldoutSpec | undefined = o.evalData
       ? undefined
       : o.holdout
