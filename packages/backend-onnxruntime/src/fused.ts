@@ -1,4 +1,10 @@
-import type { FusedEvaluation, FusedUnsupported, HostTensor, LlamaModel } from '@lineage/core';
+import {
+  type FusedEvaluation,
+  type FusedUnsupported,
+  type HostTensor,
+  LineageError,
+  type LlamaModel,
+} from '@lineage/core';
 import { buildLlamaGraph } from '@lineage/onnx';
 import type { OrtModule, OrtSession, OrtSessionOptions, OrtTensor } from './load-runtime.js';
 
@@ -6,7 +12,15 @@ interface Entry {
   /** The model's parameter values the session was built from (by identity: replacing one invalidates). */
   values: HostTensor[];
   session: Promise<OrtSession> | FusedUnsupported;
+  /** Released to bound memory (see MAX_SESSIONS): the next call builds it again. */
+  released?: boolean;
 }
+
+/**
+ * Sessions kept at once: each holds a copy of its model's weights, and a family scores one member after
+ * another, so the least recently built ones are released (a later call on their model rebuilds).
+ */
+const MAX_SESSIONS = 2;
 
 const sameValues = (a: readonly HostTensor[], b: readonly HostTensor[]) =>
   a.length === b.length && a.every((v, i) => v === b[i]);
@@ -20,8 +34,9 @@ const sameValues = (a: readonly HostTensor[], b: readonly HostTensor[]) =>
  */
 export class OrtFusedEvaluation implements FusedEvaluation {
   private readonly cache = new WeakMap<LlamaModel, Entry>();
-  /** Every session built (a WeakMap cannot be walked), for `close`. */
-  private readonly open = new Set<Promise<OrtSession>>();
+  /** Live sessions in build order (a WeakMap cannot be walked), for the bound and `close`. */
+  private readonly open = new Map<Promise<OrtSession>, Entry>();
+  private closed = false;
 
   constructor(
     private readonly ort: OrtModule,
@@ -34,9 +49,19 @@ export class OrtFusedEvaluation implements FusedEvaluation {
     targets: Int32Array,
     batch: number,
   ): Promise<Float32Array | FusedUnsupported> {
-    const { session } = this.entry(model);
+    if (this.closed) throw new LineageError('the onnxruntime backend was closed');
+    const entry = this.entry(model);
+    const { session } = entry;
     if ('unsupported' in session) return session;
-    const s = await session;
+    let s: OrtSession;
+    try {
+      s = await session;
+    } catch (e) {
+      // onnxruntime refused the graph: remember why, and stay on the per-op path for this model
+      this.open.delete(session);
+      entry.session = { unsupported: `onnxruntime cannot load the fused graph: ${(e as Error).message}` };
+      return entry.session;
+    }
     const T = ids.length / batch;
     const i64 = (v: ArrayLike<number>) =>
       new this.ort.Tensor('int64', BigInt64Array.from(Array.from(v, BigInt)), [batch, T]);
@@ -57,20 +82,26 @@ export class OrtFusedEvaluation implements FusedEvaluation {
   private entry(model: LlamaModel): Entry {
     const values = [...model.namedParameters().values()].map((p) => p.value);
     const old = this.cache.get(model);
-    if (old && sameValues(old.values, values)) return old;
-    if (old && !('unsupported' in old.session)) this.release(old.session);
+    if (old && !old.released && sameValues(old.values, values)) return old;
+    if (old && !old.released && !('unsupported' in old.session)) this.release(old.session);
     let session: Entry['session'];
     try {
       const { graph, opset, opsets, irVersion } = buildLlamaGraph(model, { head: 'nll' });
       const bytes = graph.serialize({ opset, opsets, irVersion }).model;
-      const p = this.ort.InferenceSession.create(bytes, this.options);
-      this.open.add(p);
-      session = p;
+      session = this.ort.InferenceSession.create(bytes, this.options);
     } catch (e) {
       session = { unsupported: e instanceof Error ? e.message : String(e) };
     }
-    const entry = { values, session };
+    const entry: Entry = { values, session };
     this.cache.set(model, entry);
+    if (!('unsupported' in session)) {
+      this.open.set(session, entry);
+      for (const [p, e] of this.open) {
+        if (this.open.size <= MAX_SESSIONS) break;
+        e.released = true;
+        this.release(p);
+      }
+    }
     return entry;
   }
 
@@ -83,7 +114,9 @@ export class OrtFusedEvaluation implements FusedEvaluation {
   }
 
   async close(): Promise<void> {
-    const all = [...this.open];
+    this.closed = true;
+    const all = [...this.open.keys()];
+    for (const e of this.open.values()) e.released = true;
     this.open.clear();
     for (const p of all) {
       try {
