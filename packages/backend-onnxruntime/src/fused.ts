@@ -50,6 +50,11 @@ export class OrtFusedEvaluation implements FusedEvaluation {
     batch: number,
   ): Promise<Float32Array | FusedUnsupported> {
     if (this.closed) throw new LineageError('the onnxruntime backend was closed');
+    // Ids outside the vocabulary: the per-op path reports them with its one-line error.
+    const V = model.config.vocabSize;
+    for (const a of [ids, targets])
+      for (let i = 0; i < a.length; i++)
+        if (!(a[i]! >= 0 && a[i]! < V)) return { unsupported: `token id ${a[i]} outside the vocabulary` };
     const entry = this.entry(model);
     const { session } = entry;
     if ('unsupported' in session) return session;
