@@ -156,13 +156,14 @@ async function evalStories260K(backend, limit) {
   }
   const { model } = await loadModel(path);
   const text = await readTextFile(sharedPath('data', 'tinystories', 'valid-dev.txt'));
-  const opts = { protocol: 'documents', separator: '<|endoftext|>', limit, batchSize: 8 };
+  // as `lineage eval` runs it: fused where the backend offers it
+  const opts = { protocol: 'documents', separator: '<|endoftext|>', limit, batchSize: 8, fused: true };
   await perplexity(model, backend, text, { ...opts, limit: 8 });
   const t0 = performance.now();
   const r = await perplexity(model, backend, text, opts);
   const s = (performance.now() - t0) / 1000;
   model.release();
-  return { documents: limit, tokensPerSecond: r.tokens / s, seconds: s, ppl: r.ppl };
+  return { documents: limit, tokensPerSecond: r.tokens / s, seconds: s, ppl: r.ppl, fused: r.fused };
 }
 
 const results = {};
@@ -266,7 +267,7 @@ for (const config of configs) {
     );
   if (real) {
     console.log(
-      `  stories260K eval (${real.documents} dev docs): ${real.tokensPerSecond.toFixed(0)} tokens/s in ${real.seconds.toFixed(1)} s, ppl ${real.ppl.toFixed(4)}`,
+      `  stories260K eval (${real.documents} dev docs, ${real.fused ? 'fused' : 'per-op'}): ${real.tokensPerSecond.toFixed(0)} tokens/s in ${real.seconds.toFixed(1)} s, ppl ${real.ppl.toFixed(4)}`,
     );
   }
 }
