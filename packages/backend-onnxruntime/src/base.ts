@@ -34,6 +34,7 @@ import {
   sliceDims,
   transposeDims,
 } from '@lineage/core/backend';
+import { OrtFusedEvaluation } from './fused.js';
 import * as G from './kernels.js';
 import {
   INSTALL_COMMAND,
@@ -125,6 +126,8 @@ export class OnnxruntimeBackend implements Backend {
   private readonly small: number;
   private maskCache: { key: string; data: Float32Array } | null = null;
   private closed = false;
+  /** Whole-model evaluation graphs (cpu; see fused.ts). */
+  readonly fused: OrtFusedEvaluation | undefined;
 
   constructor(
     private readonly ort: OrtModule,
@@ -136,6 +139,7 @@ export class OnnxruntimeBackend implements Backend {
     // they are host arrays.
     this.onGpu = device === 'webgpu';
     this.small = this.onGpu ? 0 : (options.smallOpThreshold ?? DEFAULT_SMALL_OP_THRESHOLD);
+    this.fused = device === 'cpu' ? new OrtFusedEvaluation(ort, sessionOptions) : undefined;
   }
 
   // -------------------------------------------------------------------------------------------------
@@ -698,6 +702,7 @@ export class OnnxruntimeBackend implements Backend {
 
   async close(): Promise<void> {
     this.closed = true;
+    await this.fused?.close();
     const all = [...this.sessions.values()];
     this.sessions.clear();
     for (const p of all) {

@@ -254,7 +254,7 @@ export class TfjsBackend implements Backend {
   readonly tf: Tf;
   private readonly tfBackend: string;
   private readonly wasm: boolean;
-  private readonly fused: boolean;
+  private readonly attentionFused: boolean;
   private readonly takeError: (() => string | undefined) | undefined;
   private live = 0;
   /** Handles holding a cached transpose (released on close). */
@@ -273,10 +273,10 @@ export class TfjsBackend implements Backend {
     this.tfBackend = loaded.tfBackend;
     this.engineDescription = loaded.description;
     this.wasm = loaded.tfBackend === 'wasm';
-    this.fused = options.fusedAttention !== false;
+    this.attentionFused = options.fusedAttention !== false;
     this.takeError = loaded.takeError;
     if (this.wasm) registerWasmKernels(this.tf);
-    if (!this.fused) this.attention = undefined;
+    if (!this.attentionFused) this.attention = undefined;
   }
 
   // -------------------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
-import { type LlamaModel, loadModel } from '@lineage/core';
+import { keepFfn, keepHeads, keepHidden, keepLayers, type LlamaModel, loadModel } from '@lineage/core';
 import { sharedPath } from '@lineage/core/testing';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildLlamaGraph } from './index.js';
-import { lineageLogits, maxAbsDiff, onnxLogits } from './test-support.js';
+import { lineageLogits, lineageNll, maxAbsDiff, onnxLogits, onnxNll } from './test-support.js';
 
 let model: LlamaModel;
 beforeAll(async () => {
@@ -70,5 +70,39 @@ describe('buildLlamaGraph on stories260K', () => {
     expect(maxAbsDiff(await onnxLogits(s, model, tokens), await lineageLogits(model, tokens))).toBeLessThan(
       0.05,
     );
+  });
+});
+
+describe("buildLlamaGraph with the 'nll' head", () => {
+  const seqs = [tokens, tokens.slice(3, 10).reverse(), [1, 5, 9]];
+  const nllSession = async (m: LlamaModel) => {
+    const { graph, opset, opsets } = buildLlamaGraph(m, { head: 'nll' });
+    return session(graph.serialize({ opset, opsets }).model);
+  };
+
+  it('gives lineage’s per-op cross-entropy within 1e-5 and outputs no logits', async () => {
+    const s = await nllSession(model);
+    expect(s.inputNames).toEqual(['input_ids', 'attention_mask', 'position_ids', 'targets']);
+    expect(s.outputNames).toEqual(['nll']);
+    const want = await lineageNll(model, seqs);
+    const got = await onnxNll(s, seqs);
+    expect(got.length).toBe(3 * tokens.length);
+    expect(want.reduce((a, b) => a + b) / want.length).toBeGreaterThan(1); // real losses, not zeros
+    expect(maxAbsDiff(got, want)).toBeLessThan(1e-5);
+  });
+
+  it('agrees on a pruned model (heads, FFN, hidden and depth cut by core surgery)', async () => {
+    const c = model.config;
+    const half = (n: number) => Array.from({ length: n / 2 }, (_, i) => 2 * i);
+    let m = keepHeads(model, half(c.numHeads));
+    m = keepFfn(m, half(c.intermediateSize));
+    m = keepHidden(m, half(c.hiddenSize));
+    m = keepLayers(m, [0, 2, 4]);
+    const want = await lineageNll(m, seqs);
+    expect(maxAbsDiff(await onnxNll(await nllSession(m), seqs), want)).toBeLessThan(1e-5);
+  });
+
+  it('has no KV cache', () => {
+    expect(() => buildLlamaGraph(model, { head: 'nll', kvCache: true })).toThrow(/no KV cache/);
   });
 });

@@ -28,8 +28,12 @@ export interface LlamaGraphOptions {
   kvCache?: boolean;
   /** How float weights are stored: fp16 halves the file; compute is f32 either way. */
   dtype?: WeightDType;
-  /** What the graph ends in: `logits` [batch, seq, vocab]. (Room for an in-graph loss head later.) */
-  head?: 'logits';
+  /**
+   * What the graph ends in: `logits` [batch, seq, vocab], or `nll` [batch, seq] = −log softmax(logits)[target]
+   * for an extra int64 input `targets` [batch, seq], so the logits never leave the runtime (evaluation;
+   * no KV cache).
+   */
+  head?: 'logits' | 'nll';
 }
 
 /** A built Llama graph and what it needs to be serialised. */
@@ -43,14 +47,16 @@ export interface LlamaGraph {
 /**
  * The forward of `model` as one ONNX graph, with HF/optimum names: inputs `input_ids`, `attention_mask`,
  * `position_ids` (int64) and, with a KV cache, `past_key_values.N.key/value` [batch, kv heads, past, head
- * dim]; outputs `logits` and `present.N.key/value`. Every layer is exported by its kind's registered
+ * dim]; outputs `logits` and `present.N.key/value` (or, with `head: 'nll'`, input `targets` and output `nll`). Every layer is exported by its kind's registered
  * exporter (see registerLayerExporter), never densified. RoPE's cos/sin come from small tables of float64
  * angles gathered by position_ids; attention is causal over
  * the whole (past + new) sequence and masked by attention_mask; grouped-query attention broadcasts each
  * kv head over its query heads without copies.
  */
 export function buildLlamaGraph(model: LlamaModel, o: LlamaGraphOptions = {}): LlamaGraph {
-  const kvCache = o.kvCache ?? true;
+  const head = o.head ?? 'logits';
+  const kvCache = o.kvCache ?? head === 'logits';
+  if (kvCache && head === 'nll') throw new Error("buildLlamaGraph: the 'nll' head has no KV cache");
   const dtype = o.dtype ?? 'fp32';
   const c = model.config;
   const { headDim: D, numHeads: H, numKvHeads: Hkv, vocabSize: V } = c;
@@ -64,6 +70,7 @@ export function buildLlamaGraph(model: LlamaModel, o: LlamaGraphOptions = {}): L
   const ids = g.input('input_ids', INT64, ['batch_size', 'sequence_length']);
   const mask = g.input('attention_mask', INT64, ['batch_size', 'total_sequence_length']);
   const pos = g.input('position_ids', INT64, ['batch_size', 'sequence_length']);
+  const targets = head === 'nll' ? g.input('targets', INT64, ['batch_size', 'sequence_length']) : '';
   const past: [string, string][] = [];
   if (kvCache)
     for (let l = 0; l < c.numLayers; l++) {
@@ -174,8 +181,17 @@ export function buildLlamaGraph(model: LlamaModel, o: LlamaGraphOptions = {}): L
   const logits = model.lmHead
     ? linear(HEAD_NAME, model.lmHead, hidden)
     : linear(EMBED_NAME, model.embedding, hidden, true);
-  g.node('Identity', [logits], {}, ['logits']);
-  g.output('logits', FLOAT, ['batch_size', 'sequence_length', V]);
+  if (head === 'nll') {
+    // LogSoftmax then the target's entry: onnxruntime's LogSoftmax is ~5× faster than its ReduceLogSumExp
+    // over [2048, 32000] (BENCHMARKS.md), and only [B, T] floats come out of the graph.
+    const logp = op('LogSoftmax', [logits], { axis: -1 });
+    const picked = op('GatherElements', [logp, op('Unsqueeze', [targets, ints([-1])])], { axis: -1 });
+    g.node('Neg', [op('Squeeze', [picked, ints([-1])])], {}, ['nll']);
+    g.output('nll', FLOAT, ['batch_size', 'sequence_length']);
+  } else {
+    g.node('Identity', [logits], {}, ['logits']);
+    g.output('logits', FLOAT, ['batch_size', 'sequence_length', V]);
+  }
   if (kvCache)
     for (let l = 0; l < c.numLayers; l++)
       for (const kv of ['key', 'value'])

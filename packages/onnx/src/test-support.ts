@@ -65,3 +65,40 @@ export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
 }
+
+/** Right-padded [B, T] ids and next-token targets (0 where there is no target), as perplexity() batches. */
+export function nllBatch(seqs: number[][]): { ids: Int32Array; targets: Int32Array; B: number; T: number } {
+  const B = seqs.length;
+  const T = Math.max(...seqs.map((s) => s.length));
+  const ids = new Int32Array(B * T);
+  const targets = new Int32Array(B * T);
+  seqs.forEach((s, b) => {
+    ids.set(s, b * T);
+    targets.set(s.slice(1), b * T);
+  });
+  return { ids, targets, B, T };
+}
+
+/** Lineage's per-op per-token cross-entropy [B·T] on the JS backend (the reference of the `nll` head). */
+export async function lineageNll(model: LlamaModel, seqs: number[][]): Promise<Float32Array> {
+  const { ids, targets, B, T } = nllBatch(seqs);
+  const ops = new Ops(new JsBackend());
+  return ops.tidy(async () => {
+    const h = await ops.reshape(await model.hidden(ops, ids, B), [B * T, model.config.hiddenSize]);
+    return ops.readF32(await ops.crossEntropy(await model.logits(ops, h), ops.upload(targets, [B * T])));
+  });
+}
+
+/** The `nll` head's output [B·T] for the same batch. */
+export async function onnxNll(session: ort.InferenceSession, seqs: number[][]): Promise<Float32Array> {
+  const { ids, targets, B, T } = nllBatch(seqs);
+  const big = (a: ArrayLike<number>) =>
+    new ort.Tensor('int64', BigInt64Array.from(Array.from(a, BigInt)), [B, T]);
+  const out = await session.run({
+    input_ids: big(ids),
+    attention_mask: big(new Int32Array(B * T).fill(1)),
+    position_ids: big(Array.from({ length: B * T }, (_, i) => i % T)),
+    targets: big(targets),
+  });
+  return out.nll!.data as Float32Array;
+}

@@ -9,6 +9,10 @@
 // to --json <file> or bench-results/).
 //
 // Run after `pnpm build`: pnpm --filter @lineage/prune bench
+// LINEAGE_BENCH_PATH: how each forward is scored: `fused` (the default where the backend offers fused
+// evaluation, as `lineage eval` runs: one cached onnxruntime graph per model, loss inside it), `per-op`
+// (hidden states → logits → cross-entropy op by op, the reference path) or `both` (each model on both paths,
+// all alternated in one run).
 // --smoke (or LINEAGE_BENCH_SMOKE=1): a tiny synthetic model, one short round; fails unless every figure is
 // finite and positive.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -43,19 +47,31 @@ const BALANCED = smoke
   ? 'layers=2,hidden=48,heads=2,kv-heads=2,ffn=86'
   : 'layers=8,hidden=384,heads=4,kv-heads=4,ffn=576';
 
-async function tokensPerSecond(model, ids) {
+const pathEnv = process.env.LINEAGE_BENCH_PATH ?? (backend.fused ? 'fused' : 'per-op');
+if (!['fused', 'per-op', 'both'].includes(pathEnv))
+  throw new Error(`LINEAGE_BENCH_PATH must be fused, per-op or both, got '${pathEnv}'`);
+if (pathEnv !== 'per-op' && !backend.fused) throw new Error(`${backend.name} has no fused evaluation`);
+const PATHS = pathEnv === 'both' ? ['fused', 'per-op'] : [pathEnv];
+
+async function tokensPerSecond(model, ids, path) {
   const ops = new Ops(backend);
-  const targets = ops.upload(
-    Int32Array.from(ids, (_, i) => ids[(i + 1) % ids.length]),
-    [B * T],
-  );
+  const host = Int32Array.from(ids, (_, i) => ids[(i + 1) % ids.length]);
+  const targets = ops.upload(host.slice(), [B * T]);
+  const fused = async () => {
+    const v = await backend.fused.nll(model, ids, host, B);
+    if (v.unsupported) throw new Error(`fused evaluation unsupported: ${v.unsupported}`);
+    return v;
+  };
   // what perplexity() does per batch: hidden states, logits, per-token cross-entropy read back
-  const run = () =>
-    ops.tidy(async () => {
-      const h = await model.hidden(ops, ids, B);
-      const logits = await model.logits(ops, await ops.reshape(h, [B * T, model.config.hiddenSize]));
-      return ops.readF32(await ops.crossEntropy(logits, targets));
-    });
+  const run =
+    path === 'fused'
+      ? fused
+      : () =>
+          ops.tidy(async () => {
+            const h = await model.hidden(ops, ids, B);
+            const logits = await model.logits(ops, await ops.reshape(h, [B * T, model.config.hiddenSize]));
+            return ops.readF32(await ops.crossEntropy(logits, targets));
+          });
   await run(); // warm-up (uploads, session creation)
   let n = 0;
   const t0 = performance.now();
@@ -91,14 +107,16 @@ try {
     methodContext(backend),
   );
   const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % cfg.vocabSize);
-  const rates = { parent: [], pruned: [], balanced: [] };
-  for (let r = 0; r < ROUNDS; r++) {
-    rates.parent.push(await tokensPerSecond(parent, ids));
-    rates.pruned.push(await tokensPerSecond(reloaded, ids));
-    rates.balanced.push(await tokensPerSecond(balanced, ids));
-  }
+  const models = { parent, pruned: reloaded, balanced };
+  const byPath = Object.fromEntries(PATHS.map((p) => [p, { parent: [], pruned: [], balanced: [] }]));
+  for (let r = 0; r < ROUNDS; r++)
+    for (const p of PATHS)
+      for (const [k, m] of Object.entries(models)) byPath[p][k].push(await tokensPerSecond(m, ids, p));
+  const rates = byPath[PATHS[0]];
   const best = median; // the median round of each (scripts/bench-kit.mjs)
+  const other = PATHS[1];
   const result = {
+    path: PATHS[0],
     backend: `${backend.name} (${backend.device})`,
     shape: { parent: formatShape(parent.config), pruned: formatShape(reloaded.config) },
     params: { parent: parent.stats().params, pruned: reloaded.stats().params },
@@ -112,9 +130,37 @@ try {
       pruned: best(rates.pruned),
       balanced: best(rates.balanced),
     },
-    speedup: bench.ratio('pruned tokens/s / parent tokens/s', rates.pruned, rates.parent),
-    balancedSpeedup: bench.ratio('balanced tokens/s / parent tokens/s', rates.balanced, rates.parent),
-    rounds: rates,
+    speedup: bench.ratio(`${PATHS[0]}: pruned tokens/s / parent tokens/s`, rates.pruned, rates.parent, {
+      min: 1.6,
+    }),
+    balancedSpeedup: bench.ratio(
+      `${PATHS[0]}: balanced tokens/s / parent tokens/s`,
+      rates.balanced,
+      rates.parent,
+    ),
+    rounds: byPath,
+    ...(other
+      ? {
+          [other]: {
+            tokensPerSecond: Object.fromEntries(Object.entries(byPath[other]).map(([k, v]) => [k, best(v)])),
+            speedup: bench.ratio(
+              `${other}: pruned tokens/s / parent tokens/s`,
+              byPath[other].pruned,
+              byPath[other].parent,
+            ),
+            balancedSpeedup: bench.ratio(
+              `${other}: balanced tokens/s / parent tokens/s`,
+              byPath[other].balanced,
+              byPath[other].parent,
+            ),
+          },
+          fusedOverPerOp: bench.ratio(
+            'fused parent tokens/s / per-op parent tokens/s',
+            byPath.fused.parent,
+            byPath['per-op'].parent,
+          ),
+        }
+      : {}),
     pruneSeconds,
   };
   sane('parent tokens/s', result.tokensPerSecond.parent);
@@ -123,7 +169,7 @@ try {
   sane('balanced speedup', result.balancedSpeedup);
   if (!result.plainLlamaConfig) throw new Error('the pruned model is not a plain Llama directory');
   console.log(
-    `${smoke ? 'tiny' : 'stories42M'}-shaped synthetic, ${result.backend}, ${B}×${T} tokens per forward, ${ROUNDS} rounds`,
+    `${smoke ? 'tiny' : 'stories42M'}-shaped synthetic, ${result.backend}, ${PATHS.join(' and ')} path, ${B}×${T} tokens per forward, ${ROUNDS} rounds`,
   );
   console.log(
     `parent ${result.shape.parent} (${result.params.parent} params): ${result.tokensPerSecond.parent.toFixed(1)} tokens/s`,
@@ -135,6 +181,10 @@ try {
   console.log(
     `balanced --shape ${result.balanced.shape} (${result.balanced.params} params, ${((100 * result.balanced.params) / result.params.parent).toFixed(1)}%): ${result.tokensPerSecond.balanced.toFixed(1)} tokens/s, speedup ×${result.balancedSpeedup.toFixed(2)}`,
   );
+  if (other)
+    console.log(
+      `${other} path: speedup ×${result[other].speedup.toFixed(2)}, balanced ×${result[other].balancedSpeedup.toFixed(2)}; fused parent = ${result.fusedOverPerOp.toFixed(2)}× per-op parent`,
+    );
   bench.finish(result);
 } finally {
   rmSync(dir, { recursive: true, force: true });

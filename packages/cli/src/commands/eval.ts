@@ -66,6 +66,7 @@ export function evalCommand(program: Command): void {
     const t0 = performance.now();
     let started = false;
     let lastDone = 0;
+    let fallback: string | undefined;
     const r = await perplexity(
       model,
       backend,
@@ -76,6 +77,11 @@ export function evalCommand(program: Command): void {
         ...(o.seqLen ? { seqLen: o.seqLen } : {}),
         ...(o.limit ? { limit: o.limit } : {}),
         batchSize: o.batchSize ?? 8,
+        // The model is frozen here: the backend's fused whole-model graph may serve it (per-op otherwise).
+        fused: true,
+        onFusedFallback: (why) => {
+          fallback = why;
+        },
         onProgress: ({ done, total, tokens }) => {
           if (!started) {
             progress.start('eval', total);
@@ -103,6 +109,7 @@ export function evalCommand(program: Command): void {
       dataHash: dataset.hash,
       backend: backend.name,
       device: backend.device,
+      fused: r.fused,
       seconds,
       tokensPerSecond: r.tokens / seconds,
     };
@@ -111,7 +118,8 @@ export function evalCommand(program: Command): void {
       process.stdout.write(
         `perplexity ${r.ppl.toFixed(4)}  nll ${r.nll.toFixed(6)}  tokens ${r.tokens}  ${r.protocol === 'documents' ? 'documents' : 'windows'} ${r.sequences}\n`,
       );
-      log(`${seconds.toFixed(1)} s, ${(r.tokens / seconds).toFixed(0)} tokens/s`);
+      const path = r.fused ? 'fused' : backend.fused ? `per-op: ${fallback ?? 'not fused'}` : 'per-op';
+      log(`${seconds.toFixed(1)} s, ${(r.tokens / seconds).toFixed(0)} tokens/s (${path})`);
     }
   });
 }

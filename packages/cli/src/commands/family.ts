@@ -94,6 +94,7 @@ export async function heldOutScore(
           ? { seqLen: Math.min(256, model.config.maxPositions) }
           : {}),
       ...(o.evalLimit ? { limit: o.evalLimit } : {}),
+      fused: true, // a member is frozen once scored: the backend's fused graph may serve it
     },
     h.name,
   );

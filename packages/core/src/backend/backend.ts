@@ -1,3 +1,4 @@
+import type { LlamaModel } from '../nn/llama.js';
 import type { Shape } from '../tensor/host-tensor.js';
 
 /** Element types backends compute in. Stored dtypes (f16, bf16, packed ints) are decoded by layers first. */
@@ -99,8 +100,40 @@ export interface Backend {
    */
   attention?(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Promise<Tensor>;
 
+  /**
+   * Optional fused evaluation: the whole model as one graph of the backend's own (see FusedEvaluation).
+   * `perplexity(..., { fused: true })` uses it when present and falls back to the ops above otherwise.
+   */
+  readonly fused?: FusedEvaluation;
+
   /** Releases backend-wide resources (sessions, devices). */
   close?(): Promise<void>;
+}
+
+/** Why a fused capability cannot serve a model (e.g. a layer kind it cannot express); the caller falls back. */
+export interface FusedUnsupported {
+  unsupported: string;
+}
+
+/**
+ * A backend capability: the forward of a whole model to per-token losses in one call, so that the
+ * [tokens × vocab] logits never reach JavaScript. The per-op path (model.hidden → logits → crossEntropy)
+ * stays the reference it must agree with. Implementations may cache per model (weights bound once) and
+ * must not serve stale weights: a parameter whose value is replaced (`Parameter.value = …`, as optimisers
+ * and surgery do) invalidates the cache; values mutated in place are not seen, so callers pass `fused: true`
+ * only for a model that does not change during the evaluation.
+ */
+export interface FusedEvaluation {
+  /**
+   * −log softmax(logits)[target] per position, [batch·T] f32, for right-padded `ids` [batch, T] (i32) and
+   * `targets` [batch, T] (every entry a valid token id; padded positions' values are ignored by callers).
+   */
+  nll(
+    model: LlamaModel,
+    ids: Int32Array,
+    targets: Int32Array,
+    batch: number,
+  ): Promise<Float32Array | FusedUnsupported>;
 }
 
 export interface BackendOptions {

@@ -20,6 +20,14 @@ export interface PerplexityOptions {
   /** Score at most this many documents / windows. */
   limit?: number;
   onProgress?: (p: { done: number; total: number; tokens: number }) => void;
+  /**
+   * Use the backend's fused evaluation (`backend.fused`: one graph for the whole model, logits and loss
+   * inside the runtime) when it offers one; the per-op path otherwise, and when the model has something
+   * the fused graph cannot express (`onFusedFallback` says why, once). Only for a model that does not change
+   * during the call (a frozen model: `lineage eval`, held-out scoring); default false.
+   */
+  fused?: boolean;
+  onFusedFallback?: (reason: string) => void;
 }
 
 export interface PerplexityResult {
@@ -32,6 +40,8 @@ export interface PerplexityResult {
   sequences: number;
   protocol: EvalProtocol;
   seqLen: number;
+  /** Whether every batch ran on the backend's fused evaluation. */
+  fused: boolean;
 }
 
 /** Tokenised sequences for a protocol (each starting with BOS in the documents protocol). */
@@ -99,6 +109,7 @@ export async function perplexity(
   let nllSum = 0;
   let count = 0;
   let done = 0;
+  let fused = opts.fused ? backend.fused : undefined;
   for (let start = 0; start < order.length; start += batchSize) {
     const group = order.slice(start, start + batchSize).map(([, i]) => seqs[i]!);
     const T = group[0]!.length;
@@ -113,7 +124,15 @@ export async function perplexity(
         valid[b * T + t] = 1;
       }
     });
-    const nll = await ops.tidy(async () => {
+    let nll: Float32Array | undefined;
+    if (fused) {
+      const r = await fused.nll(model, ids, targets, B);
+      if ('unsupported' in r) {
+        opts.onFusedFallback?.(r.unsupported);
+        fused = undefined;
+      } else nll = r;
+    }
+    nll ??= await ops.tidy(async () => {
       const h = await model.hidden(ops, ids, B);
       const flat = await ops.reshape(h, [B * T, model.config.hiddenSize]);
       const logits = await model.logits(ops, flat);
@@ -141,5 +160,6 @@ export async function perplexity(
     sequences: seqs.length,
     protocol: opts.protocol,
     seqLen,
+    fused: fused !== undefined,
   };
 }
