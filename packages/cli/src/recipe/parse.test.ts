@@ -131,10 +131,10 @@ describe('compileRecipe', () => {
       line: 1,
       message: "unknown field 'backnd'",
     });
-    expect(await error(GOOD.replace('kind: report', 'kind: export'))).toMatchObject({
+    expect(await error(GOOD.replace('kind: report', 'kind: nope'))).toMatchObject({
       line: 17,
       message: expect.stringMatching(
-        /^outputs\[1\]\.kind: unknown output kind 'export' \(registered: save, report/,
+        /^outputs\[1\]\.kind: unknown output kind 'nope' \(registered: save, report, export/,
       ),
     });
     expect(
