@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AutoModelForCausalLM, AutoTokenizer, env } from '@huggingface/transformers';
@@ -8,7 +9,7 @@ import '@lineage/quant';
 import '@lineage/svd';
 import { expectJson, expectOneLineError, lineage, MODEL, tempDir } from './test-support.js';
 
-// Issue #15 part 1: stories260K and three compressed members (low_rank, minitron-pruned, 4-bit rtn)
+// Issue #15 part 1: stories260K and three compressed members (a PLRD low_rank member, minitron-pruned, 4-bit rtn)
 // exported with `lineage export --to onnx` run in onnxruntime-node and transformers.js as in lineage.
 
 const tmp = tempDir('lineage-export-');
@@ -17,7 +18,18 @@ const members: Record<string, string> = { parent: MODEL };
 
 beforeAll(async () => {
   const made = await Promise.all([
-    lineage(['compress', MODEL, '--method', 'svd', '--params', '0.5', '--out', join(tmp, 'svd'), ...js]),
+    // a PLRD member (two steps, no recovery: export does not care how the factors were trained)
+    lineage([
+      'compress',
+      MODEL,
+      '--method',
+      'plrd',
+      '--schedule',
+      '0.8,0.5',
+      '--out',
+      join(tmp, 'plrd'),
+      ...js,
+    ]),
     lineage([
       'compress',
       MODEL,
@@ -38,8 +50,20 @@ beforeAll(async () => {
     lineage(['compress', MODEL, '--method', 'rtn', '--bits', '4', '--out', join(tmp, 'rtn4'), ...js]),
   ]);
   for (const r of made) expect(r.code, r.stderr).toBe(0);
-  Object.assign(members, { svd: join(tmp, 'svd'), pruned: join(tmp, 'pruned'), rtn4: join(tmp, 'rtn4') });
+  Object.assign(members, {
+    plrd: join(tmp, 'plrd', 'plrd-0.50'),
+    pruned: join(tmp, 'pruned'),
+    rtn4: join(tmp, 'rtn4'),
+  });
 }, 120_000);
+
+/** A Python with the `onnx` package (scripts/setup-onnx-checker.sh installs Debian's), if any. */
+function pythonWithOnnx(): string | undefined {
+  for (const py of ['python3', '/usr/bin/python3'])
+    if (spawnSync(py, ['-c', 'import onnx'], { encoding: 'utf8' }).status === 0) return py;
+  return undefined;
+}
+const python = pythonWithOnnx();
 
 const i64 = (v: number[]) => new ort.Tensor('int64', BigInt64Array.from(v.map(BigInt)), [1, v.length]);
 
@@ -86,7 +110,7 @@ const maxDiff = (a: Float32Array, b: Float32Array) => {
 
 const TOKENS = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426];
 
-describe.each(['parent', 'svd', 'pruned', 'rtn4'])('lineage export --to onnx: %s', (name) => {
+describe.each(['parent', 'plrd', 'pruned', 'rtn4'])('lineage export --to onnx: %s', (name) => {
   let out: string;
   let model: LlamaModel;
   beforeAll(async () => {
@@ -103,6 +127,22 @@ describe.each(['parent', 'svd', 'pruned', 'rtn4'])('lineage export --to onnx: %s
     expect(r.onnxBytes).toBe(size);
     expect(Math.abs(size / reported - 1), `${size} bytes of ONNX for ${reported} reported`).toBeLessThan(0.1);
   });
+
+  it.skipIf(!python)(
+    `passes onnx.checker (full check)${python ? '' : ' — skipped: no python3 with the onnx package (scripts/setup-onnx-checker.sh)'}`,
+    () => {
+      const r = spawnSync(
+        python!,
+        [
+          '-c',
+          'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)',
+          join(out, 'onnx', 'model.onnx'),
+        ],
+        { encoding: 'utf8' },
+      );
+      expect(r.status, r.stderr).toBe(0);
+    },
+  );
 
   it('onnxruntime gives lineage’s logits within 1e-4, with and without a past cache', async () => {
     const s = await ort.InferenceSession.create(join(out, 'onnx', 'model.onnx'));
@@ -160,10 +200,10 @@ describe('lineage export: bad input', () => {
     expect((await lineage(['export', MODEL, '--to', 'onnx', '--out', out, '--force'])).code).toBe(0);
     expect(existsSync(join(out, 'marker'))).toBe(false);
     expectOneLineError(
-      await lineage(['export', members.svd!, '--to', 'onnx', '--out', members.svd!, '--force']),
+      await lineage(['export', members.plrd!, '--to', 'onnx', '--out', members.plrd!, '--force']),
       /--out is the model being exported .*write elsewhere/,
     );
-    expect(existsSync(join(members.svd!, 'model.safetensors'))).toBe(true);
+    expect(existsSync(join(members.plrd!, 'model.safetensors'))).toBe(true);
   });
 
   it('a layer that cannot be exported is one line naming it, and nothing is written', async () => {
