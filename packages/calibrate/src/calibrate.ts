@@ -67,7 +67,7 @@ export async function calibrate(
   const c = m.config;
   if (options.seqLen > c.maxPositions) {
     throw new LineageError(
-      `sequence length ${options.seqLen} exceeds the model's context of ${c.maxPositions}`,
+      `sequence length ${options.seqLen} exceeds the model's context of ${c.maxPositions} (lower --seq-len)`,
     );
   }
   if (!m.tokenizer) throw new LineageError('the model has no tokenizer; pass --tokenizer');

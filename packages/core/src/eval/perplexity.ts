@@ -58,7 +58,7 @@ export function evalSequences(
     throw new LineageError(`sequence length must be an integer ≥ 2, got ${seqLen}`);
   if (seqLen > model.config.maxPositions) {
     throw new LineageError(
-      `sequence length ${seqLen} exceeds the model's context of ${model.config.maxPositions}`,
+      `sequence length ${seqLen} exceeds the model's context of ${model.config.maxPositions} (lower --seq-len)`,
     );
   }
   if (opts.protocol === 'documents' && !opts.separator)
