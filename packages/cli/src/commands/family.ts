@@ -61,13 +61,14 @@ function parseSchedule(v: string): number[] {
   return xs;
 }
 
-/** Runs `f`, naming the method's `sizes` (entry i) in its errors as the user wrote them: `--schedule`. */
+/** Runs `f`, naming the method's sizes (entry i) in its errors as the user wrote them: `--schedule`. */
 function withScheduleNames<T>(f: () => T): T {
   try {
     return f();
   } catch (e) {
     if (!(e instanceof LineageError)) throw e;
-    const message = e.message.replace(/\bsizes(?:\.(\d+))?/g, (_, i?: string) =>
+    // the method calls them `sizes` (family methods) or `schedule` (plrd's own option)
+    const message = e.message.replace(/(?<!-)\b(?:sizes|schedule)(?:\.(\d+))?\b/g, (_, i?: string) =>
       i === undefined ? '--schedule' : `--schedule entry ${Number(i) + 1}`,
     );
     throw new LineageError(message, undefined, { cause: e });
