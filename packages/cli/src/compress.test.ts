@@ -177,7 +177,9 @@ describe('lineage family', () => {
       out,
       '--json',
     ]);
-    const j = expectJson(r);
+    // --json prints the family record plus where its report is
+    const { report, ...j } = expectJson(r);
+    expect(report).toBe(join(out, 'report.html'));
     expect(j.members).toHaveLength(2);
     expect(readdirSync(out).sort()).toEqual(['family.json', 'plrd-0.50', 'plrd-0.80', 'report.html']);
     expect(JSON.parse(readFileSync(join(out, 'family.json'), 'utf8'))).toEqual(j);
