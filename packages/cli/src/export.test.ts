@@ -3,6 +3,7 @@ import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AutoModelForCausalLM, AutoTokenizer, env } from '@huggingface/transformers';
 import { JsBackend, KVCache, type LlamaModel, loadModel, Ops } from '@lineage/core';
+import { lineageLogits, maxAbsDiff, onnxCheck, onnxLogits, pythonWithOnnx } from '@lineage/onnx/testing';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import '@lineage/quant';
@@ -57,56 +58,7 @@ beforeAll(async () => {
   });
 }, 120_000);
 
-/** A Python with the `onnx` package (scripts/setup-onnx-checker.sh installs Debian's), if any. */
-function pythonWithOnnx(): string | undefined {
-  for (const py of ['python3', '/usr/bin/python3'])
-    if (spawnSync(py, ['-c', 'import onnx'], { encoding: 'utf8' }).status === 0) return py;
-  return undefined;
-}
 const python = pythonWithOnnx();
-
-const i64 = (v: number[]) => new ort.Tensor('int64', BigInt64Array.from(v.map(BigInt)), [1, v.length]);
-
-/** onnxruntime's logits for `ids` after `prefix` (run first, its `present` fed back as the past). */
-async function onnxLogits(s: ort.InferenceSession, m: LlamaModel, ids: number[], prefix: number[] = []) {
-  const { numLayers: L, numKvHeads: Hkv, headDim: D } = m.config;
-  let past: Record<string, ort.Tensor> = {};
-  for (let l = 0; l < L; l++)
-    for (const kv of ['key', 'value'])
-      past[`past_key_values.${l}.${kv}`] = new ort.Tensor('float32', new Float32Array(0), [1, Hkv, 0, D]);
-  const run = async (tokens: number[], offset: number) => {
-    const n = offset + tokens.length;
-    const out = await s.run({
-      input_ids: i64(tokens),
-      attention_mask: i64(Array(n).fill(1)),
-      position_ids: i64(tokens.map((_, i) => offset + i)),
-      ...past,
-    });
-    past = {};
-    for (let l = 0; l < L; l++)
-      for (const kv of ['key', 'value']) past[`past_key_values.${l}.${kv}`] = out[`present.${l}.${kv}`]!;
-    return out.logits!.data as Float32Array;
-  };
-  if (prefix.length) await run(prefix, 0);
-  return run(ids, prefix.length);
-}
-
-/** Lineage's own logits for `ids` after `prefix` (in its KV cache), on the JS backend. */
-async function lineageLogits(m: LlamaModel, ids: number[], prefix: number[] = []) {
-  const ops = new Ops(new JsBackend());
-  const cache = new KVCache(ops);
-  if (prefix.length) ops.dispose(await m.forward(ops, Int32Array.from(prefix), 1, cache));
-  const y = await m.forward(ops, Int32Array.from(ids), 1, cache);
-  const out = await ops.readF32(y);
-  ops.dispose(y);
-  cache.dispose();
-  return out;
-}
-
-const maxDiff = (a: Float32Array, b: Float32Array) => {
-  expect(a.length).toBe(b.length);
-  return a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
-};
 
 const TOKENS = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426];
 
@@ -131,15 +83,7 @@ describe.each(['parent', 'plrd', 'pruned', 'rtn4'])('lineage export --to onnx: %
   it.skipIf(!python)(
     `passes onnx.checker (full check)${python ? '' : ' — skipped: no python3 with the onnx package (scripts/setup-onnx-checker.sh)'}`,
     () => {
-      const r = spawnSync(
-        python!,
-        [
-          '-c',
-          'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)',
-          join(out, 'onnx', 'model.onnx'),
-        ],
-        { encoding: 'utf8' },
-      );
+      const r = onnxCheck(python!, out);
       expect(r.status, r.stderr).toBe(0);
     },
   );
@@ -148,13 +92,13 @@ describe.each(['parent', 'plrd', 'pruned', 'rtn4'])('lineage export --to onnx: %
     const s = await ort.InferenceSession.create(join(out, 'onnx', 'model.onnx'));
     const V = model.config.vocabSize;
     const full = await lineageLogits(model, TOKENS);
-    expect(maxDiff(await onnxLogits(s, model, TOKENS), full)).toBeLessThan(1e-4);
+    expect(maxAbsDiff(await onnxLogits(s, model, TOKENS), full)).toBeLessThan(1e-4);
     const k = TOKENS.length - 1;
     const viaCache = await onnxLogits(s, model, TOKENS.slice(k), TOKENS.slice(0, k));
-    expect(maxDiff(viaCache, await lineageLogits(model, TOKENS.slice(k), TOKENS.slice(0, k)))).toBeLessThan(
-      1e-4,
-    );
-    expect(maxDiff(viaCache, full.subarray(k * V))).toBeLessThan(1e-4);
+    expect(
+      maxAbsDiff(viaCache, await lineageLogits(model, TOKENS.slice(k), TOKENS.slice(0, k))),
+    ).toBeLessThan(1e-4);
+    expect(maxAbsDiff(viaCache, full.subarray(k * V))).toBeLessThan(1e-4);
     await s.release();
   });
 

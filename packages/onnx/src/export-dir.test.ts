@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Json, type LinearLayer, type LlamaModel, loadModel } from '@lineage/core';
@@ -6,7 +5,7 @@ import { sharedPath, tempDir } from '@lineage/core/testing';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildLlamaGraph, exportModelDir } from './index.js';
-import { lineageLogits, maxAbsDiff, onnxLogits } from './test-support.js';
+import { lineageLogits, maxAbsDiff, onnxCheck, onnxLogits, pythonWithOnnx } from './test-support.js';
 
 let model: LlamaModel;
 const tmp = tempDir('lineage-onnx-');
@@ -15,14 +14,6 @@ beforeAll(async () => {
 });
 const tokens = [1, 403, 407, 261, 378, 432, 383, 286];
 
-/** A Python with the `onnx` package (Debian's python3-onnx installs it for /usr/bin/python3), if any. */
-function pythonWithOnnx(): string | undefined {
-  for (const py of ['python3', '/usr/bin/python3']) {
-    const r = spawnSync(py, ['-c', 'import onnx'], { encoding: 'utf8' });
-    if (r.status === 0) return py;
-  }
-  return undefined;
-}
 const python = pythonWithOnnx();
 
 describe('exportModelDir', () => {
@@ -51,15 +42,7 @@ describe('exportModelDir', () => {
     async () => {
       const out = join(tmp, 'checked');
       await exportModelDir(model, out);
-      const r = spawnSync(
-        python!,
-        [
-          '-c',
-          'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)',
-          join(out, 'onnx', 'model.onnx'),
-        ],
-        { encoding: 'utf8' },
-      );
+      const r = onnxCheck(python!, out);
       expect(r.status, r.stderr).toBe(0);
     },
   );

@@ -1,5 +1,31 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { JsBackend, KVCache, type LlamaModel, Ops } from '@lineage/core';
 import * as ort from 'onnxruntime-node';
+
+// Test helpers for exported models (`@lineage/onnx/testing`; onnxruntime-node and, for the checker, a Python
+// with the onnx package are the caller's): shared by this package's tests and the CLI's export tests.
+
+/** A Python with the `onnx` package (scripts/setup-onnx-checker.sh installs Debian's python3-onnx), if any. */
+export function pythonWithOnnx(): string | undefined {
+  for (const py of ['python3', '/usr/bin/python3'])
+    if (spawnSync(py, ['-c', 'import onnx'], { encoding: 'utf8' }).status === 0) return py;
+  return undefined;
+}
+
+/** Runs onnx.checker's full check on `dir`/onnx/model.onnx with `python`: its exit status and stderr. */
+export function onnxCheck(python: string, dir: string): { status: number | null; stderr: string } {
+  const r = spawnSync(
+    python,
+    [
+      '-c',
+      'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)',
+      join(dir, 'onnx', 'model.onnx'),
+    ],
+    { encoding: 'utf8' },
+  );
+  return { status: r.status, stderr: r.stderr };
+}
 
 /** Lineage's own logits [T·V] for `ids` (after `prefix` in the cache when given), on the JS backend. */
 export async function lineageLogits(
