@@ -10,6 +10,8 @@
 // with its growth over the child's baseline before loading. Verdicts are refused when the machine was loaded
 // (scripts/bench-kit.mjs); results go to --json <file> or bench-results/.
 //
+// LINEAGE_BENCH_PATH: how each forward is scored, `fused` (the default where the backend offers fused
+// evaluation, as `lineage eval` does: the model and its loss as one graph), `per-op`, or `both`.
 // Run after `pnpm build`: node packages/svd/bench/low-rank-speed.mjs   (env LINEAGE_BENCH_ROUNDS,
 // LINEAGE_BENCH_SECONDS: timed seconds per model per round, default 3; LINEAGE_BENCH_BATCH × _SEQ, default
 // 4 × 512)
@@ -64,7 +66,7 @@ async function backendForBench() {
 }
 
 /** In a child: load the model, warm forward, RSS, then tokens/s over ≥ SECONDS (median call). */
-async function child(dir) {
+async function child(dir, path) {
   const base = residentBytes();
   const { model } = await loadModel(dir, { tokenizerOptional: true });
   const loaded = residentBytes();
@@ -75,12 +77,21 @@ async function child(dir) {
     Int32Array.from(ids, (_, i) => ids[(i + 1) % ids.length]),
     [B * T],
   );
-  const run = () =>
-    ops.tidy(async () => {
-      const h = await model.hidden(ops, ids, B);
-      const logits = await model.logits(ops, await ops.reshape(h, [B * T, model.config.hiddenSize]));
-      return ops.readF32(await ops.crossEntropy(logits, targets));
-    });
+  const hostTargets = Int32Array.from(ids, (_, i) => ids[(i + 1) % ids.length]);
+  const fused = async () => {
+    const v = await backend.fused.nll(model, ids, hostTargets, B);
+    if (v.unsupported) throw new Error(`fused evaluation unsupported: ${v.unsupported}`);
+    return v;
+  };
+  const run =
+    path === 'fused'
+      ? fused
+      : () =>
+          ops.tidy(async () => {
+            const h = await model.hidden(ops, ids, B);
+            const logits = await model.logits(ops, await ops.reshape(h, [B * T, model.config.hiddenSize]));
+            return ops.readF32(await ops.crossEntropy(logits, targets));
+          });
   await run(); // warm-up: uploads, sessions
   const warm = residentBytes();
   const calls = [];
@@ -104,7 +115,7 @@ async function child(dir) {
 }
 
 if (process.argv[2] === '--child') {
-  console.log(JSON.stringify(await child(process.argv[3])));
+  console.log(JSON.stringify(await child(process.argv[3], process.argv[4])));
   process.exit(0);
 }
 
@@ -124,11 +135,16 @@ try {
     await saveModel(m, join(dir, `r${f}`), { format: 'hf' });
     m.release();
   }
+  const pathEnv = process.env.LINEAGE_BENCH_PATH ?? (backend.fused ? 'fused' : 'per-op');
+  if (!['fused', 'per-op', 'both'].includes(pathEnv))
+    throw new Error(`LINEAGE_BENCH_PATH must be fused, per-op or both, got '${pathEnv}'`);
+  if (pathEnv !== 'per-op' && !backend.fused) throw new Error(`${backend.name} has no fused evaluation`);
+  const paths = pathEnv === 'both' ? ['fused', 'per-op'] : [pathEnv];
   await backend.close?.();
   const self = fileURLToPath(import.meta.url);
-  const measure = (path) =>
+  const measure = (dir, path) =>
     JSON.parse(
-      execFileSync(process.execPath, [self, '--child', path, ...(smoke ? ['--smoke'] : [])], {
+      execFileSync(process.execPath, [self, '--child', dir, path, ...(smoke ? ['--smoke'] : [])], {
         encoding: 'utf8',
         maxBuffer: 1 << 22,
       })
@@ -136,22 +152,29 @@ try {
         .split('\n')
         .pop(),
     );
-  const variants = {
-    dense: 'dense',
-    ...Object.fromEntries(FRACTIONS.map((f) => [`low_rank ${f}`, `r${f}`])),
-  };
+  // variant names: 'dense', 'low_rank 0.5', … on the first path; 'per-op: dense', … on the second
+  const prefix = (path) => (path === paths[0] ? '' : `${path}: `);
+  const variants = Object.fromEntries(
+    paths.flatMap((path) => [
+      [`${prefix(path)}dense`, ['dense', path]],
+      ...FRACTIONS.map((f) => [`${prefix(path)}low_rank ${f}`, [`r${f}`, path]]),
+    ]),
+  );
   const samples = await alternate(
     rounds,
-    Object.fromEntries(Object.entries(variants).map(([k, d]) => [k, () => measure(join(dir, d))])),
+    Object.fromEntries(
+      Object.entries(variants).map(([k, [d, path]]) => [k, () => measure(join(dir, d), path)]),
+    ),
   );
-  const dense = field(samples.dense, 'tokensPerSecond');
   const rows = {};
   console.log(
-    `${smoke ? 'tiny' : 'stories42M'}-shaped synthetic, ${samples.dense[0].backend}, ${B}×${T} tokens per forward, ${rounds} rounds alternated (each model in its own child process)`,
+    `${smoke ? 'tiny' : 'stories42M'}-shaped synthetic, ${samples.dense[0].backend}, ${paths.join(' and ')} path, ${B}×${T} tokens per forward, ${rounds} rounds alternated (each model in its own child process)`,
   );
   for (const [k, xs] of Object.entries(samples)) {
+    const path = k.startsWith('per-op: ') && paths[0] !== 'per-op' ? 'per-op' : paths[0];
+    const dense = field(samples[`${prefix(path)}dense`], 'tokensPerSecond');
     const tps = field(xs, 'tokensPerSecond');
-    const f = Number(k.split(' ')[1]);
+    const f = Number(k.split(' ').pop());
     const row = {
       params: xs[0].params,
       storedBytes: xs[0].storedBytes,
@@ -165,7 +188,7 @@ try {
     };
     sane(`${k} tokens/s`, row.tokensPerSecond);
     sane(`${k} rss`, row.rssWarm);
-    if (k !== 'dense')
+    if (!k.endsWith('dense'))
       row.speedup = bench.ratio(`${k} tokens/s / dense tokens/s`, tps, dense, f === 0.3 ? { min: 1.4 } : {});
     rows[k] = row;
     const MiB = (b) => (b / 2 ** 20).toFixed(0);
@@ -173,7 +196,7 @@ try {
       `${k}: ${row.params} params, ${row.tokensPerSecond.toFixed(0)} tokens/s (rounds ${tps.map((x) => x.toFixed(0)).join(', ')})${row.speedup ? `, ×${row.speedup.toFixed(2)} the dense` : ''}; RSS +${MiB(row.rssLoaded)} MiB after loading, ${MiB(row.rssWarm)} MiB after a warm forward (+${MiB(row.rssGrowth)} MiB over the child's baseline), stored ${MiB(row.storedBytes)} MiB`,
     );
   }
-  bench.finish({ batch: B, seqLen: T, shape: benchShape, rows });
+  bench.finish({ batch: B, seqLen: T, shape: benchShape, paths, rows });
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
