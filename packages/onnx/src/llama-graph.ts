@@ -151,8 +151,11 @@ export function buildLlamaGraph(model: LlamaModel, o: LlamaGraphOptions = {}): L
       for (let r = 0; r < inp; r++) for (let c = 0; c < out; c++) data[r * total + off + c] = w[c * inp + r]!;
       off += out;
     }
-    const half = layers.every((l) => isHalf((l as Linear).weight.value));
-    return op('MatMul', [x, exportContext(g, name, dtype).weight('weight_t', data, [inp, total], { half })]);
+    const f16 = layers.every((l) => isHalf((l as Linear).weight.value));
+    return op('MatMul', [
+      x,
+      exportContext(g, name, dtype).weight('weight_t', data, [inp, total], { half: f16 }),
+    ]);
   };
   const split = (x: string, sizes: readonly number[]) =>
     g.node('Split', [x, ints(sizes)], { axis: -1 }, sizes.length) as string[];
@@ -360,9 +363,9 @@ export function buildLlamaGraph(model: LlamaModel, o: LlamaGraphOptions = {}): L
       ]);
     }
     part(`l${l}.o_proj`);
-    const o = lin('self_attn.o_proj', a);
+    const attnOut = lin('self_attn.o_proj', a);
     part(`l${l}.norm`);
-    const [h2, x1] = addNorm(x, o, blk.postNorm, `model.layers.${l}.post_attention_layernorm.weight`);
+    const [h2, x1] = addNorm(x, attnOut, blk.postNorm, `model.layers.${l}.post_attention_layernorm.weight`);
     part(`l${l}.mlp`);
     const gu = packed(
       `model.layers.${l}.mlp.gate_up_proj`,
