@@ -17,7 +17,8 @@
 // `gqa-rope` (RoPE inside GroupQueryAttention), `norm` (ops attention, SimplifiedLayerNormalization),
 // `default` (FUSED_NLL_KERNELS, what the backend runs), `pack` (GroupQueryAttention with its RoPE, skip
 // norms, q/k/v and gate/up packed into one MatMul each), `default-spin` (the same with onnxruntime's thread
-// spinning on; the backend turns it off unless `spinning: true`).
+// spinning on; the backend turns it off unless `spinning: true`), `default-noarena` / `default-nopattern` (the
+// same without onnxruntime's cpu memory arena / memory pattern).
 //
 // Run after `pnpm build`: node packages/backend-onnxruntime/bench/fused-profile.mjs
 // Env: LINEAGE_BENCH_BATCH × LINEAGE_BENCH_SEQ (default 4 × 512), LINEAGE_BENCH_ROUNDS (default 3),
@@ -53,7 +54,8 @@ const bench = startBench('onnxruntime-fused-profile');
 const numpy = findPython(['numpy']);
 
 // the backend's cpu session options (createOnnxruntimeBackend), spinning off unless a variant says so
-const sessionOptions = (spin = false) => ({
+const sessionOptions = (spin = false, extra = {}) => ({
+  ...extra,
   executionProviders: ['cpu'],
   graphOptimizationLevel: 'all',
   executionMode: 'sequential',
@@ -70,6 +72,8 @@ const ALL = {
   default: { kernels: FUSED_NLL_KERNELS },
   pack: { kernels: { attention: 'gqa', rope: 'gqa', norm: 'skip', pack: true } },
   'default-spin': { kernels: FUSED_NLL_KERNELS, spin: true },
+  'default-noarena': { kernels: FUSED_NLL_KERNELS, session: { enableCpuMemArena: false } },
+  'default-nopattern': { kernels: FUSED_NLL_KERNELS, session: { enableMemPattern: false } },
 };
 const names = (process.env.LINEAGE_BENCH_VARIANTS ?? Object.keys(ALL).join(','))
   .split(',')
@@ -118,7 +122,7 @@ async function profile(name) {
     nodeNames: true,
   });
   const s = await ort.InferenceSession.create(graph.serialize({ opset, opsets, irVersion }).model, {
-    ...sessionOptions(v.spin),
+    ...sessionOptions(v.spin, v.session),
     enableProfiling: true,
     profileFilePrefix: join(dir, 'fused'),
   });
@@ -190,7 +194,7 @@ for (const p of profiles) {
   sane(`${p.variant} profiled node seconds`, p.nodeSeconds);
 }
 function name(v) {
-  return `${v} ${JSON.stringify(ALL[v].kernels)}${ALL[v].spin ? ' spinning' : ''}`;
+  return `${v} ${JSON.stringify(ALL[v].kernels)}${ALL[v].spin ? ' spinning' : ''}${ALL[v].session ? ` ${JSON.stringify(ALL[v].session)}` : ''}`;
 }
 
 // ---- 2. alternated timing ---------------------------------------------------------------------------------
@@ -228,7 +232,7 @@ const rate = (f, t) => ({ gflops: f / t.wall / 1e9, gflopsPerCpuSecond: f / t.cp
 const evaluations = Object.fromEntries(
   names.map((n) => [
     n,
-    new OrtFusedEvaluation(ort, sessionOptions(ALL[n].spin), { kernels: ALL[n].kernels }),
+    new OrtFusedEvaluation(ort, sessionOptions(ALL[n].spin, ALL[n].session), { kernels: ALL[n].kernels }),
   ]),
 );
 const meanNll = {};
