@@ -5,7 +5,7 @@ import {
   LineageError,
   type LlamaModel,
 } from '@lineage/core';
-import { buildLlamaGraph } from '@lineage/onnx';
+import { buildLlamaGraph, FUSED_NLL_KERNELS, type LlamaGraphOptions } from '@lineage/onnx';
 import type { OrtModule, OrtSession, OrtSessionOptions, OrtTensor } from './load-runtime.js';
 
 interface Entry {
@@ -38,9 +38,14 @@ export class OrtFusedEvaluation implements FusedEvaluation {
   private readonly open = new Map<Promise<OrtSession>, Entry>();
   private closed = false;
 
+  /**
+   * `graph` picks the graph's kernels (default FUSED_NLL_KERNELS, the fastest measured; benches compare
+   * others) and node names for onnxruntime's profiler.
+   */
   constructor(
     private readonly ort: OrtModule,
     private readonly options: OrtSessionOptions,
+    private readonly graph: Pick<LlamaGraphOptions, 'kernels' | 'nodeNames'> = { kernels: FUSED_NLL_KERNELS },
   ) {}
 
   async nll(
@@ -72,7 +77,8 @@ export class OrtFusedEvaluation implements FusedEvaluation {
       new this.ort.Tensor('int64', BigInt64Array.from(Array.from(v, BigInt)), [batch, T]);
     const positions = new Int32Array(batch * T);
     for (let i = 0; i < positions.length; i++) positions[i] = i % T;
-    // Right padding needs no mask: causal attention keeps it out of the real positions' losses.
+    // Right padding needs no mask: causal attention keeps it out of the real positions' losses. Positions
+    // 0…T−1 in every row (what GroupQueryAttention's own RoPE assumes).
     const out = (await s.run({
       input_ids: i64(ids),
       attention_mask: i64(new Int32Array(batch * T).fill(1)),
@@ -91,7 +97,7 @@ export class OrtFusedEvaluation implements FusedEvaluation {
     if (old && !old.released && !('unsupported' in old.session)) this.release(old.session);
     let session: Entry['session'];
     try {
-      const { graph, opset, opsets, irVersion } = buildLlamaGraph(model, { head: 'nll' });
+      const { graph, opset, opsets, irVersion } = buildLlamaGraph(model, { ...this.graph, head: 'nll' });
       const bytes = graph.serialize({ opset, opsets, irVersion }).model;
       session = this.ort.InferenceSession.create(bytes, this.options);
     } catch (e) {

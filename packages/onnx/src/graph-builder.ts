@@ -89,6 +89,11 @@ export class GraphBuilder {
   private count = 0;
   private domains = new Set<string>();
   private memo = new Map<string, string>();
+  /**
+   * When set, nodes added from now on are named `${scope}/${opType}` + a counter (for a runtime's profiler,
+   * e.g. `l3.attention/Softmax1a`); unset (the default), nodes have no names, which keeps files small.
+   */
+  scope?: string;
 
   input(name: string, elem: ElemType, dims?: readonly Dim[]): string {
     this.inputs.push(valueInfo(name, elem, dims));
@@ -116,6 +121,9 @@ export class GraphBuilder {
       typeof outputs === 'number' ? Array.from({ length: outputs }, () => this.fresh()) : [...outputs];
     if (domain) this.domains.add(domain);
     this.nodes.push({
+      ...(this.scope === undefined
+        ? {}
+        : { name: `${this.scope}/${opType}${this.nodes.length.toString(36)}` }),
       opType,
       input: [...inputs],
       output: outs,
