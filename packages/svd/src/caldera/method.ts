@@ -13,7 +13,7 @@ import {
   parseOptions,
   z,
 } from '@lineage/core';
-import type { QuantBits } from '@lineage/quant';
+import { E8P12, type QuantBits } from '@lineage/quant';
 import { decomposableLayers } from '../decompose-model.js';
 import { VERSION } from '../methods.js';
 import { calderaLayer } from './layer.js';
@@ -30,6 +30,9 @@ const whole = (what: string) => z.number().int(`must be a whole number ${what}`)
 export const calderaOptions = z.object({
   qBits: bits([2, 3, 4, 8]).default(2).meta({
     description: 'bits of Q (2, 3, 4 or 8): LDLQ on the calibration Hessian, one scale per matrix',
+  }),
+  qCodebook: z.enum(['scalar', E8P12]).default('scalar').meta({
+    description: `Q's codebook at 2 bits: 'scalar' (the uniform grid) or '${E8P12}' (QuIP#'s E8 lattice, one 16-bit code per 8 weights, as the reference)`,
   }),
   lrBits: bits([2, 3, 4, 8, 16])
     .default(4)
@@ -67,6 +70,10 @@ type Parsed = z.output<typeof calderaOptions>;
 
 /** The checks across options (kept out of the schema, whose fields `lineage family` omits by name). */
 function checked(o: Parsed): Parsed {
+  if (o.qCodebook === E8P12 && o.qBits !== 2)
+    throw new LineageError(
+      `caldera: Q on the '${E8P12}' codebook has 2 bits, so qBits must be 2 (--q-bits 2), got ${o.qBits}`,
+    );
   if (o.ftRank > o.rank)
     throw new LineageError(`caldera: ftRank ${o.ftRank} exceeds rank ${o.rank} (--ft-rank ≤ --rank)`);
   if (o.recoverTokens > 0 && o.ftRank === 0 && o.lrBits !== 16)
@@ -82,13 +89,15 @@ export function qlrBytes(
   m: number,
   n: number,
   k: number,
-  o: Pick<Parsed, 'qBits' | 'lrBits' | 'ftRank' | 'hadamard'>,
+  o: Pick<Parsed, 'qBits' | 'lrBits' | 'ftRank' | 'hadamard'> & { qCodebook?: Parsed['qCodebook'] },
 ): number {
   const ft = o.lrBits === 16 ? k : Math.min(o.ftRank, k);
   const kq = k - ft;
   const packed = (count: number, b: number) => Math.ceil((count * b) / 8);
+  // E8P12 (at 2 bits): a u16 code per 8 weights of each row, the width padded to a multiple of 8
+  const q = o.qCodebook === E8P12 && o.qBits === 2 ? 2 * m * Math.ceil(n / 8) : packed(m * n, o.qBits);
   return (
-    packed(m * n, o.qBits) +
+    q +
     2 +
     (kq > 0 ? packed(kq * m, o.lrBits) + packed(kq * n, o.lrBits) + 4 * kq : 0) +
     2 * ft * (m + n) +
@@ -143,6 +152,7 @@ async function calderaModel(
       l.denseBias(),
       {
         qBits: plan.qBits as QuantBits,
+        qCodebook: plan.qBits === 2 ? o.qCodebook : 'scalar',
         lrBits: o.lrBits as QuantBits | 16,
         rank: k,
         outerIters: o.outerIters,
@@ -186,6 +196,7 @@ async function calderaModel(
     parent,
     ...extra,
     qBits: plan.qBits,
+    qCodebook: plan.qBits === 2 ? o.qCodebook : 'scalar',
     lrBits: o.lrBits,
     rank: o.rank,
     outerIters: o.outerIters,
