@@ -159,7 +159,18 @@ describe('lineage compress --method rtn|ldlq', () => {
     );
     expect(existsSync(onnx)).toBe(false);
     expectOneLineError(
-      await lineage(['compress', MODEL, '--method', 'ldlq', '--bits', '3', '--codebook', 'e8p12', '--out', join(tmp, 'x')]),
+      await lineage([
+        'compress',
+        MODEL,
+        '--method',
+        'ldlq',
+        '--bits',
+        '3',
+        '--codebook',
+        'e8p12',
+        '--out',
+        join(tmp, 'x'),
+      ]),
       /ldlq: codebook 'e8p12' stores 2 bits per weight, so bits must be 2 \(--bits 2\), got 3/,
     );
   }, 300_000);

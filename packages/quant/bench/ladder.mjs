@@ -65,37 +65,37 @@ for (const bits of bitsList)
       if (codebook === 'scalar' || (bits === 2 && quantizer === 'ldlq'))
         for (const hadamard of [false, true]) variants.push({ bits, quantizer, codebook, hadamard });
 for (const { bits, quantizer, codebook, hadamard } of variants) {
-      const t = performance.now();
-      const r = await quantizeModel(model, {
-        quantizer,
-        bits,
-        groupSize,
-        codebook,
-        hadamard,
-        hessians: stats,
-        seed,
-      });
-      const seconds = (performance.now() - t) / 1000;
-      let bytes = 0;
-      let weights = 0;
-      for (const l of r.layers) {
-        bytes += (l.bitsPerParam * l.shape[0] * l.shape[1]) / 8;
-        weights += l.shape[0] * l.shape[1];
-      }
-      const row = {
-        quantizer,
-        bits,
-        codebook,
-        hadamard,
-        groupSize: codebook === 'scalar' ? groupSize : null,
-        bitsPerParam: sane('bits/param', (bytes * 8) / weights),
-        relError: r.layers.reduce((a, l) => a + l.relError, 0) / r.layers.length,
-        ppl: sane('ppl', await ppl(r.model)),
-        quantizeSeconds: seconds,
-      };
-      rows.push(row);
-      console.log(
-        `${bits} bits ${quantizer}${codebook === 'scalar' ? '' : ` ${codebook}`}${hadamard ? ' + hadamard' : ''}: ${row.bitsPerParam.toFixed(3)} bits/param, mean relative proxy error ${row.relError.toFixed(4)}, ppl ${row.ppl.toFixed(4)} (${seconds.toFixed(1)} s)`,
-      );
-    }
+  const t = performance.now();
+  const r = await quantizeModel(model, {
+    quantizer,
+    bits,
+    groupSize,
+    codebook,
+    hadamard,
+    hessians: stats,
+    seed,
+  });
+  const seconds = (performance.now() - t) / 1000;
+  let bytes = 0;
+  let weights = 0;
+  for (const l of r.layers) {
+    bytes += (l.bitsPerParam * l.shape[0] * l.shape[1]) / 8;
+    weights += l.shape[0] * l.shape[1];
+  }
+  const row = {
+    quantizer,
+    bits,
+    codebook,
+    hadamard,
+    groupSize: codebook === 'scalar' ? groupSize : null,
+    bitsPerParam: sane('bits/param', (bytes * 8) / weights),
+    relError: r.layers.reduce((a, l) => a + l.relError, 0) / r.layers.length,
+    ppl: sane('ppl', await ppl(r.model)),
+    quantizeSeconds: seconds,
+  };
+  rows.push(row);
+  console.log(
+    `${bits} bits ${quantizer}${codebook === 'scalar' ? '' : ` ${codebook}`}${hadamard ? ' + hadamard' : ''}: ${row.bitsPerParam.toFixed(3)} bits/param, mean relative proxy error ${row.relError.toFixed(4)}, ppl ${row.ppl.toFixed(4)} (${seconds.toFixed(1)} s)`,
+  );
+}
 if (jsonOut) writeFileSync(jsonOut, `${JSON.stringify(rows, null, 2)}\n`);

@@ -285,7 +285,11 @@ export class E8pLinear implements LinearLayer {
    * columns always, are kept as indices into the stored matrix (meta `outputs` / `inputs`).
    */
   select(selection: Selection): E8pLinear {
-    const { rows, cols } = checkSelection(selection, [this.outFeatures, this.inFeatures], 'a quantized layer');
+    const { rows, cols } = checkSelection(
+      selection,
+      [this.outFeatures, this.inFeatures],
+      'a quantized layer',
+    );
     const compose = (prev: Int32Array | undefined, idx: Int32Array) =>
       Int32Array.from(idx, (i) => (prev ? prev[i]! : i));
     const take = (t: HostTensor | undefined, idx: Int32Array | undefined) =>
@@ -327,7 +331,9 @@ export function loadE8pLinear(
   const ints = (v: unknown, what: string) => {
     if (v === undefined) return undefined;
     if (!Array.isArray(v) || v.some((i) => !Number.isInteger(i)))
-      throw new LineageError(`quantized layer '${where}': meta ${what} in config.json must be a list of indices`);
+      throw new LineageError(
+        `quantized layer '${where}': meta ${what} in config.json must be a list of indices`,
+      );
     return Int32Array.from(v as number[]);
   };
   if (meta.bits !== 2)

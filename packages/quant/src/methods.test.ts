@@ -1,6 +1,6 @@
-import { computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
 import {
   applyMethod,
   JsBackend,
@@ -122,7 +122,8 @@ describe('quantizing stories260K', () => {
     let stored = 0;
     let weights = 0;
     for (const [name, t] of Object.entries(header))
-      if (t.data_offsets && /^model\.layers\..*_proj\./.test(name)) stored += t.data_offsets[1] - t.data_offsets[0];
+      if (t.data_offsets && /^model\.layers\..*_proj\./.test(name))
+        stored += t.data_offsets[1] - t.data_offsets[0];
     for (const [, l] of layers) weights += l.outFeatures * l.inFeatures;
     expect(header['model.layers.0.mlp.down_proj.codes']!.dtype).toBe('U16');
     expect((stored * 8) / weights).toBeCloseTo(bits, 3);
@@ -130,7 +131,9 @@ describe('quantizing stories260K', () => {
 
   it('bad options fail in one line before any work', async () => {
     expect(() => ldlqMethod({ bits: 3, codebook: 'e8p12' })).toThrow(
-      new LineageError("ldlq: codebook 'e8p12' stores 2 bits per weight, so bits must be 2 (--bits 2), got 3"),
+      new LineageError(
+        "ldlq: codebook 'e8p12' stores 2 bits per weight, so bits must be 2 (--bits 2), got 3",
+      ),
     );
     expect(() => ldlqMethod({ bits: 2, codebook: 'e8p' as 'e8p12' })).toThrow(/ldlq: codebook/);
     expect(() => rtnMethod({ bits: 5 as 2 })).toThrow(

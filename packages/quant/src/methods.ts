@@ -50,9 +50,12 @@ export type RtnOptions = z.input<typeof rtnOptions>;
 /** Options of `ldlq`. */
 export const ldlqOptions = z.object({
   ...gridOptions.shape,
-  codebook: z.enum(['scalar', E8P12]).default('scalar').meta({
-    description: `'${E8P12}': QuIP#'s E8 lattice codebook, one 16-bit code per 8 weights and an f16 scale per row (--bits 2 only; --group-size does not apply)`,
-  }),
+  codebook: z
+    .enum(['scalar', E8P12])
+    .default('scalar')
+    .meta({
+      description: `'${E8P12}': QuIP#'s E8 lattice codebook, one 16-bit code per 8 weights and an f16 scale per row (--bits 2 only; --group-size does not apply)`,
+    }),
   damp: z
     .number()
     .min(0, 'must be ≥ 0')

@@ -72,7 +72,9 @@ export async function quantizeModel(
       throw new LineageError(`layer '${name}' is a '${layer.kind}' layer; the quantizers take dense layers`);
   const e8p = o.codebook === E8P12;
   if (e8p && o.bits !== 2)
-    throw new LineageError(`the ${E8P12} codebook stores 2 bits per weight; bits ${o.bits} needs the scalar grid`);
+    throw new LineageError(
+      `the ${E8P12} codebook stores 2 bits per weight; bits ${o.bits} needs the scalar grid`,
+    );
   const grid: ScalarGrid = { bits: o.bits, groupSize: o.groupSize, zeroPoint: o.zeroPoint === true };
   const outcomes: QuantizedLayerOutcome[] = [];
   o.progress?.start('quantize', layers.length);

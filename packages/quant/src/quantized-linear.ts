@@ -16,6 +16,8 @@ import {
   takeAlong,
 } from '@lineage/core';
 import { registerLayerExporter } from '@lineage/onnx';
+import { E8P12 } from './e8p.js';
+import { loadE8pLinear } from './e8p-linear.js';
 import {
   checkGrid,
   codeDType,
@@ -27,8 +29,6 @@ import {
   type QuantizedMatrix,
   type ScalarGrid,
 } from './grid.js';
-import { E8P12 } from './e8p.js';
-import { loadE8pLinear } from './e8p-linear.js';
 import { type Incoherence, untransformWeight } from './hadamard.js';
 import { quantizedExporter } from './quantized-onnx.js';
 

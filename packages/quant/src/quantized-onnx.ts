@@ -1,7 +1,7 @@
 import { LineageError } from '@lineage/core';
 import { type ExportContext, FLOAT, FLOAT16, type LayerExporter, UINT8 } from '@lineage/onnx';
-import { groupsPerRow, groupWidth } from './grid.js';
 import { E8pLinear } from './e8p-linear.js';
+import { groupsPerRow, groupWidth } from './grid.js';
 import type { QuantizedLinear } from './quantized-linear.js';
 
 declare module '@lineage/onnx' {

@@ -168,7 +168,11 @@ if (!a['only-ft'])
       row(`CALDERA q2${q} lr4 rank ${rank}`, bitsOf(c), await ppl(c), { seconds: calderaSeconds });
     }
 if (a['no-ft']) {
-  if (a.json) writeFileSync(a.json, `${JSON.stringify({ backend: backend.name, ...iters, rows, layerErrors }, null, 2)}\n`);
+  if (a.json)
+    writeFileSync(
+      a.json,
+      `${JSON.stringify({ backend: backend.name, ...iters, rows, layerErrors }, null, 2)}\n`,
+    );
   process.exit(0);
 }
 

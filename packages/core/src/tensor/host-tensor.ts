@@ -136,7 +136,9 @@ export class HostTensor {
       case 'bf16':
         return bf16ArrayToF32(this.data as Uint16Array);
       default:
-        return Float32Array.from(this.data as Int8Array | Uint8Array | Uint16Array | Int32Array | Float64Array);
+        return Float32Array.from(
+          this.data as Int8Array | Uint8Array | Uint16Array | Int32Array | Float64Array,
+        );
     }
   }
 

@@ -75,7 +75,9 @@ export async function calderaLayer(
     throw new LineageError(`caldera: ftRank ${o.ftRank} exceeds rank ${o.rank} at ${where}`);
   const e8p = o.qCodebook === E8P12;
   if (e8p && o.qBits !== 2)
-    throw new LineageError(`caldera: Q on the ${E8P12} codebook has 2 bits, got qBits ${o.qBits} at ${where}`);
+    throw new LineageError(
+      `caldera: Q on the ${E8P12} codebook has 2 bits, got qBits ${o.qBits} at ${where}`,
+    );
   let w: Float64Array = Float64Array.from(weight);
   let h: Float64Array = hessian;
   const inc = o.hadamard ? randomIncoherence(m, n, o.seed ?? 42, 'both') : undefined;

@@ -31,9 +31,12 @@ export const calderaOptions = z.object({
   qBits: bits([2, 3, 4, 8]).default(2).meta({
     description: 'bits of Q (2, 3, 4 or 8): LDLQ on the calibration Hessian, one scale per matrix',
   }),
-  qCodebook: z.enum(['scalar', E8P12]).default('scalar').meta({
-    description: `Q's codebook at 2 bits: 'scalar' (the uniform grid) or '${E8P12}' (QuIP#'s E8 lattice, one 16-bit code per 8 weights, as the reference)`,
-  }),
+  qCodebook: z
+    .enum(['scalar', E8P12])
+    .default('scalar')
+    .meta({
+      description: `Q's codebook at 2 bits: 'scalar' (the uniform grid) or '${E8P12}' (QuIP#'s E8 lattice, one 16-bit code per 8 weights, as the reference)`,
+    }),
   lrBits: bits([2, 3, 4, 8, 16])
     .default(4)
     .meta({ description: 'bits of the factors L and R (2, 3, 4, 8; 16: not quantized)' }),
@@ -255,7 +258,11 @@ export interface CalderaFamilyOptions extends Omit<CalderaOptions, 'qBits' | 're
  * The plan that fits `budget` bits per parameter in every layer: the most bits for Q (8, 4, 3, 2) that
  * leave every layer at least rank 1, then each layer's largest rank (up to `rank`) within the budget.
  */
-export function budgetPlan(model: LlamaModel, budget: number, o: Parsed): Plan {
+export function budgetPlan(
+  model: LlamaModel,
+  budget: number,
+  o: Omit<Parsed, 'qCodebook'> & { qCodebook?: Parsed['qCodebook'] },
+): Plan {
   const layers = decomposableLayers(model);
   for (const qBits of [8, 4, 3, 2]) {
     const ranks = new Map<string, number>();

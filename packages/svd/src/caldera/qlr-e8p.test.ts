@@ -85,8 +85,13 @@ describe('caldera --q-codebook e8p12 on stories260K', () => {
   let heldOut: string;
   let stats: Awaited<ReturnType<typeof computeStats>>;
   const ppl = async (m: LlamaModel) =>
-    (await perplexity(m, backend, heldOut, { protocol: 'documents', separator: '<|endoftext|>', seqLen: 256 }))
-      .ppl;
+    (
+      await perplexity(m, backend, heldOut, {
+        protocol: 'documents',
+        separator: '<|endoftext|>',
+        seqLen: 256,
+      })
+    ).ppl;
 
   beforeAll(async () => {
     parent = (await loadModel(sharedPath('models', 'stories260K', 'stories260K.bin'))).model;
@@ -112,7 +117,9 @@ describe('caldera --q-codebook e8p12 on stories260K', () => {
     expect(bits(e8p)).toBeLessThan(2.5);
     expect(Math.abs(bits(e8p) - bits(scalar))).toBeLessThan(0.05);
     const [ps, pe] = [await ppl(scalar), await ppl(e8p)];
-    console.log(`caldera rank 4: scalar Q ${bits(scalar).toFixed(3)} bits ppl ${ps.toFixed(3)}; E8P12 Q ${bits(e8p).toFixed(3)} bits ppl ${pe.toFixed(3)}`);
+    console.log(
+      `caldera rank 4: scalar Q ${bits(scalar).toFixed(3)} bits ppl ${ps.toFixed(3)}; E8P12 Q ${bits(e8p).toFixed(3)} bits ppl ${pe.toFixed(3)}`,
+    );
     expect(pe).toBeLessThan(ps);
 
     const dir = join(tempDir('caldera-e8p-'), 'm');
@@ -127,7 +134,8 @@ describe('caldera --q-codebook e8p12 on stories260K', () => {
     let fileBytes = 0;
     let weights = 0;
     for (const [k, v] of Object.entries(header))
-      if (/^model\.layers\.\d+\.(self_attn|mlp)\./.test(k)) fileBytes += v.data_offsets![1] - v.data_offsets![0];
+      if (/^model\.layers\.\d+\.(self_attn|mlp)\./.test(k))
+        fileBytes += v.data_offsets![1] - v.data_offsets![0];
     for (const [, l] of layers) weights += l.outFeatures * l.inFeatures;
     expect((fileBytes * 8) / weights).toBeCloseTo(bits(e8p), 10);
     // one forward of the reloaded model equals the original's

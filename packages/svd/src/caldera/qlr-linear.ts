@@ -264,7 +264,8 @@ export class QlrLinear implements LinearLayer {
   /** scale·(codes − offset) of part `k` on the backend, from the parameters' device copies. */
   private async dequantized(ops: Ops, k: 'Q' | 'L' | 'R'): Promise<Tensor> {
     // E8P12: decoded on the host (a table lookup per 8 weights) and uploaded; freed after its one use
-    if (k === 'Q' && this.qE8p) return ops.upload(this.e8pQ(new Float32Array(this.m * this.n)), [this.m, this.n]);
+    if (k === 'Q' && this.qE8p)
+      return ops.upload(this.e8pQ(new Float32Array(this.m * this.n)), [this.m, this.n]);
     const be = ops.backend;
     const codes = this.params.get(k)!;
     const bits = codes.value.dtype === 'u8' ? 8 : Number(codes.value.dtype.slice(1));
@@ -316,7 +317,14 @@ export class QlrLinear implements LinearLayer {
   /** The E8P12 Q decoded into out [m, n] (padding dropped). */
   private e8pQ<T extends Float32Array | Float64Array>(out: T): T {
     const codes = this.value('Q')!;
-    e8pDecodeInto(codes.data as Uint16Array, this.value('Q_scale')!.toF32(), this.m, codes.shape[1]!, this.n, out);
+    e8pDecodeInto(
+      codes.data as Uint16Array,
+      this.value('Q_scale')!.toF32(),
+      this.m,
+      codes.shape[1]!,
+      this.n,
+      out,
+    );
     return out;
   }
 
