@@ -54,7 +54,7 @@ export const ldlqOptions = z.object({
     .enum(['scalar', E8P12])
     .default('scalar')
     .meta({
-      description: `'${E8P12}': QuIP#'s E8 lattice codebook, one 16-bit code per 8 weights and an f16 scale per row (--bits 2 only; --group-size does not apply)`,
+      description: `'scalar' (the grid of --bits) or '${E8P12}' (QuIP#'s E8 lattice: one 16-bit code per 8 weights, an f16 scale per row; --bits 2 only, --group-size does not apply)`,
     }),
   damp: z
     .number()
