@@ -33,9 +33,9 @@ export const calderaOptions = z.object({
   }),
   qCodebook: z
     .enum(['scalar', E8P12])
-    .default('scalar')
+    .optional()
     .meta({
-      description: `Q's codebook at 2 bits: 'scalar' (the uniform grid) or '${E8P12}' (QuIP#'s E8 lattice, one 16-bit code per 8 weights, as the reference)`,
+      description: `Q's codebook at 2 bits: '${E8P12}' (QuIP#'s E8 lattice, one 16-bit code per 8 weights, as the reference) or 'scalar' (the uniform grid); default ${E8P12} with the Hadamard transform, scalar without`,
     }),
   lrBits: bits([2, 3, 4, 8, 16])
     .default(4)
@@ -70,13 +70,18 @@ export const calderaOptions = z.object({
 });
 export type CalderaOptions = z.input<typeof calderaOptions>;
 type Parsed = z.output<typeof calderaOptions>;
+/** Options with the default codebook resolved. */
+type Resolved = Parsed & { qCodebook: 'scalar' | typeof E8P12 };
 
 /** The checks across options (kept out of the schema, whose fields `lineage family` omits by name). */
-function checked(o: Parsed): Parsed {
-  if (o.qCodebook === E8P12 && o.qBits !== 2)
+function checked(p: Parsed): Resolved {
+  if (p.qCodebook === E8P12 && p.qBits !== 2)
     throw new LineageError(
-      `caldera: Q on the '${E8P12}' codebook has 2 bits, so qBits must be 2 (--q-bits 2), got ${o.qBits}`,
+      `caldera: Q on the '${E8P12}' codebook has 2 bits, so qBits must be 2 (--q-bits 2), got ${p.qBits}`,
     );
+  // E8P12 pays with the transform (its codebook is a ball: docs/caldera.md); without the transform the scalar
+  // grid, which keeps `--no-hadamard` layers exportable to ONNX
+  const o: Resolved = { ...p, qCodebook: p.qCodebook ?? (p.hadamard && p.qBits === 2 ? E8P12 : 'scalar') };
   if (o.ftRank > o.rank)
     throw new LineageError(`caldera: ftRank ${o.ftRank} exceeds rank ${o.rank} (--ft-rank ≤ --rank)`);
   if (o.recoverTokens > 0 && o.ftRank === 0 && o.lrBits !== 16)
@@ -129,7 +134,7 @@ interface Plan {
 async function calderaModel(
   model: LlamaModel,
   ctx: MethodContext,
-  o: Parsed,
+  o: Resolved,
   plan: Plan,
   extra: Record<string, Json> = {},
 ): Promise<LlamaModel> {

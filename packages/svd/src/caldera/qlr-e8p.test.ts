@@ -108,8 +108,9 @@ describe('caldera --q-codebook e8p12 on stories260K', () => {
   it('Q on E8P12 beats the scalar Q at the same rank on held-out perplexity; saves, reloads, counts exactly', async () => {
     const o = { rank: 4, outerIters: 3, lplrIters: 2 };
     const ctx = methodContext(backend, { stats, seed: 0 });
-    const scalar = await caldera(o).apply(parent, ctx);
-    const e8p = await caldera({ ...o, qCodebook: 'e8p12' }).apply(parent, ctx);
+    const scalar = await caldera({ ...o, qCodebook: 'scalar' }).apply(parent, ctx);
+    const e8p = await caldera(o).apply(parent, ctx); // the default with the Hadamard transform
+    expect((e8p.provenance as { qCodebook: string }).qCodebook).toBe('e8p12');
     const layers = e8p.linearLayers().filter(([n]) => n !== 'lm_head');
     expect(layers.every(([, l]) => l instanceof QlrLinear && l.qE8p)).toBe(true);
     const bits = (m: LlamaModel) => (m.provenance as { bitsPerParam: number }).bitsPerParam;
@@ -145,7 +146,18 @@ describe('caldera --q-codebook e8p12 on stories260K', () => {
     expect(await logits(back)).toEqual(await logits(e8p));
   }, 300_000);
 
-  it('bad input: the E8P12 codebook with Q at other than 2 bits is one line', () => {
+  it('bad input: the E8P12 codebook with Q at other than 2 bits is one line; without Hadamard or at 3 bits the default is the scalar grid', async () => {
+    const ctx = methodContext(backend, { stats, seed: 0 });
+    const quick = { rank: 1, outerIters: 1, lplrIters: 1 };
+    const plain = await caldera({ ...quick, hadamard: false }).apply(parent, ctx);
+    expect((plain.provenance as { qCodebook: string }).qCodebook).toBe('scalar');
+    expect(plain.getLinear('model.layers.0.mlp.down_proj').meta()).toEqual({
+      rank: 1,
+      ftRank: 0,
+      hadamard: false,
+    });
+    const q3 = await caldera({ ...quick, qBits: 3 }).apply(parent, ctx);
+    expect((q3.provenance as { qCodebook: string }).qCodebook).toBe('scalar');
     expect(() => caldera({ qBits: 3, qCodebook: 'e8p12' })).toThrow(
       /caldera: Q on the 'e8p12' codebook has 2 bits, so qBits must be 2 \(--q-bits 2\), got 3/,
     );
