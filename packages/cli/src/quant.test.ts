@@ -113,6 +113,68 @@ describe('lineage compress --method rtn|ldlq', () => {
     expect(await evalPpl(dense)).toBeCloseTo(ppl, 4);
   }, 300_000);
 
+  it('--codebook e8p12: bits per parameter as stored, reload, convert --dense, inspect, and export refusal', async () => {
+    const out = join(tmp, 'e8p');
+    expectJson(
+      await lineage([
+        'compress',
+        MODEL,
+        '--method',
+        'ldlq',
+        '--bits',
+        '2',
+        '--codebook',
+        'e8p12',
+        '--hadamard',
+        '--data',
+        TRAIN,
+        '--calib-samples',
+        '16',
+        '--out',
+        out,
+        '--backend',
+        'js',
+        '--json',
+      ]),
+    );
+    const ins = expectJson(await lineage(['inspect', out, '--json']));
+    const file = decoderBytesInFile(out);
+    expect(file.fileSize).toBe(file.total);
+    expect(ins.decoderLinears.bytes).toBe(file.bytes);
+    expect(ins.bitsPerParam).toBeCloseTo((file.bytes * 8) / 226_560, 10);
+    // u16 codes per 8 weights (172 padded to 176) + an f16 scale per row + one sign bit per input
+    expect(ins.bitsPerParam).toBeGreaterThan(2.2);
+    expect(ins.bitsPerParam).toBeLessThan(2.25);
+    expect((await lineage(['inspect', out])).stdout).toMatch(/quantized 2b e8p12 had/);
+    const ppl = await evalPpl(out);
+    expect(await evalPpl(out)).toBe(ppl);
+    const dense = join(tmp, 'e8p-dense');
+    const c = await lineage(['convert', out, '--to', 'hf', '--dense', '--out', dense]);
+    expect(c.code, c.stderr).toBe(0);
+    expect(await evalPpl(dense)).toBeCloseTo(ppl, 4);
+    const onnx = join(tmp, 'e8p-onnx');
+    expectOneLineError(
+      await lineage(['export', out, '--to', 'onnx', '--out', onnx]),
+      /layer 'model\.layers\.0\.self_attn\.q_proj' \(quantized\): the E8P12 lattice codebook cannot be exported/,
+    );
+    expect(existsSync(onnx)).toBe(false);
+    expectOneLineError(
+      await lineage([
+        'compress',
+        MODEL,
+        '--method',
+        'ldlq',
+        '--bits',
+        '3',
+        '--codebook',
+        'e8p12',
+        '--out',
+        join(tmp, 'x'),
+      ]),
+      /ldlq: codebook 'e8p12' stores 2 bits per weight, so bits must be 2 \(--bits 2\), got 3/,
+    );
+  }, 300_000);
+
   it('bad input: bits outside {2, 3, 4, 8}, group size ≤ 0, no calibration for ldlq, stats of another model', async () => {
     const out = join(tmp, 'bad');
     const q = (...a: string[]) => lineage(['compress', MODEL, '--out', out, '--backend', 'js', ...a]);

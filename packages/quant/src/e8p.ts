@@ -159,10 +159,19 @@ export function e8pEncode(y: ArrayLike<number>, off: number): number {
 /** E8P-quantized rows×cols matrix (cols a multiple of 8): one 16-bit code per 8 weights, one scale per row. */
 export interface E8pMatrix {
   rows: number;
+  /** Stored columns: a multiple of 8 (a layer's width padded up, see e8pWidth). */
   cols: number;
   codes: Uint16Array;
   /** Per-row scale (f16-representable): w ≈ scale·codeword. */
   scales: Float32Array;
+}
+
+/** The name of the codebook in options and config.json. */
+export const E8P12 = 'e8p12';
+
+/** Columns an E8P matrix of width n stores: n rounded up to a multiple of 8 (172 → 176). */
+export function e8pWidth(n: number): number {
+  return Math.ceil(n / 8) * 8;
 }
 
 /** Bytes stored: 2 per 8 weights + an f16 scale per row. */
@@ -170,15 +179,81 @@ export function e8pBytes(q: E8pMatrix): number {
   return 2 * q.codes.length + 2 * q.rows;
 }
 
-export function e8pDequantize(q: E8pMatrix): Float64Array {
-  const out = new Float64Array(q.rows * q.cols);
-  const nb = q.cols / 8;
-  for (let r = 0; r < q.rows; r++) {
-    for (let b = 0; b < nb; b++) e8pDecode(q.codes[r * nb + b]!, out, r * q.cols + b * 8);
-    const s = q.scales[r]!;
-    for (let c = r * q.cols; c < (r + 1) * q.cols; c++) out[c]! *= s;
+let table: Float32Array | undefined;
+
+/**
+ * Every codeword, decoded once: 2^16 × 8 f32 (2 MiB, exact — the entries are multiples of ¼), so dequantizing
+ * is a table lookup per 8 weights.
+ */
+export function e8pTable(): Float32Array {
+  if (table) return table;
+  const t = new Float32Array(65536 * 8);
+  const cw = new Float64Array(8);
+  for (let c = 0; c < 65536; c++) {
+    e8pDecode(c, cw, 0);
+    t.set(cw, c * 8);
   }
+  table = t;
+  return t;
+}
+
+/**
+ * scale_r·codeword of the first `width` columns of every row (default: all stored columns), float64 row-major
+ * [rows, width]: a padded layer's weight without its padding.
+ */
+export function e8pDequantize(q: E8pMatrix, width = q.cols): Float64Array {
+  const out = new Float64Array(q.rows * width);
+  e8pDecodeInto(q.codes, q.scales, q.rows, q.cols / 8, width, out);
   return out;
+}
+
+/** Decodes codes [rows, nb] with one scale per row (or one for all: length 1) into out [rows, width]. */
+export function e8pDecodeInto(
+  codes: ArrayLike<number>,
+  scales: ArrayLike<number>,
+  rows: number,
+  nb: number,
+  width: number,
+  out: Float64Array | Float32Array,
+): void {
+  const t = e8pTable();
+  for (let r = 0; r < rows; r++) {
+    const s = scales.length === 1 ? scales[0]! : scales[r]!;
+    const o = r * width;
+    for (let b = 0; b < nb; b++) {
+      const c0 = b * 8;
+      if (c0 >= width) break;
+      const k = codes[r * nb + b]! * 8;
+      const n = Math.min(8, width - c0);
+      for (let i = 0; i < n; i++) out[o + c0 + i] = s * t[k + i]!;
+    }
+  }
+}
+
+/**
+ * W [rows, cols] and its Hessian padded to e8pWidth(cols) columns: zero weights, and Hessian rows and columns
+ * of the padding zero but for the mean diagonal on their own diagonal, so LDLQ's feedback never reaches
+ * them from the real columns nor from them into the real ones. Unchanged when cols is a multiple of 8.
+ */
+export function padForE8p(
+  w: Float64Array,
+  rows: number,
+  cols: number,
+  h?: Float64Array,
+): { w: Float64Array; h: Float64Array | undefined; cols: number } {
+  const pc = e8pWidth(cols);
+  if (pc === cols) return { w, h, cols };
+  const wp = new Float64Array(rows * pc);
+  for (let r = 0; r < rows; r++) wp.set(w.subarray(r * cols, (r + 1) * cols), r * pc);
+  if (!h) return { w: wp, h: undefined, cols: pc };
+  const hp = new Float64Array(pc * pc);
+  let tr = 0;
+  for (let c = 0; c < cols; c++) {
+    tr += h[c * cols + c]!;
+    hp.set(h.subarray(c * cols, (c + 1) * cols), c * pc);
+  }
+  for (let c = cols; c < pc; c++) hp[c * pc + c] = tr / cols || 1;
+  return { w: wp, h: hp, cols: pc };
 }
 
 /**
@@ -196,14 +271,15 @@ function rowScale(v: Float64Array, off: number, n: number): number {
 /**
  * LDLQ with the E8P codebook: blocks of 8 columns quantized jointly (nearest codeword), the error fed forward
  * through the block LDLᵀ (b = 8) of the damped Hessian, last block first. `cols` must be a multiple of 8 (pad
- * with zero columns and identity Hessian rows otherwise). Without `h`: plain nearest-codeword rounding.
+ * with padForE8p otherwise). Without `h`: plain nearest-codeword rounding. `scale`: one scale for every row
+ * (CALDERA's Q, whose scale is chosen once per matrix) instead of each row's RMS / E8P_RMS_RATIO.
  */
 export function ldlqE8p(
   w: Float64Array,
   rows: number,
   cols: number,
   h: Float64Array | undefined,
-  o: { damp?: number } = {},
+  o: { damp?: number; scale?: number } = {},
   name = 'ldlq-e8p',
 ): E8pMatrix {
   if (cols % 8 !== 0) throw new LineageError(`${name}: E8P needs a width divisible by 8, got ${cols}`);
@@ -218,7 +294,8 @@ export function ldlqE8p(
     }
   }
   const scales = new Float32Array(rows);
-  for (let r = 0; r < rows; r++) scales[r] = roundF16(rowScale(w, r * cols, cols)) || 1;
+  const fixed = o.scale === undefined ? undefined : roundF16(o.scale) || 1;
+  for (let r = 0; r < rows; r++) scales[r] = fixed ?? (roundF16(rowScale(w, r * cols, cols)) || 1);
   const codes = new Uint16Array((rows * cols) / 8);
   const U = w.slice();
   const nb = cols / 8;
@@ -243,4 +320,11 @@ export function ldlqE8p(
     for (let r = 0; r < rows; r++) for (let j = 0; j < k0; j++) U[r * cols + j]! += upd[r * k0 + j]!;
   }
   return { rows, cols, codes, scales };
+}
+
+/** One scale for a whole matrix: its RMS / E8P_RMS_RATIO (f16). CALDERA's Q after RMS scaling and incoherence. */
+export function e8pTensorScale(w: Float64Array): number {
+  let s = 0;
+  for (const v of w) s += v * v;
+  return roundF16(Math.sqrt(s / Math.max(1, w.length)) / E8P_RMS_RATIO) || 1;
 }

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
 import {
   applyMethod,
@@ -8,10 +10,12 @@ import {
   methodContext,
   perplexity,
   readTextFile,
+  saveModel,
   splitDocuments,
 } from '@lineage/core';
-import { describeMethod, sharedPath } from '@lineage/core/testing';
+import { describeMethod, sharedPath, tempDir } from '@lineage/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { E8pLinear } from './e8p-linear.js';
 import { ldlqMethod, rtnMethod } from './methods.js';
 import { QuantizedLinear } from './quantized-linear.js';
 
@@ -45,6 +49,13 @@ describeMethod('rtn (3-bit, groups of 32)', {
 
 describeMethod('ldlq (2-bit, Hadamard)', {
   create: () => ldlqMethod({ bits: 2, groupSize: 64, hadamard: true }),
+  model,
+  context: async () => methodContext(backend, { stats: await stats() }),
+  timeout: 120_000,
+});
+
+describeMethod('ldlq (E8P12, Hadamard)', {
+  create: () => ldlqMethod({ bits: 2, codebook: 'e8p12', hadamard: true }),
   model,
   context: async () => methodContext(backend, { stats: await stats() }),
   timeout: 120_000,
@@ -84,7 +95,47 @@ describe('quantizing stories260K', () => {
     expect(bits).toBeLessThan(2.3);
   });
 
+  it('E8P12 + Hadamard beats the scalar 2-bit grid + Hadamard on held-out perplexity at fewer bits; saves and reloads exactly', async () => {
+    const ctx = methodContext(backend, { stats: await stats() });
+    const scalar = await applyMethod(ldlqMethod({ bits: 2, groupSize: 64, hadamard: true }), parent, ctx);
+    const e8p = await applyMethod(ldlqMethod({ bits: 2, codebook: 'e8p12', hadamard: true }), parent, ctx);
+    const layers = e8p.linearLayers().filter(([n]) => n !== 'lm_head');
+    expect(layers.every(([, x]) => x instanceof E8pLinear)).toBe(true);
+    // u16 code per 8 weights (172 padded to 176) + an f16 scale per row + a sign bit per input
+    const bits = e8p.provenance!.bitsPerParam as number;
+    expect(bits).toBeGreaterThan(2.2);
+    expect(bits).toBeLessThan(scalar.provenance!.bitsPerParam as number);
+    const [ps, pe] = [await ppl(scalar), await ppl(e8p)];
+    expect(pe).toBeLessThan(0.85 * ps);
+    // saved: the file's tensors are the bytes reported, and it reloads to the same perplexity
+    const dir = tempDir('lineage-e8p-');
+    await saveModel(e8p, dir, { format: 'hf' });
+    const { model: back } = await loadModel(dir, { tokenizerOptional: true });
+    expect(back.getLinear('model.layers.0.mlp.down_proj')).toBeInstanceOf(E8pLinear);
+    expect(await ppl(back)).toBe(pe);
+    const file = readFileSync(join(dir, 'model.safetensors'));
+    const n = Number(file.readBigUInt64LE(0));
+    const header = JSON.parse(file.subarray(8, 8 + n).toString('utf8')) as Record<
+      string,
+      { dtype: string; data_offsets?: [number, number] }
+    >;
+    let stored = 0;
+    let weights = 0;
+    for (const [name, t] of Object.entries(header))
+      if (t.data_offsets && /^model\.layers\..*_proj\./.test(name))
+        stored += t.data_offsets[1] - t.data_offsets[0];
+    for (const [, l] of layers) weights += l.outFeatures * l.inFeatures;
+    expect(header['model.layers.0.mlp.down_proj.codes']!.dtype).toBe('U16');
+    expect((stored * 8) / weights).toBeCloseTo(bits, 3);
+  }, 180_000);
+
   it('bad options fail in one line before any work', async () => {
+    expect(() => ldlqMethod({ bits: 3, codebook: 'e8p12' })).toThrow(
+      new LineageError(
+        "ldlq: codebook 'e8p12' stores 2 bits per weight, so bits must be 2 (--bits 2), got 3",
+      ),
+    );
+    expect(() => ldlqMethod({ bits: 2, codebook: 'e8p' as 'e8p12' })).toThrow(/ldlq: codebook/);
     expect(() => rtnMethod({ bits: 5 as 2 })).toThrow(
       new LineageError('rtn: bits must be one of 2, 3, 4, 8, got 5'),
     );

@@ -11,6 +11,7 @@ import {
   z,
 } from '@lineage/core';
 import pkg from '../package.json' with { type: 'json' };
+import { E8P12 } from './e8p.js';
 import { QUANT_BITS, type QuantBits } from './grid.js';
 import { bitsRecord, type HessianSource, type QuantizeModelResult, quantizeModel } from './quantize-model.js';
 
@@ -49,6 +50,12 @@ export type RtnOptions = z.input<typeof rtnOptions>;
 /** Options of `ldlq`. */
 export const ldlqOptions = z.object({
   ...gridOptions.shape,
+  codebook: z
+    .enum(['scalar', E8P12])
+    .default('scalar')
+    .meta({
+      description: `'scalar' (the grid of --bits) or '${E8P12}' (QuIP#'s E8 lattice: one 16-bit code per 8 weights, an f16 scale per row; --bits 2 only, --group-size does not apply)`,
+    }),
   damp: z
     .number()
     .min(0, 'must be ≥ 0')
@@ -147,6 +154,12 @@ export function rtnMethod(options: RtnOptions): CompressionMethod<LlamaModel> {
 /** The `ldlq` method (registered as `ldlq`; `ldlq` itself is the matrix quantizer): LDLQ/GPTQ on calibration Hessians, optional randomized Hadamard incoherence (QuIP#). */
 export function ldlqMethod(options: LdlqOptions): CompressionMethod<LlamaModel> {
   const o = parseOptions(ldlqOptions, options, { where: 'ldlq' });
+  if (o.codebook === E8P12 && o.bits !== 2)
+    throw new LineageError(
+      `ldlq: codebook '${E8P12}' stores 2 bits per weight, so bits must be 2 (--bits 2), got ${o.bits}`,
+    );
+  if (o.codebook === E8P12 && o.zeroPoint)
+    throw new LineageError(`ldlq: codebook '${E8P12}' has no zero points (drop zeroPoint / --zero-point)`);
   return {
     name: 'ldlq',
     version: VERSION,
@@ -159,6 +172,7 @@ export function ldlqMethod(options: LdlqOptions): CompressionMethod<LlamaModel> 
         bits: o.bits as QuantBits,
         groupSize: o.groupSize,
         zeroPoint: o.zeroPoint,
+        codebook: o.codebook,
         hadamard: o.hadamard,
         hadamardOutput: o.hadamardOutput,
         seed: ctx.seed, // the Hadamard signs

@@ -1,5 +1,7 @@
 import { type Json, LineageError, type LinearLayer, type LlamaModel, type Progress } from '@lineage/core';
 import { matmul64, matrix64 } from '@lineage/linalg';
+import { E8P12, ldlqE8p, padForE8p } from './e8p.js';
+import { E8pLinear } from './e8p-linear.js';
 import type { QuantBits, ScalarGrid } from './grid.js';
 import { type Incoherence, randomIncoherence, transformHessian, transformWeight } from './hadamard.js';
 import { ldlq } from './ldlq.js';
@@ -17,6 +19,11 @@ export interface QuantizeModelOptions {
   /** Input columns per group (a width ≥ the layer's: one group per row). */
   groupSize: number;
   zeroPoint?: boolean;
+  /**
+   * 'e8p12': QuIP#'s E8P12 lattice codebook (2 bits per weight, one 16-bit code per 8, an f16 scale per row;
+   * `bits` must be 2, `groupSize` and `zeroPoint` do not apply); default 'scalar': the grid of `bits`.
+   */
+  codebook?: 'scalar' | typeof E8P12;
   /** Randomized Hadamard incoherence (signs stored with each layer). */
   hadamard?: boolean;
   /** Transform the output side too (default: the input side only). */
@@ -63,6 +70,11 @@ export async function quantizeModel(
   for (const [name, layer] of layers)
     if (layer.kind !== 'linear')
       throw new LineageError(`layer '${name}' is a '${layer.kind}' layer; the quantizers take dense layers`);
+  const e8p = o.codebook === E8P12;
+  if (e8p && o.bits !== 2)
+    throw new LineageError(
+      `the ${E8P12} codebook stores 2 bits per weight; bits ${o.bits} needs the scalar grid`,
+    );
   const grid: ScalarGrid = { bits: o.bits, groupSize: o.groupSize, zeroPoint: o.zeroPoint === true };
   const outcomes: QuantizedLayerOutcome[] = [];
   o.progress?.start('quantize', layers.length);
@@ -81,15 +93,21 @@ export async function quantizeModel(
       w = transformWeight(w, rows, cols, t);
       if (h) h = transformHessian(h, t.signsIn);
     }
-    const q =
-      o.quantizer === 'ldlq'
-        ? ldlq(w, rows, cols, h!, { ...grid, ...(o.damp !== undefined ? { damp: o.damp } : {}) }, name)
-        : rtn(w, rows, cols, grid);
     const bias = layer.denseBias();
-    const ql = QuantizedLinear.fromQuantized(q, {
-      ...(t ? { incoherence: t } : {}),
-      ...(bias ? { bias } : {}),
-    });
+    const extra = { ...(t ? { incoherence: t } : {}), ...(bias ? { bias } : {}) };
+    let ql: QuantizedLinear | E8pLinear;
+    if (e8p) {
+      // LDLQ over blocks of 8 columns (block LDLᵀ, b = 8), the width padded to a multiple of 8; rtn: nearest codeword
+      const p = padForE8p(w, rows, cols, o.quantizer === 'ldlq' ? h : undefined);
+      const damp = o.damp !== undefined ? { damp: o.damp } : {};
+      ql = E8pLinear.fromE8p(ldlqE8p(p.w, rows, p.cols, p.h, damp, `ldlq ${name}`), cols, extra);
+    } else {
+      const q =
+        o.quantizer === 'ldlq'
+          ? ldlq(w, rows, cols, h!, { ...grid, ...(o.damp !== undefined ? { damp: o.damp } : {}) }, name)
+          : rtn(w, rows, cols, grid);
+      ql = QuantizedLinear.fromQuantized(q, extra);
+    }
     copy.setLinear(name, ql);
     const biasBytes = ql.bias ? ql.bias.value.byteLength : 0;
     const outcome: QuantizedLayerOutcome = {
@@ -108,19 +126,22 @@ export async function quantizeModel(
 /** tr(ΔHΔᵀ)/tr(WHWᵀ) in the (transformed) coordinates the layer was quantized in. */
 function relativeProxyError(
   w: Float64Array,
-  l: QuantizedLinear,
+  l: QuantizedLinear | E8pLinear,
   h: Float64Array,
   t: Incoherence | undefined,
 ): number {
   const rows = l.outFeatures;
   const cols = l.inFeatures;
   // The stored grid holds the transformed weight: compare there (T is orthogonal, the ratio is the same).
-  const q = t
-    ? new QuantizedLinear(
-        { codes: l.codes.value, scales: l.scales.value, ...(l.zeros ? { zeros: l.zeros.value } : {}) },
-        { ...l.grid, zeroPoint: l.grid.zeroPoint === true, hadamard: false },
-      ).denseWeight64()
-    : l.denseWeight64();
+  const q =
+    l instanceof E8pLinear
+      ? l.storedWeight64()
+      : t
+        ? new QuantizedLinear(
+            { codes: l.codes.value, scales: l.scales.value, ...(l.zeros ? { zeros: l.zeros.value } : {}) },
+            { ...l.grid, zeroPoint: l.grid.zeroPoint === true, hadamard: false },
+          ).denseWeight64()
+        : l.denseWeight64();
   const d = new Float64Array(rows * cols);
   for (let k = 0; k < d.length; k++) d[k] = w[k]! - q[k]!;
   const H = matrix64(cols, cols, h);

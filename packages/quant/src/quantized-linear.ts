@@ -16,6 +16,8 @@ import {
   takeAlong,
 } from '@lineage/core';
 import { registerLayerExporter } from '@lineage/onnx';
+import { E8P12 } from './e8p.js';
+import { loadE8pLinear } from './e8p-linear.js';
 import {
   checkGrid,
   codeDType,
@@ -329,6 +331,15 @@ function parseMeta(meta: Json, where: string): QuantizedMeta {
 registerLinearKind({
   kind: QUANTIZED_KIND,
   load(tensors, meta, where, [out, inp]) {
+    // a lattice codebook instead of the scalar grid (E8pLinear)
+    const codebook = (meta as { codebook?: unknown } | null)?.codebook;
+    if (codebook !== undefined) {
+      if (codebook !== E8P12)
+        throw new LineageError(
+          `quantized layer '${where}': codebook ${JSON.stringify(codebook)} in config.json is not '${E8P12}'`,
+        );
+      return loadE8pLinear(tensors, meta as Record<string, unknown>, where, [out, inp]);
+    }
     const codes = tensors.get('codes');
     const scales = tensors.get('scales');
     if (!codes || !scales)

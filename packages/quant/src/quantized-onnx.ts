@@ -1,11 +1,12 @@
 import { LineageError } from '@lineage/core';
 import { type ExportContext, FLOAT, FLOAT16, type LayerExporter, UINT8 } from '@lineage/onnx';
+import { E8pLinear } from './e8p-linear.js';
 import { groupsPerRow, groupWidth } from './grid.js';
 import type { QuantizedLinear } from './quantized-linear.js';
 
 declare module '@lineage/onnx' {
   interface OnnxLayerKinds {
-    quantized: QuantizedLinear;
+    quantized: QuantizedLinear | E8pLinear;
   }
 }
 
@@ -123,17 +124,18 @@ export function matMulNBits(
 /**
  * `quantized` in ONNX as onnxruntime's `MatMulNBits` (see matMulNBits): the codes packed per block, the
  * f16 scales as stored (a Cast to f32 that onnxruntime folds at load), integer zero points as uint8.
- * Groups must be a power of two ≥ 16 wide (or one per row); Hadamard incoherence and 3-bit grids are
- * refused with the layer's name.
+ * Groups must be a power of two ≥ 16 wide (or one per row); Hadamard incoherence, 3-bit grids and the E8P12
+ * codebook are refused with the layer's name.
  */
-export const quantizedExporter: Omit<LayerExporter<QuantizedLinear>, 'kind'> = {
+export const quantizedExporter: Omit<LayerExporter<QuantizedLinear | E8pLinear>, 'kind'> = {
   linear(ctx, layer, x) {
     const { g } = ctx;
-    const [N, K] = [layer.outFeatures, layer.inFeatures];
-    const { bits, groupSize } = layer.grid;
     const refuse = (why: string): never => {
       throw new LineageError(`layer '${ctx.name}' (quantized): ${why} cannot be exported to ONNX yet`);
     };
+    if (layer instanceof E8pLinear) return refuse('the E8P12 lattice codebook');
+    const [N, K] = [layer.outFeatures, layer.inFeatures];
+    const { bits, groupSize } = layer.grid;
     if (layer.signsIn) refuse('Hadamard incoherence');
     const G = groupsPerRow(K, groupSize);
     const grid = { bits, groups: G, groupWidth: G === 1 ? K : groupWidth(K, groupSize) };

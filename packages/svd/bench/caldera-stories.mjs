@@ -16,6 +16,8 @@
 // Run after `pnpm build`: node packages/svd/bench/caldera-stories.mjs [--backend js|onnxruntime]
 //   [--outer-iters 20] [--lplr-iters 5] [--recover-tokens 200000] [--json out.json]
 //   [--ft-base-rank 4] [--only-ft] (the fine-tuned row alone, e.g. at rank 1: one 16-bit rank, within 2.5 bits)
+//   [--q-codebooks scalar,e8p12] [--ranks 4,8] (the plain CALDERA rows: Q on the scalar grid and/or E8P12,
+//   at each rank) [--no-baselines] [--no-ft] (skip the quantizer rows / the fine-tuned row)
 // --smoke: 2 bits only, 2 × 2 iterations, 8 × 64 calibration tokens, 128 recovery tokens, 20 held-out stories.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -48,6 +50,10 @@ const { values: a } = parseArgs({
     'only-ft': { type: 'boolean' },
     // only CALDERA's Q step alone (one scale per matrix), with and without the Hadamard transform, at 2 and 3 bits
     'q-alone': { type: 'boolean' },
+    'q-codebooks': { type: 'string', default: 'scalar' },
+    ranks: { type: 'string', default: '4' },
+    'no-baselines': { type: 'boolean' },
+    'no-ft': { type: 'boolean' },
     json: { type: 'string' },
     smoke: { type: 'boolean' },
   },
@@ -106,7 +112,7 @@ async function fakeQuant(f) {
 
 const quiet = { info() {}, warn: (m) => console.error(`warning: ${m}`), debug() {} };
 const qctx = methodContext(backend, { stats, log: quiet, seed: 0 });
-for (const bits of a['only-ft'] ? [] : smoke ? [2] : a['q-alone'] ? [2, 3] : [2, 3, 4]) {
+for (const bits of a['only-ft'] || a['no-baselines'] ? [] : smoke ? [2] : a['q-alone'] ? [2, 3] : [2, 3, 4]) {
   // @lineage/quant's methods, as `lineage compress --method rtn|ldlq --bits b [--hadamard]` runs them
   for (const [name, make] of a['q-alone']
     ? []
@@ -148,13 +154,26 @@ const bitsOf = (m) => m.provenance.bitsPerParam;
 const ctx = methodContext(backend, { stats, log, seed: 0 });
 let t0 = performance.now();
 let layerErrors;
-if (!a['only-ft']) {
-  const c = await caldera({ qBits: 2, lrBits: 4, rank: 4, ...iters }).apply(parent, ctx);
-  const calderaSeconds = (performance.now() - t0) / 1000;
-  layerErrors = Object.fromEntries(
-    Object.entries(c.provenance.layers).map(([k, v]) => [k, { error: v.error, errors: v.errors }]),
-  );
-  row('CALDERA q2 lr4 rank 4', bitsOf(c), await ppl(c), { seconds: calderaSeconds });
+if (!a['only-ft'])
+  for (const rank of a.ranks.split(',').map(Number))
+    for (const qCodebook of a['q-codebooks'].split(',')) {
+      t0 = performance.now();
+      const c = await caldera({ qBits: 2, qCodebook, lrBits: 4, rank, ...iters }).apply(parent, ctx);
+      const calderaSeconds = (performance.now() - t0) / 1000;
+      layerErrors ??= {};
+      layerErrors[`${qCodebook} rank ${rank}`] = Object.fromEntries(
+        Object.entries(c.provenance.layers).map(([k, v]) => [k, { error: v.error, errors: v.errors }]),
+      );
+      const q = qCodebook === 'scalar' ? '' : ` Q ${qCodebook}`;
+      row(`CALDERA q2${q} lr4 rank ${rank}`, bitsOf(c), await ppl(c), { seconds: calderaSeconds });
+    }
+if (a['no-ft']) {
+  if (a.json)
+    writeFileSync(
+      a.json,
+      `${JSON.stringify({ backend: backend.name, ...iters, rows, layerErrors }, null, 2)}\n`,
+    );
+  process.exit(0);
 }
 
 const recoverTokens = Number(a['recover-tokens']);
@@ -173,10 +192,17 @@ const recover = recoverCapability({
 const ftCtx = methodContext(backend, { stats, log, seed: 0, recover });
 t0 = performance.now();
 const ftRank = Number(a['ft-base-rank']);
-const ft = await caldera({ qBits: 2, lrBits: 4, rank: ftRank, ftRank: 1, recoverTokens, ...iters }).apply(
-  parent,
-  ftCtx,
-);
+// Q's codebook: the first of --q-codebooks (default scalar, as the table in BENCHMARKS.md was measured)
+const ftCodebook = a['q-codebooks'].split(',')[0];
+const ft = await caldera({
+  qBits: 2,
+  qCodebook: ftCodebook,
+  lrBits: 4,
+  rank: ftRank,
+  ftRank: 1,
+  recoverTokens,
+  ...iters,
+}).apply(parent, ftCtx);
 // the same decomposition as above (same seeds), its leading rank stored in 16 bits and fine-tuned
 row(`CALDERA q2 lr4 rank ${ftRank}, ft-rank 1 + ${recoverTokens} tokens`, bitsOf(ft), await ppl(ft), {
   seconds: (performance.now() - t0) / 1000,

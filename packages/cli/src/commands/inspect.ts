@@ -23,11 +23,13 @@ export function inspectCommand(program: Command): void {
     const kindLabel = (name: string, kind: string) => {
       const meta = kinds[name]?.meta;
       if (!meta || typeof meta !== 'object' || Array.isArray(meta)) return kind;
-      const { rank, bits, groupSize, hadamard } = meta as Record<string, unknown>;
-      if (typeof rank === 'number') return `${kind} r=${rank}`;
-      // 'quantized 2b g64 had': bits, group size and incoherence
+      const { rank, bits, groupSize, hadamard, codebook, qCodebook } = meta as Record<string, unknown>;
+      // 'qlr r=4 e8p12': the rank, and Q's codebook where it is not the scalar grid
+      if (typeof rank === 'number')
+        return `${kind} r=${rank}${typeof qCodebook === 'string' ? ` ${qCodebook}` : ''}`;
+      // 'quantized 2b g64 had', 'quantized 2b e8p12 had': bits, group size or codebook, and incoherence
       if (typeof bits === 'number')
-        return `${kind} ${bits}b${typeof groupSize === 'number' && groupSize > 0 ? ` g${groupSize}` : ''}${hadamard ? ' had' : ''}`;
+        return `${kind} ${bits}b${typeof groupSize === 'number' && groupSize > 0 ? ` g${groupSize}` : ''}${typeof codebook === 'string' ? ` ${codebook}` : ''}${hadamard ? ' had' : ''}`;
       return kind;
     };
     // bits per parameter: bytes stored × 8 / the dense weight count (out·in) of the layer, and of the decoder's

@@ -67,6 +67,8 @@ function tensor(dtype: DType, shape: Shape, seed: number): HostTensor {
       return HostTensor.fromF32(rand(n, seed, -128, 127), shape, dtype);
     case 'u8':
       return HostTensor.fromF32(rand(n, seed, 0, 255), shape, dtype);
+    case 'u16':
+      return HostTensor.fromF32(rand(n, seed, 0, 65535), shape, dtype);
     case 'i32':
       return HostTensor.fromF32(rand(n, seed, -100000, 100000), shape, dtype);
     case 'u4':
@@ -105,6 +107,7 @@ const ALL: [string, DType, Shape][] = [
   ['h.i3', 'i3', [11]],
   ['i.scalar', 'f32', []],
   ['j.empty', 'f16', [0, 4]],
+  ['k.u16', 'u16', [3, 2]],
 ];
 
 describe('writeSafetensors / SafetensorsFile', () => {
@@ -152,7 +155,7 @@ describe('writeSafetensors / SafetensorsFile', () => {
     });
     expect(header['g.u4']).toEqual({ dtype: 'U8', shape: [8], data_offsets: expect.any(Array) });
     const entries = Object.entries(header).filter(([k]) => k !== '__metadata__');
-    const size = { F32: 4, I32: 4, F16: 2, BF16: 2, I8: 1, U8: 1 } as Record<string, number>;
+    const size = { F32: 4, I32: 4, F16: 2, BF16: 2, I8: 1, U8: 1, U16: 2 } as Record<string, number>;
     let end = 0;
     for (const [, e] of entries) {
       expect(e.data_offsets[0]).toBe(end); // no holes, in header order
@@ -168,6 +171,7 @@ describe('writeSafetensors / SafetensorsFile', () => {
       'b.f16',
       'c.bf16',
       'j.empty',
+      'k.u16',
       'd.i8',
       'e.u8',
       'g.u4',

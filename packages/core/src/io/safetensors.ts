@@ -26,6 +26,7 @@ const FROM_ST: Record<string, DenseDType> = {
   BF16: 'bf16',
   I8: 'i8',
   U8: 'u8',
+  U16: 'u16',
   I32: 'i32',
   F64: 'f64',
 };
@@ -35,10 +36,20 @@ const TO_ST: Record<DenseDType, string> = {
   bf16: 'BF16',
   i8: 'I8',
   u8: 'U8',
+  u16: 'U16',
   i32: 'I32',
   f64: 'F64',
 };
-const ITEM_BYTES: Record<DenseDType, number> = { f32: 4, f16: 2, bf16: 2, i8: 1, u8: 1, i32: 4, f64: 8 };
+const ITEM_BYTES: Record<DenseDType, number> = {
+  f32: 4,
+  f16: 2,
+  bf16: 2,
+  i8: 1,
+  u8: 1,
+  u16: 2,
+  i32: 4,
+  f64: 8,
+};
 
 export interface SafetensorsTensorInfo extends TensorInfo {
   /** Bytes of the stored payload. */

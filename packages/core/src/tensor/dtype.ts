@@ -1,5 +1,8 @@
-/** Dense element types. f16/bf16 are stored as raw 16-bit patterns in a Uint16Array. */
-export type DenseDType = 'f32' | 'f16' | 'bf16' | 'i8' | 'u8' | 'i32' | 'f64';
+/**
+ * Dense element types. f16/bf16 are stored as raw 16-bit patterns in a Uint16Array; u16 (e.g. lattice codebook
+ * indices, one per 8 weights) as unsigned integers in one.
+ */
+export type DenseDType = 'f32' | 'f16' | 'bf16' | 'i8' | 'u8' | 'u16' | 'i32' | 'f64';
 /**
  * Packed sub-byte integers: `uN` unsigned in [0, 2^N), `iN` two's complement in [-2^(N-1), 2^(N-1)).
  * Elements are packed little-endian into a contiguous bit stream (element k occupies bits
@@ -23,7 +26,16 @@ export type DType = DenseDType | PackedDType;
 
 export type Storage = Float32Array | Uint16Array | Int8Array | Uint8Array | Int32Array | Float64Array;
 
-const DENSE_BITS: Record<DenseDType, number> = { f32: 32, f16: 16, bf16: 16, i8: 8, u8: 8, i32: 32, f64: 64 };
+const DENSE_BITS: Record<DenseDType, number> = {
+  f32: 32,
+  f16: 16,
+  bf16: 16,
+  i8: 8,
+  u8: 8,
+  u16: 16,
+  i32: 32,
+  f64: 64,
+};
 
 export function isPacked(dtype: DType): dtype is PackedDType {
   return !(dtype in DENSE_BITS);
@@ -53,6 +65,7 @@ export const ALL_DTYPES: readonly DType[] = [
   'bf16',
   'i8',
   'u8',
+  'u16',
   'i32',
   'f64',
   'u1',

@@ -17,6 +17,7 @@ function storageFor(dtype: DType, n: number): Storage {
       return new Float32Array(n);
     case 'f16':
     case 'bf16':
+    case 'u16':
       return new Uint16Array(n);
     case 'i8':
       return new Int8Array(n);
@@ -35,6 +36,7 @@ function expectedCtor(dtype: DType): string {
     f32: 'Float32Array',
     f16: 'Uint16Array',
     bf16: 'Uint16Array',
+    u16: 'Uint16Array',
     i8: 'Int8Array',
     u8: 'Uint8Array',
     i32: 'Int32Array',
@@ -92,6 +94,8 @@ export class HostTensor {
         return new HostTensor(dtype, shape, Int8Array.from(values));
       case 'u8':
         return new HostTensor(dtype, shape, Uint8Array.from(values));
+      case 'u16':
+        return new HostTensor(dtype, shape, Uint16Array.from(values));
       case 'i32':
         return new HostTensor(dtype, shape, Int32Array.from(values));
       case 'f64':
@@ -132,7 +136,9 @@ export class HostTensor {
       case 'bf16':
         return bf16ArrayToF32(this.data as Uint16Array);
       default:
-        return Float32Array.from(this.data as Int8Array | Uint8Array | Int32Array | Float64Array);
+        return Float32Array.from(
+          this.data as Int8Array | Uint8Array | Uint16Array | Int32Array | Float64Array,
+        );
     }
   }
 
@@ -140,7 +146,8 @@ export class HostTensor {
   toInts(): Int32Array {
     if (isPacked(this.dtype)) return unpackInts(this.data as Uint8Array, this.dtype, this.size);
     if (this.dtype === 'i32') return this.data as Int32Array;
-    if (this.dtype === 'i8' || this.dtype === 'u8') return Int32Array.from(this.data as Int8Array);
+    if (this.dtype === 'i8' || this.dtype === 'u8' || this.dtype === 'u16')
+      return Int32Array.from(this.data as Int8Array | Uint8Array | Uint16Array);
     throw new TypeError(`toInts: ${this.dtype} is not an integer type`);
   }
 

@@ -1,17 +1,26 @@
 import { LineageError } from '@lineage/core';
 import {
+  E8P12,
+  type E8pMatrix,
   type QuantBits,
   type QuantizedMatrix,
   randomIncoherence,
   transformHessian,
   transformWeight,
 } from '@lineage/quant';
-import { type CalderaDecomposition, type CalderaStep, calderaDecompose } from './decompose.js';
+import {
+  type CalderaDecomposition,
+  type CalderaStep,
+  calderaDecompose,
+  type MatrixQuantizer,
+} from './decompose.js';
 import { QlrLinear, type QlrQuantizedPart } from './qlr-linear.js';
-import { lQuantizer, qQuantizer, rQuantizer } from './quantizers.js';
+import { lQuantizer, qE8pQuantizer, qQuantizer, rQuantizer } from './quantizers.js';
 
 export interface CalderaLayerOptions {
   qBits: QuantBits;
+  /** Q's codebook: the scalar grid of `qBits` (default) or E8P12 (`qBits` 2). */
+  qCodebook?: 'scalar' | typeof E8P12;
   /** Bits of L and R, or 16: kept in 16 bits (all of the rank then counts as `ftRank`). */
   lrBits: QuantBits | 16;
   rank: number;
@@ -29,7 +38,7 @@ export interface CalderaLayerOptions {
 
 export interface CalderaLayerResult {
   layer: QlrLinear;
-  decomposition: CalderaDecomposition<QuantizedMatrix, QuantizedMatrix, QuantizedMatrix>;
+  decomposition: CalderaDecomposition<QuantizedMatrix | E8pMatrix, QuantizedMatrix, QuantizedMatrix>;
 }
 
 /** Rows [from, to) of a quantized matrix as a qlr part, its scales multiplied by `gain`. */
@@ -64,6 +73,11 @@ export async function calderaLayer(
   const where = o.name ? `'${o.name}'` : 'the layer';
   if (o.ftRank > o.rank)
     throw new LineageError(`caldera: ftRank ${o.ftRank} exceeds rank ${o.rank} at ${where}`);
+  const e8p = o.qCodebook === E8P12;
+  if (e8p && o.qBits !== 2)
+    throw new LineageError(
+      `caldera: Q on the ${E8P12} codebook has 2 bits, got qBits ${o.qBits} at ${where}`,
+    );
   let w: Float64Array = Float64Array.from(weight);
   let h: Float64Array = hessian;
   const inc = o.hadamard ? randomIncoherence(m, n, o.seed ?? 42, 'both') : undefined;
@@ -77,7 +91,9 @@ export async function calderaLayer(
     rank: o.rank,
     outerIters: o.outerIters,
     lplrIters: o.lplrIters,
-    quantizeQ: qQuantizer(o.qBits, o.name),
+    quantizeQ: (e8p ? qE8pQuantizer(o.name) : qQuantizer(o.qBits, o.name)) as MatrixQuantizer<
+      QuantizedMatrix | E8pMatrix
+    >,
     ...(lrBits ? { quantizeL: lQuantizer(lrBits), quantizeR: rQuantizer(lrBits) } : {}),
     hessianDowndate: o.hessianDowndate,
     ...(o.name ? { name: o.name } : {}),
@@ -93,7 +109,14 @@ export async function calderaLayer(
   const layer = QlrLinear.fromParts({
     out: m,
     in: n,
-    q: part(d.Q.payload, 0, m, g, true),
+    q: e8p
+      ? {
+          bits: 2,
+          codebook: E8P12,
+          codes: (d.Q.payload as E8pMatrix).codes,
+          scales: Float32Array.of((d.Q.payload as E8pMatrix).scales[0]! * g),
+        }
+      : part(d.Q.payload as QuantizedMatrix, 0, m, g, true),
     ...(quantized && ft < k
       ? {
           lt: part(d.L.payload as QuantizedMatrix, ft, k, g),

@@ -13,7 +13,7 @@ import {
   parseOptions,
   z,
 } from '@lineage/core';
-import type { QuantBits } from '@lineage/quant';
+import { E8P12, type QuantBits } from '@lineage/quant';
 import { decomposableLayers } from '../decompose-model.js';
 import { VERSION } from '../methods.js';
 import { calderaLayer } from './layer.js';
@@ -31,6 +31,12 @@ export const calderaOptions = z.object({
   qBits: bits([2, 3, 4, 8]).default(2).meta({
     description: 'bits of Q (2, 3, 4 or 8): LDLQ on the calibration Hessian, one scale per matrix',
   }),
+  qCodebook: z
+    .enum(['scalar', E8P12])
+    .optional()
+    .meta({
+      description: `Q's codebook at 2 bits: '${E8P12}' (QuIP#'s E8 lattice, one 16-bit code per 8 weights, as the reference) or 'scalar' (the uniform grid); default ${E8P12} with the Hadamard transform, scalar without`,
+    }),
   lrBits: bits([2, 3, 4, 8, 16])
     .default(4)
     .meta({ description: 'bits of the factors L and R (2, 3, 4, 8; 16: not quantized)' }),
@@ -64,9 +70,18 @@ export const calderaOptions = z.object({
 });
 export type CalderaOptions = z.input<typeof calderaOptions>;
 type Parsed = z.output<typeof calderaOptions>;
+/** Options with the default codebook resolved. */
+type Resolved = Parsed & { qCodebook: 'scalar' | typeof E8P12 };
 
 /** The checks across options (kept out of the schema, whose fields `lineage family` omits by name). */
-function checked(o: Parsed): Parsed {
+function checked(p: Parsed): Resolved {
+  if (p.qCodebook === E8P12 && p.qBits !== 2)
+    throw new LineageError(
+      `caldera: Q on the '${E8P12}' codebook has 2 bits, so qBits must be 2 (--q-bits 2), got ${p.qBits}`,
+    );
+  // E8P12 pays with the transform (its codebook is a ball: docs/caldera.md); without the transform the scalar
+  // grid, which keeps `--no-hadamard` layers exportable to ONNX
+  const o: Resolved = { ...p, qCodebook: p.qCodebook ?? (p.hadamard && p.qBits === 2 ? E8P12 : 'scalar') };
   if (o.ftRank > o.rank)
     throw new LineageError(`caldera: ftRank ${o.ftRank} exceeds rank ${o.rank} (--ft-rank ≤ --rank)`);
   if (o.recoverTokens > 0 && o.ftRank === 0 && o.lrBits !== 16)
@@ -82,13 +97,15 @@ export function qlrBytes(
   m: number,
   n: number,
   k: number,
-  o: Pick<Parsed, 'qBits' | 'lrBits' | 'ftRank' | 'hadamard'>,
+  o: Pick<Parsed, 'qBits' | 'lrBits' | 'ftRank' | 'hadamard'> & { qCodebook?: Parsed['qCodebook'] },
 ): number {
   const ft = o.lrBits === 16 ? k : Math.min(o.ftRank, k);
   const kq = k - ft;
   const packed = (count: number, b: number) => Math.ceil((count * b) / 8);
+  // E8P12 (at 2 bits): a u16 code per 8 weights of each row, the width padded to a multiple of 8
+  const q = o.qCodebook === E8P12 && o.qBits === 2 ? 2 * m * Math.ceil(n / 8) : packed(m * n, o.qBits);
   return (
-    packed(m * n, o.qBits) +
+    q +
     2 +
     (kq > 0 ? packed(kq * m, o.lrBits) + packed(kq * n, o.lrBits) + 4 * kq : 0) +
     2 * ft * (m + n) +
@@ -117,7 +134,7 @@ interface Plan {
 async function calderaModel(
   model: LlamaModel,
   ctx: MethodContext,
-  o: Parsed,
+  o: Resolved,
   plan: Plan,
   extra: Record<string, Json> = {},
 ): Promise<LlamaModel> {
@@ -143,6 +160,7 @@ async function calderaModel(
       l.denseBias(),
       {
         qBits: plan.qBits as QuantBits,
+        qCodebook: plan.qBits === 2 ? o.qCodebook : 'scalar',
         lrBits: o.lrBits as QuantBits | 16,
         rank: k,
         outerIters: o.outerIters,
@@ -186,6 +204,7 @@ async function calderaModel(
     parent,
     ...extra,
     qBits: plan.qBits,
+    qCodebook: plan.qBits === 2 ? o.qCodebook : 'scalar',
     lrBits: o.lrBits,
     rank: o.rank,
     outerIters: o.outerIters,
@@ -244,7 +263,11 @@ export interface CalderaFamilyOptions extends Omit<CalderaOptions, 'qBits' | 're
  * The plan that fits `budget` bits per parameter in every layer: the most bits for Q (8, 4, 3, 2) that
  * leave every layer at least rank 1, then each layer's largest rank (up to `rank`) within the budget.
  */
-export function budgetPlan(model: LlamaModel, budget: number, o: Parsed): Plan {
+export function budgetPlan(
+  model: LlamaModel,
+  budget: number,
+  o: Omit<Parsed, 'qCodebook'> & { qCodebook?: Parsed['qCodebook'] },
+): Plan {
   const layers = decomposableLayers(model);
   for (const qBits of [8, 4, 3, 2]) {
     const ranks = new Map<string, number>();

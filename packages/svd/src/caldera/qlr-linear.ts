@@ -16,7 +16,7 @@ import {
 } from '@lineage/core';
 import { fromF32, type Matrix64, matmul64, matrix64 } from '@lineage/linalg';
 import { registerLayerExporter } from '@lineage/onnx';
-import { incoherenceMatrix } from '@lineage/quant';
+import { E8P12, e8pDecodeInto, e8pWidth, incoherenceMatrix } from '@lineage/quant';
 import { qlrExporter } from './qlr-onnx.js';
 
 /** The layer kind name recorded in config.json for CALDERA layers. */
@@ -26,13 +26,19 @@ export const QLR_KIND = 'qlr';
 export type QlrBits = 2 | 3 | 4 | 8;
 const BITS: readonly number[] = [2, 3, 4, 8];
 
-/** One quantized part on a symmetric uniform grid: value = scale·(code − (2^bits − 1)/2). */
+/**
+ * One quantized part on a symmetric uniform grid: value = scale·(code − (2^bits − 1)/2); or, for Q with
+ * `codebook: 'e8p12'`, on QuIP#'s E8P12 lattice codebook: value = scale·codeword, one 16-bit code per 8
+ * columns (the width padded to a multiple of 8), stored u16.
+ */
 export interface QlrQuantizedPart {
   bits: QlrBits;
-  /** Codes, row-major, each in [0, 2^bits − 1]. */
-  codes: Int32Array;
+  /** Codes, row-major, each in [0, 2^bits − 1]; E8P12: [rows, ⌈cols/8⌉] codeword indices. */
+  codes: Int32Array | Uint16Array;
   /** One scale per row, or one for the whole part (length 1). Stored as f16. */
   scales: Float32Array;
+  /** Q only: the E8P12 codebook instead of the scalar grid (`bits` is then 2). */
+  codebook?: typeof E8P12;
 }
 
 /**
@@ -66,12 +72,19 @@ function quantTensors(
   rows: number,
   cols: number,
 ): [string, HostTensor][] {
-  if (p.codes.length !== rows * cols)
-    throw new RangeError(`qlr: ${prefix} has ${p.codes.length} codes, expected ${rows}×${cols}`);
+  const e8p = p.codebook === E8P12;
+  const width = e8p ? e8pWidth(cols) / 8 : cols;
+  if (p.codes.length !== rows * width)
+    throw new RangeError(`qlr: ${prefix} has ${p.codes.length} codes, expected ${rows}×${width}`);
   const s = p.scales.length;
   if (s !== 1 && s !== rows) throw new RangeError(`qlr: ${prefix} has ${s} scales, expected 1 or ${rows}`);
   return [
-    [prefix, HostTensor.fromF32(Float32Array.from(p.codes), [rows, cols], codeDType(p.bits))],
+    [
+      prefix,
+      e8p
+        ? new HostTensor('u16', [rows, width], Uint16Array.from(p.codes))
+        : HostTensor.fromF32(Float32Array.from(p.codes), [rows, cols], codeDType(p.bits)),
+    ],
     [`${prefix}_scale`, HostTensor.fromF32(p.scales, [s, 1], 'f16')],
   ];
 }
@@ -90,6 +103,9 @@ const signBits = (s: Int8Array) =>
  * Tensors: `Q` (codes, packed) / `Q_scale` (f16), `L`/`L_scale` (Lᵀ, a scale per rank component), `R`/`R_scale`,
  * `L_ft`/`R_ft` (16-bit), `signs_in`/`signs_out` (u1, 1 = −1), `bias`. A Hadamard layer cut by `select`
  * keeps its selection as indices in its meta (the transform mixes every input, so nothing can be sliced).
+ * Q may be on the E8P12 lattice codebook instead (meta `qCodebook: 'e8p12'`): `Q` then holds u16 codeword
+ * indices [out, ⌈in/8⌉], decoded on the host per forward (a codeword spans 8 columns: such a layer is cut by
+ * `select` as a Hadamard one is, by indices in its meta).
  */
 export class QlrLinear implements LinearLayer {
   readonly kind = QLR_KIND;
@@ -98,6 +114,8 @@ export class QlrLinear implements LinearLayer {
   private readonly n: number;
   readonly kq: number;
   readonly ftRank: number;
+  /** Q is on the E8P12 codebook (u16 codes). */
+  readonly qE8p: boolean;
   private transforms?: { tin?: Float32Array; tout?: Float32Array };
   /** Selected input columns / output rows of the incoherent coordinates (Hadamard layers after `select`). */
   private readonly sel: { in?: Int32Array; out?: Int32Array };
@@ -112,9 +130,16 @@ export class QlrLinear implements LinearLayer {
     const q = t('Q');
     if (q?.shape.length !== 2 || !t('Q_scale'))
       throw new LineageError(`${where}: needs 2-D 'Q' and 'Q_scale'`);
-    [this.m, this.n] = [q.shape[0]!, q.shape[1]!];
     const lc = t('L');
     const rc = t('R');
+    this.qE8p = q.dtype === 'u16';
+    // E8P12 codes span 8 columns (the width padded): the width is the signs', R's or R_ft's
+    const width = this.qE8p ? (t('signs_in')?.size ?? rc?.shape[1] ?? t('R_ft')?.shape[1]) : q.shape[1];
+    if (width === undefined || (this.qE8p && e8pWidth(width) / 8 !== q.shape[1]))
+      throw new LineageError(
+        `${where}: E8P12 codes 'Q' [${q.shape}] need the signs, R or R_ft of a width padding to ${8 * q.shape[1]!} columns`,
+      );
+    [this.m, this.n] = [q.shape[0]!, width];
     if (!!lc !== !!rc || !!t('L_scale') !== !!lc || !!t('R_scale') !== !!rc)
       throw new LineageError(`${where}: 'L', 'L_scale', 'R' and 'R_scale' come together`);
     this.kq = lc ? lc.shape[0]! : 0;
@@ -153,8 +178,8 @@ export class QlrLinear implements LinearLayer {
     for (const k of ['signs_in', 'signs_out', 'bias']) known.add(k);
     for (const k of tensors.keys())
       if (!known.has(k)) throw new LineageError(`${where}: unknown tensor '${k}'`);
-    if ((selection.in || selection.out) && !si)
-      throw new LineageError(`${where}: a selection in meta needs the Hadamard signs`);
+    if ((selection.in || selection.out) && !si && !this.qE8p)
+      throw new LineageError(`${where}: a selection in meta needs the Hadamard signs or an E8P12 Q`);
     for (const [side, n] of [
       ['in', this.n],
       ['out', this.m],
@@ -238,6 +263,9 @@ export class QlrLinear implements LinearLayer {
 
   /** scale·(codes − offset) of part `k` on the backend, from the parameters' device copies. */
   private async dequantized(ops: Ops, k: 'Q' | 'L' | 'R'): Promise<Tensor> {
+    // E8P12: decoded on the host (a table lookup per 8 weights) and uploaded; freed after its one use
+    if (k === 'Q' && this.qE8p)
+      return ops.upload(this.e8pQ(new Float32Array(this.m * this.n)), [this.m, this.n]);
     const be = ops.backend;
     const codes = this.params.get(k)!;
     const bits = codes.value.dtype === 'u8' ? 8 : Number(codes.value.dtype.slice(1));
@@ -251,7 +279,9 @@ export class QlrLinear implements LinearLayer {
     const be = ops.backend;
     const { tin, tout } = this.hostTransforms();
     const xt = tin ? await ops.linear(x, ops.upload(tin, [this.n, this.inFeatures])) : x;
-    let y = await ops.linear(xt, await this.dequantized(ops, 'Q'));
+    const q = await this.dequantized(ops, 'Q');
+    let y = await ops.linear(xt, q);
+    if (this.qE8p) ops.dispose(q);
     if (this.kq > 0) {
       const h = await ops.linear(xt, await this.dequantized(ops, 'R'));
       y = await ops.add(y, await ops.matmul(h, await this.dequantized(ops, 'L')));
@@ -278,12 +308,28 @@ export class QlrLinear implements LinearLayer {
       rank: this.rank,
       ftRank: this.ftRank,
       hadamard: this.hadamard,
+      ...(this.qE8p ? { qCodebook: E8P12 } : {}),
       ...(this.sel.in ? { inputs: [...this.sel.in] } : {}),
       ...(this.sel.out ? { outputs: [...this.sel.out] } : {}),
     };
   }
 
+  /** The E8P12 Q decoded into out [m, n] (padding dropped). */
+  private e8pQ<T extends Float32Array | Float64Array>(out: T): T {
+    const codes = this.value('Q')!;
+    e8pDecodeInto(
+      codes.data as Uint16Array,
+      this.value('Q_scale')!.toF32(),
+      this.m,
+      codes.shape[1]!,
+      this.n,
+      out,
+    );
+    return out;
+  }
+
   private dequantizedHost(k: 'Q' | 'L' | 'R'): Matrix64 {
+    if (k === 'Q' && this.qE8p) return matrix64(this.m, this.n, this.e8pQ(new Float64Array(this.m * this.n)));
     const codes = this.value(k)!;
     const bits = codes.dtype === 'u8' ? 8 : Number(codes.dtype.slice(1));
     const off = (2 ** bits - 1) / 2;
@@ -330,7 +376,7 @@ export class QlrLinear implements LinearLayer {
 
   /**
    * Output rows and input columns. Without a transform Q, L, R and the 16-bit ranks are sliced (codes stay
-   * packed). With one, every input feeds every transformed coordinate, so the parts are kept and the
+   * packed). With one (or an E8P12 Q, whose codewords span 8 columns), the parts are kept and the
    * selection is composed into the indices of T_in's columns / T_out's columns (meta `inputs`/`outputs`).
    */
   select(selection: Selection): QlrLinear {
@@ -346,7 +392,7 @@ export class QlrLinear implements LinearLayer {
     };
     take('bias', 0, rows);
     const sel = { ...this.sel };
-    if (this.hadamard) {
+    if (this.hadamard || this.qE8p) {
       const compose = (prev: Int32Array | undefined, idx: Int32Array) =>
         Int32Array.from(idx, (i) => (prev ? prev[i]! : i));
       if (rows) sel.out = compose(this.sel.out, rows);
@@ -386,7 +432,11 @@ registerLinearKind({
       throw new LineageError(
         `qlr layer '${where}': its tensors make [${l.outFeatures}, ${l.inFeatures}], the config implies [${out}, ${inp}]`,
       );
-    const m = meta as { rank?: unknown; ftRank?: unknown } | null;
+    const m = meta as { rank?: unknown; ftRank?: unknown; qCodebook?: unknown } | null;
+    if ((m?.qCodebook === E8P12) !== l.qE8p)
+      throw new LineageError(
+        `qlr layer '${where}': config.json says Q is on ${m?.qCodebook === undefined ? 'the scalar grid' : `codebook ${JSON.stringify(m.qCodebook)}`}, its tensor 'Q' is ${tensors.get('Q')!.dtype}${l.qE8p ? ' (E8P12 codes)' : ''}`,
+      );
     if (
       m &&
       ((m.rank !== undefined && m.rank !== l.rank) || (m.ftRank !== undefined && m.ftRank !== l.ftRank))

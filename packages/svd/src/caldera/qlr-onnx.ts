@@ -15,7 +15,7 @@ const bitsOf = (dtype: string) => (dtype === 'u8' ? 8 : Number(dtype.slice(1)));
  * `qlr` (CALDERA) in ONNX as itself, y = x·(Q + L·R)ᵀ + x·(L_ft·R_ft)ᵀ: Q as a MatMulNBits (its row or
  * single scale), R as a MatMulNBits giving x·Rᵀ [.., kq], which is scaled by L's per-component scales and
  * fed to a MatMulNBits on L's codes (scales 1), and the 16-bit ranks as two MatMuls on f16 initializers.
- * Every part keeps its stored bits. Layers with Hadamard incoherence and 3-bit parts are refused.
+ * Every part keeps its stored bits. Layers with Hadamard incoherence, 3-bit parts or an E8P12 Q are refused.
  */
 export const qlrExporter: Omit<LayerExporter<QlrLinear>, 'kind'> = {
   linear(ctx, layer, x) {
@@ -26,6 +26,7 @@ export const qlrExporter: Omit<LayerExporter<QlrLinear>, 'kind'> = {
       throw new LineageError(`layer '${ctx.name}' (qlr): ${why} cannot be exported to ONNX yet`);
     };
     if (layer.hadamard) refuse('Hadamard incoherence');
+    if (layer.qE8p) refuse('a Q on the E8P12 lattice codebook');
     const [m, n, kq] = [layer.outFeatures, layer.inFeatures, layer.kq];
     /** scale·(codes − offset) of part k [rows, cols], times x: a MatMulNBits with whole-row groups. */
     const part = (k: 'Q' | 'R', v: string, rows: number, cols: number) => {

@@ -1,5 +1,17 @@
 import { LineageError } from '@lineage/core';
-import { dequantize, ldlq, type QuantBits, type QuantizedMatrix, rtn, tensorScale } from '@lineage/quant';
+import {
+  dequantize,
+  type E8pMatrix,
+  e8pDequantize,
+  e8pTensorScale,
+  ldlq,
+  ldlqE8p,
+  padForE8p,
+  type QuantBits,
+  type QuantizedMatrix,
+  rtn,
+  tensorScale,
+} from '@lineage/quant';
 import type { MatrixQuantizer } from './decompose.js';
 
 /*
@@ -9,6 +21,9 @@ import type { MatrixQuantizer } from './decompose.js';
  *   bits per matrix where a scale per row costs 16/n bits per weight (0.21 bits/param on stories260K: more
  *   than a 2.5-bit budget leaves), at about the same proxy error except on rows of unequal scale (q/k),
  *   which the L·R part absorbs (docs/caldera.md).
+ * - or Q on QuIP#'s E8P12 lattice codebook (`qCodebook: 'e8p12'`, as the reference): LDLQ over blocks of 8
+ *   columns, one 16-bit code per 8 weights and again one scale per matrix (its RMS / 1.03), the width padded
+ *   to a multiple of 8.
  * - L and R: quant's `rtn` on Lᵀ and R, one scale per rank component (per row of Lᵀ and R).
  */
 
@@ -47,6 +62,24 @@ export function qQuantizer(bits: QuantBits, name?: string): MatrixQuantizer<Quan
     if (!h) throw new Error('caldera: the Q step needs the Hessian');
     const payload = tensorLdlq(w, rows, cols, h, bits, name ? { name } : {});
     return { values: dequantize(payload), payload };
+  };
+}
+
+/** Q on E8P12: LDLQ in blocks of 8 on the padded Hessian, one scale for the matrix; the payload is padded. */
+export function qE8pQuantizer(name?: string): MatrixQuantizer<E8pMatrix> {
+  return (w, rows, cols, h) => {
+    if (!h) throw new Error('caldera: the Q step needs the Hessian');
+    const p = padForE8p(w, rows, cols, h);
+    let payload: E8pMatrix;
+    try {
+      payload = ldlqE8p(p.w, rows, p.cols, p.h, { scale: e8pTensorScale(w) }, name ? `ldlq ${name}` : 'ldlq');
+    } catch (e) {
+      if (!(e instanceof LineageError) || !/not positive definite/.test(e.message)) throw e;
+      throw new LineageError(
+        `caldera: the Hessian of ${name ? `'${name}'` : 'the layer'} is not positive definite even after damping (${e.message})`,
+      );
+    }
+    return { values: e8pDequantize(payload, cols), payload };
   };
 }
 
