@@ -41,14 +41,18 @@ export {
   toModelShape,
 } from './init.js';
 export { formatDuration, formatStep, formatTokens, JsonlLog, readJsonl, type StepRecord } from './log.js';
+export { canFuseKdHead, denseHead, fusedKdHead } from './kd-head.js';
 export {
   type DistillLoss,
+  type FinalCapture,
   type ForwardCapture,
   forwardCapture,
+  forwardFinal,
   type HiddenLossOptions,
   layerPairs,
   type StepLossOptions,
   stepLoss,
+  type TeacherFinal,
 } from './losses.js';
 export {
   LR_RANGE_DEFAULTS,
