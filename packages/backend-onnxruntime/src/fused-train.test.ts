@@ -1,10 +1,10 @@
 import {
   type Backend,
   crossEntropyLoss,
+  HostTensor,
   JsBackend,
   klDivergence,
   Parameter,
-  HostTensor,
   Random,
   valueAndGrad,
 } from '@lineage/core';

@@ -77,7 +77,8 @@ export class OrtFusedTraining implements FusedTraining {
         unsupported: `teacher hidden [${i.teacherHidden.shape}] and head [${i.teacherWeight.shape}] do not match the student's`,
       };
     if (i.targets.length !== N) return { unsupported: `${i.targets.length} targets for ${N} rows` };
-    for (const t of i.targets) if (!(t >= 0 && t < V)) return { unsupported: `target ${t} outside the vocabulary` };
+    for (const t of i.targets)
+      if (!(t >= 0 && t < V)) return { unsupported: `target ${t} outside the vocabulary` };
     const T = i.temperature;
     let p = this.sessions.get(T);
     if (!p) {

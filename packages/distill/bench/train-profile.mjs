@@ -40,10 +40,16 @@ const B = Number(env('LINEAGE_BENCH_BATCH', smoke ? 1 : 4));
 const T = Number(env('LINEAGE_BENCH_SEQ', smoke ? 16 : 256));
 const steps = Number(env('LINEAGE_BENCH_STEPS', smoke ? 1 : 2));
 const args = process.argv.slice(2);
-const variants = args.includes('--fused') ? ['fused'] : args.includes('--composite') ? ['composite'] : ['composite', 'fused'];
+const variants = args.includes('--fused')
+  ? ['fused']
+  : args.includes('--composite')
+    ? ['composite']
+    : ['composite', 'fused'];
 
 // ---- instrumentation: seconds inside onnxruntime's session.run, and inside each backend call
-const ortPkg = createRequire(join(repo, 'packages', 'backend-onnxruntime', 'package.json'))('onnxruntime-node');
+const ortPkg = createRequire(join(repo, 'packages', 'backend-onnxruntime', 'package.json'))(
+  'onnxruntime-node',
+);
 let ortSeconds = 0;
 const ort = {
   ...ortPkg,
@@ -73,8 +79,24 @@ let phase = 'setup';
 const acc = new Map(); // `${phase}|${part}` → seconds inside backend calls
 const isHead = (shape) => shape?.some((d) => d === V);
 const METHODS = [
-  'matmul', 'binary', 'unary', 'scale', 'reduce', 'softmax', 'logSoftmax', 'rmsNorm', 'rope', 'gather',
-  'crossEntropy', 'reshape', 'transpose', 'slice', 'concat', 'attention', 'read', 'upload',
+  'matmul',
+  'binary',
+  'unary',
+  'scale',
+  'reduce',
+  'softmax',
+  'logSoftmax',
+  'rmsNorm',
+  'rope',
+  'gather',
+  'crossEntropy',
+  'reshape',
+  'transpose',
+  'slice',
+  'concat',
+  'attention',
+  'read',
+  'upload',
 ];
 let depth = 0;
 for (const m of METHODS) {
@@ -103,9 +125,9 @@ for (const m of METHODS) {
 
 // ---- the step, phase by phase
 const teacher = initModel(config, { seed: 1 });
-const student = perturbLinearWeights(initModel(config, { seed: 1 }), 0.3, 2);
-const params = [...student.namedParameters().values()];
-const rng = new Random(7);
+let student;
+let params;
+let rng;
 const batchIds = () => {
   const ids = new Int32Array(B * T);
   const targets = new Int32Array(B * T);
@@ -127,6 +149,7 @@ async function profiledStep(variant, optimizer) {
     ort0[name] = ortSeconds - ort0[name];
   };
   const ortIn = {};
+  let klValue;
   const { ids, targets } = batchIds();
   const tops = new Ops(backend);
   let t0 = t('teacher forward');
@@ -143,7 +166,9 @@ async function profiledStep(variant, optimizer) {
     const loss = await g.tidy(async () => {
       t0 = t('student forward');
       const s =
-        variant === 'fused' ? await forwardFinal(g, student, ids, B) : await forwardCapture(g, student, ids, B);
+        variant === 'fused'
+          ? await forwardFinal(g, student, ids, B)
+          : await forwardCapture(g, student, ids, B);
       end('student forward', t0);
       ortIn['student forward'] = ort0['student forward'];
       t0 = t('loss (head, KL, CE)');
@@ -156,7 +181,7 @@ async function profiledStep(variant, optimizer) {
         await g.tape.untaped(() => crossEntropyLoss(g, s.logits, targets));
         kl = await klDivergence(g, tout.logits, s.logits, { temperature: 1 });
       }
-      await g.readF32(kl);
+      klValue = (await g.readF32(kl))[0];
       end('loss (head, KL, CE)', t0);
       ortIn['loss (head, KL, CE)'] = ort0['loss (head, KL, CE)'];
       return kl;
@@ -179,26 +204,40 @@ async function profiledStep(variant, optimizer) {
   t0 = t('AdamW');
   optimizer.step(grads, 1e-4);
   end('AdamW', t0);
-  return { wall, ortIn };
+  return { wall, ortIn, kl: klValue };
 }
 
 const bench = startBench('distill-train-profile');
 const results = {};
+const firstKl = {};
 for (const variant of variants) {
+  // the same student and batches for each variant, so their first losses must agree
+  student = perturbLinearWeights(initModel(config, { seed: 1 }), 0.3, 2);
+  params = [...student.namedParameters().values()];
+  rng = new Random(7);
   const optimizer = new AdamW(student.namedParameters(), { lr: 1e-4 });
   const runs = [];
   for (let s = 0; s <= steps; s++) {
     acc.clear();
     const r = await profiledStep(variant, optimizer);
+    if (s === 0) firstKl[variant] = r.kl;
     if (s > 0 || steps === 0) runs.push({ ...r, ops: Object.fromEntries(acc) });
-    if (!smoke) process.stderr.write(`${variant} step ${s}: ${Object.values(r.wall).reduce((a, b) => a + b, 0).toFixed(2)} s\n`);
+    if (!smoke)
+      process.stderr.write(
+        `${variant} step ${s}: ${Object.values(r.wall)
+          .reduce((a, b) => a + b, 0)
+          .toFixed(2)} s\n`,
+      );
   }
   const phases = Object.keys(runs[0].wall);
   const rows = phases.map((p) => {
     const m = (f) => median(runs.map(f));
     return {
       phase: p,
-      seconds: saneNonNegative(`${p} seconds`, m((r) => r.wall[p])),
+      seconds: saneNonNegative(
+        `${p} seconds`,
+        m((r) => r.wall[p]),
+      ),
       insideOnnxruntime: m((r) => r.ortIn[p] ?? 0),
       backendHead: m((r) => r.ops[`${p}|head`] ?? 0),
       backendBlocks: m((r) => r.ops[`${p}|blocks`] ?? 0),
@@ -206,8 +245,12 @@ for (const variant of variants) {
     };
   });
   const total = rows.reduce((a, r) => a + r.seconds, 0);
-  console.log(`\n${variant} step, ${B}×${T} tokens: ${total.toFixed(2)} s (${((B * T) / total).toFixed(1)} tokens/s), median of ${runs.length} steps`);
-  console.log('| phase | s | share | inside onnxruntime | backend calls: head/loss | blocks | reads to host | JS (rest) |');
+  console.log(
+    `\n${variant} step, ${B}×${T} tokens: ${total.toFixed(2)} s (${((B * T) / total).toFixed(1)} tokens/s), median of ${runs.length} steps`,
+  );
+  console.log(
+    '| phase | s | share | inside onnxruntime | backend calls: head/loss | blocks | reads to host | JS (rest) |',
+  );
   console.log('|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     const inOps = r.backendHead + r.backendBlocks + r.backendRead;
@@ -218,4 +261,11 @@ for (const variant of variants) {
   results[variant] = { total, tokensPerSecond: (B * T) / total, rows };
 }
 await backend.close();
-bench.finish({ batch: B, seq: T, steps, results });
+if (firstKl.composite !== undefined && firstKl.fused !== undefined) {
+  const rel = Math.abs(firstKl.fused - firstKl.composite) / firstKl.composite;
+  console.log(
+    `first-step KL: per-op ${firstKl.composite}, fused ${firstKl.fused} (relative difference ${rel.toExponential(1)})`,
+  );
+  if (!(rel <= 1e-4)) throw new Error('the fused KD head disagrees with the per-op loss');
+}
+bench.finish({ batch: B, seq: T, steps, results, firstKl });

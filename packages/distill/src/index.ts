@@ -40,8 +40,8 @@ export {
   type QuotedShape,
   toModelShape,
 } from './init.js';
-export { formatDuration, formatStep, formatTokens, JsonlLog, readJsonl, type StepRecord } from './log.js';
 export { canFuseKdHead, denseHead, fusedKdHead } from './kd-head.js';
+export { formatDuration, formatStep, formatTokens, JsonlLog, readJsonl, type StepRecord } from './log.js';
 export {
   type DistillLoss,
   type FinalCapture,

@@ -1,5 +1,6 @@
 import {
   type Backend,
+  crossEntropyLoss,
   type FusedTraining,
   GradOps,
   HostTensor,
@@ -11,7 +12,6 @@ import {
   namedParameters,
   Parameter,
   valueAndGrad,
-  crossEntropyLoss,
 } from '@lineage/core';
 import { sharedPath } from '@lineage/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -78,8 +78,13 @@ const B = 2;
 const T = 12;
 beforeAll(async () => {
   teacher = (await loadModel(sharedPath('models', 'stories260K', 'stories260K.bin'))).model;
-  student = perturbLinearWeights((await loadModel(sharedPath('models', 'stories260K', 'stories260K.bin'))).model, 0.3, 1);
-  const text = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends.';
+  student = perturbLinearWeights(
+    (await loadModel(sharedPath('models', 'stories260K', 'stories260K.bin'))).model,
+    0.3,
+    1,
+  );
+  const text =
+    'Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends.';
   const tok = teacher.tokenizer!.encode(text, { bos: true });
   ids = Int32Array.from({ length: B * T }, (_, i) => tok[i % tok.length]!);
   targets = Int32Array.from({ length: B * T }, (_, i) => tok[(i + 1) % tok.length]!);
@@ -102,13 +107,19 @@ describe('fused KD head in the distillation step', () => {
   it('can fuse only where the backend offers it and both heads are plain matrices on it', () => {
     const fj = new FusedJs();
     expect(canFuseKdHead(new GradOps(fj), student, teacher, new GradOps(fj))).toBe(true);
-    expect(canFuseKdHead(new GradOps(new JsBackend()), student, teacher, new GradOps(new JsBackend()))).toBe(false);
+    expect(canFuseKdHead(new GradOps(new JsBackend()), student, teacher, new GradOps(new JsBackend()))).toBe(
+      false,
+    );
     expect(canFuseKdHead(new GradOps(fj), student, teacher, new GradOps(new FusedJs()))).toBe(false);
   });
 
   for (const [name, o, layers] of [
     ['KL at T = 1', opts(), []],
-    ['KL at T = 2 with the hidden-state loss on two layer pairs', opts({ temperature: 2, studentLayers: [1, 3] }), [1, 3]],
+    [
+      'KL at T = 2 with the hidden-state loss on two layer pairs',
+      opts({ temperature: 2, studentLayers: [1, 3] }),
+      [1, 3],
+    ],
   ] as const) {
     it(`${name}: loss, metrics and every gradient as the composite path`, async () => {
       const fj = new FusedJs();
@@ -117,7 +128,9 @@ describe('fused KD head in the distillation step', () => {
       const ref = await step(new JsBackend(), o, 'logits', [...layers]);
       expect(Math.abs(fused.loss - ref.loss)).toBeLessThanOrEqual(1e-5 * ref.loss);
       for (const k of Object.keys(ref.metrics))
-        expect(Math.abs(fused.metrics[k]! - ref.metrics[k]!), k).toBeLessThanOrEqual(1e-5 * Math.abs(ref.metrics[k]!) + 1e-7);
+        expect(Math.abs(fused.metrics[k]! - ref.metrics[k]!), k).toBeLessThanOrEqual(
+          1e-5 * Math.abs(ref.metrics[k]!) + 1e-7,
+        );
       expect(Object.keys(fused.metrics).sort()).toEqual(Object.keys(ref.metrics).sort());
       expect(fused.grads.size).toBe(ref.grads.size);
       for (const p of ref.params) {

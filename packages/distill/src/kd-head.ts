@@ -37,9 +37,12 @@ registerGradient<null>(OP, {
   vjp: async (ops, dy, n) => {
     const s = (await ops.readF32(dy))[0]!;
     const [, , dh, dw] = n.inputs as [Tensor, Tensor, Tensor, Tensor];
+    // The usual seed is 1 (the KL is the whole loss): a reshape is a new handle on the same values (no
+    // copy of the [V, D] gradient), which the tape may free independently of the saved one.
+    const by = (g: Tensor) => (s === 1 ? ops.reshape(g, g.shape) : ops.scale(g, s));
     return [
-      n.needsGrad[0] ? await ops.scale(dh, s) : undefined,
-      n.needsGrad[1] ? await ops.scale(dw, s) : undefined,
+      n.needsGrad[0] ? await by(dh) : undefined,
+      n.needsGrad[1] ? await by(dw) : undefined,
       undefined,
       undefined,
     ];
