@@ -123,6 +123,20 @@ for (const m of METHODS) {
   };
 }
 
+// the fused KD head is a backend call too (on the head/loss side)
+if (backend.fusedTraining) {
+  const kd = backend.fusedTraining.kdHead.bind(backend.fusedTraining);
+  backend.fusedTraining.kdHead = async (i) => {
+    const t0 = performance.now();
+    try {
+      return await kd(i);
+    } finally {
+      const k = `${phase}|head`;
+      acc.set(k, (acc.get(k) ?? 0) + (performance.now() - t0) / 1000);
+    }
+  };
+}
+
 // ---- the step, phase by phase
 const teacher = initModel(config, { seed: 1 });
 let student;
