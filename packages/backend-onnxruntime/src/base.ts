@@ -35,6 +35,7 @@ import {
   transposeDims,
 } from '@lineage/core/backend';
 import { OrtFusedEvaluation } from './fused.js';
+import { OrtFusedTraining } from './fused-train.js';
 import * as G from './kernels.js';
 import {
   INSTALL_COMMAND,
@@ -128,6 +129,8 @@ export class OnnxruntimeBackend implements Backend {
   private closed = false;
   /** Whole-model evaluation graphs (cpu; see fused.ts). */
   readonly fused: OrtFusedEvaluation | undefined;
+  /** The distillation head as one graph (cpu; see fused-train.ts). */
+  readonly fusedTraining: OrtFusedTraining | undefined;
 
   constructor(
     private readonly ort: OrtModule,
@@ -140,6 +143,13 @@ export class OnnxruntimeBackend implements Backend {
     this.onGpu = device === 'webgpu';
     this.small = this.onGpu ? 0 : (options.smallOpThreshold ?? DEFAULT_SMALL_OP_THRESHOLD);
     this.fused = device === 'cpu' ? new OrtFusedEvaluation(ort, sessionOptions) : undefined;
+    this.fusedTraining =
+      device === 'cpu'
+        ? new OrtFusedTraining(ort, sessionOptions, {
+            feed: (t) => this.feed(t, 'kdHead'),
+            wrap: (v, shape) => this.wrap(v, 'f32', shape),
+          })
+        : undefined;
   }
 
   // -------------------------------------------------------------------------------------------------
@@ -703,6 +713,7 @@ export class OnnxruntimeBackend implements Backend {
   async close(): Promise<void> {
     this.closed = true;
     await this.fused?.close();
+    await this.fusedTraining?.close();
     const all = [...this.sessions.values()];
     this.sessions.clear();
     for (const p of all) {

@@ -14,6 +14,7 @@ export { type BackwardOptions, Tape } from './autograd/tape.js';
 export * from './autograd/value-and-grad.js';
 // Backends
 export * from './backend/backend.js';
+export * from './backend/fused-training.js';
 export { createJsBackend, JsBackend } from './backend/js/js-backend.js';
 export { Ops } from './backend/ops.js';
 export { getBackend, listBackends, registerBackend, useBackend } from './backend/registry.js';

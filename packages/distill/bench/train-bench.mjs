@@ -18,7 +18,8 @@
 // Run after `pnpm build`: pnpm --filter @lineage/distill bench
 // Env: LINEAGE_BENCH_BACKENDS (default "onnxruntime"; "js,onnxruntime" adds the reference backend, whose
 // 1 × 128 steps take about a minute each; a backend that is not built is reported as skipped),
-// LINEAGE_BENCH_ROUNDS (alternations, default and minimum 3), LINEAGE_BENCH_STEPS (timed steps per round
+// LINEAGE_BENCH_PER_OP_HEAD=1 adds the onnxruntime step without its fused KD head (the per-op path) and the
+// same-run ratio of the two, LINEAGE_BENCH_ROUNDS (alternations, default and minimum 3), LINEAGE_BENCH_STEPS (timed steps per round
 // after one warm-up step, default 3; js: 2), LINEAGE_BENCH_BATCH × LINEAGE_BENCH_SEQ tokens per step
 // (default 4 × 256; js: 1 × 128), LINEAGE_BENCH_TORCH=0 skips the PyTorch row.
 // --smoke (or LINEAGE_BENCH_SMOKE=1): a tiny model (llama2 vocabulary), 2 steps of 1 × 16 tokens, a 256³
@@ -216,6 +217,20 @@ const main = backends.find((b) => b.name === 'onnxruntime' && b.backend) ?? back
 const measures = {};
 if (ort) measures.matmul = () => ortMatmulGflops(ort);
 for (const b of backends) if (b.backend) measures[b.name] = () => distillStep(b.backend, b.B, b.T, b.steps);
+// The step before the fused KD head (per-op logits, log-softmax and KL, and their backward), for a
+// same-run ratio: LINEAGE_BENCH_PER_OP_HEAD=1 (on by default in smoke mode, so that path stays exercised).
+const perOpHead = env('LINEAGE_BENCH_PER_OP_HEAD', smoke ? '1' : '0') === '1';
+if (perOpHead && main?.backend?.fusedTraining) {
+  measures['per-op head'] = async () => {
+    const saved = main.backend.fusedTraining;
+    main.backend.fusedTraining = undefined;
+    try {
+      return await distillStep(main.backend, main.B, main.T, main.steps);
+    } finally {
+      main.backend.fusedTraining = saved;
+    }
+  };
+}
 if (main && !torch.missing) measures.torch = () => torchStep(main.B, main.T, main.steps);
 const samples = await alternate(rounds, measures);
 
@@ -266,6 +281,22 @@ for (const b of backends) {
     });
   }
   await b.backend.close?.();
+}
+if (samples['per-op head']?.length) {
+  report(
+    `${main.backend.name} (${main.backend.device}), per-op KD head`,
+    main.B,
+    main.T,
+    samples['per-op head'],
+  );
+  bench.ratio(
+    `${main.name} fused-head step / per-op-head step (tokens/s)`,
+    samples['per-op head'],
+    samples[main.name],
+    {
+      note: 'per-op-head step seconds / this step seconds',
+    },
+  );
 }
 let torchInfo = { skipped: torch.missing ?? 'no backend to compare' };
 if (samples.torch?.length) {

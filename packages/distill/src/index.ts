@@ -40,15 +40,19 @@ export {
   type QuotedShape,
   toModelShape,
 } from './init.js';
+export { canFuseKdHead, denseHead, fusedKdHead } from './kd-head.js';
 export { formatDuration, formatStep, formatTokens, JsonlLog, readJsonl, type StepRecord } from './log.js';
 export {
   type DistillLoss,
+  type FinalCapture,
   type ForwardCapture,
   forwardCapture,
+  forwardFinal,
   type HiddenLossOptions,
   layerPairs,
   type StepLossOptions,
   stepLoss,
+  type TeacherFinal,
 } from './losses.js';
 export {
   LR_RANGE_DEFAULTS,

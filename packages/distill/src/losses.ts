@@ -8,6 +8,7 @@ import {
   type Ops,
   type Tensor,
 } from '@lineage/core';
+import { fusedKdHead } from './kd-head.js';
 
 /** What the student is trained on: forward KL to the teacher's logits, next-token cross-entropy, or both. */
 export type DistillLoss = 'kl' | 'ce' | 'kl+ce';
@@ -60,17 +61,25 @@ export interface ForwardCapture {
   hidden: Tensor[];
 }
 
+/** The model's final hidden states (after the final norm) as rows, and the outputs of some blocks. */
+export interface FinalCapture {
+  /** [B·T, D] */
+  final: Tensor;
+  /** Block outputs [B, T, D] of the requested layers, in the order requested. */
+  hidden: Tensor[];
+}
+
 /**
- * The model's forward pass (as LlamaModel.forward) that also returns the outputs of some blocks. Works
- * on plain Ops (teacher) and on GradOps (student, recorded for the backward pass).
+ * The model's forward pass up to the final norm (as LlamaModel.hidden) that also returns the outputs of
+ * some blocks. Works on plain Ops (teacher) and on GradOps (student, recorded for the backward pass).
  */
-export async function forwardCapture(
+export async function forwardFinal(
   ops: Ops,
   model: LlamaModel,
   ids: Int32Array,
   batch: number,
   layers: readonly number[] = [],
-): Promise<ForwardCapture> {
+): Promise<FinalCapture> {
   const T = ids.length / batch;
   return ops.tidy(async () => {
     const rope = model.rope(ops, T);
@@ -83,9 +92,33 @@ export async function forwardCapture(
       });
     }
     const h = await model.finalNorm(ops, x);
-    const logits = await model.logits(ops, await ops.reshape(h, [batch * T, model.config.hiddenSize]));
-    return { logits, hidden: hidden as Tensor[] };
+    return { final: await ops.reshape(h, [batch * T, model.config.hiddenSize]), hidden: hidden as Tensor[] };
   });
+}
+
+/**
+ * The model's forward pass (as LlamaModel.forward) that also returns the outputs of some blocks. Works
+ * on plain Ops (teacher) and on GradOps (student, recorded for the backward pass).
+ */
+export async function forwardCapture(
+  ops: Ops,
+  model: LlamaModel,
+  ids: Int32Array,
+  batch: number,
+  layers: readonly number[] = [],
+): Promise<ForwardCapture> {
+  return ops.tidy(async () => {
+    const f = await forwardFinal(ops, model, ids, batch, layers);
+    return { logits: await model.logits(ops, f.final), hidden: f.hidden };
+  });
+}
+
+/**
+ * The teacher's outputs for the fused distillation head: its final hidden states and the model (its head
+ * is applied inside the fused call), with the mapped block outputs.
+ */
+export interface TeacherFinal extends FinalCapture {
+  model: LlamaModel;
 }
 
 export interface StepLossOptions {
@@ -107,10 +140,85 @@ export async function stepLoss(
   ids: Int32Array,
   targets: Int32Array,
   batch: number,
+  teacher: ForwardCapture | TeacherFinal | undefined,
+  o: StepLossOptions,
+): Promise<{ loss: Tensor; metrics: Record<string, Tensor> }> {
+  if (teacher && 'final' in teacher) return fusedStepLoss(ops, student, ids, targets, batch, teacher, o);
+  const s = await forwardCapture(ops, student, ids, batch, o.studentLayers);
+  return composite(ops, s, targets, teacher, o);
+}
+
+/**
+ * stepLoss with the teacher's final hidden states: the KL head on the backend's fused capability when it
+ * serves this pair (loss 'kl'), else both models' logits and the composite loss.
+ */
+async function fusedStepLoss(
+  ops: GradOps,
+  student: LlamaModel,
+  ids: Int32Array,
+  targets: Int32Array,
+  batch: number,
+  teacher: TeacherFinal,
+  o: StepLossOptions,
+): Promise<{ loss: Tensor; metrics: Record<string, Tensor> }> {
+  const s = await forwardFinal(ops, student, ids, batch, o.studentLayers);
+  const fused =
+    o.loss === 'kl'
+      ? await fusedKdHead(ops, student, s.final, teacher.model, teacher.final, targets, o)
+      : undefined;
+  if (fused) {
+    const terms = [fused.kl];
+    const metrics: Record<string, Tensor> = { ce: fused.ce, kl: fused.kl };
+    await hiddenTerm(ops, s.hidden, teacher.hidden, o, metrics, terms);
+    return sumTerms(ops, terms, metrics);
+  }
+  const logits = await ops.tape.untaped(() => teacher.model.logits(ops, teacher.final));
+  return composite(
+    ops,
+    { logits: await student.logits(ops, s.final), hidden: s.hidden },
+    targets,
+    { logits, hidden: teacher.hidden },
+    o,
+  );
+}
+
+async function hiddenTerm(
+  ops: GradOps,
+  student: readonly Tensor[],
+  teacher: readonly Tensor[],
+  o: StepLossOptions,
+  metrics: Record<string, Tensor>,
+  terms: Tensor[],
+): Promise<void> {
+  if (!student.length) return;
+  let sum: Tensor | undefined;
+  for (let i = 0; i < student.length; i++) {
+    const m = await mseLoss(ops, student[i]!, teacher[i]!);
+    sum = sum ? await ops.add(sum, m) : m;
+  }
+  const mean = await ops.scale(sum!, 1 / student.length);
+  metrics.hidden = mean;
+  terms.push(o.hiddenWeight === 1 ? mean : await ops.scale(mean, o.hiddenWeight));
+}
+
+async function sumTerms(
+  ops: GradOps,
+  terms: Tensor[],
+  metrics: Record<string, Tensor>,
+): Promise<{ loss: Tensor; metrics: Record<string, Tensor> }> {
+  let loss = terms[0]!;
+  for (let i = 1; i < terms.length; i++) loss = await ops.add(loss, terms[i]!);
+  return { loss, metrics };
+}
+
+/** The objective from the student's logits (the reference path). */
+async function composite(
+  ops: GradOps,
+  s: ForwardCapture,
+  targets: Int32Array,
   teacher: ForwardCapture | undefined,
   o: StepLossOptions,
 ): Promise<{ loss: Tensor; metrics: Record<string, Tensor> }> {
-  const s = await forwardCapture(ops, student, ids, batch, o.studentLayers);
   const metrics: Record<string, Tensor> = {};
   const terms: Tensor[] = [];
   const usesCe = !teacher || o.loss !== 'kl';
@@ -125,18 +233,7 @@ export async function stepLoss(
       terms.push(kl);
     }
     if (o.loss !== 'kl') terms.push(o.ceWeight === 1 ? ce : await ops.scale(ce, o.ceWeight));
-    if (s.hidden.length) {
-      let sum: Tensor | undefined;
-      for (let i = 0; i < s.hidden.length; i++) {
-        const m = await mseLoss(ops, s.hidden[i]!, teacher.hidden[i]!);
-        sum = sum ? await ops.add(sum, m) : m;
-      }
-      const mean = await ops.scale(sum!, 1 / s.hidden.length);
-      metrics.hidden = mean;
-      terms.push(o.hiddenWeight === 1 ? mean : await ops.scale(mean, o.hiddenWeight));
-    }
+    await hiddenTerm(ops, s.hidden, teacher.hidden, o, metrics, terms);
   } else terms.push(ce);
-  let loss = terms[0]!;
-  for (let i = 1; i < terms.length; i++) loss = await ops.add(loss, terms[i]!);
-  return { loss, metrics };
+  return sumTerms(ops, terms, metrics);
 }

@@ -4,13 +4,21 @@ import {
   GradientAccumulator,
   gradNorm,
   type LlamaModel,
-  type Ops,
+  Ops,
   type Optimizer,
   type Parameter,
   type Tensor,
   valueAndGrad,
 } from '@lineage/core';
-import { type ForwardCapture, forwardCapture, type StepLossOptions, stepLoss } from './losses.js';
+import { canFuseKdHead } from './kd-head.js';
+import {
+  type ForwardCapture,
+  forwardCapture,
+  forwardFinal,
+  type StepLossOptions,
+  stepLoss,
+  type TeacherFinal,
+} from './losses.js';
 import { addRegularizers, type ResolvedRegularizer } from './regularizers.js';
 
 /** What one optimiser step needs: the models, the objective, the batch plan and the optimiser. */
@@ -61,6 +69,12 @@ export async function trainStep(c: StepContext, batch: Int32Array, lr: number): 
   const acc = new GradientAccumulator();
   let grads: Map<Parameter, Float32Array> | undefined;
   let lossSum = 0;
+  // The distillation head as one fused backend call when the backend has it and both heads are plain
+  // matrices on it (onnxruntime-cpu); every other case keeps the composite ops (the js reference included).
+  const fuseHead =
+    c.teacher !== undefined &&
+    c.loss.loss === 'kl' &&
+    canFuseKdHead(new Ops(backend), model, c.teacher.model, c.teacher.ops);
   const metrics: Record<string, number> = {};
   for (let r0 = 0; r0 < batchSize; r0 += micro) {
     const rows = Math.min(micro, batchSize - r0);
@@ -71,14 +85,20 @@ export async function trainStep(c: StepContext, batch: Int32Array, lr: number): 
       ids.set(w.subarray(0, seqLen), b * seqLen);
       targets.set(w.subarray(1), b * seqLen);
     }
-    let teacherOut: ForwardCapture | undefined;
+    let teacherOut: ForwardCapture | TeacherFinal | undefined;
     if (c.teacher) {
       const { ops: tops, model: teacher, layers } = c.teacher;
-      const t = await tops.tidy(() => forwardCapture(tops, teacher, ids, rows, layers));
-      teacherOut = {
-        logits: await transfer(tops, t.logits, backend),
-        hidden: await Promise.all(t.hidden.map((h) => transfer(tops, h, backend))),
-      };
+      if (fuseHead) {
+        // Same backend: the fused head applies the teacher's head itself (no [N × V] logits here).
+        const t = await tops.tidy(() => forwardFinal(tops, teacher, ids, rows, layers));
+        teacherOut = { ...t, model: teacher };
+      } else {
+        const t = await tops.tidy(() => forwardCapture(tops, teacher, ids, rows, layers));
+        teacherOut = {
+          logits: await transfer(tops, t.logits, backend),
+          hidden: await Promise.all(t.hidden.map((h) => transfer(tops, h, backend))),
+        };
+      }
     }
     try {
       const r = await valueAndGrad(
@@ -95,7 +115,7 @@ export async function trainStep(c: StepContext, batch: Int32Array, lr: number): 
       if (rows === batchSize) grads = r.grads;
       else acc.add(r.grads, rows);
     } finally {
-      if (teacherOut) backend.dispose(teacherOut.logits);
+      if (teacherOut) backend.dispose('final' in teacherOut ? teacherOut.final : teacherOut.logits);
       for (const h of teacherOut?.hidden ?? []) backend.dispose(h);
     }
   }

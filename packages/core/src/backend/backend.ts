@@ -1,5 +1,6 @@
 import type { LlamaModel } from '../nn/llama.js';
 import type { Shape } from '../tensor/host-tensor.js';
+import type { FusedTraining } from './fused-training.js';
 
 /** Element types backends compute in. Stored dtypes (f16, bf16, packed ints) are decoded by layers first. */
 export type ComputeDType = 'f32' | 'i32';
@@ -105,6 +106,12 @@ export interface Backend {
    * `perplexity(..., { fused: true })` uses it when present and falls back to the ops above otherwise.
    */
   readonly fused?: FusedEvaluation;
+
+  /**
+   * Optional fused training pieces (see FusedTraining): distillation uses them when present and falls back
+   * to the ops above otherwise.
+   */
+  readonly fusedTraining?: FusedTraining;
 
   /** Releases backend-wide resources (sessions, devices). */
   close?(): Promise<void>;

@@ -1,0 +1,285 @@
+// Where the time of one distillation step goes on onnxruntime-cpu (issue #16, "Fused training"): the step
+// of train-bench.mjs (teacher forward, student forward, KL at T = 1 with the CE metric, backward, clipping,
+// AdamW) taken apart phase by phase on the stories42M-shaped synthetic model at 4 × 256 tokens.
+//
+// Per phase: wall seconds, the seconds spent inside backend calls (split into the head/loss, i.e. ops on a
+// tensor with a vocabulary-sized dimension, and the blocks), and the seconds inside onnxruntime's
+// session.run (an instrumented onnxruntime-node module injected through the backend's `ort` option); the
+// rest of a phase is JavaScript (the tape, kernels of tiny ops on the js side, host loops). `--fused`
+// profiles the step with the backend's fused KD head (`Backend.fusedTraining`) instead of the composite
+// loss ops; by default both variants are profiled.
+//
+// Run after `pnpm build`: node packages/distill/bench/train-profile.mjs [--json file]
+// Env: LINEAGE_BENCH_STEPS (profiled steps after one warm-up, default 2), LINEAGE_BENCH_BATCH ×
+// LINEAGE_BENCH_SEQ (default 4 × 256). --smoke: a tiny model, 1 × 16 tokens, one step; fails unless every
+// figure is finite.
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  AdamW,
+  clipGradNorm,
+  crossEntropyLoss,
+  GradOps,
+  initModel,
+  klDivergence,
+  llamaConfig,
+  Ops,
+  Random,
+} from '@lineage/core';
+import { benchShape, median, saneNonNegative, smoke, startBench } from '../../../scripts/bench-kit.mjs';
+import { forwardCapture, forwardFinal, fusedKdHead, perturbLinearWeights } from '../dist/index.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = join(here, '..', '..', '..');
+const env = (k, d) => process.env[k] ?? d;
+
+const config = llamaConfig({ ...benchShape });
+const V = config.vocabSize;
+const B = Number(env('LINEAGE_BENCH_BATCH', smoke ? 1 : 4));
+const T = Number(env('LINEAGE_BENCH_SEQ', smoke ? 16 : 256));
+const steps = Number(env('LINEAGE_BENCH_STEPS', smoke ? 1 : 2));
+const args = process.argv.slice(2);
+const variants = args.includes('--fused')
+  ? ['fused']
+  : args.includes('--composite')
+    ? ['composite']
+    : ['composite', 'fused'];
+
+// ---- instrumentation: seconds inside onnxruntime's session.run, and inside each backend call
+const ortPkg = createRequire(join(repo, 'packages', 'backend-onnxruntime', 'package.json'))(
+  'onnxruntime-node',
+);
+let ortSeconds = 0;
+const ort = {
+  ...ortPkg,
+  InferenceSession: {
+    ...ortPkg.InferenceSession,
+    create: async (...a) => {
+      const s = await ortPkg.InferenceSession.create(...a);
+      const run = s.run.bind(s);
+      s.run = async (...r) => {
+        const t0 = performance.now();
+        try {
+          return await run(...r);
+        } finally {
+          ortSeconds += (performance.now() - t0) / 1000;
+        }
+      };
+      return s;
+    },
+  },
+};
+const { createOnnxruntimeBackend } = await import(
+  join(repo, 'packages', 'backend-onnxruntime', 'dist', 'index.js')
+);
+const backend = await createOnnxruntimeBackend({ ort });
+
+let phase = 'setup';
+const acc = new Map(); // `${phase}|${part}` → seconds inside backend calls
+const isHead = (shape) => shape?.some((d) => d === V);
+const METHODS = [
+  'matmul',
+  'binary',
+  'unary',
+  'scale',
+  'reduce',
+  'softmax',
+  'logSoftmax',
+  'rmsNorm',
+  'rope',
+  'gather',
+  'crossEntropy',
+  'reshape',
+  'transpose',
+  'slice',
+  'concat',
+  'attention',
+  'read',
+  'upload',
+];
+let depth = 0;
+for (const m of METHODS) {
+  const orig = backend[m].bind(backend);
+  backend[m] = (...a) => {
+    if (depth > 0) return orig(...a);
+    const t0 = performance.now();
+    depth++;
+    const done = (y) => {
+      depth--;
+      const head = a.some((x) => isHead(x?.shape)) || isHead(y?.shape);
+      const part = m === 'read' ? 'read' : head ? 'head' : 'blocks';
+      const k = `${phase}|${part}`;
+      acc.set(k, (acc.get(k) ?? 0) + (performance.now() - t0) / 1000);
+      return y;
+    };
+    const r = orig(...a);
+    if (r instanceof Promise)
+      return r.then(done, (e) => {
+        depth--;
+        throw e;
+      });
+    return done(r);
+  };
+}
+
+// the fused KD head is a backend call too (on the head/loss side)
+if (backend.fusedTraining) {
+  const kd = backend.fusedTraining.kdHead.bind(backend.fusedTraining);
+  backend.fusedTraining.kdHead = async (i) => {
+    const t0 = performance.now();
+    try {
+      return await kd(i);
+    } finally {
+      const k = `${phase}|head`;
+      acc.set(k, (acc.get(k) ?? 0) + (performance.now() - t0) / 1000);
+    }
+  };
+}
+
+// ---- the step, phase by phase
+const teacher = initModel(config, { seed: 1 });
+let student;
+let params;
+let rng;
+const batchIds = () => {
+  const ids = new Int32Array(B * T);
+  const targets = new Int32Array(B * T);
+  for (let i = 0; i < ids.length; i++) ids[i] = Math.floor(rng.next() * V);
+  for (let i = 0; i < ids.length; i++) targets[i] = i + 1 < ids.length ? ids[i + 1] : ids[0];
+  return { ids, targets };
+};
+
+async function profiledStep(variant, optimizer) {
+  const wall = {};
+  const ort0 = {};
+  const t = (name) => {
+    phase = name;
+    ort0[name] = ortSeconds;
+    return performance.now();
+  };
+  const end = (name, t0) => {
+    wall[name] = (wall[name] ?? 0) + (performance.now() - t0) / 1000;
+    ort0[name] = ortSeconds - ort0[name];
+  };
+  const ortIn = {};
+  let klValue;
+  const { ids, targets } = batchIds();
+  const tops = new Ops(backend);
+  let t0 = t('teacher forward');
+  const tout = await tops.tidy(() =>
+    variant === 'fused' ? forwardFinal(tops, teacher, ids, B) : forwardCapture(tops, teacher, ids, B),
+  );
+  end('teacher forward', t0);
+  ortIn['teacher forward'] = ort0['teacher forward'];
+  const g = new GradOps(backend);
+  const byTensor = new Map();
+  for (const p of params) byTensor.set(g.watch(p), p);
+  const grads = new Map();
+  try {
+    const loss = await g.tidy(async () => {
+      t0 = t('student forward');
+      const s =
+        variant === 'fused'
+          ? await forwardFinal(g, student, ids, B)
+          : await forwardCapture(g, student, ids, B);
+      end('student forward', t0);
+      ortIn['student forward'] = ort0['student forward'];
+      t0 = t('loss (head, KL, CE)');
+      let kl;
+      if (variant === 'fused') {
+        const r = await fusedKdHead(g, student, s.final, teacher, tout.final, targets, { temperature: 1 });
+        if (!r) throw new Error('the backend has no fused KD head');
+        kl = r.kl;
+      } else {
+        await g.tape.untaped(() => crossEntropyLoss(g, s.logits, targets));
+        kl = await klDivergence(g, tout.logits, s.logits, { temperature: 1 });
+      }
+      klValue = (await g.readF32(kl))[0];
+      end('loss (head, KL, CE)', t0);
+      ortIn['loss (head, KL, CE)'] = ort0['loss (head, KL, CE)'];
+      return kl;
+    });
+    t0 = t('backward');
+    await g.backward(loss, {
+      onGrad: async (leaf, gr) => {
+        grads.set(byTensor.get(leaf), await g.readF32(gr));
+      },
+    });
+    end('backward', t0);
+    ortIn.backward = ort0.backward;
+  } finally {
+    g.tape.dispose();
+    backend.dispose(tout.final ?? tout.logits);
+  }
+  t0 = t('clip');
+  clipGradNorm(grads, 1);
+  end('clip', t0);
+  t0 = t('AdamW');
+  optimizer.step(grads, 1e-4);
+  end('AdamW', t0);
+  return { wall, ortIn, kl: klValue };
+}
+
+const bench = startBench('distill-train-profile');
+const results = {};
+const firstKl = {};
+for (const variant of variants) {
+  // the same student and batches for each variant, so their first losses must agree
+  student = perturbLinearWeights(initModel(config, { seed: 1 }), 0.3, 2);
+  params = [...student.namedParameters().values()];
+  rng = new Random(7);
+  const optimizer = new AdamW(student.namedParameters(), { lr: 1e-4 });
+  const runs = [];
+  for (let s = 0; s <= steps; s++) {
+    acc.clear();
+    const r = await profiledStep(variant, optimizer);
+    if (s === 0) firstKl[variant] = r.kl;
+    if (s > 0 || steps === 0) runs.push({ ...r, ops: Object.fromEntries(acc) });
+    if (!smoke)
+      process.stderr.write(
+        `${variant} step ${s}: ${Object.values(r.wall)
+          .reduce((a, b) => a + b, 0)
+          .toFixed(2)} s\n`,
+      );
+  }
+  const phases = Object.keys(runs[0].wall);
+  const rows = phases.map((p) => {
+    const m = (f) => median(runs.map(f));
+    return {
+      phase: p,
+      seconds: saneNonNegative(
+        `${p} seconds`,
+        m((r) => r.wall[p]),
+      ),
+      insideOnnxruntime: m((r) => r.ortIn[p] ?? 0),
+      backendHead: m((r) => r.ops[`${p}|head`] ?? 0),
+      backendBlocks: m((r) => r.ops[`${p}|blocks`] ?? 0),
+      backendRead: m((r) => r.ops[`${p}|read`] ?? 0),
+    };
+  });
+  const total = rows.reduce((a, r) => a + r.seconds, 0);
+  console.log(
+    `\n${variant} step, ${B}×${T} tokens: ${total.toFixed(2)} s (${((B * T) / total).toFixed(1)} tokens/s), median of ${runs.length} steps`,
+  );
+  console.log(
+    '| phase | s | share | inside onnxruntime | backend calls: head/loss | blocks | reads to host | JS (rest) |',
+  );
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    const inOps = r.backendHead + r.backendBlocks + r.backendRead;
+    console.log(
+      `| ${r.phase} | ${r.seconds.toFixed(3)} | ${((100 * r.seconds) / total).toFixed(0)}% | ${r.insideOnnxruntime.toFixed(3)} | ${r.backendHead.toFixed(3)} | ${r.backendBlocks.toFixed(3)} | ${r.backendRead.toFixed(3)} | ${Math.max(0, r.seconds - inOps).toFixed(3)} |`,
+    );
+  }
+  results[variant] = { total, tokensPerSecond: (B * T) / total, rows };
+}
+await backend.close();
+if (firstKl.composite !== undefined && firstKl.fused !== undefined) {
+  const rel = Math.abs(firstKl.fused - firstKl.composite) / firstKl.composite;
+  console.log(
+    `first-step KL: per-op ${firstKl.composite}, fused ${firstKl.fused} (relative difference ${rel.toExponential(1)})`,
+  );
+  if (!(rel <= 1e-4)) throw new Error('the fused KD head disagrees with the per-op loss');
+}
+bench.finish({ batch: B, seq: T, steps, results, firstKl });
