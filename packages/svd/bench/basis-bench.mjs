@@ -11,9 +11,12 @@
 // Run after `pnpm build`:
 //   node packages/svd/bench/basis-bench.mjs [--fractions 0.5,0.3] [--tokens 60k] [--rows basis,svd,...]
 // --validate: train on lines 0–70%, score on 70–80% (for choosing settings; never on the held-out 20%).
-// rows: parent, svd, svd-aware, basis, basis-nonew (no new bases), basis-oneshot (one prune round).
-// Basis rows: whitened on the target (--plain: not), global scope, 4 rounds of 3k tokens (coefficients at
-// lr 2e-2, the rest of the model at --lr), then the exported factors fine-tuned on the rest of --tokens.
+// rows: parent, svd, svd-aware, basis, basis-nonew (newRank 0), basis-new (4 new bases per layer),
+// basis-oneshot (one prune round).
+// Basis rows: the method's defaults (global scope, 4 rounds on 7% of --tokens, no new bases, coefficients at
+// lr 2e-2, the rest of the model at --lr), whitened on the target (--plain: not), then the exported factors
+// fine-tuned on the rest of --tokens; --rounds, --new-rank, --scope, --tokens-per-round, --basis-lr,
+// --finetune and --opts '<json of other basis options>' override them.
 // --smoke (or LINEAGE_BENCH_SMOKE=1): fraction 0.5, 512 tokens of 2 × 32 (64 per round), 20 held-out stories, 1/10 of
 // the WikiText held-out text; fails unless every perplexity is finite and positive.
 import { parseArgs } from 'node:util';
@@ -28,18 +31,19 @@ const { values: a } = parseArgs({
   options: {
     fractions: { type: 'string', default: '0.5,0.3' },
     tokens: { type: 'string', default: '60k' },
-    rows: { type: 'string', default: 'parent,svd,svd-aware,basis,basis-nonew,basis-oneshot' },
+    rows: { type: 'string', default: 'parent,svd,svd-aware,basis,basis-new,basis-oneshot' },
     plain: { type: 'boolean' },
     lr: { type: 'string', default: '2e-3' },
-    'basis-lr': { type: 'string', default: '2e-2' },
-    rounds: { type: 'string', default: '4' },
-    'new-rank': { type: 'string', default: '4' },
-    scope: { type: 'string', default: 'global' },
-    'tokens-per-round': { type: 'string', default: '3k' },
-    finetune: { type: 'string', default: 'factors' },
+    'basis-lr': { type: 'string' },
+    rounds: { type: 'string' },
+    'new-rank': { type: 'string' },
+    scope: { type: 'string' },
+    'tokens-per-round': { type: 'string' },
+    finetune: { type: 'string' },
     tag: { type: 'string', default: '' },
     'no-others': { type: 'boolean' },
     validate: { type: 'boolean' },
+    opts: { type: 'string', default: '{}' },
     smoke: { type: 'boolean' },
   },
 });
@@ -90,22 +94,27 @@ function context() {
   });
 }
 
+// the method's defaults unless a flag says otherwise
+const given = (flag, key, parse = (x) => x) => (a[flag] !== undefined ? { [key]: parse(a[flag]) } : {});
 const basisCommon = {
   tokens,
-  rounds: Number(a.rounds),
-  newRank: Number(a['new-rank']),
-  lr: Number(a['basis-lr']),
-  scope: a.scope,
-  finetune: a.finetune,
-  coefficientsOnly: !!a['no-others'],
+  ...given('rounds', 'rounds', Number),
+  ...given('new-rank', 'newRank', Number),
+  ...given('basis-lr', 'lr', Number),
+  ...given('scope', 'scope'),
+  ...given('finetune', 'finetune'),
+  ...(a['no-others'] ? { coefficientsOnly: true } : {}),
   dataAware: !a.plain,
-  tokensPerRound: smoke ? 64 : tokenCount(a['tokens-per-round']),
+  ...(smoke ? { tokensPerRound: 64 } : given('tokens-per-round', 'tokensPerRound', tokenCount)),
+  // any other basis option, as JSON (for trying settings on the validation split)
+  ...JSON.parse(a.opts),
 };
 const makers = {
   svd: (f) => ({ method: svd({ params: f }), finetune: true }),
   'svd-aware': (f) => ({ method: svd({ params: f, dataAware: true }), finetune: true }),
   basis: (f) => ({ method: basisSelection({ params: f, ...basisCommon }) }),
   'basis-nonew': (f) => ({ method: basisSelection({ params: f, ...basisCommon, newRank: 0 }) }),
+  'basis-new': (f) => ({ method: basisSelection({ params: f, ...basisCommon, newRank: 4 }) }),
   'basis-oneshot': (f) => ({ method: basisSelection({ params: f, ...basisCommon, rounds: 1 }) }),
 };
 
@@ -117,7 +126,7 @@ const report = (row) => {
   );
 };
 console.log(
-  `tokens ${tokens} (batch ${smoke ? 2 : 4} × ${seqLen}), fine-tune lr ${LR}, basis lr ${a['basis-lr']}, rounds ${a.rounds}, new rank ${a['new-rank']}, scope ${a.scope}`,
+  `tokens ${tokens} (batch ${smoke ? 2 : 4} × ${seqLen}), fine-tune lr ${LR}, basis options ${JSON.stringify(basisCommon)}`,
 );
 console.log('| row | params | achieved | target tokens | WikiText ppl | TinyStories ppl | s |');
 console.log('|---|---|---|---|---|---|---|');

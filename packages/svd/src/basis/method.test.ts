@@ -77,6 +77,7 @@ describe('basisSelection on stories260K', () => {
     const out = await basisSelection({
       params: 0.5,
       tokens: 640,
+      tokensPerRound: 64,
       rounds: 2,
       newRank: 2,
       scope: 'layer',
@@ -114,6 +115,7 @@ describe('basisSelection on stories260K', () => {
     const out = await basisSelection({
       params: 0.3,
       tokens: 640,
+      tokensPerRound: 64,
       rounds: 2,
       newRank: 1,
       scope: 'global',

@@ -38,7 +38,7 @@ export const basisOptions = z.object({
   }),
   tokensPerRound: positiveInt.optional().meta({
     description:
-      'tokens of each relearning round (default: a fifth of --tokens over the rounds; the rest fine-tunes)',
+      'tokens of each relearning round (default: 7% of --tokens over the rounds, about one optimiser step each at 60k; the rest fine-tunes)',
   }),
   coefficientsOnly: z.boolean().default(false).meta({
     description:
@@ -48,12 +48,10 @@ export const basisOptions = z.object({
     description:
       "final fine-tune: 'factors' (the exported low_rank factors and the rest of the model, as an svd recovery) or 'coefficients' (coefficients and new bases only, before export)",
   }),
-  newRank: z
-    .number()
-    .int('must be a whole number ≥ 0')
-    .min(0, 'must be a whole number ≥ 0')
-    .default(4)
-    .meta({ description: 'new trainable bases per layer (A zero, B random: the layer starts unchanged)' }),
+  newRank: z.number().int('must be a whole number ≥ 0').min(0, 'must be a whole number ≥ 0').default(0).meta({
+    description:
+      'new trainable bases per layer (A zero, B random: the layer starts unchanged); 0 by default: at a short budget they cost rank the fine-tune fills better',
+  }),
   keepFraction: fraction.optional().meta({
     description:
       'share of the bases each round keeps (default: the geometric step that reaches --params in --rounds)',
@@ -80,6 +78,9 @@ export const basisOptions = z.object({
 });
 export type BasisOptions = z.input<typeof basisOptions>;
 type Parsed = z.output<typeof basisOptions>;
+
+/** Share of `tokens` the relearning rounds spend by default (the rest fine-tunes the exported factors). */
+export const RELEARN_SHARE = 0.07;
 
 const GRAMS_NEEDED =
   'basis: data-aware decomposition needs calibration statistics with hessian (--stats <file>) or calibration text (--data <file>)';
@@ -157,7 +158,8 @@ function coefficientL1(weight: number, names: ReadonlySet<string>): Regularizer 
  */
 export function basisSelection(options: BasisOptions): CompressionMethod<LlamaModel> {
   const o = parseOptions(basisOptions, options, { where: 'basis' });
-  const perRound = o.tokensPerRound ?? Math.floor(o.tokens / (5 * o.rounds));
+  // relearning is short by default: the fine-tune of all factors is what the budget buys most of (BENCHMARKS.md)
+  const perRound = o.tokensPerRound ?? Math.floor((RELEARN_SHARE * o.tokens) / o.rounds);
   const fineTune = o.tokens - o.rounds * perRound;
   if (perRound < 1 || fineTune < 1)
     throw new LineageError(
@@ -267,6 +269,7 @@ export function basisSelection(options: BasisOptions): CompressionMethod<LlamaMo
         dataAware: o.dataAware,
         newRank: o.newRank,
         rounds: o.rounds,
+        tokensPerRound: perRound,
         basesPerRound: rounds,
         relearn: o.kl ? 'kl' : 'lm',
         l1: o.l1,
