@@ -6,7 +6,12 @@ import {
   transformHessian,
   transformWeight,
 } from '@lineage/quant';
-import { type CalderaDecomposition, type CalderaStep, calderaDecompose } from './decompose.js';
+import {
+  type CalderaDecomposition,
+  type CalderaSettings,
+  type CalderaStep,
+  calderaDecompose,
+} from './decompose.js';
 import { QlrLinear, type QlrQuantizedPart } from './qlr-linear.js';
 import { lQuantizer, qQuantizer, rQuantizer } from './quantizers.js';
 
@@ -25,6 +30,10 @@ export interface CalderaLayerOptions {
   seed?: number;
   name?: string;
   onStep?: (s: CalderaStep) => void;
+  /** The LR step's SVD (see CalderaSettings.svd; default 'auto'). */
+  svd?: CalderaSettings['svd'];
+  /** Seconds per phase are added here (see CalderaSettings.profile). */
+  profile?: Record<string, number>;
 }
 
 export interface CalderaLayerResult {
@@ -68,8 +77,10 @@ export async function calderaLayer(
   let h: Float64Array = hessian;
   const inc = o.hadamard ? randomIncoherence(m, n, o.seed ?? 42, 'both') : undefined;
   if (inc) {
+    const t0 = performance.now();
     w = transformWeight(w, m, n, inc);
     h = transformHessian(hessian, inc.signsIn);
+    if (o.profile) o.profile.hadamard = (o.profile.hadamard ?? 0) + (performance.now() - t0) / 1000;
   }
   const lrBits = o.lrBits === 16 ? undefined : o.lrBits;
   const quantized = lrBits !== undefined;
@@ -82,6 +93,8 @@ export async function calderaLayer(
     hessianDowndate: o.hessianDowndate,
     ...(o.name ? { name: o.name } : {}),
     ...(o.onStep ? { onStep: o.onStep } : {}),
+    ...(o.svd ? { svd: o.svd } : {}),
+    ...(o.profile ? { profile: o.profile } : {}),
   });
   const k = o.rank;
   const ft = quantized ? o.ftRank : k;
