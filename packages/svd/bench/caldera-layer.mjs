@@ -74,10 +74,13 @@ const { decomposition } = await calderaLayer(w, n, n, h, undefined, {
     const t = performance.now();
     stepSeconds.push((t - last) / 1000);
     last = t;
-    if (!smoke)
+    if (!smoke) {
+      const cpu = process.cpuUsage(cpu0);
+      const phases = Object.entries(profile).map(([k, v]) => `${k} ${v.toFixed(1)}`);
       console.error(
-        `iteration ${s.iteration + 1} ${s.step}: error ${s.error.toFixed(4)}, ${((t - t0) / 1000).toFixed(1)} s`,
+        `iteration ${s.iteration + 1} ${s.step}: error ${s.error.toFixed(4)}, ${((t - t0) / 1000).toFixed(1)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s CPU; wall s per phase: ${phases.join(', ')}`,
       );
+    }
   },
 });
 const seconds = (performance.now() - t0) / 1000;
