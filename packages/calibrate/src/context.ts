@@ -1,3 +1,4 @@
+import type { CalibrationWalkFn } from './capability.js';
 import type { CalibrationStats } from './stats.js';
 
 /**
@@ -11,4 +12,11 @@ export type CalibrationStatsAccess = Pick<CalibrationStats, keyof CalibrationSta
 // importing @lineage/calibrate anywhere in a program types `ctx.stats.hessian(...)` for every method.
 declare module '@lineage/core' {
   interface MethodStats extends CalibrationStatsAccess {}
+  interface MethodCapabilities {
+    /**
+     * Sequential (GPTQ-style) calibration: walks a model block by block over the context's calibration text,
+     * each block compressed from Hessians of inputs that went through the blocks compressed before it.
+     */
+    calibrationWalk: CalibrationWalkFn;
+  }
 }

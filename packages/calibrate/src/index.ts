@@ -10,6 +10,7 @@ export {
 export {
   type CalibrateFn,
   type CalibrationCapabilityOptions,
+  type CalibrationWalkFn,
   calibrationCapability,
   withCalibration,
 } from './capability.js';
@@ -27,6 +28,13 @@ export {
   sampleSequences,
 } from './dataset.js';
 export { GramAccumulator } from './gram.js';
+export {
+  type SequentialBlock,
+  type SequentialVisit,
+  type SequentialWalkOptions,
+  type SequentialWalkResult,
+  sequentialWalk,
+} from './sequential.js';
 export {
   fromModel,
   isLayeredModel,

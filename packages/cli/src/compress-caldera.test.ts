@@ -82,4 +82,35 @@ describe('lineage compress --method caldera', () => {
     ]);
     expectOneLineError(r, /caldera: --q-bits must be one of 2, 3, 4, 8, got 5/);
   });
+
+  it('--sequential (shared with ldlq) walks the model block by block on the --data sample, recorded in the config', async () => {
+    const out = join(tmp, 'ldlq-sequential');
+    const r = await lineage([
+      'compress',
+      MODEL,
+      '--method',
+      'ldlq',
+      '--bits',
+      '2',
+      '--sequential',
+      '--data',
+      TRAIN,
+      '--calib-samples',
+      '8',
+      '--out',
+      out,
+      '--backend',
+      'js',
+      '--json',
+    ]);
+    expectJson(r);
+    const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    expect(cfg.lineage.method).toBe('ldlq');
+    expect(cfg.lineage.sequential).toBe(true);
+    expect(
+      Object.values(cfg.lineage.layers as Record<string, { kind: string }>).every(
+        (l) => l.kind === 'quantized',
+      ),
+    ).toBe(true);
+  });
 });

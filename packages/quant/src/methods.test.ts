@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
+import { computeStats, loadDataset, sampleSequences, withCalibration } from '@lineage/calibrate';
 import {
   applyMethod,
   JsBackend,
@@ -147,4 +147,47 @@ describe('quantizing stories260K', () => {
       /method 'ldlq' needs calibration statistics \(hessian\)/,
     );
   });
+
+  it('--sequential: block 0 as one-shot (same Hessians and signs), later blocks from the quantized blocks before them', async () => {
+    // the same 16 × 128 tokens of train-head.txt as the one-shot statistics (seed 0)
+    const ctx = withCalibration(methodContext(backend), { data: TRAIN, samples: 16, seqLen: 128 });
+    const oneShot = await applyMethod(
+      ldlqMethod({ bits: 2, groupSize: 64, hadamard: true }),
+      parent,
+      methodContext(backend, { stats: await stats() }),
+    );
+    const seq = await applyMethod(
+      ldlqMethod({ bits: 2, groupSize: 64, hadamard: true, sequential: true }),
+      parent,
+      ctx,
+    );
+    expect(seq.provenance!.sequential).toBe(true);
+    const codes = (m: LlamaModel, name: string) => (m.getLinear(name) as QuantizedLinear).codes.value.data;
+    const names = parent
+      .linearLayers()
+      .map(([n]) => n)
+      .filter((n) => n !== 'lm_head');
+    expect(
+      names
+        .filter((n) => n.startsWith('model.layers.0.'))
+        .every((n) => codes(seq, n).every((c, i) => c === codes(oneShot, n)[i])),
+    ).toBe(true);
+    const changed = names.filter(
+      (n) => !n.startsWith('model.layers.0.') && codes(seq, n).some((c, i) => c !== codes(oneShot, n)[i]),
+    );
+    expect(changed.length).toBeGreaterThan(20);
+    expect(seq.provenance!.bitsPerParam).toBe(oneShot.provenance!.bitsPerParam);
+    // statistics alone cannot walk the model: one line, before any work
+    await expect(
+      applyMethod(
+        ldlqMethod({ bits: 2, sequential: true }),
+        parent,
+        methodContext(backend, { stats: await stats() }),
+      ),
+    ).rejects.toThrow(
+      new LineageError(
+        "ldlq: --sequential needs calibration text to walk the model (--data <file>); a statistics file holds the parent's Hessians only",
+      ),
+    );
+  }, 120_000);
 });

@@ -13,7 +13,13 @@ import {
 import pkg from '../package.json' with { type: 'json' };
 import { E8P12 } from './e8p.js';
 import { QUANT_BITS, type QuantBits } from './grid.js';
-import { bitsRecord, type HessianSource, type QuantizeModelResult, quantizeModel } from './quantize-model.js';
+import {
+  bitsRecord,
+  type HessianSource,
+  type QuantizeModelResult,
+  quantizeModel,
+  type SequentialHessians,
+} from './quantize-model.js';
 
 /** This package's version (from its package.json, inlined at build time): the methods' `version`. */
 export const VERSION: string = pkg.version;
@@ -69,6 +75,10 @@ export const ldlqOptions = z.object({
     )
     .optional()
     .meta({ cli: false }),
+  sequential: z.boolean().default(false).meta({
+    description:
+      'GPTQ-style calibration walk: each block quantized from Hessians of inputs that went through the already quantized blocks (needs --data)',
+  }),
 });
 export type LdlqOptions = z.input<typeof ldlqOptions>;
 
@@ -84,6 +94,27 @@ async function hessiansFor(
   if (ctx.stats) return ctx.stats;
   if (ctx.calibrate) return ctx.calibrate(model, { statistics: ['hessian'] });
   throw new LineageError(HESSIANS_NEEDED);
+}
+
+/** The context's sequential calibration walk, refused (one line) where it cannot run. */
+export function sequentialWalkOf(
+  o: { hessians?: HessianSource | undefined; includeHead?: boolean },
+  ctx: MethodContext,
+  method = 'ldlq',
+): SequentialHessians {
+  if (o.hessians)
+    throw new LineageError(
+      `${method}: sequential calibration computes its own Hessians; do not pass hessians`,
+    );
+  if (o.includeHead)
+    throw new LineageError(
+      `${method}: --sequential walks the decoder blocks; it cannot also quantize the untied head (--include-head)`,
+    );
+  if (!ctx.calibrationWalk)
+    throw new LineageError(
+      `${method}: --sequential needs calibration text to walk the model (--data <file>); a statistics file holds the parent's Hessians only`,
+    );
+  return ctx.calibrationWalk;
 }
 
 function record(
@@ -166,7 +197,8 @@ export function ldlqMethod(options: LdlqOptions): CompressionMethod<LlamaModel> 
     needs: o.hessians ? {} : { stats: ['hessian'] },
     async apply(model, ctx) {
       const t0 = performance.now();
-      const hessians = await hessiansFor(o, ctx, model);
+      const walk = o.sequential ? sequentialWalkOf(o, ctx) : undefined;
+      const hessians = walk ? undefined : await hessiansFor(o, ctx, model);
       const r = await quantizeModel(model, {
         quantizer: 'ldlq',
         bits: o.bits as QuantBits,
@@ -177,7 +209,8 @@ export function ldlqMethod(options: LdlqOptions): CompressionMethod<LlamaModel> 
         hadamardOutput: o.hadamardOutput,
         seed: ctx.seed, // the Hadamard signs
         damp: o.damp,
-        hessians,
+        ...(hessians ? { hessians } : {}),
+        ...(walk ? { sequential: walk } : {}),
         includeHead: o.includeHead,
         progress: ctx.progress,
       });

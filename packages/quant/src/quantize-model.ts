@@ -13,6 +13,18 @@ export interface HessianSource {
   hessian(layer: string): Promise<Float64Array>;
 }
 
+/**
+ * Sequential (GPTQ-style) calibration as @lineage/calibrate's `calibrationWalk` offers it: walks the model
+ * block by block, each block's Hessians taken from inputs that went through the blocks already quantized.
+ */
+export type SequentialHessians = (
+  model: LlamaModel,
+  visit: (block: {
+    readonly layers: readonly string[];
+    hessian(layer: string): Promise<Float64Array>;
+  }) => Promise<void>,
+) => Promise<unknown>;
+
 export interface QuantizeModelOptions {
   quantizer: 'rtn' | 'ldlq';
   bits: QuantBits;
@@ -34,6 +46,8 @@ export interface QuantizeModelOptions {
   damp?: number;
   /** Input Hessians (LDLQ). */
   hessians?: HessianSource;
+  /** Instead of `hessians`: each block's Hessians from a walk through the already quantized blocks. */
+  sequential?: SequentialHessians;
   /** Also quantize an untied output head (default: the block linears only). */
   includeHead?: boolean;
   progress?: Progress;
@@ -63,8 +77,10 @@ export async function quantizeModel(
   model: LlamaModel,
   o: QuantizeModelOptions,
 ): Promise<QuantizeModelResult> {
-  if (o.quantizer === 'ldlq' && !o.hessians)
+  if (o.quantizer === 'ldlq' && !o.hessians && !o.sequential)
     throw new LineageError('ldlq needs the input Hessians of every layer');
+  if (o.sequential && o.includeHead)
+    throw new LineageError('the sequential calibration walk covers the decoder blocks, not an untied head');
   const copy = model.clone();
   const layers = quantizableLayers(copy, o.includeHead);
   for (const [name, layer] of layers)
@@ -78,11 +94,11 @@ export async function quantizeModel(
   const grid: ScalarGrid = { bits: o.bits, groupSize: o.groupSize, zeroPoint: o.zeroPoint === true };
   const outcomes: QuantizedLayerOutcome[] = [];
   o.progress?.start('quantize', layers.length);
-  for (const [i, [name, layer]] of layers.entries()) {
+  const quantizeOne = async (i: number, name: string, layer: LinearLayer, hessian?: Float64Array) => {
     const rows = layer.outFeatures;
     const cols = layer.inFeatures;
     let w: Float64Array = Float64Array.from(layer.denseWeight());
-    let h: Float64Array | undefined = o.hessians ? await o.hessians.hessian(name) : undefined;
+    let h = hessian;
     if (h && h.length !== cols * cols)
       throw new LineageError(
         `layer '${name}': its Hessian is ${Math.sqrt(h.length)}-wide, the layer reads ${cols} inputs`,
@@ -118,6 +134,18 @@ export async function quantizeModel(
     if (h) outcome.relError = relativeProxyError(w, ql, h, t);
     outcomes.push(outcome);
     o.progress?.tick();
+  };
+  if (o.sequential) {
+    const index = new Map(layers.map(([name], i) => [name, i]));
+    await o.sequential(copy, async (block) => {
+      for (const name of block.layers) {
+        const i = index.get(name);
+        if (i !== undefined) await quantizeOne(i, name, copy.getLinear(name), await block.hessian(name));
+      }
+    });
+  } else {
+    for (const [i, [name, layer]] of layers.entries())
+      await quantizeOne(i, name, layer, o.hessians ? await o.hessians.hessian(name) : undefined);
   }
   o.progress?.end();
   return { model: copy, layers: outcomes };

@@ -6,7 +6,9 @@
 // scales over two decades (correlated, ill-conditioned inputs), built in O(size²).
 //
 // Run after `pnpm build`: node --expose-gc packages/svd/bench/caldera-layer.mjs [--size 4096] [--rank 256]
-//   [--outer-iters 20] [--lplr-iters 5]
+//   [--outer-iters 20] [--lplr-iters 5] [--svd auto|exact|randomized]
+// Prints each step's error and time, and the seconds per phase (Hadamard, H's eigendecomposition, the LR
+// step's SVD, LPLR, the Q step's LDLQ, the error evaluations).
 // Llama-7B's q_proj shape is the default; --smoke: 128×128, rank 8, 2 × 2 iterations.
 import { parseArgs } from 'node:util';
 import { sane, smoke, startBench } from '../../../scripts/bench-kit.mjs';
@@ -22,6 +24,7 @@ const { values: a } = parseArgs({
     rank: { type: 'string', default: '256' },
     'outer-iters': { type: 'string', default: '20' },
     'lplr-iters': { type: 'string', default: '5' },
+    svd: { type: 'string', default: 'auto' },
     smoke: { type: 'boolean' },
   },
 });
@@ -55,6 +58,7 @@ const cpu0 = process.cpuUsage();
 const t0 = performance.now();
 let last = t0;
 const stepSeconds = [];
+const profile = {};
 const { decomposition } = await calderaLayer(w, n, n, h, undefined, {
   qBits: 2,
   lrBits: 4,
@@ -64,14 +68,19 @@ const { decomposition } = await calderaLayer(w, n, n, h, undefined, {
   hadamard: true,
   hessianDowndate: false,
   ftRank: 0,
+  svd: a.svd,
+  profile,
   onStep: (s) => {
     const t = performance.now();
     stepSeconds.push((t - last) / 1000);
     last = t;
-    if (!smoke)
+    if (!smoke) {
+      const cpu = process.cpuUsage(cpu0);
+      const phases = Object.entries(profile).map(([k, v]) => `${k} ${v.toFixed(1)}`);
       console.error(
-        `iteration ${s.iteration + 1} ${s.step}: error ${s.error.toFixed(4)}, ${((t - t0) / 1000).toFixed(1)} s`,
+        `iteration ${s.iteration + 1} ${s.step}: error ${s.error.toFixed(4)}, ${((t - t0) / 1000).toFixed(1)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s CPU; wall s per phase: ${phases.join(', ')}`,
       );
+    }
   },
 });
 const seconds = (performance.now() - t0) / 1000;
@@ -90,6 +99,8 @@ const result = {
   bestError: sane('best error', decomposition.error),
   peakRssMiB: sane('peak RSS', peak / 2 ** 20),
   rssBeforeMiB: rss0 / 2 ** 20,
+  svd: a.svd,
+  phaseSeconds: profile,
   lrStepSeconds: stepSeconds.filter((_, i) => i % 2 === 0),
   qStepSeconds: stepSeconds.filter((_, i) => i % 2 === 1),
 };

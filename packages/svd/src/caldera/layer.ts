@@ -10,6 +10,7 @@ import {
 } from '@lineage/quant';
 import {
   type CalderaDecomposition,
+  type CalderaSettings,
   type CalderaStep,
   calderaDecompose,
   type MatrixQuantizer,
@@ -34,6 +35,10 @@ export interface CalderaLayerOptions {
   seed?: number;
   name?: string;
   onStep?: (s: CalderaStep) => void;
+  /** The LR step's SVD (see CalderaSettings.svd; default 'auto'). */
+  svd?: CalderaSettings['svd'];
+  /** Seconds per phase are added here (see CalderaSettings.profile). */
+  profile?: Record<string, number>;
 }
 
 export interface CalderaLayerResult {
@@ -82,8 +87,10 @@ export async function calderaLayer(
   let h: Float64Array = hessian;
   const inc = o.hadamard ? randomIncoherence(m, n, o.seed ?? 42, 'both') : undefined;
   if (inc) {
+    const t0 = performance.now();
     w = transformWeight(w, m, n, inc);
     h = transformHessian(hessian, inc.signsIn);
+    if (o.profile) o.profile.hadamard = (o.profile.hadamard ?? 0) + (performance.now() - t0) / 1000;
   }
   const lrBits = o.lrBits === 16 ? undefined : o.lrBits;
   const quantized = lrBits !== undefined;
@@ -98,6 +105,8 @@ export async function calderaLayer(
     hessianDowndate: o.hessianDowndate,
     ...(o.name ? { name: o.name } : {}),
     ...(o.onStep ? { onStep: o.onStep } : {}),
+    ...(o.svd ? { svd: o.svd } : {}),
+    ...(o.profile ? { profile: o.profile } : {}),
   });
   const k = o.rank;
   const ft = quantized ? o.ftRank : k;

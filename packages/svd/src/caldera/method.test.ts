@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { computeStats, loadDataset, sampleSequences } from '@lineage/calibrate';
+import { computeStats, loadDataset, sampleSequences, withCalibration } from '@lineage/calibrate';
 import { JsBackend, LineageError, loadModel, methodContext, readTextFile, saveModel } from '@lineage/core';
 import { describeMethod, sharedPath, tempDir } from '@lineage/core/testing';
 import { withRecover } from '@lineage/distill';
@@ -39,6 +39,7 @@ const defaults = {
   hessianDowndate: false,
   ftRank: 0,
   recoverTokens: 0,
+  sequential: false,
 };
 
 describeMethod('caldera (Q 2 bits, L·R rank 4 at 4 bits)', {
@@ -137,4 +138,33 @@ describe('caldera', () => {
     ).rejects.toThrow(/caldera: rank 64 saves nothing on 'model.layers.0.self_attn.q_proj' \(64×64\)/);
     await expect(caldera(small).apply(parent, methodContext(backend, {}))).rejects.toThrow(LineageError);
   });
+
+  it('--sequential: block 0 decomposed as one-shot, later blocks from Hessians through the compressed blocks', async () => {
+    const parent = await model();
+    type Rec = { sequential: boolean; layers: Record<string, { errors: number[] }> };
+    const oneShot = (await caldera(small).apply(parent, methodContext(backend, { stats: await stats() })))
+      .provenance as unknown as Rec;
+    // the same 8 × 64 tokens of train-head.txt (seed 0), walked block by block
+    const ctx = withCalibration(methodContext(backend), { data: TRAIN, samples: 8, seqLen: 64 });
+    const out = await caldera({ ...small, sequential: true }).apply(parent, ctx);
+    expect(
+      out
+        .linearLayers()
+        .filter(([n]) => n !== 'lm_head')
+        .every(([, l]) => l instanceof QlrLinear),
+    ).toBe(true);
+    const seq = out.provenance as unknown as Rec;
+    expect(seq.sequential).toBe(true);
+    const names = Object.keys(oneShot.layers);
+    expect(names).toHaveLength(35);
+    for (const n of names.filter((x) => x.startsWith('model.layers.0.')))
+      expect(seq.layers[n]!.errors).toEqual(oneShot.layers[n]!.errors);
+    const changed = names.filter(
+      (n) => !n.startsWith('model.layers.0.') && seq.layers[n]!.errors[1] !== oneShot.layers[n]!.errors[1],
+    );
+    expect(changed.length).toBeGreaterThan(20);
+    await expect(
+      caldera({ ...small, sequential: true }).apply(parent, methodContext(backend, { stats: await stats() })),
+    ).rejects.toThrow(/caldera: --sequential needs calibration text/);
+  }, 120_000);
 });

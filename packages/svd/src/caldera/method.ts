@@ -13,7 +13,7 @@ import {
   parseOptions,
   z,
 } from '@lineage/core';
-import { E8P12, type QuantBits } from '@lineage/quant';
+import { E8P12, type QuantBits, sequentialWalkOf } from '@lineage/quant';
 import { decomposableLayers } from '../decompose-model.js';
 import { VERSION } from '../methods.js';
 import { calderaLayer } from './layer.js';
@@ -66,6 +66,10 @@ export const calderaOptions = z.object({
     .meta({ description: 'leading ranks of L and R kept 16-bit and trainable' }),
   recoverTokens: whole('≥ 0').min(0, 'must be a whole number ≥ 0').default(0).meta({
     description: 'distillation tokens fine-tuning the 16-bit ranks from the parent (needs --ft-rank)',
+  }),
+  sequential: z.boolean().default(false).meta({
+    description:
+      'GPTQ-style calibration walk: each block decomposed from Hessians of inputs that went through the already compressed blocks (needs --data)',
   }),
 });
 export type CalderaOptions = z.input<typeof calderaOptions>;
@@ -140,38 +144,34 @@ async function calderaModel(
 ): Promise<LlamaModel> {
   const t0 = performance.now();
   const layers = decomposableLayers(model);
-  const stats =
-    ctx.stats ?? (ctx.calibrate ? await ctx.calibrate(model, { statistics: ['hessian'] }) : undefined);
-  if (!stats) throw new LineageError(NEEDS);
+  // sequential: each block's Hessians from a walk through the blocks already compressed (GPTQ-style)
+  const walk = o.sequential ? sequentialWalkOf({}, ctx, 'caldera') : undefined;
+  const stats = walk
+    ? undefined
+    : (ctx.stats ?? (ctx.calibrate ? await ctx.calibrate(model, { statistics: ['hessian'] }) : undefined));
+  if (!walk && !stats) throw new LineageError(NEEDS);
   const copy = model.clone();
   const record: Record<string, Json> = {};
   ctx.progress.start('caldera', layers.length);
   let dense = 0;
   let stored = 0;
-  for (const [i, [name]] of layers.entries()) {
+  const compressOne = async (i: number, name: string, hessian: Float64Array) => {
     const l = copy.getLinear(name);
     const [m, n] = [l.outFeatures, l.inFeatures];
     const k = plan.ranks.get(name)!;
-    const { layer, decomposition: d } = await calderaLayer(
-      l.denseWeight(),
-      m,
-      n,
-      await stats.hessian(name),
-      l.denseBias(),
-      {
-        qBits: plan.qBits as QuantBits,
-        qCodebook: plan.qBits === 2 ? o.qCodebook : 'scalar',
-        lrBits: o.lrBits as QuantBits | 16,
-        rank: k,
-        outerIters: o.outerIters,
-        lplrIters: o.lplrIters,
-        hadamard: o.hadamard,
-        hessianDowndate: o.hessianDowndate,
-        ftRank: Math.min(o.ftRank, k),
-        seed: ctx.seed + 2 * i,
-        name,
-      },
-    );
+    const { layer, decomposition: d } = await calderaLayer(l.denseWeight(), m, n, hessian, l.denseBias(), {
+      qBits: plan.qBits as QuantBits,
+      qCodebook: plan.qBits === 2 ? o.qCodebook : 'scalar',
+      lrBits: o.lrBits as QuantBits | 16,
+      rank: k,
+      outerIters: o.outerIters,
+      lplrIters: o.lplrIters,
+      hadamard: o.hadamard,
+      hessianDowndate: o.hessianDowndate,
+      ftRank: Math.min(o.ftRank, k),
+      seed: ctx.seed + 2 * i,
+      name,
+    });
     copy.setLinear(name, layer);
     dense += m * n;
     stored += layer.stats().bytes;
@@ -187,7 +187,16 @@ async function calderaModel(
       ...(d.shift > 0 ? { hessianShift: d.shift } : {}),
     };
     ctx.progress.tick();
-  }
+  };
+  if (walk) {
+    const index = new Map(layers.map(([name], i) => [name, i]));
+    await walk(copy, async (block) => {
+      for (const name of block.layers) {
+        const i = index.get(name);
+        if (i !== undefined) await compressOne(i, name, await block.hessian(name));
+      }
+    });
+  } else for (const [i, [name]] of layers.entries()) await compressOne(i, name, await stats!.hessian(name));
   ctx.progress.end();
   const decomposeSeconds = (performance.now() - t0) / 1000;
   let out = copy;
@@ -212,6 +221,7 @@ async function calderaModel(
     hadamard: o.hadamard,
     hessianDowndate: o.hessianDowndate,
     ftRank: o.ftRank,
+    sequential: o.sequential,
     bitsPerParam: (stored * 8) / dense,
     layers: record,
     recoverTokens: o.recoverTokens,
