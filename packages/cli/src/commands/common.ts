@@ -131,7 +131,7 @@ export function checkHoldout(
     throw new UsageError(
       flag,
       n,
-      'needs data with documents (--doc-separator, or JSONL); the --data given is one stream',
+      `needs data with documents (--doc-separator, or JSONL): ${sources.at(-1)?.path ?? 'the data'} is one stream`,
     );
   if (n >= last.length)
     throw new UsageError(

@@ -60,9 +60,9 @@ function checkRecord(r: FamilyRecord, file: string): void {
   if (!Array.isArray(r.members)) bad('members is not a list');
   r.members.forEach((m, i) => {
     if (!m || typeof m !== 'object' || Array.isArray(m)) bad(`members[${i}] is not an object`);
-    if (typeof m.dir !== 'string' || !m.dir.trim()) bad(`members[${i}].dir is not a directory name`);
     if (!isCount(m.params) || !isCount(m.bytes))
       bad(`members[${i}].params/bytes are not non-negative numbers`);
+    if (typeof m.dir !== 'string' || !m.dir.trim()) bad(`members[${i}].dir is not a directory name`);
     if (!isPpl(m.perplexity)) bad(`members[${i}].perplexity is not a positive number or null`);
   });
 }
