@@ -213,7 +213,8 @@ export function checkBudget(
     try {
       selectParameters(namedParameters(trained), o.train, 'glob');
     } catch (e) {
-      if (e instanceof LineageError) throw new UsageError('--train', o.train.join(','), e.message);
+      if (e instanceof LineageError)
+        throw new UsageError('--train', o.train.join(','), e.message.replace(/^glob: /, ''));
       throw e;
     }
   }
