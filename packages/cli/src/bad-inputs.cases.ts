@@ -38,6 +38,19 @@ export interface Fixtures {
   truncatedHf: string[];
   configMutants: string[];
   tokenizerMutants: string[];
+  /** A data directory holding a text file and a FIFO (outside the fixtures: hashing would block on it). */
+  fifoData: string;
+  /** family.json files: a member's dir a number, a negative parameter count, a perplexity of -1, a key twice. */
+  badFamilies: string[];
+  /** Recipes: an empty data.docSeparator; nesting deeper than any recipe. */
+  emptySeparatorRecipe: string;
+  deepRecipe: string;
+  /** HF directories: config.json claiming 10^9 layers; rope_parameters a string; a merge of unknown pieces;
+   * tokenizer_config.json a list. */
+  billionLayers: string;
+  ropeString: string;
+  unknownMerge: string;
+  tokenizerConfigList: string;
   /** tmpfs mounts (when the suite may mount): 64 KiB, and read-only. */
   tiny: string;
   readOnly: string;
@@ -211,6 +224,63 @@ export async function makeFixtures(
     return d;
   });
 
+  // a FIFO inside a data directory, outside the fixtures (hashing them would block on it)
+  const fifoData = join(dir, '..', 'special', 'data-with-fifo');
+  mkdirSync(fifoData, { recursive: true });
+  copyFileSync(f('data.txt'), join(fifoData, 'a.txt'));
+  execFileSync('mkfifo', [join(fifoData, 'b.txt')]);
+
+  // family records with a malformed field each (what `lineage report` reads)
+  const family = {
+    schema: 'lineage.family/1',
+    method: { name: 'svd', version: '1' },
+    parent: { path: bin, params: 1000, bytes: 4000, bitsPerParam: 32, perplexity: 5, nll: 1.6 },
+    heldOut: 'dev.txt',
+    sizes: [0.5],
+    members: [{ dir: 'svd-0.50', size: 0.5, params: 500, bytes: 2000, bitsPerParam: 32, perplexity: 6 }],
+    wallSeconds: 1,
+  };
+  const member = family.members[0]!;
+  const badFamilies = [
+    { ...family, members: [{ ...member, dir: 5 }] },
+    { ...family, members: [{ ...member, params: -500 }] },
+    { ...family, members: [{ ...member, perplexity: -1 }] },
+  ]
+    .map((r) => JSON.stringify(r))
+    .concat(`${JSON.stringify(family).slice(0, -1)},"members":[]}`)
+    .map((text, i) => {
+      mkdirSync(f(`family-bad-${i}`));
+      const p = f(`family-bad-${i}`, 'family.json');
+      writeFileSync(p, text);
+      return p;
+    });
+
+  const recipe = (extra: string) =>
+    `parent: ${bin}\ndata:\n  train: ${f('data.txt')}\n${extra}stages:\n  - method: svd\n    options: { rank: 4 }\noutputs:\n  - kind: save\n    dir: out\n`;
+  const emptySeparatorRecipe = f('recipe-empty-separator.yaml');
+  writeFileSync(emptySeparatorRecipe, recipe('').replace('\nstages:', "\n  docSeparator: ''\nstages:"));
+  const deepRecipe = f('recipe-deep.yaml');
+  writeFileSync(deepRecipe, `${recipe('')}seed: ${'['.repeat(100_000)}${']'.repeat(100_000)}\n`);
+
+  const hfVariant = (name: string, file: string, text: string) => {
+    const d = f(name);
+    cpSync(f('hf'), d, { recursive: true });
+    writeFileSync(join(d, file), text);
+    return d;
+  };
+  const billionLayers = hfVariant(
+    'hf-layers',
+    'config.json',
+    JSON.stringify({ ...config, num_hidden_layers: 1e9 }),
+  );
+  const ropeString = hfVariant('hf-rope', 'config.json', JSON.stringify({ ...config, rope_parameters: 'x' }));
+  const unknownMerge = hfVariant(
+    'hf-merge',
+    'tokenizer.json',
+    JSON.stringify({ ...tok, model: { ...tok.model, merges: ['zzq yyq'] } }),
+  );
+  const tokenizerConfigList = hfVariant('hf-tokcfg', 'tokenizer_config.json', '[1]');
+
   return {
     dir,
     bin,
@@ -230,6 +300,14 @@ export async function makeFixtures(
     truncatedHf,
     configMutants,
     tokenizerMutants,
+    fifoData,
+    badFamilies,
+    emptySeparatorRecipe,
+    deepRecipe,
+    billionLayers,
+    ropeString,
+    unknownMerge,
+    tokenizerConfigList,
     ...mounts,
   };
 }
@@ -817,6 +895,256 @@ export const cases: Case[] = [
     name: 'convert --to llama2c --dtype f16',
     argv: (f, o) => ['convert', f.bin, '--to', 'llama2c', '--dtype', 'f16', '--out', join(o, 'm.bin')],
     names: () => '--dtype',
+  },
+
+  // flags against each other or against the model: the error names the flag, not a library field
+  {
+    name: 'init --kv-heads that does not divide the heads',
+    argv: (f, o) => ['init', '--like', f.bin, '--kv-heads', '3', '--out', join(o, 'i')],
+    names: () => '--kv-heads 3',
+  },
+  {
+    name: 'init --heads that does not divide the width',
+    argv: (f, o) => ['init', '--like', f.bin, '--heads', '6', '--out', join(o, 'i')],
+    names: () => '--heads 6',
+  },
+  {
+    name: 'init --dim giving heads of odd width',
+    argv: (f, o) => ['init', '--like', f.bin, '--dim', '40', '--out', join(o, 'i')],
+    names: () => '--dim 40',
+  },
+  {
+    name: 'distill --hidden-layers past the teacher',
+    argv: (f, o) => [
+      'distill',
+      '--teacher',
+      f.bin,
+      '--student',
+      f.hf,
+      '--data',
+      f.data,
+      '--tokens',
+      '1k',
+      '--hidden-layers',
+      '0:99',
+      '--out',
+      join(o, 'd'),
+    ],
+    names: () => '--hidden-layers 0:99',
+  },
+  {
+    name: 'train --holdout more documents than the data holds',
+    argv: (f, o) => [
+      'train',
+      f.bin,
+      '--data',
+      f.data,
+      '--doc-separator',
+      '<|endoftext|>',
+      '--holdout',
+      '100000',
+      '--tokens',
+      '1k',
+      '--out',
+      join(o, 't'),
+    ],
+    names: () => '--holdout 100000',
+  },
+  {
+    name: 'family --holdout more documents than the data holds',
+    argv: (f, o) => [
+      'family',
+      f.bin,
+      '--schedule',
+      '0.5',
+      '--data',
+      f.data,
+      '--doc-separator',
+      '<|endoftext|>',
+      '--holdout',
+      '100000',
+      '--out',
+      join(o, 'fam'),
+    ],
+    names: () => '--holdout 100000',
+  },
+  {
+    name: 'train --seq-len past the context',
+    argv: (f, o) => [
+      'train',
+      f.bin,
+      '--data',
+      f.data,
+      '--seq-len',
+      '4096',
+      '--tokens',
+      '1M',
+      '--out',
+      join(o, 't'),
+    ],
+    names: () => '--seq-len 4096',
+  },
+  {
+    name: 'train --micro-batch larger than --batch-size',
+    argv: (f, o) => [
+      'train',
+      f.bin,
+      '--data',
+      f.data,
+      '--batch-size',
+      '8',
+      '--micro-batch',
+      '16',
+      '--tokens',
+      '100k',
+      '--out',
+      join(o, 't'),
+    ],
+    names: () => '--micro-batch 16',
+  },
+  {
+    name: 'train --batch-size whose activations cannot fit in memory',
+    argv: (f, o) => [
+      'train',
+      f.bin,
+      '--data',
+      f.data,
+      '--batch-size',
+      '1000000000',
+      '--tokens',
+      '1e15',
+      '--out',
+      join(o, 't'),
+    ],
+    names: () => '--batch-size 1000000000',
+  },
+  {
+    name: 'generate --max-tokens past the context (not silently cut)',
+    argv: (f) => ['generate', f.bin, '--prompt', 'hi', '--max-tokens', '1e15'],
+    names: () => '--max-tokens',
+  },
+  {
+    name: 'generate --top-p 0',
+    argv: (f) => ['generate', f.bin, '--prompt', 'hi', '--top-p', '0'],
+    names: () => '--top-p',
+  },
+  {
+    name: 'generate --temperature negative',
+    argv: (f) => ['generate', f.bin, '--prompt', 'hi', '--temperature', '-1'],
+    names: () => '--temperature',
+  },
+  {
+    name: 'generate --temperature NaN',
+    argv: (f) => ['generate', f.bin, '--prompt', 'hi', '--temperature', 'NaN'],
+    names: () => '--temperature',
+  },
+  {
+    name: 'eval --doc-separator empty',
+    argv: (f) => ['eval', f.bin, '--data', f.dev, '--doc-separator', ''],
+    names: () => '--doc-separator',
+  },
+  {
+    name: 'train --doc-separator blank',
+    argv: (f, o) => [
+      'train',
+      f.bin,
+      '--data',
+      f.data,
+      '--doc-separator',
+      ' ',
+      '--tokens',
+      '1k',
+      '--out',
+      join(o, 't'),
+    ],
+    names: () => '--doc-separator',
+  },
+  {
+    name: 'eval --batch-size in hex',
+    argv: (f) => ['eval', f.bin, '--data', f.dev, '--batch-size', '0x10'],
+    names: () => '--batch-size',
+  },
+  {
+    name: "eval --limit '12abc'",
+    argv: (f) => ['eval', f.bin, '--data', f.dev, '--limit', '12abc'],
+    names: () => '--limit',
+  },
+  {
+    name: 'generate --seed empty (not 0)',
+    argv: (f) => ['generate', f.bin, '--prompt', 'hi', '--seed', ''],
+    names: () => '--seed',
+  },
+  {
+    name: 'calibrate --samples 1e400',
+    argv: (f, o) => [
+      'calibrate',
+      f.bin,
+      '--data',
+      f.data,
+      '--samples',
+      '1e400',
+      '--seq-len',
+      '16',
+      '--out',
+      join(o, 's.st'),
+    ],
+    names: () => '--samples',
+  },
+
+  // special files inside a data directory: refused by name, never waited on
+  {
+    name: 'eval --data a directory holding a FIFO',
+    argv: (f) => ['eval', f.bin, '--data', f.fifoData],
+    names: (f) => join(f.fifoData, 'b.txt'),
+  },
+  {
+    name: 'train --data a directory holding a FIFO',
+    argv: (f, o) => ['train', f.bin, '--data', f.fifoData, '--tokens', '1k', '--out', join(o, 't')],
+    names: (f) => join(f.fifoData, 'b.txt'),
+  },
+
+  // malformed family records and recipes
+  ...['a member dir that is a number', 'a negative parameter count', 'a negative perplexity'].map(
+    (what, i): Case => ({
+      name: `report of a family.json with ${what}`,
+      argv: (f, o) => ['report', f.badFamilies[i]!, '--out', join(o, 'r.html')],
+      names: (f) => f.badFamilies[i]!,
+    }),
+  ),
+  {
+    name: 'calibrate a config.json claiming 10^9 layers over a file of 5 (fails at once)',
+    argv: (f, o) => ['calibrate', f.billionLayers, ...calib(f), '--out', join(o, 's.st')],
+    names: (f) => join(f.billionLayers, 'model.safetensors'),
+  },
+  {
+    name: 'generate with a config.json whose rope_parameters is a string',
+    argv: (f) => ['generate', f.ropeString, '--prompt', 'hi', '--max-tokens', '2'],
+    names: (f) => join(f.ropeString, 'config.json'),
+  },
+  {
+    name: 'generate with a tokenizer.json merge of pieces not in the vocabulary',
+    argv: (f) => ['generate', f.unknownMerge, '--prompt', 'hi', '--max-tokens', '2'],
+    names: (f) => join(f.unknownMerge, 'tokenizer.json'),
+  },
+  {
+    name: 'generate with a tokenizer_config.json that is a list',
+    argv: (f) => ['generate', f.tokenizerConfigList, '--prompt', 'hi', '--max-tokens', '2'],
+    names: (f) => f.tokenizerConfigList,
+  },
+  {
+    name: 'report of a family.json naming a key twice',
+    argv: (f, o) => ['report', f.badFamilies[3]!, '--out', join(o, 'r.html')],
+    names: (f) => f.badFamilies[3]!,
+  },
+  {
+    name: 'run a recipe with an empty data.docSeparator',
+    argv: (f) => ['run', f.emptySeparatorRecipe],
+    names: (f) => f.emptySeparatorRecipe,
+  },
+  {
+    name: 'run a recipe nested 100000 deep',
+    argv: (f) => ['run', f.deepRecipe],
+    names: (f) => f.deepRecipe,
   },
 ];
 

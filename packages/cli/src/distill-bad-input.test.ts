@@ -115,7 +115,7 @@ const cases: { name: string; args: () => string[]; error: () => RegExp; modes: s
     name: 'a budget of zero tokens',
     args: () => ['--student', MODEL, '--data', TRAIN, '--tokens', '0'],
     error: () =>
-      /^lineage: a budget of 0 tokens is less than one step \(batch size 4 × seq-len 32 = 128 tokens\)$/,
+      /^lineage: --tokens 0: less than one training step \(4 sequences of 32 tokens = 128 tokens\); give at least 128 \(run with --help for usage\)$/,
     modes: ['--resume', '--restart'],
   },
   {

@@ -81,7 +81,9 @@ export function reportError(e: unknown, debug: boolean): number {
     // core reports some fs errors by their bare code ('cannot create: ENOSPC'): say it in words
     const msg =
       sys && /: E[A-Z]+$/.test(e.message) ? `${e.message} (${SYSTEM_REASONS[sys.code!]})` : e.message;
-    if (!debug) process.stderr.write(`lineage: ${oneLine(msg)}\n`);
+    // a misuse of flags reads like commander's own usage errors
+    const usage = (e as { usage?: boolean }).usage ? ' (run with --help for usage)' : '';
+    if (!debug) process.stderr.write(`lineage: ${oneLine(msg)}${usage}\n`);
     return e instanceof RecoveryInterrupted && e.stopped === 'interrupted' ? 130 : 1;
   }
   if (isSystemError(e)) {

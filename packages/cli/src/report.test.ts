@@ -99,7 +99,7 @@ describe('lineage report', () => {
     const out = join(dir, 'bad.html');
     expectOneLineError(
       await lineage(['report', bad, '--out', out]),
-      /bad\/family\.json: malformed family record: members\[0\]\.params\/bytes are not numbers/,
+      /bad\/family\.json: malformed family record: members\[0\]\.params\/bytes are not non-negative numbers/,
     );
     writeFileSync(join(bad, 'family.json'), '{"schema": ');
     expectOneLineError(

@@ -65,7 +65,7 @@ describe('lineage train/distill --train <globs> --l1 <weight>', () => {
     const errors = r.stderr.split('\n').filter((l) => l.startsWith('lineage:'));
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(
-      /^lineage: trainable: 'layers\.9\.\*' matches no parameter \(names look like 'model\.layers\.0\.[\w.]+'\)$/,
+      /^lineage: --train layers\.2\.mlp\.\*,layers\.9\.\*: 'layers\.9\.\*' matches no parameter \(names look like 'model\.layers\.0\.[\w.]+'\) \(run with --help for usage\)$/,
     );
     expect(existsSync(out)).toBe(false);
     expect(existsSync(`${out}.run`)).toBe(false);

@@ -2,13 +2,22 @@ import { statSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { calibrate, loadDataset, openStreamedModel, parseStatistics, STATISTICS } from '@lineage/calibrate';
+import { LineageError } from '@lineage/core';
 import { type Command, Option } from 'commander';
 import { selectBackend } from '../backend.js';
 import { defaultModel } from '../defaults.js';
 import { formatBytes, log, printJson } from '../output.js';
 import { checkNoOverlap, checkOutput } from '../output-policy.js';
 import { createProgress } from '../progress.js';
-import { addBackendOptions, addJsonOption, addModelOptions, parseIntArg } from './common.js';
+import {
+  addBackendOptions,
+  addJsonOption,
+  addModelOptions,
+  checkSeqLen,
+  parseIntArg,
+  parseSeparator,
+  UsageError,
+} from './common.js';
 
 interface CalibrateFlags {
   data: string;
@@ -55,6 +64,7 @@ export function calibrateCommand(program: Command): void {
     .option(
       '--doc-separator <s>',
       'documents protocol: split text files on lines equal to <s>; each sample is one document with BOS',
+      parseSeparator,
     )
     .option('--field <name>', 'JSONL: the field holding the text', 'text')
     .addOption(
@@ -83,7 +93,13 @@ export function calibrateCommand(program: Command): void {
   addJsonOption(cmd);
   cmd.action(async (modelArg: string | undefined, o: CalibrateFlags) => {
     // Cheap checks first, so a typo never costs a model load.
-    const statistics = parseStatistics(o.stats);
+    let statistics: ReturnType<typeof parseStatistics>;
+    try {
+      statistics = parseStatistics(o.stats);
+    } catch (e) {
+      if (e instanceof LineageError) throw new UsageError('--stats', JSON.stringify(o.stats), e.message);
+      throw e;
+    }
     const path = modelArg ?? defaultModel();
     const inputs = [
       { path, what: 'the model' },
@@ -97,6 +113,7 @@ export function calibrateCommand(program: Command): void {
     });
     const model = await openStreamedModel(path, { tokenizer: o.tokenizer });
     try {
+      checkSeqLen('--seq-len', o.seqLen, [{ model, path }]);
       checkNoOverlap(o.out, [{ path: model.tokenizer?.source, what: 'the tokenizer' }]);
       const backend = await selectBackend(o);
       const progress = createProgress();

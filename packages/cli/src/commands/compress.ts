@@ -43,9 +43,15 @@ import {
   addBackendOptions,
   addJsonOption,
   addModelOptions,
+  checkBatchFits,
+  checkHoldout,
+  checkOneStep,
+  checkSeqLen,
+  decimal,
   parseFloatArg,
   parseIntArg,
   parseLr,
+  parseSeparator,
   requireContext,
 } from './common.js';
 import { type Interrupt, onInterrupt } from './interrupt.js';
@@ -63,6 +69,8 @@ export interface CompressionFlags {
   minLr?: number;
   batchSize?: number;
   seqLen?: number;
+  /** What the user wrote seqLen as, for errors (default `--seq-len`; a recipe's `recovery.seqLen`). */
+  seqLenFlag?: string;
   hiddenWeight?: number;
   /** false with --no-early-stop. */
   earlyStop?: boolean;
@@ -112,7 +120,11 @@ export async function loadPlugins(argv: readonly string[]): Promise<void> {
 export function addCompressionOptions(cmd: Command): Command {
   cmd
     .option('--data <file>', 'training text for recovery (repeat for several files, used in order)', collect)
-    .option('--doc-separator <s>', 'documents are separated by lines equal to <s> (each gets BOS)')
+    .option(
+      '--doc-separator <s>',
+      'documents are separated by lines equal to <s> (each gets BOS)',
+      parseSeparator,
+    )
     .option(
       '--stats <file>',
       'calibration statistics of this model (lineage calibrate), for data-aware methods',
@@ -220,7 +232,14 @@ export interface HeldOutText {
  * What to hold out of the last --data file: its last `docs` documents, or its last `fraction` (documents
  * when the file holds the separator, else text cut at a line boundary).
  */
-export type HoldoutSpec = { docs: number; separator: string } | { fraction: number };
+export type HoldoutSpec =
+  | {
+      docs: number;
+      separator: string;
+      /** What the user wrote it as, for errors (default `--holdout`; a recipe's `evaluation.holdout`). */
+      flag?: string;
+    }
+  | { fraction: number };
 
 /** The held-out tail of `last` (core's one split) and what remains to train and calibrate on. */
 function holdOutTail(last: TextDataset, spec: HoldoutSpec): { train: TextDataset; heldOut: HeldOutText } {
@@ -229,6 +248,7 @@ function holdOutTail(last: TextDataset, spec: HoldoutSpec): { train: TextDataset
       `--holdout needs documents: the last --data file holds no '${spec.separator}' lines`,
       last.path,
     );
+  if ('docs' in spec) checkHoldout(spec.docs, [last], spec.flag);
   const { train, heldOut } = last.split(
     'docs' in spec ? { holdout: spec.docs } : { fraction: spec.fraction },
   );
@@ -258,6 +278,9 @@ export async function prepare(
   model.provenance = { ...(model.provenance ?? {}), source: path };
   // recovery and the family's held-out table train and evaluate on sequences
   if (o.data?.length || holdout) requireContext(model, path);
+  checkSeqLen(o.seqLenFlag ?? '--seq-len', o.seqLen, [{ model, path }]);
+  // each recovery trains a copy against the parent (the teacher): both in memory
+  if (o.data?.length) checkBatchFits(o, [model, model]);
   const stats = o.stats ? await loadStats(o.stats, model) : undefined;
   const backend = await selectBackend(o);
   const progress = createProgress();
@@ -377,7 +400,7 @@ function flagText(opt: MethodOption): string {
 
 /** A number flag's text: plain, or with a k/M/B suffix (`20k` tokens). */
 function parseNumber(v: string): number {
-  const n = /^\d+(\.\d+)?[kKmMbB]$/.test(v) ? parseTokens(v) : Number(v);
+  const n = /^\d+(\.\d+)?[kKmMbB]$/.test(v) ? parseTokens(v) : decimal(v);
   if (!v.trim() || !Number.isFinite(n)) throw new InvalidArgumentError(`must be a number, got '${v}'`);
   return n;
 }
@@ -389,8 +412,8 @@ export function methodFlag(opt: MethodOption): Option {
   else if (opt.type === 'numbers') {
     o.argParser((v: string) =>
       v.split(',').map((s) => {
-        const n = Number(s.trim());
-        if (!s.trim() || !Number.isFinite(n))
+        const n = decimal(s);
+        if (!Number.isFinite(n))
           throw new InvalidArgumentError(`must be comma-separated numbers like 0.8,0.6, got '${v}'`);
         return n;
       }),
@@ -521,6 +544,10 @@ export function compressCommand(program: Command, argv: readonly string[] = []):
       let p: Prepared;
       try {
         p = await prepare(modelArg, o, undefined, interrupt);
+        // a method's recovery budget (its --recover-tokens) must buy a step, checked before any work
+        const budget = o.recoverTokens;
+        if (typeof budget === 'number' && budget > 0 && o.data?.length)
+          checkOneStep('--recover-tokens', budget, o, [p.model]);
         result = await applyMethod(method, p.model, p.ctx);
       } finally {
         interrupt.dispose();

@@ -1,10 +1,17 @@
-import { getBackend, LineageError, loadModel } from '@lineage/core';
+import { getBackend, LineageError, type LlamaModel, loadModel } from '@lineage/core';
 import { type DistillLoss, distill, type HiddenLossOptions } from '@lineage/distill';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { describeBackend, selectBackend } from '../backend.js';
 import { log, logSoon } from '../output.js';
 import { checkNoOverlap, tokenizerInput } from '../output-policy.js';
-import { parseFloatArg, requireContext } from './common.js';
+import {
+  checkBatchFits,
+  checkBudget,
+  checkSeqLen,
+  parseFloatArg,
+  requireContext,
+  UsageError,
+} from './common.js';
 import { addTrainingOptions, finishRun, prepareRun, type TrainingFlags } from './train.js';
 
 interface DistillFlags extends TrainingFlags {
@@ -30,6 +37,46 @@ export function parseLayerMap(v: string): HiddenLossOptions['layers'] {
     return [Number(m[1]), Number(m[2])] as [number, number];
   });
   return pairs;
+}
+
+/**
+ * The hidden-state flags against the two models, with the flags' names (`--hidden-layers 0:99: the
+ * teacher has layers 0..4`); the library checks the same, in its own words, for callers of its API.
+ */
+function checkHiddenFlags(o: DistillFlags, student: LlamaModel, teacher: LlamaModel): void {
+  const wanted = o.hiddenLayers !== undefined || (o.hiddenWeight !== undefined && o.hiddenWeight > 0);
+  const [ws, wt] = [student.config.hiddenSize, teacher.config.hiddenSize];
+  if (wanted && ws !== wt) {
+    const [flag, value] =
+      o.hiddenLayers !== undefined
+        ? ['--hidden-layers', layerMapText(o.hiddenLayers)]
+        : ['--hidden-weight', o.hiddenWeight];
+    throw new UsageError(
+      flag,
+      value,
+      `the hidden-state loss needs the same width in both models (student ${ws}, teacher ${wt}); use --hidden-weight 0`,
+    );
+  }
+  if (!Array.isArray(o.hiddenLayers)) return;
+  const [Ls, Lt] = [student.config.numLayers, teacher.config.numLayers];
+  const seen = new Set<number>();
+  for (const [s, t] of o.hiddenLayers) {
+    const problem =
+      s >= Ls
+        ? `the student has layers 0..${Ls - 1}`
+        : t >= Lt
+          ? `the teacher has layers 0..${Lt - 1}`
+          : seen.has(s)
+            ? `names student layer ${s} twice`
+            : undefined;
+    if (problem)
+      throw new UsageError('--hidden-layers', layerMapText(o.hiddenLayers), `pair ${s}:${t}: ${problem}`);
+    seen.add(s);
+  }
+}
+
+function layerMapText(m: HiddenLossOptions['layers']): string {
+  return m === 'uniform' ? m : m.map(([s, t]) => `${s}:${t}`).join(',');
 }
 
 /** The hidden-state loss the flags ask for; without either flag the library's default (on at the same width). */
@@ -92,6 +139,15 @@ export function distillCommand(program: Command): void {
       const { model: student } = await loadModel(o.student, { tokenizer: o.tokenizer });
       requireContext(teacher, o.teacher);
       requireContext(student, o.student);
+      checkHiddenFlags(o, student, teacher);
+      const both = [
+        { model: student, path: o.student },
+        { model: teacher, path: o.teacher },
+      ];
+      checkSeqLen('--seq-len', o.seqLen, both);
+      checkSeqLen('--eval-seq-len', o.evalSeqLen, both);
+      checkBatchFits(o, [student, teacher]);
+      checkBudget(o, [student, teacher], student);
       const tokenizers = [tokenizerInput(teacher, "the teacher's tokenizer"), tokenizerInput(student)];
       checkNoOverlap(o.out, tokenizers);
       checkNoOverlap(o.runDir ?? `${o.out}.run`, tokenizers, '--run-dir');

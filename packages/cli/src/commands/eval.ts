@@ -4,7 +4,16 @@ import { selectBackend } from '../backend.js';
 import { defaultEvalData, defaultModel } from '../defaults.js';
 import { log, printJson } from '../output.js';
 import { createProgress } from '../progress.js';
-import { addBackendOptions, addJsonOption, addModelOptions, parseIntArg, requireContext } from './common.js';
+import {
+  addBackendOptions,
+  addJsonOption,
+  addModelOptions,
+  checkSeqLen,
+  parseIntArg,
+  parseSeparator,
+  requireContext,
+  UsageError,
+} from './common.js';
 
 interface EvalFlags {
   data?: string;
@@ -33,6 +42,7 @@ export function evalCommand(program: Command): void {
     .option(
       '--doc-separator <s>',
       'documents protocol: split on lines equal to <s>; each document scored alone with BOS',
+      parseSeparator,
     )
     .option('--field <name>', 'JSONL: the field holding each record’s text', 'text')
     .option(
@@ -55,12 +65,20 @@ export function evalCommand(program: Command): void {
       separator ??= d.separator;
     }
     const dataset = await TextDataset.open(dataPath, {
-      ...(separator ? { separator } : {}),
+      ...(separator ? { separator, separatorIfFound: true } : {}),
       ...(o.field ? { field: o.field } : {}),
     });
+    // a separator the text never holds would score it as one document cut at the context: say so instead
+    if (o.docSeparator && !dataset.separator && !dataset.hasJsonl)
+      throw new UsageError(
+        '--doc-separator',
+        JSON.stringify(o.docSeparator),
+        `${dataPath} never holds it (leave it out to score the text as one stream)`,
+      );
     const { text, protocol, separator: docSeparator } = dataset.evalText();
     const { model } = await loadModel(path, { tokenizer: o.tokenizer });
     requireContext(model, path);
+    checkSeqLen('--seq-len', o.seqLen, [{ model, path }]);
     const backend = await selectBackend(o);
     const progress = createProgress();
     const t0 = performance.now();

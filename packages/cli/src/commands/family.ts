@@ -21,7 +21,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { formatBytes, formatCount, log, printJson, table } from '../output.js';
 import { recordSeries } from '../report/data.js';
 import { writeReport } from '../report/write.js';
-import { parseIntArg, requireContext } from './common.js';
+import { checkOneStep, checkSeqLen, decimal, parseIntArg, requireContext } from './common.js';
 import {
   addCompressionOptions,
   addMethodFlags,
@@ -54,7 +54,7 @@ interface FamilyFlags extends CompressionFlags {
 
 function parseSchedule(v: string): number[] {
   const parts = v.split(',').map((s) => s.trim());
-  const xs = parts.map(Number);
+  const xs = parts.map(decimal);
   // Number('') is 0: an empty entry is no size
   if (parts.some((s) => s === '') || xs.some((x) => !Number.isFinite(x)))
     throw new InvalidArgumentError(`must be comma-separated fractions like 0.8,0.6,0.45,0.3, got '${v}'`);
@@ -200,6 +200,8 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
         : { fraction: DEFAULT_HOLDOUT };
     const p = await prepare(modelArg, o, holdout);
     requireContext(p.model, p.path);
+    checkSeqLen('--eval-seq-len', o.evalSeqLen, [{ model: p.model, path: p.path }]);
+    if (recoverTokens > 0) checkOneStep('--recover-tokens', recoverTokens, o, [p.model]);
     let held = p.heldOut;
     if (o.evalData) {
       const text = await readTextFile(o.evalData);

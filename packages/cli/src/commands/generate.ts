@@ -3,7 +3,14 @@ import type { Command } from 'commander';
 import { selectBackend } from '../backend.js';
 import { defaultModel } from '../defaults.js';
 import { printJson } from '../output.js';
-import { addBackendOptions, addJsonOption, addModelOptions, parseFloatArg, parseIntArg } from './common.js';
+import {
+  addBackendOptions,
+  addJsonOption,
+  addModelOptions,
+  parseFloatArg,
+  parseIntArg,
+  UsageError,
+} from './common.js';
 
 interface GenerateFlags {
   prompt: string;
@@ -23,9 +30,14 @@ export function generateCommand(program: Command): void {
     .description('continue a prompt (greedy by default; --temperature and --top-p sample, seeded)')
     .argument('[model]', 'llama2.c .bin file or Hugging Face directory (default: ../shared stories260K)')
     .option('--prompt <text>', 'prompt text (BOS is prepended)', 'Once upon a time')
-    .option('--max-tokens <n>', 'new tokens at most', parseIntArg(), 128)
+    .option(
+      '--max-tokens <n>',
+      "new tokens at most (default 128, or what the model's context leaves after the prompt; more than that is an error)",
+      parseIntArg(),
+      128,
+    )
     .option('--temperature <t>', '0 = greedy', parseFloatArg(0, 100), 0)
-    .option('--top-p <p>', 'nucleus sampling mass', parseFloatArg(0, 1), 1)
+    .option('--top-p <p>', 'nucleus sampling mass, in (0, 1]', parseFloatArg(0, 1, { minExclusive: true }), 1)
     .option('--seed <n>', 'sampling seed', parseIntArg(0), 0);
   addModelOptions(cmd);
   addBackendOptions(cmd);
@@ -36,6 +48,22 @@ export function generateCommand(program: Command): void {
     const backend = await selectBackend(o);
     const streaming = !o.json;
     const tok = model.tokenizer!;
+    // the context bounds prompt + continuation: a --max-tokens past it is refused, not silently cut
+    const ctx = model.config.maxPositions;
+    const promptTokens = tok.encode(o.prompt, { bos: true }).length;
+    if (promptTokens > ctx)
+      throw new UsageError(
+        '--prompt',
+        undefined,
+        `${promptTokens} tokens, more than the model's context of ${ctx} tokens (${path})`,
+      );
+    const room = ctx - promptTokens;
+    if (o.maxTokens > room && cmd.getOptionValueSource('maxTokens') !== 'default')
+      throw new UsageError(
+        '--max-tokens',
+        o.maxTokens,
+        `more than the model's context leaves after the prompt (context ${ctx} tokens, prompt ${promptTokens}: at most ${room}; ${path})`,
+      );
     if (streaming) process.stdout.write(o.prompt);
     const t0 = performance.now();
     const generatedSoFar: number[] = [];

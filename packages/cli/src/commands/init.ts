@@ -4,7 +4,7 @@ import { initLike } from '@lineage/distill';
 import { type Command, Option } from 'commander';
 import { formatBytes, formatCount, log, printJson } from '../output.js';
 import { checkNoOverlap, checkOutput, modelOutputKind, tokenizerInput } from '../output-policy.js';
-import { addJsonOption, addModelOptions, parseFloatArg, parseIntArg } from './common.js';
+import { addJsonOption, addModelOptions, parseFloatArg, parseIntArg, UsageError } from './common.js';
 
 interface InitFlags {
   like: string;
@@ -20,6 +20,39 @@ interface InitFlags {
   force?: boolean;
   tokenizer?: string;
   json?: boolean;
+}
+
+/**
+ * The shape arithmetic of `withShape`, checked with the flags' names (`--kv-heads 3: must divide --heads 8`):
+ * a size not given is the parent's, and is called that.
+ */
+function checkShape(c: LlamaConfig, o: InitFlags): void {
+  const dim = o.dim ?? c.hiddenSize;
+  const heads = o.heads ?? c.numHeads;
+  // as withShape: fewer heads than the parent's key/value heads take as many key/value heads
+  const kv = o.kvHeads ?? (o.heads !== undefined ? Math.min(heads, c.numKvHeads) : c.numKvHeads);
+  const headsText = o.heads !== undefined ? `--heads ${heads}` : `the parent's ${heads} heads`;
+  if (o.dim !== undefined || o.heads !== undefined) {
+    if (dim % heads !== 0)
+      throw o.dim !== undefined
+        ? new UsageError('--dim', dim, `must be a multiple of ${headsText}`)
+        : new UsageError('--heads', heads, `must divide the parent's width ${dim} (or give --dim)`);
+    const headDim = dim / heads;
+    if (headDim % 2 !== 0)
+      throw new UsageError(
+        o.dim !== undefined ? '--dim' : '--heads',
+        o.dim ?? heads,
+        `gives heads of width ${dim}/${heads} = ${headDim}, which must be even (rotary embeddings)`,
+      );
+  }
+  if (heads % kv !== 0)
+    throw o.kvHeads !== undefined
+      ? new UsageError('--kv-heads', kv, `must divide ${headsText}`)
+      : new UsageError(
+          '--heads',
+          heads,
+          `must be a multiple of the parent's ${kv} key/value heads (or give --kv-heads)`,
+        );
 }
 
 /**
@@ -77,6 +110,7 @@ export function initCommand(program: Command): void {
     checkOutput({ path: o.out, kind: modelOutputKind(o.out), force: o.force, inputs });
     const { model: parent } = await loadModel(o.like, { tokenizer: o.tokenizer });
     checkNoOverlap(o.out, [tokenizerInput(parent)]);
+    checkShape(parent.config, o);
     checkFits(parent.config, o);
     const model = initLike(
       parent,

@@ -10,7 +10,7 @@ import {
 import type { Command } from 'commander';
 import { log, printJson } from '../output.js';
 import { type CompiledRecipe, compileRecipe } from '../recipe/parse.js';
-import { addJsonOption } from './common.js';
+import { addJsonOption, checkSeqLen } from './common.js';
 import {
   type CompressionFlags,
   checkResumable,
@@ -37,7 +37,7 @@ function flagsOf(c: CompiledRecipe, o: { resume?: boolean; force?: boolean }): C
     ...(rec.lr !== undefined ? { lr: rec.lr } : {}),
     ...(rec.minLr !== undefined ? { minLr: rec.minLr } : {}),
     ...(rec.batchSize ? { batchSize: rec.batchSize } : {}),
-    ...(rec.seqLen ? { seqLen: rec.seqLen } : {}),
+    ...(rec.seqLen ? { seqLen: rec.seqLen, seqLenFlag: `${c.file}: recovery.seqLen` } : {}),
     ...(rec.hiddenWeight !== undefined ? { hiddenWeight: rec.hiddenWeight } : {}),
     ...(rec.earlyStop === false ? { earlyStop: false } : {}),
     ...(r.tokenizer ? { tokenizer: r.tokenizer } : {}),
@@ -57,7 +57,7 @@ export async function runRecipe(c: CompiledRecipe, o: { resume?: boolean; force?
   const holdout: HoldoutSpec | undefined =
     ev && !ev.data
       ? ev.holdout
-        ? { docs: ev.holdout, separator: c.recipe.data!.docSeparator! }
+        ? { docs: ev.holdout, separator: c.recipe.data!.docSeparator!, flag: `${c.file}: evaluation.holdout` }
         : { fraction: ev.fraction ?? DEFAULT_HOLDOUT }
       : undefined;
   const interrupt = onInterrupt();
@@ -66,6 +66,7 @@ export async function runRecipe(c: CompiledRecipe, o: { resume?: boolean; force?
   let p: Awaited<ReturnType<typeof prepare>>;
   try {
     p = await prepare(c.recipe.parent, flags, holdout, interrupt);
+    checkSeqLen(`${c.file}: evaluation.seqLen`, ev?.seqLen, [{ model: p.model, path: p.path }]);
     result = await applyMethod(c.method, p.model, p.ctx);
   } finally {
     interrupt.dispose();

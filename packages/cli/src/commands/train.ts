@@ -18,10 +18,16 @@ import {
   addBackendOptions,
   addJsonOption,
   addModelOptions,
+  checkBatchFits,
+  checkBudget,
+  checkHoldout,
+  checkSeqLen,
   parseFloatArg,
   parseIntArg,
   parseLr,
+  parseSeparator,
   requireContext,
+  UsageError,
 } from './common.js';
 import { type Interrupt, onInterrupt } from './interrupt.js';
 
@@ -98,7 +104,11 @@ export function addTrainingOptions(cmd: Command): Command {
       'training text: a text or JSONL file or a directory of them (repeat for several, used in order)',
       collect,
     )
-    .option('--doc-separator <s>', 'documents are separated by lines equal to <s> (each gets BOS)')
+    .option(
+      '--doc-separator <s>',
+      'documents are separated by lines equal to <s> (each gets BOS)',
+      parseSeparator,
+    )
     .option('--field <name>', 'JSONL data: the field holding each record’s text', 'text')
     .requiredOption(
       '--tokens <n>',
@@ -240,7 +250,14 @@ export async function prepareRun(o: TrainingFlags, models: readonly Input[]): Pr
     inputs: [...inputs, { path: runDirShown, what: 'the run directory' }],
   });
   checkRunDir(runDirShown, inputs);
+  if (o.microBatch !== undefined && o.batchSize !== undefined && o.microBatch > o.batchSize)
+    throw new UsageError('--micro-batch', o.microBatch, `must not exceed --batch-size ${o.batchSize}`);
+  if (typeof o.lr === 'number' && o.minLr !== undefined && o.minLr > o.lr)
+    throw new UsageError('--min-lr', o.minLr, `must not exceed --lr ${o.lr}`);
+  if (o.holdout !== undefined && o.evalData)
+    throw new UsageError('--holdout', o.holdout, 'give either --eval-data or --holdout, not both');
   let data = await Promise.all(o.data.map((d) => openData(d, o)));
+  checkHoldout(o.holdout, data);
   let evalData = o.evalData ? await openData(o.evalData, o) : undefined;
   if (!evalData && !o.holdout && o.earlyStop !== false) {
     // early stopping by default: a validation part of the training data, split off before training
@@ -384,6 +401,10 @@ export function trainCommand(program: Command): void {
     try {
       const { model } = await loadModel(path, { tokenizer: o.tokenizer });
       requireContext(model, path);
+      checkSeqLen('--seq-len', o.seqLen, [{ model, path }]);
+      checkSeqLen('--eval-seq-len', o.evalSeqLen, [{ model, path }]);
+      checkBatchFits(o, [model]);
+      checkBudget(o, [model], model);
       checkNoOverlap(o.out, [tokenizerInput(model)]);
       checkNoOverlap(o.runDir ?? `${o.out}.run`, [tokenizerInput(model)], '--run-dir');
       const backend = await selectBackend(o);

@@ -64,7 +64,7 @@ function issueText(issue: z.core.$ZodIssue, input: unknown): string {
   if (issue.code === 'invalid_type' && got === undefined) return 'is required';
   if (issue.code === 'unrecognized_keys')
     return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
-  return `${issue.message}${got === undefined || typeof got === 'object' ? '' : `, got ${JSON.stringify(got)}`}`;
+  return `${issue.message}${got === undefined || typeof got === 'object' ? '' : `, got ${typeof got === 'number' ? String(got) : JSON.stringify(got)}`}`;
 }
 
 /** Resolves a path written in the recipe against the recipe's directory. */

@@ -39,7 +39,10 @@ export const recipeSchema = z.strictObject({
   data: z
     .strictObject({
       train: z.union([path, z.array(path).min(1, 'must list at least one file')]),
-      docSeparator: z.string().optional(),
+      docSeparator: z
+        .string()
+        .regex(/^[^\r\n]*\S[^\r\n]*$/, "must be one non-blank line of text, like '<|endoftext|>'")
+        .optional(),
       stats: path.optional(),
       calibSamples: z.number().int().min(1).optional(),
     })

@@ -37,20 +37,40 @@ function bits(params: number, bytes: number): number {
 
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
+const isCount = (v: unknown): v is number => isNum(v) && v >= 0;
+const isPpl = (v: unknown) => v === null || v === undefined || (isNum(v) && v > 0);
+
 /** Checks the fields a report reads, so that a malformed family.json fails in one line naming the file. */
 function checkRecord(r: FamilyRecord, file: string): void {
   const bad = (what: string) => {
     throw new LineageError(`malformed family record: ${what}`, file);
   };
-  if (!r.parent || typeof r.parent !== 'object') bad('no parent');
-  if (!isNum(r.parent.params) || !isNum(r.parent.bytes)) bad('parent.params/bytes are not numbers');
+  if (!r.parent || typeof r.parent !== 'object' || Array.isArray(r.parent)) bad('no parent');
+  if (!isCount(r.parent.params) || !isCount(r.parent.bytes))
+    bad('parent.params/bytes are not non-negative numbers');
+  if (!isPpl(r.parent.perplexity)) bad('parent.perplexity is not a positive number or null');
+  if (r.heldOut !== null && r.heldOut !== undefined && typeof r.heldOut !== 'string')
+    bad('heldOut is not text or null');
+  if (
+    r.method !== null &&
+    r.method !== undefined &&
+    (typeof r.method !== 'object' || Array.isArray(r.method))
+  )
+    bad('method is not an object');
   if (!Array.isArray(r.members)) bad('members is not a list');
   r.members.forEach((m, i) => {
-    if (!m || typeof m !== 'object') bad(`members[${i}] is not an object`);
-    if (!isNum(m.params) || !isNum(m.bytes)) bad(`members[${i}].params/bytes are not numbers`);
-    if (m.perplexity !== null && m.perplexity !== undefined && !isNum(m.perplexity))
-      bad(`members[${i}].perplexity is not a number or null`);
+    if (!m || typeof m !== 'object' || Array.isArray(m)) bad(`members[${i}] is not an object`);
+    if (!isCount(m.params) || !isCount(m.bytes))
+      bad(`members[${i}].params/bytes are not non-negative numbers`);
+    if (typeof m.dir !== 'string' || !m.dir.trim()) bad(`members[${i}].dir is not a directory name`);
+    if (!isPpl(m.perplexity)) bad(`members[${i}].perplexity is not a positive number or null`);
   });
+}
+
+/** The method's name a record gives, when it gives one as text. */
+function methodName(r: FamilyRecord): string | undefined {
+  const name = (r.method as { name?: unknown } | null | undefined)?.name;
+  return typeof name === 'string' ? name : undefined;
 }
 
 /** A family as a report series, from its family.json (the file or its directory). */
@@ -58,11 +78,7 @@ export async function familySeries(path: string): Promise<ReportSeries> {
   const file = path.endsWith('.json') ? path : join(path, 'family.json');
   const r = await readFamily(file);
   checkRecord(r, file);
-  return recordSeries(
-    r,
-    `${r.method?.name ?? 'family'} (${basename(dirname(resolve(file)))})`,
-    dirname(file),
-  );
+  return recordSeries(r, `${methodName(r) ?? 'family'} (${basename(dirname(resolve(file)))})`, dirname(file));
 }
 
 /** A family record as a report series named `name`; member paths relative to `dir` when given. */
@@ -87,7 +103,7 @@ export function recordSeries(r: FamilyRecord, name: string, dir: string | null):
       const prov = m.provenance as Record<string, Json> | null;
       return {
         label: m.dir,
-        method: typeof prov?.method === 'string' ? prov.method : (r.method?.name ?? '—'),
+        method: typeof prov?.method === 'string' ? prov.method : (methodName(r) ?? '—'),
         params: m.params,
         bytes: m.bytes,
         bitsPerParam: isNum(m.bitsPerParam) ? m.bitsPerParam : bits(m.params, m.bytes),

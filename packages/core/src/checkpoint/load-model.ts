@@ -130,6 +130,18 @@ export function checkpointReader(
 ): CheckpointReader {
   const file = source.path;
   const checkFinite = !(options.allowNonfinite ?? allowNonfiniteDefault());
+  // the layer count before anything is laid out: a config claiming a billion layers over a file of five
+  // must fail at once, not after building a layout of billions of slots
+  let layers = 0;
+  for (const n of source.names()) {
+    const m = /^model\.layers\.(\d+)\./.exec(n);
+    if (m) layers = Math.max(layers, Number(m[1]) + 1);
+  }
+  if (config.numLayers > layers)
+    throw new LineageError(
+      `missing tensor 'model.layers.${layers}.input_layernorm.weight': the config has ${config.numLayers} layers (num_hidden_layers), the checkpoint ${layers}`,
+      file,
+    );
   const names = new Set(source.names());
   const used = new Set<string>();
   const take = async (name: string, shape?: readonly number[]): Promise<HostTensor> => {

@@ -53,3 +53,11 @@ describe('family.json', () => {
     await expect(readFamily(out)).rejects.toThrow(/not a family record of schema lineage.family\/1/);
   });
 });
+
+describe('readFamily', () => {
+  it('refuses a record naming a key twice (JSON.parse would keep the last)', async () => {
+    const file = join(tempDir('lineage-family-dup-'), 'family.json');
+    writeFileSync(file, `{"schema":"${FAMILY_SCHEMA}","members":[{"dir":"a"}],"members":[]}`);
+    await expect(readFamily(file)).rejects.toThrow(`${file}: the key 'members' appears twice`);
+  });
+});

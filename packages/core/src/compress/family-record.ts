@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { saveModel } from '../checkpoint/save-model.js';
 import { writeDirAtomic } from '../io/atomic.js';
 import { readRegularFile } from '../io/fs-util.js';
+import { findDuplicateKey } from '../io/json-keys.js';
 import type { Json } from '../nn/layer.js';
 import type { LlamaModel } from '../nn/llama.js';
 import { LineageError } from '../util/errors.js';
@@ -156,11 +157,15 @@ export async function readFamily(path: string): Promise<FamilyRecord> {
   // a regular file of bounded size (a FIFO or a device is refused before it is opened)
   const bytes = await readRegularFile(file);
   let r: Partial<FamilyRecord>;
+  const text = bytes.toString('utf8');
   try {
-    r = JSON.parse(bytes.toString('utf8')) as Partial<FamilyRecord>;
+    r = JSON.parse(text) as Partial<FamilyRecord>;
   } catch (e) {
     throw new LineageError(`cannot read a family record: ${(e as Error).message.split('\n')[0]}`, file);
   }
+  // JSON.parse keeps the last of two equal keys: which members were meant is not for us to guess
+  const dup = findDuplicateKey(text);
+  if (dup) throw new LineageError(`the key '${dup.join('.')}' appears twice`, file);
   if (r.schema !== FAMILY_SCHEMA)
     throw new LineageError(
       `is not a family record of schema ${FAMILY_SCHEMA} (schema: ${JSON.stringify(r.schema ?? null)})`,

@@ -1,4 +1,5 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -230,5 +231,30 @@ describe('TextDataset', () => {
       expect((e as LineageError).file).toBe(DEV);
       expect((e as Error).message).not.toContain('\n');
     }
+  });
+});
+
+describe('TextDataset directories: special files refused by name, symbolic links followed', () => {
+  it('a FIFO inside a data directory is refused naming it (never opened), whatever its name', async () => {
+    for (const name of ['b.txt', 'pipe']) {
+      const dir = join(tmp, `with-fifo-${name}`);
+      file(join(`with-fifo-${name}`, 'a.txt'), 'one document\n');
+      execFileSync('mkfifo', [join(dir, name)]);
+      await expect(TextDataset.open(dir)).rejects.toThrow(
+        `${join(dir, name)}: is a FIFO (named pipe), not a regular file`,
+      );
+    }
+  });
+  it('a linked data file and a linked directory are read; a broken link with a data name is refused', async () => {
+    const dir = join(tmp, 'links');
+    file(join('links-target', 'b.txt'), 'second\n');
+    file(join('links', 'a.txt'), 'first\n');
+    symlinkSync(join(tmp, 'links-target', 'b.txt'), join(dir, 'b.txt'));
+    symlinkSync(join(tmp, 'links-target'), join(dir, 'sub'));
+    symlinkSync(dir, join(dir, 'loop'));
+    const ds = await TextDataset.open(dir);
+    expect(ds.files.map((f) => f.name)).toEqual(['a.txt', 'b.txt', 'sub/b.txt']);
+    symlinkSync(join(tmp, 'nowhere.txt'), join(dir, 'c.txt'));
+    await expect(TextDataset.open(dir)).rejects.toThrow(`${join(dir, 'c.txt')}: is a broken symbolic link`);
   });
 });

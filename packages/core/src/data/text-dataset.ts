@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { type Dirent, promises as fsp, type Stats } from 'node:fs';
 import { extname, join, relative } from 'node:path';
 import { splitDocuments } from '../eval/documents.js';
 import type { EvalProtocol } from '../eval/perplexity.js';
+import { fileKind } from '../io/fs-util.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LineageError } from '../util/errors.js';
 import { getMaxDataBytes, readTextFile, STDIN_PATH } from '../util/text-file.js';
@@ -69,18 +70,40 @@ function formatOf(path: string): DataFormat | undefined {
   return undefined;
 }
 
+/**
+ * The data files of a directory, recursively. Symbolic links are followed (a linked directory once); a
+ * FIFO, socket or device inside is refused by name (reading one would block or never end), as is a link
+ * to one or a broken link with a data file's name. Other files (README, .bin, …) are not data: skipped.
+ */
 async function listDir(root: string): Promise<DatasetFile[]> {
   const out: DatasetFile[] = [];
+  const seen = new Set<string>();
   const walk = async (dir: string): Promise<void> => {
+    const real = await fsp.realpath(dir);
+    if (seen.has(real)) return;
+    seen.add(real);
     const entries = await fsp.readdir(dir, { withFileTypes: true });
     for (const e of entries) {
       if (e.name.startsWith('.')) continue;
       const p = join(dir, e.name);
-      if (e.isDirectory()) await walk(p);
-      else if (e.isFile()) {
+      let st: Stats | Dirent = e;
+      if (e.isSymbolicLink()) {
+        try {
+          st = await fsp.stat(p);
+        } catch {
+          if (formatOf(e.name)) throw new LineageError('is a broken symbolic link', p);
+          continue;
+        }
+      }
+      if (st.isDirectory()) await walk(p);
+      else if (st.isFile()) {
         const format = formatOf(e.name);
         if (format) out.push({ name: relative(root, p).split('\\').join('/'), path: p, format });
-      }
+      } else
+        throw new LineageError(
+          `is ${fileKind(st)}, not a regular file (a data directory may hold only files and directories)`,
+          p,
+        );
     }
   };
   await walk(root);

@@ -57,7 +57,9 @@ const O_NONBLOCK: number = fsConstants.O_NONBLOCK ?? 0;
 const READ_FLAGS = fsConstants.O_RDONLY | O_NONBLOCK;
 
 /** What a non-regular file is, for "is a FIFO, not a regular file". */
-export function fileKind(st: Stats): string {
+export function fileKind(
+  st: Pick<Stats, 'isDirectory' | 'isFIFO' | 'isCharacterDevice' | 'isBlockDevice' | 'isSocket'>,
+): string {
   if (st.isDirectory()) return 'a directory';
   if (st.isFIFO()) return 'a FIFO (named pipe)';
   if (st.isCharacterDevice()) return 'a character device';

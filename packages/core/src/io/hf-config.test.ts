@@ -281,6 +281,11 @@ describe('parseHFConfig rigour: each error names config.json and the field', () 
       'eos_token_id 9999 is outside the vocabulary',
     ],
     ['a negative token id', { eos_token_id: -1 }, 'eos_token_id must be a token id, got -1'],
+    [
+      'rope_parameters not an object',
+      { rope_parameters: 'x' },
+      'rope_parameters must be an object or null, got "x"',
+    ],
     ['a missing required key', { hidden_size: undefined }, 'missing required field hidden_size'],
     ['a zero size', { num_hidden_layers: 0 }, 'num_hidden_layers must be a positive integer, got 0'],
     ['a fractional size', { intermediate_size: 17.5 }, 'intermediate_size must be a positive integer'],

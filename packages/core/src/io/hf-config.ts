@@ -109,6 +109,8 @@ export function parseHFConfig(json: unknown, file: string): LlamaConfig {
     bad(`hidden_act ${describe(act)} is not supported (only silu)`);
 
   // transformers v5 moves rope_theta/rope_scaling into rope_parameters; accept either.
+  if (has('rope_parameters') && !isPlainObject(c['rope_parameters']))
+    bad(`rope_parameters must be an object or null, got ${describe(c['rope_parameters'])}`);
   const ropeParams = isPlainObject(c['rope_parameters']) ? c['rope_parameters'] : undefined;
   const ropeTheta = posNum('rope_theta', c['rope_theta'] ?? ropeParams?.['rope_theta'], 10000);
   const ropeScaling = parseRopeScaling(c['rope_scaling'] ?? ropeParams, bad);

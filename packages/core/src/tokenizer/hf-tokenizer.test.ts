@@ -176,3 +176,29 @@ describe('HF tokenizer.json tokenizer', () => {
     );
   });
 });
+
+describe('tokenizer.json merges and tokenizer_config.json, as the reference library checks them', () => {
+  it('refuses merges that are not a list, not "a b" or [a, b], or name pieces not in the vocabulary', () => {
+    const withMerges = (merges: unknown) => {
+      const { tokenizerJson, tokenizerConfig } = converted();
+      return () =>
+        hfTokenizerFromJson({ ...tokenizerJson, model: { ...tokenizerJson.model, merges } }, tokenizerConfig);
+    };
+    expect(() => withMerges(converted().tokenizerJson.model.merges)()).not.toThrow();
+    expectLineageError(withMerges('a b'), 'tokenizer.json', /"merges" must be a list/);
+    expectLineageError(withMerges([1]), 'tokenizer.json', /merge 0 is neither "a b" nor \["a", "b"\]/);
+    expectLineageError(
+      withMerges(['zzq yyq']),
+      'tokenizer.json',
+      /merge 0 .* needs "zzq", which is not in the vocabulary/,
+    );
+  });
+  it('refuses a tokenizer_config.json that is not an object', () => {
+    const { tokenizerJson } = converted();
+    expectLineageError(
+      () => hfTokenizerFromJson(tokenizerJson, [1]),
+      'tokenizer.json',
+      /tokenizer_config\.json is not a JSON object/,
+    );
+  });
+});

@@ -52,6 +52,8 @@ export class HFTokenizer implements Tokenizer {
   ) {
     if (!isObject(tokenizerJson))
       throw new LineageError('unsupported tokenizer.json: not a JSON object', source);
+    if (tokenizerConfig !== undefined && tokenizerConfig !== null && !isObject(tokenizerConfig))
+      throw new LineageError('tokenizer_config.json is not a JSON object', source);
     const config = isObject(tokenizerConfig) ? tokenizerConfig : {};
     const model = tokenizerJson.model;
     if (!isObject(model)) throw new LineageError('unsupported tokenizer.json: no "model" object', source);
@@ -113,6 +115,7 @@ export class HFTokenizer implements Tokenizer {
     } else {
       throw new LineageError('unsupported tokenizer.json: the model has no vocab', source);
     }
+    if (modelType === 'BPE' && isObject(vocab)) checkMerges(model, vocab, source);
     for (const t of addedTokens) ids.set(t.content, t.id);
     let maxId = -1;
     for (const id of ids.values()) maxId = Math.max(maxId, id);
@@ -259,4 +262,38 @@ export function loadHFTokenizer(path: string): HFTokenizer {
   const configPath = join(dirname(file), 'tokenizer_config.json');
   const config = existsSync(configPath) ? readJson(configPath, 'tokenizer_config.json') : {};
   return new HFTokenizer(json, config, file);
+}
+
+/**
+ * BPE merges as the reference tokenizers library checks them when it loads a file: a list of "a b" strings
+ * or ["a", "b"] pairs whose parts and result are all in the vocabulary (else a merge could never apply, or
+ * would make a token the model has no row for).
+ */
+function checkMerges(model: Record<string, unknown>, vocab: Record<string, unknown>, source: string): void {
+  const merges = model.merges ?? [];
+  if (!Array.isArray(merges))
+    throw new LineageError('unsupported tokenizer.json: "merges" must be a list', source);
+  const prefix = model.continuing_subword_prefix;
+  const skip = typeof prefix === 'string' ? prefix.length : 0;
+  const has = (t: string) => Object.hasOwn(vocab, t);
+  merges.forEach((m, i) => {
+    let pair: [string, string] | undefined;
+    if (typeof m === 'string') {
+      const at = m.indexOf(' ');
+      if (at > 0 && at < m.length - 1) pair = [m.slice(0, at), m.slice(at + 1)];
+    } else if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string')
+      pair = [m[0], m[1]];
+    if (!pair)
+      throw new LineageError(
+        `unsupported tokenizer.json: merge ${i} is neither "a b" nor ["a", "b"] (${JSON.stringify(m)?.slice(0, 60)})`,
+        source,
+      );
+    const [a, b] = pair;
+    for (const t of [a, b, a + b.slice(skip)])
+      if (!has(t))
+        throw new LineageError(
+          `tokenizer.json: merge ${i} (${JSON.stringify(m).slice(0, 60)}) needs ${JSON.stringify(t).slice(0, 40)}, which is not in the vocabulary`,
+          source,
+        );
+  });
 }
