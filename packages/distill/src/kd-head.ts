@@ -31,8 +31,15 @@ export function canFuseKdHead(ops: Ops, student: LlamaModel, teacher: LlamaModel
 const OP = 'distill.kdHead';
 
 // The node's inputs are [h, W, dh, dW]: the fused head already computed d kl / d h and d kl / d W, saved
-// on the tape as the last two inputs; the VJP only scales them by the incoming gradient.
-registerGradient<null>(OP, {
+// on the tape as the last two inputs; the VJP only scales them by the incoming gradient. Registered on
+// first use, not at import, so the package stays free of import-time side effects ("sideEffects": false).
+let registered = false;
+function ensureGradient(): void {
+  if (registered) return;
+  registered = true;
+  registerGradient<null>(OP, KD_HEAD_GRADIENT);
+}
+const KD_HEAD_GRADIENT: Parameters<typeof registerGradient<null>>[1] = {
   saves: () => ({ inputs: [2, 3], output: false }),
   vjp: async (ops, dy, n) => {
     const s = (await ops.readF32(dy))[0]!;
@@ -47,7 +54,7 @@ registerGradient<null>(OP, {
       undefined,
     ];
   },
-});
+};
 
 /**
  * The distillation head on the backend's fused capability (`Backend.fusedTraining.kdHead`): the KL of the
@@ -70,6 +77,7 @@ export async function fusedKdHead(
   const weight = denseHead(ops, student);
   const teacherWeight = denseHead(ops, teacher);
   if (!fused || !weight || !teacherWeight || teacherHidden.backend !== ops.backend) return undefined;
+  ensureGradient();
   const r = await fused.kdHead({
     hidden,
     weight,
