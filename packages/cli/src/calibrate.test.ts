@@ -118,13 +118,17 @@ describe('lineage calibrate: bad input is one line, exit 1, and no output file',
     const r = await lineage(
       base(out, ['--data', DEV, '--samples', '4', '--seq-len', '64', '--stats', 'hessian,fisher']),
     );
-    expectOneLine(r, /^lineage: unknown statistic 'fisher' \(known: hessian, importance\)$/, out);
+    expectOneLine(
+      r,
+      /^lineage: --stats "hessian,fisher": unknown statistic 'fisher' \(known: hessian, importance\) \(run with --help for usage\)$/,
+      out,
+    );
   });
 
   it('a sequence length beyond the context, and --out naming a directory', async () => {
     const out = join(tmp, 'c.safetensors');
     let r = await lineage(base(out, ['--data', DEV, '--samples', '4', '--seq-len', '1024']));
-    expectOneLine(r, /sequence length 1024 exceeds the model's context of 512/, out);
+    expectOneLine(r, /^lineage: --seq-len 1024: more than the model's context of 512 tokens/, out);
     r = await lineage(['calibrate', MODEL, '--data', DEV, '--samples', '4', '--seq-len', '64', '--out', tmp]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/is a directory; --out names the statistics file to write/);

@@ -161,7 +161,7 @@ describe('lineage init / train / distill', () => {
     ]);
     expect(zero.code).toBe(1);
     expect(zero.stderr).toMatch(
-      /^lineage: a budget of 0 tokens is less than one step \(batch size 4 × seq-len 32 = 128 tokens\)\n$/m,
+      /^lineage: --tokens 0: less than one training step \(4 sequences of 32 tokens = 128 tokens\); give at least 128 \(run with --help for usage\)\n$/m,
     );
     const short = join(tmp, 'short.txt');
     writeFileSync(short, 'Once upon a time.\n');
