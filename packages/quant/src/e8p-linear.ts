@@ -14,6 +14,7 @@ import {
   type Tensor,
   takeAlong,
 } from '@lineage/core';
+import { dequantizedLinear, releaseDequantized } from './dequantized-forward.js';
 import { E8P12, type E8pMatrix, e8pDecodeInto, e8pWidth } from './e8p.js';
 import { type Incoherence, untransformWeight } from './hadamard.js';
 
@@ -230,27 +231,19 @@ export class E8pLinear implements LinearLayer {
     return this.bias?.value.toF32();
   }
 
-  async forward(ops: Ops, x: Tensor): Promise<Tensor> {
-    const be = ops.backend;
-    const shape = [this.outFeatures, this.inFeatures];
-    if (this.cacheDequantized) {
-      let w = this.cache.get(be);
-      if (!w) {
-        w = be.upload(this.denseWeight(), shape); // owned by the cache, outside every Ops scope
-        this.cache.set(be, w);
-      }
-      return ops.linear(x, w, this.bias?.tensor(be));
-    }
-    const w = ops.upload(this.denseWeight(), shape);
-    const y = await ops.linear(x, w, this.bias?.tensor(be));
-    ops.dispose(w);
-    return y;
+  forward(ops: Ops, x: Tensor): Promise<Tensor> {
+    return dequantizedLinear(ops, x, {
+      cache: this.cache,
+      cached: this.cacheDequantized,
+      shape: [this.outFeatures, this.inFeatures],
+      weight: () => this.denseWeight(),
+      bias: this.bias?.tensor(ops.backend),
+    });
   }
 
   /** Frees the cached dequantized weights. */
   release(): void {
-    for (const [b, t] of this.cache) b.dispose(t);
-    this.cache.clear();
+    releaseDequantized(this.cache);
   }
 
   parameters(): ReadonlyMap<string, Parameter> {

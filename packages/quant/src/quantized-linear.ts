@@ -16,6 +16,7 @@ import {
   takeAlong,
 } from '@lineage/core';
 import { registerLayerExporter } from '@lineage/onnx';
+import { dequantizedLinear, releaseDequantized } from './dequantized-forward.js';
 import { E8P12 } from './e8p.js';
 import { loadE8pLinear } from './e8p-linear.js';
 import {
@@ -194,28 +195,19 @@ export class QuantizedLinear implements LinearLayer {
     return t ? untransformWeight(w, this.outFeatures, this.inFeatures, t) : w;
   }
 
-  async forward(ops: Ops, x: Tensor): Promise<Tensor> {
-    const be = ops.backend;
-    const shape = [this.outFeatures, this.inFeatures];
-    if (this.cacheDequantized) {
-      let w = this.cache.get(be);
-      if (!w) {
-        w = be.upload(this.denseWeight(), shape); // owned by the cache, outside every Ops scope
-        this.cache.set(be, w);
-      }
-      return ops.linear(x, w, this.bias?.tensor(be));
-    }
-    // transient: ops.dispose defers it while an autograd tape still needs it for the input's gradient
-    const w = ops.upload(this.denseWeight(), shape);
-    const y = await ops.linear(x, w, this.bias?.tensor(be));
-    ops.dispose(w);
-    return y;
+  forward(ops: Ops, x: Tensor): Promise<Tensor> {
+    return dequantizedLinear(ops, x, {
+      cache: this.cache,
+      cached: this.cacheDequantized,
+      shape: [this.outFeatures, this.inFeatures],
+      weight: () => this.denseWeight(),
+      bias: this.bias?.tensor(ops.backend),
+    });
   }
 
   /** Frees the cached dequantized weights. */
   release(): void {
-    for (const [b, t] of this.cache) b.dispose(t);
-    this.cache.clear();
+    releaseDequantized(this.cache);
   }
 
   parameters(): ReadonlyMap<string, Parameter> {
