@@ -29,6 +29,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
   getBackend,
@@ -105,7 +106,11 @@ function matmulModel(n) {
 const MM = smoke ? 256 : 2048; // the MatMul yardstick's size
 
 async function ortMatmulGflops(ort, n = MM, seconds = smoke ? 0.05 : 3) {
-  const session = await ort.InferenceSession.create(matmulModel(n));
+  // The yardstick runs on as many intra-op threads as the backend's cpu sessions (every core the process may
+  // use): onnxruntime's own default counted one core on the 2-vCPU VM, half the MatMul the step can use.
+  const session = await ort.InferenceSession.create(matmulModel(n), {
+    intraOpNumThreads: os.availableParallelism(),
+  });
   const rand = () => Float32Array.from({ length: n * n }, () => Math.random() - 0.5);
   const feeds = {
     A: new ort.Tensor('float32', rand(), [n, n]),
