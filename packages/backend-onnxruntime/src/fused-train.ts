@@ -1,4 +1,6 @@
 import {
+  FUSED_BLOCK_WEIGHTS,
+  type FusedBlockInputs,
   type FusedTraining,
   type KdHeadInputs,
   type KdHeadResult,
@@ -6,6 +8,13 @@ import {
   type Shape,
   type Tensor,
 } from '@lineage/core';
+import {
+  type BlockDims,
+  blockBackwardGraph,
+  blockForwardGraph,
+  SAVED,
+  WEIGHT_INPUTS,
+} from './fused-block.js';
 import { OPSET } from './kernels.js';
 import type { OrtModule, OrtSession, OrtSessionOptions, OrtTensor } from './load-runtime.js';
 import { FLOAT, GraphBuilder, INT32 } from './onnx.js';
@@ -56,9 +65,9 @@ export interface TensorBridge {
   wrap(v: OrtTensor, shape: Shape): Tensor;
 }
 
-/** The cpu backend's FusedTraining: one cached session per temperature. */
+/** The cpu backend's FusedTraining: cached sessions (the KD head per temperature, blocks per shape). */
 export class OrtFusedTraining implements FusedTraining {
-  private readonly sessions = new Map<number, Promise<OrtSession>>();
+  private readonly sessions = new Map<number | string, Promise<OrtSession>>();
   private closed = false;
 
   constructor(
@@ -107,6 +116,96 @@ export class OrtFusedTraining implements FusedTraining {
       ce: this.bridge.wrap(out.ce_metric!, []),
       dHidden: this.bridge.wrap(out.grad_h!, [N, D]),
       dWeight: this.bridge.wrap(out.grad_w!, [V, D]),
+    };
+  }
+
+  /** The block's dims, or why the fused block cannot serve these inputs. */
+  private blockDims(i: FusedBlockInputs): BlockDims | { unsupported: string } {
+    const { x, weights, heads: H, kvHeads: Hkv, headDim: hd } = i;
+    if (x.shape.length !== 3) return { unsupported: `block input [${x.shape}] is not [B, T, dim]` };
+    const [, T, dim] = x.shape as [number, number, number];
+    if (weights.length !== FUSED_BLOCK_WEIGHTS.length)
+      return { unsupported: `${weights.length} block weights, expected ${FUSED_BLOCK_WEIGHTS.length}` };
+    const F = weights[6]!.shape[0]!;
+    const want = [
+      [dim],
+      [dim],
+      [H * hd, dim],
+      [Hkv * hd, dim],
+      [Hkv * hd, dim],
+      [dim, H * hd],
+      [F, dim],
+      [F, dim],
+      [dim, F],
+    ];
+    for (let k = 0; k < want.length; k++) {
+      const s = weights[k]!.shape;
+      if (s.length !== want[k]!.length || s.some((v, j) => v !== want[k]![j]))
+        return { unsupported: `${FUSED_BLOCK_WEIGHTS[k]} is [${s}], expected [${want[k]}]` };
+    }
+    if (!(H % Hkv === 0 && hd % 2 === 0))
+      return { unsupported: `${H} heads over ${Hkv} kv heads of size ${hd}` };
+    if (i.cos.shape[0] !== T || i.cos.shape[1] !== hd / 2)
+      return { unsupported: `RoPE tables [${i.cos.shape}] for ${T} positions of head size ${hd}` };
+    return { dim, heads: H, kvHeads: Hkv, headDim: hd, eps: i.eps };
+  }
+
+  private blockSession(key: string, build: () => Uint8Array): Promise<OrtSession> {
+    let p = this.sessions.get(key);
+    if (!p) {
+      p = this.ort.InferenceSession.create(build(), this.options);
+      this.sessions.set(key, p);
+      p.catch(() => this.sessions.delete(key));
+    }
+    return p;
+  }
+
+  private async blockFeeds(i: FusedBlockInputs): Promise<Record<string, OrtTensor>> {
+    const feeds: Record<string, OrtTensor> = {
+      x_in: await this.bridge.feed(i.x),
+      rope_cos: await this.bridge.feed(i.cos),
+      rope_sin: await this.bridge.feed(i.sin),
+    };
+    for (let k = 0; k < WEIGHT_INPUTS.length; k++)
+      feeds[WEIGHT_INPUTS[k]!] = await this.bridge.feed(i.weights[k]!);
+    return feeds;
+  }
+
+  async blockForward(
+    i: FusedBlockInputs & { save: boolean },
+  ): Promise<{ y: Tensor; saved: Tensor[] } | { unsupported: string }> {
+    if (this.closed) throw new LineageError('the onnxruntime backend was closed');
+    const d = this.blockDims(i);
+    if ('unsupported' in d) return d;
+    let s: OrtSession;
+    try {
+      s = await this.blockSession(`forward:${i.save}:${JSON.stringify(d)}`, () =>
+        blockForwardGraph(d, i.save),
+      );
+    } catch (e) {
+      return { unsupported: `onnxruntime cannot load the fused block: ${(e as Error).message}` };
+    }
+    const out = (await s.run(await this.blockFeeds(i))) as Record<string, OrtTensor>;
+    return {
+      y: this.bridge.wrap(out.y!, i.x.shape),
+      saved: i.save ? SAVED.map((n) => this.bridge.wrap(out[n]!, out[n]!.dims)) : [],
+    };
+  }
+
+  async blockBackward(
+    i: FusedBlockInputs & { dy: Tensor; saved: readonly Tensor[] },
+  ): Promise<{ dx: Tensor; dWeights: Tensor[] }> {
+    if (this.closed) throw new LineageError('the onnxruntime backend was closed');
+    const d = this.blockDims(i);
+    if ('unsupported' in d) throw new LineageError(`fused block backward: ${d.unsupported}`);
+    const s = await this.blockSession(`backward:${JSON.stringify(d)}`, () => blockBackwardGraph(d));
+    const feeds = await this.blockFeeds(i);
+    feeds.dy = await this.bridge.feed(i.dy);
+    for (let k = 0; k < SAVED.length; k++) feeds[SAVED[k]!] = await this.bridge.feed(i.saved[k]!);
+    const out = (await s.run(feeds)) as Record<string, OrtTensor>;
+    return {
+      dx: this.bridge.wrap(out.dx!, i.x.shape),
+      dWeights: WEIGHT_INPUTS.map((n, k) => this.bridge.wrap(out[`d_${n}`]!, i.weights[k]!.shape)),
     };
   }
 

@@ -18,8 +18,9 @@
 // Run after `pnpm build`: pnpm --filter @lineage/distill bench
 // Env: LINEAGE_BENCH_BACKENDS (default "onnxruntime"; "js,onnxruntime" adds the reference backend, whose
 // 1 × 128 steps take about a minute each; a backend that is not built is reported as skipped),
-// LINEAGE_BENCH_PER_OP_HEAD=1 adds the onnxruntime step without its fused KD head (the per-op path) and the
-// same-run ratio of the two, LINEAGE_BENCH_ROUNDS (alternations, default and minimum 3), LINEAGE_BENCH_STEPS (timed steps per round
+// LINEAGE_BENCH_PER_OP_HEAD=1 adds the onnxruntime step without any fused piece (the per-op path) and the
+// same-run ratio of the two, LINEAGE_BENCH_PER_OP_BLOCKS=1 the step with the fused KD head but per-op decoder
+// blocks (before the fused blocks) and its ratio, LINEAGE_BENCH_ROUNDS (alternations, default and minimum 3), LINEAGE_BENCH_STEPS (timed steps per round
 // after one warm-up step, default 3; js: 2), LINEAGE_BENCH_BATCH × LINEAGE_BENCH_SEQ tokens per step
 // (default 4 × 256; js: 1 × 128), LINEAGE_BENCH_TORCH=0 skips the PyTorch row.
 // --smoke (or LINEAGE_BENCH_SMOKE=1): a tiny model (llama2 vocabulary), 2 steps of 1 × 16 tokens, a 256³
@@ -236,6 +237,20 @@ if (perOpHead && main?.backend?.fusedTraining) {
     }
   };
 }
+// The step with the fused KD head but per-op decoder blocks (the path before the fused blocks), for a
+// same-run ratio: LINEAGE_BENCH_PER_OP_BLOCKS=1 (on in smoke mode).
+const perOpBlocks = env('LINEAGE_BENCH_PER_OP_BLOCKS', smoke ? '1' : '0') === '1';
+if (perOpBlocks && main?.backend?.fusedTraining?.blockForward) {
+  measures['per-op blocks'] = async () => {
+    const saved = main.backend.fusedTraining;
+    main.backend.fusedTraining = { kdHead: saved.kdHead.bind(saved) };
+    try {
+      return await distillStep(main.backend, main.B, main.T, main.steps);
+    } finally {
+      main.backend.fusedTraining = saved;
+    }
+  };
+}
 if (main && !torch.missing) measures.torch = () => torchStep(main.B, main.T, main.steps);
 const samples = await alternate(rounds, measures);
 
@@ -301,6 +316,20 @@ if (samples['per-op head']?.length) {
     {
       note: 'per-op-head step seconds / this step seconds',
     },
+  );
+}
+if (samples['per-op blocks']?.length) {
+  report(
+    `${main.backend.name} (${main.backend.device}), fused KD head, per-op blocks`,
+    main.B,
+    main.T,
+    samples['per-op blocks'],
+  );
+  bench.ratio(
+    `${main.name} fused-blocks step / per-op-blocks step (tokens/s)`,
+    samples['per-op blocks'],
+    samples[main.name],
+    { note: 'per-op-blocks step seconds / this step seconds' },
   );
 }
 let torchInfo = { skipped: torch.missing ?? 'no backend to compare' };

@@ -5,9 +5,11 @@
 // Per phase: wall seconds, the seconds spent inside backend calls (split into the head/loss, i.e. ops on a
 // tensor with a vocabulary-sized dimension, and the blocks), and the seconds inside onnxruntime's
 // session.run (an instrumented onnxruntime-node module injected through the backend's `ort` option); the
-// rest of a phase is JavaScript (the tape, kernels of tiny ops on the js side, host loops). `--fused`
-// profiles the step with the backend's fused KD head (`Backend.fusedTraining`) instead of the composite
-// loss ops; by default both variants are profiled.
+// rest of a phase is JavaScript (the tape, kernels of tiny ops on the js side, host loops). Variants:
+// `composite` (no fused pieces: per-op blocks and loss ops), `fused` (the backend's fused KD head,
+// `Backend.fusedTraining.kdHead`, per-op blocks), `blocks` (the fused KD head and the fused decoder blocks,
+// `blockForward`/`blockBackward`: the default path of onnxruntime-cpu). `--composite`, `--fused` or
+// `--blocks` profiles one; by default all three.
 //
 // Run after `pnpm build`: node packages/distill/bench/train-profile.mjs [--json file]
 // Env: LINEAGE_BENCH_STEPS (profiled steps after one warm-up, default 2), LINEAGE_BENCH_BATCH ×
@@ -40,11 +42,8 @@ const B = Number(env('LINEAGE_BENCH_BATCH', smoke ? 1 : 4));
 const T = Number(env('LINEAGE_BENCH_SEQ', smoke ? 16 : 256));
 const steps = Number(env('LINEAGE_BENCH_STEPS', smoke ? 1 : 2));
 const args = process.argv.slice(2);
-const variants = args.includes('--fused')
-  ? ['fused']
-  : args.includes('--composite')
-    ? ['composite']
-    : ['composite', 'fused'];
+const variants = ['composite', 'fused', 'blocks'].filter((v) => args.includes(`--${v}`));
+if (!variants.length) variants.push('composite', 'fused', 'blocks');
 
 // ---- instrumentation: seconds inside onnxruntime's session.run, and inside each backend call
 const ortPkg = createRequire(join(repo, 'packages', 'backend-onnxruntime', 'package.json'))(
@@ -123,19 +122,28 @@ for (const m of METHODS) {
   };
 }
 
-// the fused KD head is a backend call too (on the head/loss side)
-if (backend.fusedTraining) {
-  const kd = backend.fusedTraining.kdHead.bind(backend.fusedTraining);
-  backend.fusedTraining.kdHead = async (i) => {
-    const t0 = performance.now();
-    try {
-      return await kd(i);
-    } finally {
-      const k = `${phase}|head`;
-      acc.set(k, (acc.get(k) ?? 0) + (performance.now() - t0) / 1000);
-    }
+// the fused KD head and the fused blocks are backend calls too (head/loss side, blocks side)
+const full = backend.fusedTraining;
+if (full) {
+  const timed = (name, part) => {
+    const f = full[name].bind(full);
+    full[name] = async (i) => {
+      const t0 = performance.now();
+      try {
+        return await f(i);
+      } finally {
+        const k = `${phase}|${part}`;
+        acc.set(k, (acc.get(k) ?? 0) + (performance.now() - t0) / 1000);
+      }
+    };
   };
+  timed('kdHead', 'head');
+  if (full.blockForward) timed('blockForward', 'blocks');
+  if (full.blockBackward) timed('blockBackward', 'blocks');
 }
+/** The backend's fused capability for a variant: none, the KD head only, or everything. */
+const capability = (variant) =>
+  variant === 'composite' ? undefined : variant === 'fused' ? { kdHead: full.kdHead } : full;
 
 // ---- the step, phase by phase
 const teacher = initModel(config, { seed: 1 });
@@ -168,7 +176,7 @@ async function profiledStep(variant, optimizer) {
   const tops = new Ops(backend);
   let t0 = t('teacher forward');
   const tout = await tops.tidy(() =>
-    variant === 'fused' ? forwardFinal(tops, teacher, ids, B) : forwardCapture(tops, teacher, ids, B),
+    variant !== 'composite' ? forwardFinal(tops, teacher, ids, B) : forwardCapture(tops, teacher, ids, B),
   );
   end('teacher forward', t0);
   ortIn['teacher forward'] = ort0['teacher forward'];
@@ -180,14 +188,14 @@ async function profiledStep(variant, optimizer) {
     const loss = await g.tidy(async () => {
       t0 = t('student forward');
       const s =
-        variant === 'fused'
+        variant !== 'composite'
           ? await forwardFinal(g, student, ids, B)
           : await forwardCapture(g, student, ids, B);
       end('student forward', t0);
       ortIn['student forward'] = ort0['student forward'];
       t0 = t('loss (head, KL, CE)');
       let kl;
-      if (variant === 'fused') {
+      if (variant !== 'composite') {
         const r = await fusedKdHead(g, student, s.final, teacher, tout.final, targets, { temperature: 1 });
         if (!r) throw new Error('the backend has no fused KD head');
         kl = r.kl;
@@ -225,6 +233,7 @@ const bench = startBench('distill-train-profile');
 const results = {};
 const firstKl = {};
 for (const variant of variants) {
+  backend.fusedTraining = capability(variant);
   // the same student and batches for each variant, so their first losses must agree
   student = perturbLinearWeights(initModel(config, { seed: 1 }), 0.3, 2);
   params = [...student.namedParameters().values()];
@@ -274,12 +283,16 @@ for (const variant of variants) {
   }
   results[variant] = { total, tokensPerSecond: (B * T) / total, rows };
 }
+backend.fusedTraining = full;
 await backend.close();
-if (firstKl.composite !== undefined && firstKl.fused !== undefined) {
-  const rel = Math.abs(firstKl.fused - firstKl.composite) / firstKl.composite;
+const ref = firstKl.composite ?? firstKl.fused;
+for (const v of ['fused', 'blocks']) {
+  if (ref === undefined || firstKl[v] === undefined || (v === 'fused' && firstKl.composite === undefined))
+    continue;
+  const rel = Math.abs(firstKl[v] - ref) / ref;
   console.log(
-    `first-step KL: per-op ${firstKl.composite}, fused ${firstKl.fused} (relative difference ${rel.toExponential(1)})`,
+    `first-step KL: reference ${ref}, ${v} ${firstKl[v]} (relative difference ${rel.toExponential(1)})`,
   );
-  if (!(rel <= 1e-4)) throw new Error('the fused KD head disagrees with the per-op loss');
+  if (!(rel <= 1e-4)) throw new Error(`the ${v} variant disagrees with the per-op loss`);
 }
 bench.finish({ batch: B, seq: T, steps, results, firstKl });

@@ -32,6 +32,7 @@ export {
   widthLr,
 } from './defaults.js';
 export { matmulParams, type TrainingFlops, trainingFlops } from './flops.js';
+export { fusedBlock } from './fused-block.js';
 export {
   configLike,
   initLike,

@@ -8,6 +8,7 @@ import {
   type Ops,
   type Tensor,
 } from '@lineage/core';
+import { fusedBlock } from './fused-block.js';
 import { fusedKdHead } from './kd-head.js';
 
 /** What the student is trained on: forward KL to the teacher's logits, next-token cross-entropy, or both. */
@@ -71,7 +72,8 @@ export interface FinalCapture {
 
 /**
  * The model's forward pass up to the final norm (as LlamaModel.hidden) that also returns the outputs of
- * some blocks. Works on plain Ops (teacher) and on GradOps (student, recorded for the backward pass).
+ * some blocks. Works on plain Ops (teacher) and on GradOps (student, recorded for the backward pass). Dense
+ * blocks run on the backend's fused block graphs when it has them (see fusedBlock).
  */
 export async function forwardFinal(
   ops: Ops,
@@ -86,7 +88,8 @@ export async function forwardFinal(
     let x = await model.embedTokens(ops, ids, batch);
     const hidden: (Tensor | undefined)[] = layers.map(() => undefined);
     for (let l = 0; l < model.blocks.length; l++) {
-      x = await model.block(ops, l, x, rope);
+      // the backend's fused block graphs where they serve this block, else the per-op reference
+      x = (await fusedBlock(ops, model, l, x, rope)) ?? (await model.block(ops, l, x, rope));
       layers.forEach((want, i) => {
         if (want === l) hidden[i] = x;
       });

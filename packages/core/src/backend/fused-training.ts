@@ -39,4 +39,45 @@ export interface KdHeadResult {
  */
 export interface FusedTraining {
   kdHead(inputs: KdHeadInputs): Promise<KdHeadResult | { unsupported: string }>;
+  /**
+   * A dense decoder block's forward (as `LlamaModel.block` without a KV cache) as one call; with `save`,
+   * also the activations `blockBackward` reads, as opaque tensors of the backend (keep them until then).
+   */
+  blockForward?(
+    inputs: FusedBlockInputs & { save: boolean },
+  ): Promise<{ y: Tensor; saved: Tensor[] } | { unsupported: string }>;
+  /** The block's vector-Jacobian product from d y: d x and the gradient of every weight (FUSED_BLOCK_WEIGHTS order). */
+  blockBackward?(
+    inputs: FusedBlockInputs & { dy: Tensor; saved: readonly Tensor[] },
+  ): Promise<{ dx: Tensor; dWeights: Tensor[] }>;
+}
+
+/** The weights of a dense decoder block in the order FusedBlockInputs.weights lists them. */
+export const FUSED_BLOCK_WEIGHTS = [
+  'input_layernorm',
+  'post_attention_layernorm',
+  'self_attn.q_proj',
+  'self_attn.k_proj',
+  'self_attn.v_proj',
+  'self_attn.o_proj',
+  'mlp.gate_proj',
+  'mlp.up_proj',
+  'mlp.down_proj',
+] as const;
+
+/**
+ * A dense Llama decoder block for the fused block pieces: x [B, T, dim], the norm weights [dim] and the
+ * linear weights [out, in] (no bias) in FUSED_BLOCK_WEIGHTS order, RoPE tables [T, headDim/2] for
+ * positions 0…T−1, and causal attention with grouped-query heads.
+ */
+export interface FusedBlockInputs {
+  x: Tensor;
+  weights: readonly Tensor[];
+  cos: Tensor;
+  sin: Tensor;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  /** RMSNorm epsilon. */
+  eps: number;
 }

@@ -7,7 +7,6 @@ import {
   type OptimizerState,
   stateTensor,
   toNamed,
-  valuesOf,
   writeBack,
 } from './optimizer.js';
 import type { ParamOptions } from './param-groups.js';
@@ -79,7 +78,9 @@ export class AdamW implements Optimizer {
         this.m.set(name, m);
         this.v.set(name, v);
       }
-      const w = valuesOf(p);
+      // the update reads the stored values and writes a fresh array (no copy of the old values first)
+      const w0 = p.value.toF32();
+      const w = new Float32Array(n);
       const po = this.per.get(name);
       const lrP = po?.lrScale === undefined ? lr : lr * po.lrScale;
       const wd = po?.weightDecay ?? (this.decays(name, p) ? this.wd : undefined);
@@ -91,7 +92,7 @@ export class AdamW implements Optimizer {
         const vi = Math.fround(b2 * v[i]! + (1 - b2) * gi * gi);
         m[i] = mi;
         v[i] = vi;
-        w[i] = w[i]! * shrink - (stepSize * mi) / (Math.sqrt(vi) / sbc2 + eps);
+        w[i] = w0[i]! * shrink - (stepSize * mi) / (Math.sqrt(vi) / sbc2 + eps);
       }
       writeBack(p, w);
     }
