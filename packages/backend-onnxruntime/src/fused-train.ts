@@ -68,6 +68,8 @@ export interface TensorBridge {
 /** The cpu backend's FusedTraining: cached sessions (the KD head per temperature, blocks per shape). */
 export class OrtFusedTraining implements FusedTraining {
   private readonly sessions = new Map<number | string, Promise<OrtSession>>();
+  /** The forward graphs' output names of the saved activations, by block dims. */
+  private readonly savedNames = new Map<string, string[]>();
   private closed = false;
 
   constructor(
@@ -179,16 +181,20 @@ export class OrtFusedTraining implements FusedTraining {
     if ('unsupported' in d) return d;
     let s: OrtSession;
     try {
-      s = await this.blockSession(`forward:${i.save}:${JSON.stringify(d)}`, () =>
-        blockForwardGraph(d, i.save),
-      );
+      s = await this.blockSession(`forward:${i.save}:${JSON.stringify(d)}`, () => {
+        const f = blockForwardGraph(d, i.save);
+        if (i.save) this.savedNames.set(JSON.stringify(d), f.saved);
+        return f.model;
+      });
     } catch (e) {
       return { unsupported: `onnxruntime cannot load the fused block: ${(e as Error).message}` };
     }
     const out = (await s.run(await this.blockFeeds(i))) as Record<string, OrtTensor>;
     return {
       y: this.bridge.wrap(out.y!, i.x.shape),
-      saved: i.save ? SAVED.map((n) => this.bridge.wrap(out[n]!, out[n]!.dims)) : [],
+      saved: i.save
+        ? this.savedNames.get(JSON.stringify(d))!.map((n) => this.bridge.wrap(out[n]!, out[n]!.dims))
+        : [],
     };
   }
 
