@@ -53,7 +53,7 @@ async function reference(
   const D = model.config.hiddenSize;
   const px = new Parameter(new HostTensor('f32', [B, T, D], x.slice()));
   const params = blockParams(model, l);
-  let y = new Float32Array();
+  let y: Float32Array = new Float32Array();
   const g = await valueAndGrad(
     js,
     async (ops) => {
