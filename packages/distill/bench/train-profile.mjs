@@ -232,19 +232,28 @@ async function profiledStep(variant, optimizer) {
 const bench = startBench('distill-train-profile');
 const results = {};
 const firstKl = {};
+// Each variant has its own student, optimiser and batch stream (the same seeds, so first losses must agree);
+// the variants' steps are interleaved, so a change of the machine's load hits them alike.
+const state = {};
 for (const variant of variants) {
-  backend.fusedTraining = capability(variant);
-  // the same student and batches for each variant, so their first losses must agree
-  student = perturbLinearWeights(initModel(config, { seed: 1 }), 0.3, 2);
-  params = [...student.namedParameters().values()];
-  rng = new Random(7);
-  const optimizer = new AdamW(student.namedParameters(), { lr: 1e-4 });
-  const runs = [];
-  for (let s = 0; s <= steps; s++) {
+  const s = perturbLinearWeights(initModel(config, { seed: 1 }), 0.3, 2);
+  state[variant] = {
+    student: s,
+    params: [...s.namedParameters().values()],
+    rng: new Random(7),
+    optimizer: new AdamW(s.namedParameters(), { lr: 1e-4 }),
+    runs: [],
+  };
+}
+for (let s = 0; s <= steps; s++) {
+  for (const variant of variants) {
+    const st = state[variant];
+    backend.fusedTraining = capability(variant);
+    ({ student, params, rng } = st);
     acc.clear();
-    const r = await profiledStep(variant, optimizer);
+    const r = await profiledStep(variant, st.optimizer);
     if (s === 0) firstKl[variant] = r.kl;
-    if (s > 0 || steps === 0) runs.push({ ...r, ops: Object.fromEntries(acc) });
+    if (s > 0 || steps === 0) st.runs.push({ ...r, ops: Object.fromEntries(acc) });
     if (!smoke)
       process.stderr.write(
         `${variant} step ${s}: ${Object.values(r.wall)
@@ -252,6 +261,9 @@ for (const variant of variants) {
           .toFixed(2)} s\n`,
       );
   }
+}
+for (const variant of variants) {
+  const { runs } = state[variant];
   const phases = Object.keys(runs[0].wall);
   const rows = phases.map((p) => {
     const m = (f) => median(runs.map(f));
