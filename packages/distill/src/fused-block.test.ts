@@ -2,7 +2,9 @@ import { createOnnxruntimeBackend } from '@lineage/backend-onnxruntime';
 import {
   type Backend,
   type FusedTraining,
+  initModel,
   type LlamaModel,
+  llamaConfig,
   loadModel,
   Ops,
   type Parameter,
@@ -10,6 +12,7 @@ import {
 } from '@lineage/core';
 import { sharedPath } from '@lineage/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fusedBlock } from './fused-block.js';
 import { perturbLinearWeights } from './init.js';
 import { forwardFinal, type StepLossOptions, stepLoss } from './losses.js';
 
@@ -136,4 +139,24 @@ describe('fused decoder blocks in the distillation step (onnxruntime cpu)', () =
       student.release();
     });
   }
+
+  it('leaves blocks it cannot serve to the per-op path: biased projections, a RoPE offset', async () => {
+    const base = llamaConfig({
+      dim: 32,
+      layers: 1,
+      heads: 4,
+      kvHeads: 2,
+      hidden: 48,
+      vocab: 64,
+      context: 32,
+    });
+    const ops = new Ops(fusedBe);
+    const x = ops.upload(new Float32Array(2 * 8 * 32).fill(0.1), [2, 8, 32]);
+    const plain = initModel(base, { seed: 1 });
+    const y = await fusedBlock(ops, plain, 0, x, plain.rope(ops, 8));
+    expect(y?.shape).toEqual([2, 8, 32]);
+    expect(await fusedBlock(ops, plain, 0, x, plain.rope(ops, 8, 3))).toBeUndefined();
+    const biased = initModel({ ...base, qkvBias: true }, { seed: 1 });
+    expect(await fusedBlock(ops, biased, 0, x, biased.rope(ops, 8))).toBeUndefined();
+  });
 });
