@@ -329,3 +329,173 @@ export function residentBytes() {
   const m = readProc('/proc/self/status')?.match(/VmRSS:\s+(\d+) kB/);
   return m ? Number(m[1]) * 1024 : process.memoryUsage().rss;
 }
+
+// ---- the workload plumbing the eval, profile and speed benches share ------------------------------------
+
+/** Side of the n³ MatMul yardstick: 2048 at full size, 256 in smoke mode. */
+export const yardstickSize = smoke ? 256 : 2048;
+
+/** `n` floats in [−0.5, 0.5) from a seeded LCG: the MatMul yardstick's operands (seeds 1 and 2). */
+export function lcgFloats(n, seed) {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = s / 4294967296 - 0.5;
+  }
+  return a;
+}
+
+/** The yardstick's two n×n operands uploaded through `ops` (an `Ops` of @lineage/core). */
+export function yardstickOperands(ops, n = yardstickSize) {
+  return [ops.upload(lcgFloats(n * n, 1), [n, n]), ops.upload(lcgFloats(n * n, 2), [n, n])];
+}
+
+/**
+ * Calls `fn` once (warm-up, not timed), then for at least `seconds`: the median wall seconds of a call, and
+ * this process's CPU seconds per call over the timed calls (all threads: on a loaded machine work per
+ * CPU-second moves far less than wall time).
+ */
+export async function timeCalls(fn, seconds) {
+  await fn();
+  const walls = [];
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  do {
+    const w0 = performance.now();
+    await fn();
+    walls.push((performance.now() - w0) / 1000);
+  } while ((performance.now() - t0) / 1000 < seconds);
+  const c = process.cpuUsage(c0);
+  return { wall: median(walls), cpu: (c.user + c.system) / 1e6 / walls.length };
+}
+
+/**
+ * `n` token ids of a fixed pattern and their targets (the same pattern one position on), all below `vocab`:
+ * speed does not depend on the values, and every bench scores the same tokens.
+ */
+export function syntheticTokens(n, vocab) {
+  return {
+    ids: Int32Array.from({ length: n }, (_, i) => (i * 7919 + 13) % vocab),
+    targets: Int32Array.from({ length: n }, (_, i) => ((i + 1) * 7919 + 13) % vocab),
+  };
+}
+
+/** Multiply-adds of a model's linear layers, the tied head included (its embedding used as the head). */
+export function linearParams(model) {
+  let n = 0;
+  for (const [, l] of model.linearLayers()) n += l.inFeatures * l.outFeatures;
+  if (!model.lmHead) n += model.config.vocabSize * model.config.hiddenSize;
+  return n;
+}
+
+/**
+ * Forward FLOPs of scoring sequences of the given lengths: 2·(linear params) per token plus causal attention
+ * (4·layers·heads·head size per attended position), as packages/core/bench/eval-bench.mjs counts them.
+ */
+export function forwardFlops(model, lengths) {
+  const c = model.config;
+  const lin = linearParams(model);
+  let f = 0;
+  for (const n of lengths) f += 2 * lin * n + 4 * c.numLayers * c.numHeads * c.headDim * ((n * (n + 1)) / 2);
+  return f;
+}
+
+/**
+ * One batch scored op by op as perplexity() does it: hidden states → head → per-token cross-entropy, read back.
+ * `targets` is a tensor, or host ids uploaded inside the scope; `lap(phase)` (optional) hears each phase end.
+ */
+export function perOpNll(ops, model, ids, targets, batch, lap = () => {}) {
+  return ops.tidy(async () => {
+    const h = await model.hidden(ops, ids, batch);
+    lap('blocks');
+    const logits = await model.logits(ops, await ops.reshape(h, [ids.length, model.config.hiddenSize]));
+    lap('head (logits)');
+    const t = targets instanceof Int32Array ? ops.upload(targets, [ids.length]) : targets;
+    const ce = await ops.crossEntropy(logits, t);
+    lap('cross-entropy');
+    const v = await ops.readF32(ce);
+    lap('read');
+    return v;
+  });
+}
+
+/** One batch through the backend's fused evaluation (`backend.fused.nll`); throws when it refuses the model. */
+export async function fusedNll(backend, model, ids, targets, batch) {
+  const v = await backend.fused.nll(model, ids, targets, batch);
+  if (v.unsupported) throw new Error(`fused evaluation unsupported: ${v.unsupported}`);
+  return v;
+}
+
+/**
+ * The scoring paths LINEAGE_BENCH_PATH asks for: `fused` (the default where the backend offers fused
+ * evaluation, as `lineage eval` runs), `per-op`, or `both` (fused first).
+ */
+export function scoringPaths(backend) {
+  const path = process.env.LINEAGE_BENCH_PATH ?? (backend.fused ? 'fused' : 'per-op');
+  if (!['fused', 'per-op', 'both'].includes(path))
+    throw new Error(`LINEAGE_BENCH_PATH must be fused, per-op or both, got '${path}'`);
+  if (path !== 'per-op' && !backend.fused) throw new Error(`${backend.name} has no fused evaluation`);
+  return path === 'both' ? ['fused', 'per-op'] : [path];
+}
+
+/**
+ * A function scoring `ids` (`batch` rows; targets: the next id, wrapping) on one path: the backend's fused
+ * evaluation, or op by op (targets uploaded once through `ops`).
+ */
+export function batchScorer(backend, ops, model, ids, batch, path) {
+  const host = Int32Array.from(ids, (_, i) => ids[(i + 1) % ids.length]);
+  if (path === 'fused') return () => fusedNll(backend, model, ids, host, batch);
+  const targets = ops.upload(host.slice(), [ids.length]);
+  return () => perOpNll(ops, model, ids, targets, batch);
+}
+
+/** The Backend op methods the profiles time. */
+export const BACKEND_OPS = [
+  'matmul',
+  'binary',
+  'unary',
+  'scale',
+  'reduce',
+  'softmax',
+  'logSoftmax',
+  'rmsNorm',
+  'rope',
+  'gather',
+  'crossEntropy',
+  'reshape',
+  'transpose',
+  'slice',
+  'concat',
+  'attention',
+  'read',
+  'upload',
+];
+
+/**
+ * Times every outermost call of the backend's ops (BACKEND_OPS; an op another op calls is not counted
+ * twice): `record(name, args, result, seconds)` after each, awaited when the op returns a promise.
+ */
+export function timeBackendOps(backend, record) {
+  let depth = 0;
+  for (const name of BACKEND_OPS) {
+    const op = backend[name].bind(backend);
+    backend[name] = (...args) => {
+      if (depth > 0) return op(...args);
+      depth++;
+      const t0 = performance.now();
+      const done = (y) => {
+        depth--;
+        record(name, args, y, (performance.now() - t0) / 1000);
+        return y;
+      };
+      const r = op(...args);
+      return r instanceof Promise
+        ? r.then(done, (e) => {
+            depth--;
+            throw e;
+          })
+        : done(r);
+    };
+  }
+}

@@ -7,7 +7,17 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { alternate, median, summarize } from './bench-kit.mjs';
+import {
+  alternate,
+  forwardFlops,
+  lcgFloats,
+  median,
+  scoringPaths,
+  summarize,
+  syntheticTokens,
+  timeBackendOps,
+  timeCalls,
+} from './bench-kit.mjs';
 
 test('median and summarize', () => {
   assert.equal(median([3, 1, 2]), 2);
@@ -72,4 +82,70 @@ test('verdicts refused when the machine counts as loaded', () => {
     r.ratios.map((x) => x.verdict),
     ['LOADED: ratio not quotable', 'LOADED: ratio not quotable', 'LOADED: not quotable'],
   );
+});
+
+test('workload plumbing: seeded operands, synthetic tokens, FLOPs of a forward', () => {
+  const a = lcgFloats(1000, 1);
+  assert.deepEqual(a, lcgFloats(1000, 1));
+  assert.notDeepEqual(a, lcgFloats(1000, 2));
+  assert.ok(a.every((x) => x >= -0.5 && x < 0.5));
+  const { ids, targets } = syntheticTokens(6, 512);
+  assert.deepEqual([...ids], [13, 7932 % 512, 15851 % 512, 23770 % 512, 31689 % 512, 39608 % 512]);
+  assert.deepEqual([...targets.slice(0, 5)], [...ids.slice(1)]);
+  // two 4×8 linears and a tied 10×8 head: 2·(64 + 80) per token; attention 4·1·2·4 per attended position
+  const model = {
+    config: { vocabSize: 10, hiddenSize: 8, numLayers: 1, numHeads: 2, headDim: 4 },
+    linearLayers: () => [
+      ['a', { inFeatures: 8, outFeatures: 4 }],
+      ['b', { inFeatures: 4, outFeatures: 8 }],
+    ],
+  };
+  assert.equal(forwardFlops(model, [3]), 2 * 144 * 3 + 32 * 6);
+  assert.equal(forwardFlops(model, [3, 3]), 2 * forwardFlops(model, [3]));
+  assert.equal(forwardFlops({ ...model, lmHead: {} }, [1]), 2 * 64 + 32);
+});
+
+test('timeCalls: a warm-up, then timed calls for the time asked', async () => {
+  let calls = 0;
+  const t = await timeCalls(() => {
+    calls++;
+  }, 0.01);
+  assert.ok(calls >= 2);
+  assert.ok(t.wall >= 0 && t.cpu >= 0);
+});
+
+test('scoringPaths reads LINEAGE_BENCH_PATH against what the backend offers', () => {
+  const saved = process.env.LINEAGE_BENCH_PATH;
+  try {
+    delete process.env.LINEAGE_BENCH_PATH;
+    assert.deepEqual(scoringPaths({ fused: {} }), ['fused']);
+    assert.deepEqual(scoringPaths({}), ['per-op']);
+    process.env.LINEAGE_BENCH_PATH = 'both';
+    assert.deepEqual(scoringPaths({ fused: {} }), ['fused', 'per-op']);
+    assert.throws(() => scoringPaths({ name: 'js' }), /js has no fused evaluation/);
+    process.env.LINEAGE_BENCH_PATH = 'fast';
+    assert.throws(() => scoringPaths({ fused: {} }), /must be fused, per-op or both, got 'fast'/);
+  } finally {
+    if (saved === undefined) delete process.env.LINEAGE_BENCH_PATH;
+    else process.env.LINEAGE_BENCH_PATH = saved;
+  }
+});
+
+test('timeBackendOps hears each outermost op once, sync or async', async () => {
+  const backend = {};
+  for (const name of ['matmul', 'binary', 'unary', 'scale', 'reduce', 'softmax', 'logSoftmax', 'rmsNorm'])
+    backend[name] = (x) => x;
+  for (const name of ['rope', 'gather', 'crossEntropy', 'reshape', 'transpose', 'slice', 'concat'])
+    backend[name] = (x) => x;
+  backend.attention = async (x) => backend.matmul(x) + 1; // an op calling another
+  backend.read = async (x) => x;
+  backend.upload = (x) => x;
+  const heard = [];
+  timeBackendOps(backend, (name, args, y, s) => heard.push([name, args[0], y, s >= 0]));
+  assert.equal(backend.matmul(2), 2);
+  assert.equal(await backend.attention(3), 4);
+  assert.deepEqual(heard, [
+    ['matmul', 2, 2, true],
+    ['attention', 3, 4, true],
+  ]);
 });

@@ -14,8 +14,8 @@
 //
 // Run after `pnpm build`: pnpm --filter @lineage/backend-onnxruntime bench
 // Env: LINEAGE_BENCH_DEVICES: configurations to run, `device[:threads]`, default "cpu,cpu:1,webgpu" (cpu
-// with onnxruntime's default thread count, cpu with one thread, webgpu; webgpu is reported as skipped with
-// the reason when there is no adapter). LINEAGE_BENCH_BATCH × LINEAGE_BENCH_SEQ tokens per forward
+// with the backend's default threads — every core the process may use —, cpu with one thread, webgpu;
+// webgpu is reported as skipped with the reason when there is no adapter). LINEAGE_BENCH_BATCH × LINEAGE_BENCH_SEQ tokens per forward
 // (default 4 × 512 on cpu; webgpu on a CPU Vulkan driver uses 1 × 128 unless LINEAGE_BENCH_GPU_BATCH /
 // _SEQ say otherwise). LINEAGE_BENCH_SECONDS: minimum timed seconds per measurement (default 3).
 // LINEAGE_BENCH_ROUNDS: the MatMul, numpy's sgemm and the eval are measured alternately this many times
@@ -35,11 +35,18 @@ import {
   benchShape,
   field,
   findPython,
+  forwardFlops,
+  fusedNll,
   median,
   numpySgemmGflops,
+  perOpNll,
   sane,
   smoke,
   startBench,
+  syntheticTokens,
+  timeCalls,
+  yardstickOperands,
+  yardstickSize,
 } from '../../../scripts/bench-kit.mjs';
 import { createOnnxruntimeBackend } from '../dist/index.js';
 
@@ -50,64 +57,19 @@ const minSeconds = Number(process.env.LINEAGE_BENCH_SECONDS ?? (smoke ? 0.05 : 3
 const rounds = benchRounds();
 const bench = startBench('onnxruntime-eval');
 const numpy = findPython(['numpy']);
-const MM = smoke ? 256 : 2048; // the MatMul yardstick's size
+const MM = yardstickSize; // the MatMul yardstick's size
 const env = (k, d) => Number(process.env[k] ?? d);
-
-function linearParams(model) {
-  let n = 0;
-  for (const [, l] of model.linearLayers()) n += l.inFeatures * l.outFeatures;
-  if (!model.lmHead) n += model.config.vocabSize * model.config.hiddenSize;
-  return n;
-}
-
-/** Forward FLOPs of scoring sequences of the given lengths (causal attention). */
-function forwardFlops(model, lengths) {
-  const c = model.config;
-  const lin = linearParams(model);
-  let f = 0;
-  for (const n of lengths) f += 2 * lin * n + 4 * c.numLayers * c.numHeads * c.headDim * ((n * (n + 1)) / 2);
-  return f;
-}
-
-/**
- * Runs fn for at least `seconds` (after one warm-up call) and returns the median wall time per call and the
- * process CPU time (all threads) of the calls, per call.
- */
-async function timeIt(fn, seconds = minSeconds) {
-  await fn();
-  const walls = [];
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  do {
-    const w0 = performance.now();
-    await fn();
-    walls.push((performance.now() - w0) / 1000);
-  } while ((performance.now() - t0) / 1000 < seconds);
-  const c = process.cpuUsage(c0);
-  return { wall: median(walls), cpu: (c.user + c.system) / 1e6 / walls.length };
-}
-
-function rand(n, seed) {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 4294967296 - 0.5;
-  }
-  return a;
-}
 
 async function matmul2048(backend) {
   const n = MM;
   const ops = new Ops(backend);
-  const a = ops.upload(rand(n * n, 1), [n, n]);
-  const b = ops.upload(rand(n * n, 2), [n, n]);
-  const t = await timeIt(async () => {
+  const [a, b] = yardstickOperands(ops, n);
+  const t = await timeCalls(async () => {
     await ops.tidy(async () => {
       const y = await ops.matmul(a, b);
       if (backend.device !== 'cpu') await ops.read(await ops.slice(y, [0, 0], [1, 1])); // wait for the GPU
     });
-  });
+  }, minSeconds);
   ops.dispose(a, b);
   const flops = 2 * n ** 3;
   return { size: n, gflops: flops / t.wall / 1e9, gflopsPerCpuSecond: flops / t.cpu / 1e9 };
@@ -117,20 +79,14 @@ async function evalSynthetic(backend, B, T, fused = false) {
   const cfg = llamaConfig({ ...benchShape, context: Math.max(benchShape.context, T) });
   const model = initModel(cfg, { seed: 1 });
   const ops = new Ops(backend);
-  const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + 13) % cfg.vocabSize);
-  const targets = Int32Array.from({ length: B * T }, (_, i) => ((i + 1) * 7919 + 13) % cfg.vocabSize);
+  const { ids, targets } = syntheticTokens(B * T, cfg.vocabSize);
   let nll = 0;
-  const t = await timeIt(async () => {
+  const t = await timeCalls(async () => {
     const v = fused
-      ? await backend.fused.nll(model, ids, targets, B)
-      : await ops.tidy(async () => {
-          const h = await model.hidden(ops, ids, B);
-          const logits = await model.logits(ops, await ops.reshape(h, [B * T, cfg.hiddenSize]));
-          return ops.readF32(await ops.crossEntropy(logits, ops.upload(targets, [B * T])));
-        });
-    if (v.unsupported) throw new Error(`fused evaluation unsupported: ${v.unsupported}`);
+      ? await fusedNll(backend, model, ids, targets, B)
+      : await perOpNll(ops, model, ids, targets, B);
     nll = v.reduce((p, x) => p + x, 0) / v.length;
-  });
+  }, minSeconds);
   model.release();
   const flops = forwardFlops(
     model,

@@ -18,16 +18,22 @@ import {
   alternate,
   benchRounds,
   benchShape,
+  lcgFloats,
   median,
+  perOpNll,
   sane,
   smoke,
   startBench,
+  syntheticTokens,
+  timeBackendOps,
+  yardstickOperands,
+  yardstickSize,
 } from '../../../scripts/bench-kit.mjs';
 import { createOnnxruntimeBackend } from '../dist/index.js';
 
 const B = Number(process.env.LINEAGE_BENCH_BATCH ?? (smoke ? 1 : 4));
 const T = Number(process.env.LINEAGE_BENCH_SEQ ?? (smoke ? 16 : 512));
-const MM = smoke ? 256 : 2048;
+const MM = yardstickSize;
 const bench = startBench('onnxruntime-eval-profile');
 const rounds = benchRounds();
 
@@ -42,47 +48,11 @@ const add = (m, k, s) => {
   e.s += s;
   m.set(k, e);
 };
-let depth = 0;
-for (const name of [
-  'matmul',
-  'binary',
-  'unary',
-  'scale',
-  'reduce',
-  'softmax',
-  'logSoftmax',
-  'rmsNorm',
-  'rope',
-  'gather',
-  'crossEntropy',
-  'reshape',
-  'transpose',
-  'slice',
-  'concat',
-  'attention',
-  'read',
-  'upload',
-]) {
-  const f = proto[name];
-  backend[name] = function (...args) {
-    if (!prof || depth > 0) return f.apply(this, args);
-    depth++;
-    const t0 = performance.now();
-    const done = (r) => {
-      depth--;
-      const label = name === 'binary' || name === 'unary' || name === 'reduce' ? `${name}:${args[0]}` : name;
-      add(prof.ops, label, (performance.now() - t0) / 1000);
-      return r;
-    };
-    const r = f.apply(this, args);
-    return r instanceof Promise
-      ? r.then(done, (e) => {
-          depth--;
-          throw e;
-        })
-      : done(r);
-  };
-}
+timeBackendOps(backend, (name, args, _, seconds) => {
+  if (!prof) return;
+  const label = name === 'binary' || name === 'unary' || name === 'reduce' ? `${name}:${args[0]}` : name;
+  add(prof.ops, label, seconds);
+});
 const runKernel = proto.runKernel;
 backend.runKernel = async function (key, build, feeds, location) {
   const t0 = performance.now();
@@ -95,42 +65,20 @@ const cfg = llamaConfig({ ...benchShape, context: Math.max(benchShape.context, T
 const model = initModel(cfg, { seed: 1 });
 const ops = new Ops(backend);
 const defaultOps = ops;
-const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + 13) % cfg.vocabSize);
-const targets = Int32Array.from({ length: B * T }, (_, i) => ((i + 1) * 7919 + 13) % cfg.vocabSize);
+const { ids, targets } = syntheticTokens(B * T, cfg.vocabSize);
 
-async function forward(phases, ops = defaultOps) {
-  const lap = (() => {
-    let t = performance.now();
-    return (k) => {
-      const n = performance.now();
-      if (phases) phases[k] = (phases[k] ?? 0) + (n - t) / 1000;
-      t = n;
-    };
-  })();
-  return ops.tidy(async () => {
-    const h = await model.hidden(ops, ids, B);
-    lap('blocks');
-    const logits = await model.logits(ops, await ops.reshape(h, [B * T, cfg.hiddenSize]));
-    lap('head (logits)');
-    const ce = await ops.crossEntropy(logits, ops.upload(targets, [B * T]));
-    lap('cross-entropy');
-    const v = await ops.readF32(ce);
-    lap('read');
-    return v;
-  });
+/** One forward as perplexity() scores it; `phases` (optional) collects the seconds of its phases. */
+function forward(phases, ops = defaultOps) {
+  let t = performance.now();
+  const lap = (k) => {
+    const n = performance.now();
+    if (phases) phases[k] = (phases[k] ?? 0) + (n - t) / 1000;
+    t = n;
+  };
+  return perOpNll(ops, model, ids, targets, B, lap);
 }
 
-function rand(n, seed) {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 4294967296 - 0.5;
-  }
-  return a;
-}
-const A = ops.upload(rand(MM * MM, 1), [MM, MM]);
-const Bm = ops.upload(rand(MM * MM, 2), [MM, MM]);
+const [A, Bm] = yardstickOperands(ops, MM);
 await forward(); // warm-up: weights uploaded, sessions built
 await ops.tidy(() => ops.matmul(A, Bm));
 
@@ -205,7 +153,7 @@ if (process.env.LINEAGE_BENCH_BASELINE) {
   const base = await createBaseline({ device: 'cpu' });
   const opsBase = new Ops(base);
   const V = cfg.vocabSize;
-  const logitsData = rand(B * T * V, 3);
+  const logitsData = lcgFloats(B * T * V, 3);
   const lCur = ops.upload(logitsData.slice(), [B * T, V]);
   const lBase = opsBase.upload(logitsData.slice(), [B * T, V]);
   const tCur = ops.upload(targets.slice(), [B * T]);

@@ -37,17 +37,22 @@ import {
   benchShape,
   field,
   findPython,
+  forwardFlops,
   median,
   numpySgemmGflops,
   sane,
   smoke,
   startBench,
+  syntheticTokens,
+  timeCalls,
+  yardstickOperands,
+  yardstickSize,
 } from '../../../scripts/bench-kit.mjs';
 import { createOnnxruntimeBackend, OrtFusedEvaluation } from '../dist/index.js';
 
 const B = Number(process.env.LINEAGE_BENCH_BATCH ?? (smoke ? 1 : 4));
 const T = Number(process.env.LINEAGE_BENCH_SEQ ?? (smoke ? 16 : 512));
-const MM = smoke ? 256 : 2048;
+const MM = yardstickSize;
 const minSeconds = Number(process.env.LINEAGE_BENCH_SECONDS ?? (smoke ? 0.05 : 2));
 const rounds = benchRounds();
 const bench = startBench('onnxruntime-fused-profile');
@@ -88,15 +93,13 @@ const profiled = (process.env.LINEAGE_BENCH_PROFILE ?? [...new Set([names[0], na
 
 const cfg = llamaConfig({ ...benchShape, context: Math.max(benchShape.context, T) });
 const model = initModel(cfg, { seed: 1 });
-const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + 13) % cfg.vocabSize);
-const targets = Int32Array.from({ length: B * T }, (_, i) => ((i + 1) * 7919 + 13) % cfg.vocabSize);
+const { ids, targets } = syntheticTokens(B * T, cfg.vocabSize);
 
 // FLOPs as eval-bench.mjs counts them: 2·(linear params, the tied head included) per token + causal attention
-let linearParams = 0;
-for (const [, l] of model.linearLayers()) linearParams += l.inFeatures * l.outFeatures;
-if (!model.lmHead) linearParams += cfg.vocabSize * cfg.hiddenSize;
-const flops =
-  B * (2 * linearParams * T + 4 * cfg.numLayers * cfg.numHeads * cfg.headDim * ((T * (T + 1)) / 2));
+const flops = forwardFlops(
+  model,
+  Array.from({ length: B }, () => T),
+);
 
 // ---- 1. per-node profile ----------------------------------------------------------------------------------
 const i64 = (v) => new ort.Tensor('int64', BigInt64Array.from(Array.from(v, BigInt)), [B, T]);
@@ -200,34 +203,8 @@ function name(v) {
 // ---- 2. alternated timing ---------------------------------------------------------------------------------
 const backend = await createOnnxruntimeBackend({ device: 'cpu' });
 const ops = new Ops(backend);
-function rand(n, seed) {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 4294967296 - 0.5;
-  }
-  return a;
-}
-const A = ops.upload(rand(MM * MM, 1), [MM, MM]);
-const Bm = ops.upload(rand(MM * MM, 2), [MM, MM]);
-/**
- * Median wall seconds per call over ≥ minSeconds, after one warm-up call, and this process's CPU seconds per
- * call (all of onnxruntime's threads): on a loaded machine work per CPU-second moves far less than wall time.
- */
-async function timeIt(fn) {
-  await fn();
-  const walls = [];
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  do {
-    const w0 = performance.now();
-    await fn();
-    walls.push((performance.now() - w0) / 1000);
-  } while ((performance.now() - t0) / 1000 < minSeconds);
-  const c = process.cpuUsage(c0);
-  return { wall: median(walls), cpu: (c.user + c.system) / 1e6 / walls.length };
-}
+const [A, Bm] = yardstickOperands(ops, MM);
+const timeIt = (fn) => timeCalls(fn, minSeconds);
 const rate = (f, t) => ({ gflops: f / t.wall / 1e9, gflopsPerCpuSecond: f / t.cpu / 1e9 });
 const evaluations = Object.fromEntries(
   names.map((n) => [

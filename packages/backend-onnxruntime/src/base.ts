@@ -54,7 +54,7 @@ export type OnnxruntimeDevice = 'cpu' | 'webgpu' | 'cuda' | 'tensorrt';
 export interface OnnxruntimeBackendOptions extends BackendOptions {
   /** Execution provider: 'cpu' (default), 'webgpu' (Dawn; Vulkan on Linux), 'cuda' or 'tensorrt'. */
   device?: OnnxruntimeDevice;
-  /** Intra-op threads for the cpu provider (default: onnxruntime's choice, one per physical core). */
+  /** Intra-op threads for the cpu provider (default: every core the process may use, `os.availableParallelism()`). */
   threads?: number;
   /** An onnxruntime-node module to use instead of importing the installed one. */
   ort?: unknown;

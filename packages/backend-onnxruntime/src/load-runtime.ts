@@ -51,6 +51,11 @@ export async function loadRuntime(injected?: unknown): Promise<OrtModule> {
     }
     return m;
   }
+  // onnxruntime-node 1.30's Linux build starts Microsoft's telemetry SDK with every process: it leaves an
+  // empty mat-debug-<pid>.log (and a .ses file) in the temp directory per run and would upload events where
+  // it finds a CA bundle. A local compression tool should do neither unless asked, so it is off unless the
+  // user sets ORT_DISABLE_TELEMETRY themselves (read when the runtime creates its environment).
+  process.env.ORT_DISABLE_TELEMETRY ??= '1';
   let mod: unknown;
   try {
     mod = await import('onnxruntime-node');

@@ -11,7 +11,17 @@
 //   --smoke (or LINEAGE_BENCH_SMOKE=1)             wasm and cpu engines, a tiny model, 256³ matmuls, a fraction
 //                                                   of a second each; fails unless every figure is finite and positive
 import { getBackend, initModel, llamaConfig, Ops } from '@lineage/core';
-import { benchShape, sane, smoke, startBench } from '../../../scripts/bench-kit.mjs';
+import {
+  benchShape,
+  forwardFlops,
+  lcgFloats,
+  perOpNll,
+  sane,
+  smoke,
+  startBench,
+  syntheticTokens,
+  yardstickSize,
+} from '../../../scripts/bench-kit.mjs';
 
 // load before/after, the verdict and the JSON record (scripts/bench-kit.mjs)
 const bench = startBench('tfjs-eval');
@@ -22,7 +32,7 @@ const SECONDS = Number(process.env.LINEAGE_BENCH_SECONDS ?? (smoke ? 0.05 : 3));
 const ENGINES = (process.env.LINEAGE_BENCH_ENGINES ?? (smoke ? 'wasm,cpu' : 'wasm,webgpu,cpu'))
   .split(',')
   .filter(Boolean);
-const MM = smoke ? 256 : 2048; // the MatMul yardstick's size
+const MM = yardstickSize; // the MatMul yardstick's size
 // Tokens per eval step: [B, T] on fast engines and on slow ones (pure-JS cpu, software WebGPU).
 const [FAST, SLOW] = smoke
   ? [
@@ -35,16 +45,6 @@ const [FAST, SLOW] = smoke
     ];
 // The wasm matmul trap's x·Wᵀ shape (stories42M's gate projection on 512 tokens).
 const TRAP = smoke ? [64, 64, 172] : [512, 512, 1376];
-
-function rand(n, seed) {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 4294967296 - 0.5;
-  }
-  return a;
-}
 
 /** Seconds per call: one warm-up call, then calls until `SECONDS` have passed (at least one). */
 async function timeIt(fn, seconds = SECONDS) {
@@ -61,29 +61,20 @@ async function timeIt(fn, seconds = SECONDS) {
 const cfg = llamaConfig(benchShape);
 const model = initModel(cfg, { seed: 1 });
 
-function linearParams() {
-  let n = 0;
-  for (const [, l] of model.linearLayers()) n += l.inFeatures * l.outFeatures;
-  if (!model.lmHead) n += cfg.vocabSize * cfg.hiddenSize;
-  return n;
-}
-
 function evalFlops(B, T) {
-  return B * (2 * linearParams() * T + 4 * cfg.numLayers * cfg.numHeads * cfg.headDim * ((T * (T + 1)) / 2));
+  return forwardFlops(
+    model,
+    Array.from({ length: B }, () => T),
+  );
 }
 
 /** One eval step per call, as `perplexity` runs it. */
 async function evalSynthetic(backend, B, T) {
   const ops = new Ops(backend);
-  const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + 13) % cfg.vocabSize);
-  const targets = Int32Array.from({ length: B * T }, (_, i) => ((i + 1) * 7919 + 13) % cfg.vocabSize);
+  const { ids, targets } = syntheticTokens(B * T, cfg.vocabSize);
   let nll = 0;
   const s = await timeIt(async () => {
-    const v = await ops.tidy(async () => {
-      const h = await model.hidden(ops, ids, B);
-      const logits = await model.logits(ops, await ops.reshape(h, [B * T, cfg.hiddenSize]));
-      return ops.readF32(await ops.crossEntropy(logits, ops.upload(targets, [B * T])));
-    });
+    const v = await perOpNll(ops, model, ids, targets, B);
     nll = v.reduce((p, x) => p + x, 0) / v.length;
   });
   model.release();
@@ -99,8 +90,8 @@ async function evalSynthetic(backend, B, T) {
 
 async function matmulGflops(backend, m, k, n, transposeB = false) {
   const ops = new Ops(backend);
-  const a = ops.upload(rand(m * k, 1), [m, k]);
-  const b = ops.upload(rand(k * n, 2), transposeB ? [n, k] : [k, n]);
+  const a = ops.upload(lcgFloats(m * k, 1), [m, k]);
+  const b = ops.upload(lcgFloats(k * n, 2), transposeB ? [n, k] : [k, n]);
   const s = await timeIt(() =>
     ops.tidy(async () => {
       const y = await ops.matmul(a, b, { transposeB });
@@ -181,8 +172,8 @@ for (const engine of ENGINES) {
     );
     const tf = be.tf;
     const [tm, tk, tn] = TRAP;
-    const x = tf.tensor2d(rand(tm * tk, 3), [tm, tk]);
-    const w = tf.tensor2d(rand(tn * tk, 4), [tn, tk]);
+    const x = tf.tensor2d(lcgFloats(tm * tk, 3), [tm, tk]);
+    const w = tf.tensor2d(lcgFloats(tn * tk, 4), [tn, tk]);
     const s = await timeIt(
       async () => {
         const y = tf.matMul(x, w, false, true);

@@ -1,9 +1,19 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadModel, sharedPath } from '@lineage/core';
+import { sharedPath } from '@lineage/core';
 import '@lineage/svd'; // registers the low_rank layer kind for loading the output here
 import { describe, expect, it } from 'vitest';
-import { DEV, expectJson, expectOneLineError, lineage, MODEL, SEP, tempDir } from './test-support.js';
+import {
+  compressJson,
+  convertDense,
+  expectOneLineError,
+  expectStoredParams,
+  lineage,
+  MODEL,
+  pplFirst10,
+  readConfig,
+  tempDir,
+} from './test-support.js';
 
 const tmp = tempDir('lineage-basis-cli-');
 const WIKI = sharedPath('data', 'wikitext2', 'wiki.test.noblank.txt');
@@ -12,59 +22,33 @@ function basis(...extra: string[]) {
   return lineage(['compress', MODEL, '--method', 'basis', ...extra]);
 }
 
-const evalFirst10 = (model: string) =>
-  lineage([
-    'eval',
-    model,
-    '--data',
-    DEV,
-    '--doc-separator',
-    SEP,
-    '--limit',
-    '10',
-    '--backend',
-    'js',
-    '--json',
-  ]);
-
 describe('lineage compress --method basis', () => {
   it('relearns on the target text and writes an ordinary low_rank model; convert --dense computes the same', async () => {
     const out = join(tmp, 'basis');
-    const r = await basis(
+    const j = await compressJson(
+      out,
+      ...['--method', 'basis', '--params', '0.5', '--data', WIKI, '--tokens', '512'],
       ...[
-        '--params',
-        '0.5',
-        '--data',
-        WIKI,
-        '--tokens',
-        '512',
         '--tokens-per-round',
         '128',
         '--rounds',
         '2',
         '--new-rank',
         '2',
+        '--batch-size',
+        '2',
+        '--seq-len',
+        '32',
       ],
-      ...['--batch-size', '2', '--seq-len', '32', '--out', out, '--backend', 'js', '--json'],
     );
-    const j = expectJson(r);
     expect(j.params.after).toBeLessThan(j.params.before * 0.75);
-    const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    const cfg = readConfig(out);
     expect(cfg.lineage.method).toBe('basis');
     expect(cfg.lineage.basesPerRound).toHaveLength(2);
-    const { model } = await loadModel(out);
+    const model = await expectStoredParams(out, j.params.after);
     expect(new Set(model.linearLayers().map(([, l]) => l.kind))).toEqual(new Set(['low_rank']));
-    let stored = 0;
-    for (const t of model.stateDict().values()) stored += t.size;
-    expect(model.stats().params).toBe(stored);
-    expect(stored).toBe(j.params.after);
-    const bin = join(tmp, 'dense.bin');
-    const c = await lineage(['convert', out, '--to', 'llama2c', '--dense', '--out', bin]);
-    expect(c.code, c.stderr).toBe(0);
-    const a = await evalFirst10(out);
-    const b = await evalFirst10(bin);
-    expect(a.code, a.stderr).toBe(0);
-    expect(Math.abs(JSON.parse(a.stdout).ppl / JSON.parse(b.stdout).ppl - 1)).toBeLessThan(1e-4);
+    const bin = await convertDense(out, 'llama2c', join(tmp, 'dense.bin'));
+    expect(Math.abs((await pplFirst10(out)) / (await pplFirst10(bin)) - 1)).toBeLessThan(1e-4);
   }, 300_000);
 
   it('bad input: short target text, fraction outside (0, 1), new bases that save nothing; nothing written', async () => {

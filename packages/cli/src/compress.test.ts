@@ -3,30 +3,28 @@ import { join } from 'node:path';
 import { JsBackend, loadModel, perplexity, readTextFile, splitDocuments } from '@lineage/core';
 import '@lineage/svd'; // registers the low_rank layer kind for loading members here
 import { describe, expect, it } from 'vitest';
-import { DEV, expectJson, expectOneLineError, lineage, MODEL, SEP, TRAIN, tempDir } from './test-support.js';
+import {
+  compressJson,
+  convertDense,
+  DEV,
+  expectJson,
+  expectOneLineError,
+  expectStoredParams,
+  lineage,
+  MODEL,
+  pplFirst10,
+  readConfig,
+  SEP,
+  statsOfAnotherModel,
+  TRAIN,
+  tempDir,
+} from './test-support.js';
 
 const tmp = tempDir('lineage-compress-cli-');
 
 /** `lineage compress MODEL --method svd --params 0.5 …extra`. */
 function svdHalf(...extra: string[]) {
   return lineage(['compress', MODEL, '--method', 'svd', '--params', '0.5', ...extra]);
-}
-
-/** `lineage eval` of the first 10 dev stories on the js backend. */
-function evalFirst10(model: string) {
-  return lineage([
-    'eval',
-    model,
-    '--data',
-    DEV,
-    '--doc-separator',
-    SEP,
-    '--limit',
-    '10',
-    '--backend',
-    'js',
-    '--json',
-  ]);
 }
 
 describe('lineage compress', () => {
@@ -45,31 +43,20 @@ describe('lineage compress', () => {
 
   it('--method svd --params 0.5 writes a factored model that evaluates and counts honestly', async () => {
     const out = join(tmp, 'svd');
-    const r = await svdHalf('--out', out, '--backend', 'js', '--json');
-    const j = expectJson(r);
+    const j = await compressJson(out, '--method', 'svd', '--params', '0.5');
     expect(j.params.after).toBeLessThan(j.params.before);
-    const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    const cfg = readConfig(out);
     expect(Object.keys(cfg.lineage.layers)).toHaveLength(35);
     expect(cfg.lineage.method).toBe('svd');
     expect(cfg.lineage.parent.source).toBe(MODEL);
-    const { model } = await loadModel(out);
-    let stored = 0;
-    for (const t of model.stateDict().values()) stored += t.size;
-    expect(model.stats().params).toBe(stored);
-    expect(stored).toBe(j.params.after);
-    const e = await evalFirst10(out);
-    expect(e.code, e.stderr).toBe(0);
-    expect(JSON.parse(e.stdout).ppl).toBeGreaterThan(1);
+    await expectStoredParams(out, j.params.after);
+    expect(await pplFirst10(out)).toBeGreaterThan(1);
   }, 300_000);
 
   it('convert --dense makes a factored model a plain llama2.c file again', async () => {
     const out = join(tmp, 'svd');
-    const bin = join(tmp, 'dense.bin');
-    const r = await lineage(['convert', out, '--to', 'llama2c', '--dense', '--out', bin]);
-    expect(r.code, r.stderr).toBe(0);
-    const a = await evalFirst10(out);
-    const b = await evalFirst10(bin);
-    expect(Math.abs(JSON.parse(a.stdout).ppl / JSON.parse(b.stdout).ppl - 1)).toBeLessThan(1e-4);
+    const bin = await convertDense(out, 'llama2c', join(tmp, 'dense.bin'));
+    expect(Math.abs((await pplFirst10(out)) / (await pplFirst10(bin)) - 1)).toBeLessThan(1e-4);
     const refused = await lineage(['convert', out, '--to', 'llama2c', '--out', join(tmp, 'x.bin')]);
     expectOneLineError(refused, /dense layers only.*--dense/);
   }, 300_000);
@@ -96,44 +83,7 @@ describe('lineage compress', () => {
       await svdHalf('--data-aware', '--out', out, '--backend', 'js'),
       /needs calibration statistics/,
     );
-    const stats = join(tmp, 'other.safetensors');
-    const other = join(tmp, 'other');
-    expect(
-      (
-        await lineage([
-          'init',
-          '--like',
-          MODEL,
-          '--dim',
-          '32',
-          '--layers',
-          '2',
-          '--heads',
-          '4',
-          '--hidden',
-          '64',
-          '--out',
-          other,
-        ])
-      ).code,
-    ).toBe(0);
-    const c = await lineage([
-      'calibrate',
-      other,
-      '--data',
-      TRAIN,
-      '--samples',
-      '4',
-      '--seq-len',
-      '32',
-      '--stats',
-      'hessian',
-      '--out',
-      stats,
-      '--backend',
-      'js',
-    ]);
-    expect(c.code, c.stderr).toBe(0);
+    const stats = await statsOfAnotherModel(tmp, 'other.safetensors');
     expectOneLineError(
       await svdHalf('--data-aware', '--stats', stats, '--out', out, '--backend', 'js'),
       /another model|different model|fingerprint/,

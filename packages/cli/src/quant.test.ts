@@ -1,27 +1,21 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEV, expectJson, expectOneLineError, lineage, MODEL, SEP, TRAIN, tempDir } from './test-support.js';
+import {
+  compressJson,
+  convertDense,
+  expectJson,
+  expectOneLineError,
+  lineage,
+  MODEL,
+  pplFirst10,
+  readConfig,
+  statsOfAnotherModel,
+  TRAIN,
+  tempDir,
+} from './test-support.js';
 
 const tmp = tempDir('lineage-quant-cli-');
-
-/** `lineage eval` of 10 of the held-out dev stories on the js backend. */
-async function evalPpl(model: string): Promise<number> {
-  const r = await lineage([
-    'eval',
-    model,
-    '--data',
-    DEV,
-    '--doc-separator',
-    SEP,
-    '--limit',
-    '10',
-    '--backend',
-    'js',
-    '--json',
-  ]);
-  return expectJson(r).ppl as number;
-}
 
 /** Bytes of the block linears' tensors in a model.safetensors, from its header (the file, not the model). */
 function decoderBytesInFile(dir: string): { bytes: number; total: number; fileSize: number } {
@@ -42,116 +36,67 @@ function decoderBytesInFile(dir: string): { bytes: number; total: number; fileSi
   return { bytes, total, fileSize: file.length - 8 - n };
 }
 
+/** `inspect --json`'s bits per parameter, checked against the bytes the decoder's linears take in the file. */
+async function bitsAsStored(out: string): Promise<number> {
+  const ins = expectJson(await lineage(['inspect', out, '--json']));
+  const file = decoderBytesInFile(out);
+  expect(file.fileSize).toBe(file.total);
+  expect(ins.decoderLinears.bytes).toBe(file.bytes);
+  expect(ins.bitsPerParam).toBeCloseTo((file.bytes * 8) / 226_560, 10);
+  return ins.bitsPerParam;
+}
+
+/** Reload = identical perplexity; `convert --dense` (to `dense`) = the same model as plain f32 weights. */
+async function expectReloadAndDense(out: string, dense: string): Promise<void> {
+  const ppl = await pplFirst10(out);
+  expect(await pplFirst10(out)).toBe(ppl);
+  await convertDense(out, 'hf', dense);
+  expect(readConfig(dense).lineage?.layers ?? {}).toEqual({});
+  expect(await pplFirst10(dense)).toBeCloseTo(ppl, 4);
+}
+
 describe('lineage compress --method rtn|ldlq', () => {
   it('quantizes, reports bits per parameter as stored in the file, reloads with identical perplexity, converts to dense', async () => {
     const out = join(tmp, 'ldlq2');
-    const r = await lineage([
-      'compress',
-      MODEL,
-      '--method',
-      'ldlq',
-      '--bits',
-      '2',
-      '--group-size',
-      '64',
-      '--hadamard',
-      '--data',
-      TRAIN,
-      '--calib-samples',
-      '16',
-      '--out',
+    await compressJson(
       out,
-      '--backend',
-      'js',
-      '--json',
-    ]);
-    expectJson(r);
-    const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+      ...['--method', 'ldlq', '--bits', '2', '--group-size', '64', '--hadamard'],
+      ...['--data', TRAIN, '--calib-samples', '16'],
+    );
+    const cfg = readConfig(out);
     expect(cfg.lineage.method).toBe('ldlq');
     expect(Object.values(cfg.lineage.layers).every((l) => (l as { kind: string }).kind === 'quantized')).toBe(
       true,
     );
 
-    const ins = expectJson(await lineage(['inspect', out, '--json']));
-    const file = decoderBytesInFile(out);
-    expect(file.fileSize).toBe(file.total);
-    expect(ins.decoderLinears.bytes).toBe(file.bytes);
-    expect(ins.bitsPerParam).toBeCloseTo((file.bytes * 8) / 226_560, 10);
+    const bits = await bitsAsStored(out);
     // 2-bit codes + an f16 scale per 64 weights (FFN down: groups 64, 64, 44) + one sign bit per input
-    expect(ins.bitsPerParam).toBeGreaterThan(2.25);
-    expect(ins.bitsPerParam).toBeLessThan(2.3);
+    expect(bits).toBeGreaterThan(2.25);
+    expect(bits).toBeLessThan(2.3);
     const text = await lineage(['inspect', out]);
     expect(text.stdout).toMatch(/decoder linears: 2\.2\d\d bits\/param/);
     expect(text.stdout).toMatch(/quantized 2b g64 had/);
 
     const rtn = join(tmp, 'rtn4');
-    expectJson(
-      await lineage([
-        'compress',
-        MODEL,
-        '--method',
-        'rtn',
-        '--bits',
-        '4',
-        '--out',
-        rtn,
-        '--backend',
-        'js',
-        '--json',
-      ]),
-    );
+    await compressJson(rtn, '--method', 'rtn', '--bits', '4');
     expect(expectJson(await lineage(['inspect', rtn, '--json'])).bitsPerParam).toBeLessThan(4.3);
 
-    // reload = identical perplexity; convert --dense = the same model as plain f32 weights
-    const ppl = await evalPpl(out);
-    expect(await evalPpl(out)).toBe(ppl);
-    const dense = join(tmp, 'dense');
-    const c = await lineage(['convert', out, '--to', 'hf', '--dense', '--out', dense]);
-    expect(c.code, c.stderr).toBe(0);
-    const dcfg = JSON.parse(readFileSync(join(dense, 'config.json'), 'utf8'));
-    expect(dcfg.lineage?.layers ?? {}).toEqual({});
-    expect(await evalPpl(dense)).toBeCloseTo(ppl, 4);
+    await expectReloadAndDense(out, join(tmp, 'dense'));
   }, 300_000);
 
   it('--codebook e8p12: bits per parameter as stored, reload, convert --dense, inspect, and export refusal', async () => {
     const out = join(tmp, 'e8p');
-    expectJson(
-      await lineage([
-        'compress',
-        MODEL,
-        '--method',
-        'ldlq',
-        '--bits',
-        '2',
-        '--codebook',
-        'e8p12',
-        '--hadamard',
-        '--data',
-        TRAIN,
-        '--calib-samples',
-        '16',
-        '--out',
-        out,
-        '--backend',
-        'js',
-        '--json',
-      ]),
+    await compressJson(
+      out,
+      ...['--method', 'ldlq', '--bits', '2', '--codebook', 'e8p12', '--hadamard'],
+      ...['--data', TRAIN, '--calib-samples', '16'],
     );
-    const ins = expectJson(await lineage(['inspect', out, '--json']));
-    const file = decoderBytesInFile(out);
-    expect(file.fileSize).toBe(file.total);
-    expect(ins.decoderLinears.bytes).toBe(file.bytes);
-    expect(ins.bitsPerParam).toBeCloseTo((file.bytes * 8) / 226_560, 10);
+    const bits = await bitsAsStored(out);
     // u16 codes per 8 weights (172 padded to 176) + an f16 scale per row + one sign bit per input
-    expect(ins.bitsPerParam).toBeGreaterThan(2.2);
-    expect(ins.bitsPerParam).toBeLessThan(2.25);
+    expect(bits).toBeGreaterThan(2.2);
+    expect(bits).toBeLessThan(2.25);
     expect((await lineage(['inspect', out])).stdout).toMatch(/quantized 2b e8p12 had/);
-    const ppl = await evalPpl(out);
-    expect(await evalPpl(out)).toBe(ppl);
-    const dense = join(tmp, 'e8p-dense');
-    const c = await lineage(['convert', out, '--to', 'hf', '--dense', '--out', dense]);
-    expect(c.code, c.stderr).toBe(0);
-    expect(await evalPpl(dense)).toBeCloseTo(ppl, 4);
+    await expectReloadAndDense(out, join(tmp, 'e8p-dense'));
     const onnx = join(tmp, 'e8p-onnx');
     expectOneLineError(
       await lineage(['export', out, '--to', 'onnx', '--out', onnx]),
@@ -190,41 +135,7 @@ describe('lineage compress --method rtn|ldlq', () => {
       await q('--method', 'ldlq', '--bits', '2'),
       /needs calibration statistics \(hessian\)/,
     );
-    const other = join(tmp, 'other');
-    const init = await lineage([
-      'init',
-      '--like',
-      MODEL,
-      '--dim',
-      '32',
-      '--layers',
-      '2',
-      '--heads',
-      '4',
-      '--hidden',
-      '64',
-      '--out',
-      other,
-    ]);
-    expect(init.code, init.stderr).toBe(0);
-    const stats = join(tmp, 'other.stats.safetensors');
-    const c = await lineage([
-      'calibrate',
-      other,
-      '--data',
-      TRAIN,
-      '--samples',
-      '4',
-      '--seq-len',
-      '32',
-      '--stats',
-      'hessian',
-      '--out',
-      stats,
-      '--backend',
-      'js',
-    ]);
-    expect(c.code, c.stderr).toBe(0);
+    const stats = await statsOfAnotherModel(tmp, 'other.stats.safetensors');
     expectOneLineError(await q('--method', 'ldlq', '--bits', '2', '--stats', stats), /another model/);
     expect(existsSync(out)).toBe(false);
   }, 300_000);

@@ -1,9 +1,10 @@
 /* Helpers shared by the CLI's tests (not part of the package's API): run the built binary, check errors. */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type LlamaModel, loadModel } from '@lineage/core';
 import { sharedPath } from '@lineage/core/testing';
 import { afterAll, expect } from 'vitest';
 
@@ -58,4 +59,101 @@ export function expectOneLineError(r: Run, pattern: RegExp): void {
     .filter((l) => !/^(teacher )?backend:|^model:|^data:/.test(l));
   expect(lines, r.stderr).toHaveLength(1);
   expect(lines[0]).toMatch(pattern);
+}
+
+// ---- the compress → inspect → eval harness of the compress tests (compress, quant, caldera, basis) ----------
+
+/** `lineage eval <model>` on the first 10 dev stories (documents protocol, js backend, `--json`). */
+export function evalFirst10(model: string): Promise<Run> {
+  return lineage([
+    'eval',
+    model,
+    '--data',
+    DEV,
+    '--doc-separator',
+    SEP,
+    '--limit',
+    '10',
+    '--backend',
+    'js',
+    '--json',
+  ]);
+}
+
+/** The perplexity `evalFirst10` prints (exit 0 checked). */
+export async function pplFirst10(model: string): Promise<number> {
+  return expectJson(await evalFirst10(model)).ppl as number;
+}
+
+/** `lineage compress MODEL …args --out <out> --backend js --json`: exit 0 checked, its JSON returned. */
+export async function compressJson(out: string, ...args: string[]): Promise<ReturnType<typeof JSON.parse>> {
+  return expectJson(await lineage(['compress', MODEL, ...args, '--out', out, '--backend', 'js', '--json']));
+}
+
+/** A model directory's `config.json`. */
+export function readConfig(dir: string): ReturnType<typeof JSON.parse> {
+  return JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+}
+
+/** `lineage convert <model> --to <to> --dense --out <out>`, exit 0 checked; returns `out`. */
+export async function convertDense(model: string, to: 'hf' | 'llama2c', out: string): Promise<string> {
+  const c = await lineage(['convert', model, '--to', to, '--dense', '--out', out]);
+  expect(c.code, c.stderr).toBe(0);
+  return out;
+}
+
+/**
+ * The reloaded model (returned) counts honestly: its params are the stored tensors' elements, which are `params` (the
+ * count `compress --json` reported). The test file registers the model's layer kinds (e.g. `@lineage/svd`).
+ */
+export async function expectStoredParams(dir: string, params: number): Promise<LlamaModel> {
+  const { model } = await loadModel(dir);
+  let stored = 0;
+  for (const t of model.stateDict().values()) stored += t.size;
+  expect(model.stats().params).toBe(stored);
+  expect(stored).toBe(params);
+  return model;
+}
+
+/**
+ * Hessian statistics of another model (a 2-layer init shaped like stories260K's tokenizer), written to
+ * `<dir>/<name>`: what `--stats` of the wrong model is refused with.
+ */
+export async function statsOfAnotherModel(dir: string, name: string): Promise<string> {
+  const other = join(dir, 'other');
+  const init = await lineage([
+    'init',
+    '--like',
+    MODEL,
+    '--dim',
+    '32',
+    '--layers',
+    '2',
+    '--heads',
+    '4',
+    '--hidden',
+    '64',
+    '--out',
+    other,
+  ]);
+  expect(init.code, init.stderr).toBe(0);
+  const stats = join(dir, name);
+  const c = await lineage([
+    'calibrate',
+    other,
+    '--data',
+    TRAIN,
+    '--samples',
+    '4',
+    '--seq-len',
+    '32',
+    '--stats',
+    'hessian',
+    '--out',
+    stats,
+    '--backend',
+    'js',
+  ]);
+  expect(c.code, c.stderr).toBe(0);
+  return stats;
 }

@@ -29,7 +29,14 @@ import {
   Ops,
   Random,
 } from '@lineage/core';
-import { benchShape, median, saneNonNegative, smoke, startBench } from '../../../scripts/bench-kit.mjs';
+import {
+  benchShape,
+  median,
+  saneNonNegative,
+  smoke,
+  startBench,
+  timeBackendOps,
+} from '../../../scripts/bench-kit.mjs';
 import { forwardCapture, forwardFinal, fusedKdHead, perturbLinearWeights } from '../dist/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -77,50 +84,12 @@ const backend = await createOnnxruntimeBackend({ ort });
 let phase = 'setup';
 const acc = new Map(); // `${phase}|${part}` → seconds inside backend calls
 const isHead = (shape) => shape?.some((d) => d === V);
-const METHODS = [
-  'matmul',
-  'binary',
-  'unary',
-  'scale',
-  'reduce',
-  'softmax',
-  'logSoftmax',
-  'rmsNorm',
-  'rope',
-  'gather',
-  'crossEntropy',
-  'reshape',
-  'transpose',
-  'slice',
-  'concat',
-  'attention',
-  'read',
-  'upload',
-];
-let depth = 0;
-for (const m of METHODS) {
-  const orig = backend[m].bind(backend);
-  backend[m] = (...a) => {
-    if (depth > 0) return orig(...a);
-    const t0 = performance.now();
-    depth++;
-    const done = (y) => {
-      depth--;
-      const head = a.some((x) => isHead(x?.shape)) || isHead(y?.shape);
-      const part = m === 'read' ? 'read' : head ? 'head' : 'blocks';
-      const k = `${phase}|${part}`;
-      acc.set(k, (acc.get(k) ?? 0) + (performance.now() - t0) / 1000);
-      return y;
-    };
-    const r = orig(...a);
-    if (r instanceof Promise)
-      return r.then(done, (e) => {
-        depth--;
-        throw e;
-      });
-    return done(r);
-  };
-}
+timeBackendOps(backend, (m, a, y, seconds) => {
+  const head = a.some((x) => isHead(x?.shape)) || isHead(y?.shape);
+  const part = m === 'read' ? 'read' : head ? 'head' : 'blocks';
+  const k = `${phase}|${part}`;
+  acc.set(k, (acc.get(k) ?? 0) + seconds);
+});
 
 // the fused KD head and the fused blocks are backend calls too (head/loss side, blocks side)
 const full = backend.fusedTraining;

@@ -28,7 +28,16 @@ import {
   Ops,
   saveModel,
 } from '@lineage/core';
-import { benchRounds, benchShape, median, sane, smoke, startBench } from '../../../scripts/bench-kit.mjs';
+import {
+  batchScorer,
+  benchRounds,
+  benchShape,
+  median,
+  sane,
+  scoringPaths,
+  smoke,
+  startBench,
+} from '../../../scripts/bench-kit.mjs';
 import { formatShape, minitron } from '../dist/index.js';
 
 const name = process.env.LINEAGE_BENCH_BACKEND;
@@ -47,31 +56,11 @@ const BALANCED = smoke
   ? 'layers=2,hidden=48,heads=2,kv-heads=2,ffn=86'
   : 'layers=8,hidden=384,heads=4,kv-heads=4,ffn=576';
 
-const pathEnv = process.env.LINEAGE_BENCH_PATH ?? (backend.fused ? 'fused' : 'per-op');
-if (!['fused', 'per-op', 'both'].includes(pathEnv))
-  throw new Error(`LINEAGE_BENCH_PATH must be fused, per-op or both, got '${pathEnv}'`);
-if (pathEnv !== 'per-op' && !backend.fused) throw new Error(`${backend.name} has no fused evaluation`);
-const PATHS = pathEnv === 'both' ? ['fused', 'per-op'] : [pathEnv];
+const PATHS = scoringPaths(backend);
 
 async function tokensPerSecond(model, ids, path) {
-  const ops = new Ops(backend);
-  const host = Int32Array.from(ids, (_, i) => ids[(i + 1) % ids.length]);
-  const targets = ops.upload(host.slice(), [B * T]);
-  const fused = async () => {
-    const v = await backend.fused.nll(model, ids, host, B);
-    if (v.unsupported) throw new Error(`fused evaluation unsupported: ${v.unsupported}`);
-    return v;
-  };
-  // what perplexity() does per batch: hidden states, logits, per-token cross-entropy read back
-  const run =
-    path === 'fused'
-      ? fused
-      : () =>
-          ops.tidy(async () => {
-            const h = await model.hidden(ops, ids, B);
-            const logits = await model.logits(ops, await ops.reshape(h, [B * T, model.config.hiddenSize]));
-            return ops.readF32(await ops.crossEntropy(logits, targets));
-          });
+  // what perplexity() does per batch (fused, or hidden states, logits, per-token cross-entropy read back)
+  const run = batchScorer(backend, new Ops(backend), model, ids, B, path);
   await run(); // warm-up (uploads, session creation)
   let n = 0;
   const t0 = performance.now();

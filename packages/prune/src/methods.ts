@@ -2,6 +2,7 @@
 import type {} from '@lineage/calibrate';
 import {
   type CompressionMethod,
+  decreasingSizes,
   type FamilyMethod,
   familyMethod,
   type Json,
@@ -95,6 +96,11 @@ export const minitronOptions = z.object({
 });
 export type MinitronOptions = z.input<typeof minitronOptions>;
 type Parsed = z.output<typeof minitronOptions>;
+
+/** A minitron family's sizes: decreasing fractions of the parent's parameters. */
+export const minitronSizes = decreasingSizes(
+  z.number().gt(0, 'must be in (0, 1)').lt(1, 'must be in (0, 1)'),
+);
 
 /** Options of a minitron family: decreasing fractions of the parent's parameters, each from the previous. */
 export interface MinitronFamilyOptions extends Omit<MinitronOptions, 'params' | 'shape'> {
@@ -398,12 +404,7 @@ export function minitronFamily(options: MinitronFamilyOptions): FamilyMethod {
   );
   check(o, 'minitron', true);
   const sizes = parseOptions(
-    z.object({
-      sizes: z
-        .array(z.number().gt(0, 'must be in (0, 1)').lt(1, 'must be in (0, 1)'))
-        .min(1, 'is empty')
-        .refine((xs) => xs.every((x, i) => i === 0 || x < xs[i - 1]!), 'must be decreasing'),
-    }),
+    z.object({ sizes: minitronSizes }),
     { sizes: options.sizes },
     { where: 'minitron' },
   ).sizes;

@@ -1,5 +1,5 @@
 import { defineMethod, registerMethod } from '@lineage/core';
-import { minitron, minitronFamily, minitronOptions } from './methods.js';
+import { minitron, minitronFamily, minitronOptions, minitronSizes } from './methods.js';
 
 // The method's options are its schema (methods.ts): flags, help and validation all come from there.
 registerMethod(
@@ -12,6 +12,7 @@ registerMethod(
     create: (o) => minitron(o),
     family: {
       replaces: ['params', 'shape', 'recoverTokens'],
+      sizes: minitronSizes,
       create: (o, r) => minitronFamily({ ...o, sizes: r.sizes, recoverTokens: r.recoverTokens }),
     },
   }),

@@ -34,12 +34,14 @@ import {
 } from '@lineage/core';
 import {
   alternate,
+  batchScorer,
   benchRounds,
   benchShape,
   field,
   median,
   residentBytes,
   sane,
+  scoringPaths,
   smoke,
   startBench,
 } from '../../../scripts/bench-kit.mjs';
@@ -73,25 +75,7 @@ async function child(dir, path) {
   const backend = await backendForBench();
   const ops = new Ops(backend);
   const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + 13) % model.config.vocabSize);
-  const targets = ops.upload(
-    Int32Array.from(ids, (_, i) => ids[(i + 1) % ids.length]),
-    [B * T],
-  );
-  const hostTargets = Int32Array.from(ids, (_, i) => ids[(i + 1) % ids.length]);
-  const fused = async () => {
-    const v = await backend.fused.nll(model, ids, hostTargets, B);
-    if (v.unsupported) throw new Error(`fused evaluation unsupported: ${v.unsupported}`);
-    return v;
-  };
-  const run =
-    path === 'fused'
-      ? fused
-      : () =>
-          ops.tidy(async () => {
-            const h = await model.hidden(ops, ids, B);
-            const logits = await model.logits(ops, await ops.reshape(h, [B * T, model.config.hiddenSize]));
-            return ops.readF32(await ops.crossEntropy(logits, targets));
-          });
+  const run = batchScorer(backend, ops, model, ids, B, path);
   await run(); // warm-up: uploads, sessions
   const warm = residentBytes();
   const calls = [];
@@ -135,11 +119,7 @@ try {
     await saveModel(m, join(dir, `r${f}`), { format: 'hf' });
     m.release();
   }
-  const pathEnv = process.env.LINEAGE_BENCH_PATH ?? (backend.fused ? 'fused' : 'per-op');
-  if (!['fused', 'per-op', 'both'].includes(pathEnv))
-    throw new Error(`LINEAGE_BENCH_PATH must be fused, per-op or both, got '${pathEnv}'`);
-  if (pathEnv !== 'per-op' && !backend.fused) throw new Error(`${backend.name} has no fused evaluation`);
-  const paths = pathEnv === 'both' ? ['fused', 'per-op'] : [pathEnv];
+  const paths = scoringPaths(backend);
   await backend.close?.();
   const self = fileURLToPath(import.meta.url);
   const measure = (dir, path) =>

@@ -2,6 +2,7 @@
 import type {} from '@lineage/calibrate';
 import {
   type CompressionMethod,
+  decreasingSizes,
   type FamilyMethod,
   familyMethod,
   type Json,
@@ -21,11 +22,8 @@ export const VERSION: string = pkg.version;
 
 const fraction = z.number().gt(0, 'must be in (0, 1)').lt(1, 'must be in (0, 1)');
 
-/** Decreasing fractions, one family member each. */
-const fractions = z
-  .array(fraction)
-  .min(1, 'is empty')
-  .refine((xs) => xs.every((x, i) => i === 0 || x < xs[i - 1]!), 'must be decreasing');
+/** Decreasing fractions, one family member each: the sizes of the svd, plrd and basis families. */
+export const fractionSizes = decreasingSizes(fraction);
 
 /** Options every low-rank method takes. */
 export const lowRankOptions = z.object({
@@ -74,7 +72,7 @@ export interface SvdFamilyOptions extends LowRankOptions {
 
 /** Options of `plrd`. */
 export const plrdOptions = z.object({
-  schedule: fractions.meta({
+  schedule: fractionSizes.meta({
     description: 'decreasing fractions of the decomposable parameters, e.g. 0.8,0.6,0.45,0.3',
   }),
   recoverTokens: z
@@ -198,7 +196,7 @@ export function svd(options: SvdMethodOptions): CompressionMethod<LlamaModel> {
 export function svdFamily(options: SvdFamilyOptions): FamilyMethod {
   const o = parseOptions(lowRankOptions, options, { where: 'svd' });
   const sizes = parseOptions(
-    z.object({ sizes: fractions }),
+    z.object({ sizes: fractionSizes }),
     { sizes: options.sizes },
     { where: 'svd' },
   ).sizes;

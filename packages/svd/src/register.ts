@@ -1,9 +1,10 @@
 import './basis/register.js';
 import { defineMethod, registerMethod } from '@lineage/core';
-import { caldera, calderaFamily, calderaOptions } from './caldera/method.js';
-import { plrd, plrdOptions, svd, svdFamily, svdOptions } from './methods.js';
+import { caldera, calderaFamily, calderaOptions, calderaSizes } from './caldera/method.js';
+import { fractionSizes, plrd, plrdOptions, svd, svdFamily, svdOptions } from './methods.js';
 
-// Each method's options are its schema (methods.ts): flags, help and validation all come from there.
+// Each method's options are its schema (methods.ts): flags, help and validation all come from there; a
+// family's sizes (`lineage family --schedule`) are checked by its `sizes` schema, the one its factory uses.
 
 registerMethod(
   defineMethod({
@@ -15,6 +16,7 @@ registerMethod(
     create: (o) => svd(o),
     family: {
       replaces: ['params', 'rank'],
+      sizes: fractionSizes,
       create: (o, r) => svdFamily({ ...o, sizes: r.sizes, recoverTokens: r.recoverTokens }),
     },
   }),
@@ -30,6 +32,7 @@ registerMethod(
     create: (o) => plrd(o),
     family: {
       replaces: ['schedule', 'recoverTokens'],
+      sizes: fractionSizes,
       create: (o, r) => plrd({ ...o, schedule: r.sizes, recoverTokens: r.recoverTokens }),
     },
   }),
@@ -45,6 +48,7 @@ registerMethod(
     create: (o) => caldera(o),
     family: {
       replaces: ['qBits', 'recoverTokens'],
+      sizes: calderaSizes,
       create: (o, r) => calderaFamily({ ...o, sizes: r.sizes, recoverTokens: r.recoverTokens }),
     },
   }),

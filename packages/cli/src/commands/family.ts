@@ -2,6 +2,7 @@ import { basename, join, resolve } from 'node:path';
 import {
   type Backend,
   buildFamily,
+  decreasingSizes,
   describeOptions,
   type FamilyMethod,
   familyRecord,
@@ -15,6 +16,7 @@ import {
   perplexity,
   readTextFile,
   writeFamily,
+  z,
 } from '@lineage/core';
 import { type SamplerState, type TrainResult, withRecover } from '@lineage/distill';
 import { type Command, InvalidArgumentError } from 'commander';
@@ -61,20 +63,6 @@ function parseSchedule(v: string): number[] {
   return xs;
 }
 
-/** Runs `f`, naming the method's sizes (entry i) in its errors as the user wrote them: `--schedule`. */
-function withScheduleNames<T>(f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    if (!(e instanceof LineageError)) throw e;
-    // the method calls them `sizes` (family methods) or `schedule` (plrd's own option)
-    const message = e.message.replace(/(?<!-)\b(?:sizes|schedule)(?:\.(\d+))?\b/g, (_, i?: string) =>
-      i === undefined ? '--schedule' : `--schedule entry ${Number(i) + 1}`,
-    );
-    throw new LineageError(message, undefined, { cause: e });
-  }
-}
-
 /** Held-out perplexity of one model (documents protocol when the text holds documents, else 256-token windows). */
 export async function heldOutScore(
   model: LlamaModel,
@@ -107,11 +95,20 @@ function familyMethods(): MethodDefinition[] {
   return listMethods().filter((m) => m.family);
 }
 
-/** The schema of a method's options without those the family's sizes and budget stand in for. */
+/** The sizes of a family method that declares no schema for them. */
+const POSITIVE_SIZES = decreasingSizes(z.number().gt(0, 'must be positive'));
+
+/**
+ * The schema `family` takes a method's flags by: the method's options without those the family's sizes and
+ * budget stand in for, plus `schedule`, checked by the method's own sizes schema, so that every error names
+ * the flag the user wrote (`--schedule entry 2 …`).
+ */
 function familySchema(def: MethodDefinition) {
   const mask: Record<string, true> = {};
   for (const k of def.family!.replaces) mask[k] = true;
-  return def.options.omit(mask as Parameters<typeof def.options.omit>[0]);
+  return def.options
+    .omit(mask as Parameters<typeof def.options.omit>[0])
+    .extend({ schedule: def.family!.sizes ?? POSITIVE_SIZES });
 }
 
 export function familyCommand(program: Command, argv: readonly string[] = []): void {
@@ -190,9 +187,8 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
     if (recoverTokens > 0 && !o.data?.length)
       throw new LineageError('recovery needs training data: --data <file> (or --recover-tokens 0)');
     if (o.holdout && !o.docSeparator) throw new LineageError('--holdout needs --doc-separator');
-    const options = methodValues(d, o, familySchema(d));
-    const familyDef = d.family!;
-    const method = withScheduleNames(() => familyDef.create(options, { sizes: o.schedule, recoverTokens }));
+    const { schedule: sizes, ...options } = methodValues(d, o, familySchema(d));
+    const method = d.family!.create(options, { sizes: sizes as number[], recoverTokens });
     const holdout: HoldoutSpec | undefined = o.evalData
       ? undefined
       : o.holdout

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describeOptions, parseOptions, z } from './options.js';
+import { decreasingSizes, describeOptions, parseOptions, z } from './options.js';
 import { defineMethod } from './registry.js';
 
 const schema = z.object({
@@ -64,9 +64,25 @@ describe('method options from one schema', () => {
       'm: --schedule is empty, got []',
     );
     expect(() => parseOptions(schema, {}, { where: 'm', flags: true })).toThrow('m: --schedule is required');
+    // a list's entry by its place as the user counts it
+    expect(() => parseOptions(schema, { schedule: [0.5, 1.5] }, { where: 'm', flags: true })).toThrow(
+      'm: --schedule entry 2 must be in (0, 1), got 1.5',
+    );
     expect(() =>
       parseOptions(schema, { schedule: [0.5], dataAware: 'yes' }, { where: 'm', flags: true }),
     ).toThrow(/^m: --whiten .*expected boolean.*, got "yes"$/);
+  });
+
+  it('decreasingSizes: a non-empty, decreasing list of valid entries (a family’s sizes)', () => {
+    const sizes = z.object({ sizes: decreasingSizes(z.number().gt(0, 'must be positive')) });
+    expect(parseOptions(sizes, { sizes: [3, 2.5] }, { where: 'c' })).toEqual({ sizes: [3, 2.5] });
+    expect(() => parseOptions(sizes, { sizes: [2, 3] }, { where: 'c' })).toThrow(
+      'c: sizes must be decreasing, got [2,3]',
+    );
+    expect(() => parseOptions(sizes, { sizes: [] }, { where: 'c' })).toThrow('c: sizes is empty, got []');
+    expect(() => parseOptions(sizes, { sizes: [3, 0] }, { where: 'c', flags: true })).toThrow(
+      'c: --sizes entry 2 must be positive, got 0',
+    );
   });
 
   it('a schema the CLI cannot offer says which option to hide', () => {

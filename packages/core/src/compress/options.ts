@@ -91,6 +91,17 @@ export function describeOptions(schema: OptionsSchema): MethodOption[] {
   return out;
 }
 
+/**
+ * Decreasing sizes, one family member each, every entry valid for `entry` (e.g. a fraction in (0, 1)): the
+ * schema of a family method's sizes (`FamilyDefinition.sizes`, `lineage family --schedule`).
+ */
+export function decreasingSizes(entry: z.ZodNumber) {
+  return z
+    .array(entry)
+    .min(1, 'is empty')
+    .refine((xs) => xs.every((x, i) => i === 0 || x < xs[i - 1]!), 'must be decreasing');
+}
+
 function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
   let v = input;
   for (const k of path) v = v && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined;
@@ -100,7 +111,7 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
 /**
  * Validates options against their schema (defaults filled in); the first problem is a one-line
  * LineageError naming the field (`svd: --params must be in (0, 1), got 1.5`) — by flag when `flags`, else
- * by key.
+ * by key. With `flags`, an entry of a list is named as the user counts it: `--schedule entry 2`.
  */
 export function parseOptions<S extends OptionsSchema>(
   schema: S,
@@ -114,7 +125,8 @@ export function parseOptions<S extends OptionsSchema>(
   let field = '';
   if (typeof key === 'string') {
     const flag = o.flags ? describeOptions(schema).find((x) => x.key === key)?.name : undefined;
-    field = flag ? `--${flag}` : issue.path.map(String).join('.');
+    const entry = typeof issue.path[1] === 'number' ? ` entry ${issue.path[1] + 1}` : '';
+    field = flag ? `--${flag}${entry}` : issue.path.map(String).join('.');
   }
   const got = issue.path.length ? valueAt(input, issue.path) : undefined;
   const shown = got === undefined ? '' : `, got ${JSON.stringify(got)}`;

@@ -5,6 +5,9 @@ import type { OptionsSchema, z } from './options.js';
 
 export type { MethodOption } from './options.js';
 
+/** The schema of a family's sizes: a list of numbers (see `decreasingSizes`). */
+export type SizesSchema = z.ZodType<number[]>;
+
 /** What `lineage family` asks of a method: members at these sizes, each recovered for this many tokens. */
 export interface FamilyRequest {
   /** Decreasing sizes, as the method measures them (fractions of the decomposable parameters for svd/plrd). */
@@ -17,6 +20,12 @@ export interface FamilyRequest {
 export interface FamilyDefinition<S extends OptionsSchema = OptionsSchema> {
   /** Option keys the family's sizes and recovery budget stand in for (not offered as flags by `family`). */
   replaces: readonly string[];
+  /**
+   * The schema of the sizes (e.g. `decreasingSizes(fraction)`), the one `create`'s method checks them with:
+   * a host validates `--schedule` by it, naming the flag, before calling `create`. Default: decreasing
+   * positive numbers.
+   */
+  sizes?: SizesSchema;
   /** The family method, from the other options (validated by the schema without `replaces`). */
   create(options: z.output<S>, request: FamilyRequest): FamilyMethod;
 }

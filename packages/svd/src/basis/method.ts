@@ -19,7 +19,7 @@ import {
 import { rankForFraction } from '../allocation.js';
 import { decomposableLayers } from '../decompose-model.js';
 import { type GramSource, whiteningOf } from '../factorize.js';
-import { lowRankOptions, VERSION } from '../methods.js';
+import { fractionSizes, lowRankOptions, VERSION } from '../methods.js';
 import { BasisLinear } from './basis-linear.js';
 import { basisOf } from './decompose-bases.js';
 import { byImportance, geometric, globalCounts, type PruneLayer } from './prune-plan.js';
@@ -296,16 +296,7 @@ export type BasisFamilyOptions = Omit<BasisOptions, 'params'> & {
  */
 export function basisFamily(options: BasisFamilyOptions): FamilyMethod {
   const { sizes: given, ...rest } = options;
-  const sizes = parseOptions(
-    z.object({
-      sizes: z
-        .array(fraction)
-        .min(1, 'is empty')
-        .refine((xs) => xs.every((x, i) => i === 0 || x < xs[i - 1]!), 'must be decreasing'),
-    }),
-    { sizes: given },
-    { where: 'basis' },
-  ).sizes;
+  const sizes = parseOptions(z.object({ sizes: fractionSizes }), { sizes: given }, { where: 'basis' }).sizes;
   const members = sizes.map((params) => basisSelection({ ...rest, params })); // checks the options once
   return familyMethod({
     name: 'basis',

@@ -1,4 +1,5 @@
 import { defineMethod, registerMethod } from '@lineage/core';
+import { fractionSizes } from '../methods.js';
 import { basisFamily, basisOptions, basisSelection } from './method.js';
 
 registerMethod(
@@ -10,6 +11,10 @@ registerMethod(
     options: basisOptions,
     create: (o) => basisSelection(o),
     // members from the parent at each size, each with its own --tokens (--recover-tokens is not used)
-    family: { replaces: ['params'], create: (o, r) => basisFamily({ ...o, sizes: r.sizes }) },
+    family: {
+      replaces: ['params'],
+      sizes: fractionSizes,
+      create: (o, r) => basisFamily({ ...o, sizes: r.sizes }),
+    },
   }),
 );

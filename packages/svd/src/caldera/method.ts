@@ -2,6 +2,7 @@
 import type {} from '@lineage/calibrate';
 import {
   type CompressionMethod,
+  decreasingSizes,
   type FamilyMethod,
   familyMethod,
   HostTensor,
@@ -262,6 +263,9 @@ export function caldera(options: CalderaOptions): CompressionMethod<LlamaModel> 
   };
 }
 
+/** A caldera family's sizes: decreasing budgets in bits per parameter of the decoder's linears. */
+export const calderaSizes = decreasingSizes(z.number().gt(0, 'must be positive'));
+
 /** Options of `caldera` as a family over bit budgets (`lineage family --method caldera --schedule 3,2.5`). */
 export interface CalderaFamilyOptions extends Omit<CalderaOptions, 'qBits' | 'recoverTokens'> {
   /** Decreasing budgets in bits per parameter of the decoder's linears, one member each. */
@@ -310,12 +314,7 @@ export function calderaFamily(options: CalderaFamilyOptions): FamilyMethod {
     ),
   );
   const sizes = parseOptions(
-    z.object({
-      sizes: z
-        .array(z.number().gt(0, 'must be positive'))
-        .min(1, 'is empty')
-        .refine((xs) => xs.every((x, i) => i === 0 || x < xs[i - 1]!), 'must be decreasing'),
-    }),
+    z.object({ sizes: calderaSizes }),
     { sizes: rawSizes },
     { where: 'caldera' },
   ).sizes;
