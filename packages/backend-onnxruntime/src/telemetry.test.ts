@@ -19,7 +19,7 @@ const script = `
 function run(env: Record<string, string | undefined>): { files: string[]; value: string } {
   const tmp = mkdtempSync(join(tmpdir(), 'lineage-telemetry-'));
   try {
-    const childEnv = { ...process.env, TMPDIR: tmp, ...env };
+    const childEnv: Record<string, string | undefined> = { ...process.env, TMPDIR: tmp, ...env };
     for (const k of Object.keys(childEnv)) if (childEnv[k] === undefined) delete childEnv[k];
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
       env: childEnv,
