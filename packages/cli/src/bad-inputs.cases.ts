@@ -10,7 +10,7 @@ import { copyFileSync, cpSync, mkdirSync, readFileSync, statSync, writeFileSync 
 import { join } from 'node:path';
 import { loadModel, saveModel } from '@lineage/core';
 import fc from 'fast-check';
-import { BIN, DEV, MODEL } from './test-support.js';
+import { BIN, DEV, MODEL, padVocab } from './test-support.js';
 
 /** The fixtures every case reads (all hashed before and after every case). */
 export interface Fixtures {
@@ -51,6 +51,9 @@ export interface Fixtures {
   ropeString: string;
   unknownMerge: string;
   tokenizerConfigList: string;
+  /** HF directories: the vocabulary padded to 520 rows (a legitimate input); cut to 504 (the tokenizer larger). */
+  paddedVocab: string;
+  cutVocab: string;
   /** tmpfs mounts (when the suite may mount): 64 KiB, and read-only. */
   tiny: string;
   readOnly: string;
@@ -280,6 +283,8 @@ export async function makeFixtures(
     JSON.stringify({ ...tok, model: { ...tok.model, merges: ['zzq yyq'] } }),
   );
   const tokenizerConfigList = hfVariant('hf-tokcfg', 'tokenizer_config.json', '[1]');
+  padVocab(f('hf'), f('hf-padded'), 8);
+  padVocab(f('hf'), f('hf-cut-vocab'), -8);
 
   return {
     dir,
@@ -308,6 +313,8 @@ export async function makeFixtures(
     ropeString,
     unknownMerge,
     tokenizerConfigList,
+    paddedVocab: f('hf-padded'),
+    cutVocab: f('hf-cut-vocab'),
     ...mounts,
   };
 }
@@ -1130,6 +1137,17 @@ export const cases: Case[] = [
     name: 'generate with a tokenizer_config.json that is a list',
     argv: (f) => ['generate', f.tokenizerConfigList, '--prompt', 'hi', '--max-tokens', '2'],
     names: (f) => f.tokenizerConfigList,
+  },
+  {
+    name: 'eval with a tokenizer larger than vocab_size (ids without an embedding row)',
+    argv: (f) => ['eval', f.cutVocab, '--data', f.dev, '--limit', '2'],
+    names: (f) =>
+      `${join(f.cutVocab, 'tokenizer.json')}: tokenizer has 512 tokens, more than the 504 of the model's vocabulary (${join(f.cutVocab, 'config.json')})`,
+  },
+  {
+    name: 'convert a padded vocabulary --to llama2c (run.c needs one tokenizer piece per row)',
+    argv: (f, o) => ['convert', f.paddedVocab, '--to', 'llama2c', '--out', join(o, 'm.bin')],
+    names: (_, o) => join(o, 'm.bin'),
   },
   {
     name: 'report of a family.json naming a key twice',

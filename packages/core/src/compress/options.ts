@@ -121,3 +121,54 @@ export function parseOptions<S extends OptionsSchema>(
   const message = issue.code === 'invalid_type' && got === undefined ? 'is required' : issue.message;
   throw new LineageError(`${o.where}: ${field ? `${field} ` : ''}${message}${shown}`);
 }
+
+/** A flag's or key's name for option `key` of `schema`: `--rank` (flags) or `rank`. */
+function optionName(schema: OptionsSchema | undefined, key: string, flags: boolean): string {
+  if (!flags) return key;
+  const flag = schema ? describeOptions(schema).find((x) => x.key === key)?.name : undefined;
+  return `--${flag ?? kebab(key)}`;
+}
+
+function renderOptionError(
+  method: string,
+  option: string,
+  value: unknown,
+  problem: string,
+  name: (key: string) => string,
+): string {
+  const shown = value === undefined ? '' : ` ${Array.isArray(value) ? value.join(',') : String(value)}`;
+  return `${method}: ${name(option)}${shown}: ${problem.replace(/\{(\w+)\}/g, (_, k: string) => name(k))}`;
+}
+
+/**
+ * An option's value that its schema cannot judge alone (against the model, or against another option),
+ * found by the method while it works. `problem` names other options as `{key}`. The message names options
+ * by key (`svd: rank 1000000000000: saves nothing …`), as a library caller writes them; a host that offers
+ * them as flags shows `optionErrorMessage(e, schema, { flags: true })` (`svd: --rank 1000000000000: …`),
+ * as parseOptions names them: every message about a method option has this one form.
+ */
+export class OptionError extends LineageError {
+  /** Recognised across copies of this package (a plugin's own @lineage/core). */
+  readonly optionError = true;
+  constructor(
+    readonly method: string,
+    readonly option: string,
+    readonly value: unknown,
+    readonly problem: string,
+  ) {
+    super(renderOptionError(method, option, value, problem, (k) => k));
+  }
+}
+
+export function isOptionError(e: unknown): e is OptionError {
+  return e instanceof Error && (e as Partial<OptionError>).optionError === true;
+}
+
+/** An OptionError's message with its options named by flag (`--rank`) or by key, from `schema`. */
+export function optionErrorMessage(
+  e: OptionError,
+  schema: OptionsSchema | undefined,
+  o: { flags: boolean },
+): string {
+  return renderOptionError(e.method, e.option, e.value, e.problem, (k) => optionName(schema, k, o.flags));
+}

@@ -59,7 +59,9 @@ export function sampleToken(logits: Float32Array, temperature: number, topP: num
     r -= probs[idx[k]!]!;
     if (r < 0) return idx[k]!;
   }
-  return idx[cutoff - 1]!;
+  // rounding left r ≥ 0: the last token that could be drawn (never a masked one, of probability 0)
+  for (let k = cutoff - 1; k > 0; k--) if (probs[idx[k]!]! > 0) return idx[k]!;
+  return idx[0]!;
 }
 
 /**
@@ -111,6 +113,8 @@ export async function generate(
         return ops.readF32(row);
       });
       assertLogitsFinite(last, step);
+      // a padded vocabulary's rows past the tokenizer are never emitted: the tokenizer could not decode them
+      if (tok && tok.vocabSize < last.length) last.fill(Number.NEGATIVE_INFINITY, tok.vocabSize);
       const next = sampleToken(last, opts.temperature ?? 0, opts.topP ?? 1, rng);
       if ((opts.stopAtEos ?? true) && next === eos) break;
       generated.push(next);
