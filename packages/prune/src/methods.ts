@@ -1,6 +1,7 @@
 // the statistics of a method context are @lineage/calibrate's (its accessors typed by declaration merging)
 import type {} from '@lineage/calibrate';
 import {
+  asMethodOption,
   type CompressionMethod,
   type FamilyMethod,
   familyMethod,
@@ -367,8 +368,10 @@ export function minitron(options: MinitronOptions): CompressionMethod<LlamaModel
     async apply(model, ctx) {
       const untied = model.lmHead !== undefined;
       const parentParams = denseParams(model.config, untied);
-      const budget = o.params !== undefined ? budgetOf(o.params, parentParams) : undefined;
-      const r = await step(o, ctx, model, model, true, budget);
+      const r = await asMethodOption('minitron', async () => {
+        const budget = o.params !== undefined ? budgetOf(o.params, parentParams) : undefined;
+        return step(o, ctx, model, model, true, budget);
+      });
       r.model.provenance = {
         method: 'minitron',
         methodVersion: VERSION,
@@ -417,7 +420,9 @@ export function minitronFamily(options: MinitronFamilyOptions): FamilyMethod {
       const parentParams = denseParams(parent.config, parent.lmHead !== undefined);
       const budget = Math.floor(sizes[i]! * parentParams);
       ctx.log.info(`minitron member ${i + 1}/${sizes.length}: ${sizes[i]} of the parent's parameters`);
-      const r = await step(o, ctx, previous, parent, i === 0, budget);
+      const r = await asMethodOption('minitron', () => step(o, ctx, previous, parent, i === 0, budget), {
+        params: 'sizes',
+      });
       const before = i === 0 ? 0 : Number(previous.provenance?.tokens ?? 0);
       r.model.provenance = {
         method: 'minitron',

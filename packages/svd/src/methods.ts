@@ -1,6 +1,7 @@
 // the statistics of a method context are @lineage/calibrate's (its accessors typed by declaration merging)
 import type {} from '@lineage/calibrate';
 import {
+  asMethodOption,
   type CompressionMethod,
   type FamilyMethod,
   familyMethod,
@@ -173,10 +174,12 @@ export function svd(options: SvdMethodOptions): CompressionMethod<LlamaModel> {
     async apply(model, ctx) {
       const t0 = performance.now();
       const gram = await gramFor(o, ctx, model, true);
-      const r = await decomposeModel(model, {
-        ...(o.params !== undefined ? { fraction: o.params } : { rank: o.rank! }),
-        ...decomposeOptions(o, ctx, gram),
-      });
+      const r = await asMethodOption('svd', () =>
+        decomposeModel(model, {
+          ...(o.params !== undefined ? { fraction: o.params } : { rank: o.rank! }),
+          ...decomposeOptions(o, ctx, gram),
+        }),
+      );
       logDense(ctx, r);
       r.model.provenance = {
         method: 'svd',
@@ -218,10 +221,13 @@ export function svdFamily(options: SvdFamilyOptions): FamilyMethod {
       ctx.log.info(
         `svd member ${i + 1}/${sizes.length}: ranks to ${fraction} of the decomposable parameters`,
       );
-      const r = await decomposeModel(parent, {
-        fraction,
-        ...decomposeOptions(o, ctx, await grams(ctx, parent)),
-      });
+      const gram = await grams(ctx, parent);
+      // the fraction is one of the family's sizes
+      const r = await asMethodOption(
+        'svd',
+        () => decomposeModel(parent, { fraction, ...decomposeOptions(o, ctx, gram) }),
+        { params: 'sizes' },
+      );
       logDense(ctx, r);
       const decomposeSeconds = (performance.now() - t0) / 1000;
       let member = r.model;
@@ -285,7 +291,11 @@ export function plrd(options: PlrdOptions): FamilyMethod {
       );
       const ownGrams = i > 0 && recalibrate && !!ctx.calibrate;
       const gram = ownGrams ? await gramFor(o, ctx, previous, false) : await grams(ctx, parent);
-      const r = await decomposeModel(previous, { fraction, ...decomposeOptions(o, ctx, gram) });
+      const r = await asMethodOption(
+        'plrd',
+        () => decomposeModel(previous, { fraction, ...decomposeOptions(o, ctx, gram) }),
+        { params: 'schedule' },
+      );
       logDense(ctx, r);
       let member = r.model;
       const decomposeSeconds = (performance.now() - t0) / 1000;

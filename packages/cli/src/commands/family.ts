@@ -18,6 +18,7 @@ import {
 } from '@lineage/core';
 import { type SamplerState, type TrainResult, withRecover } from '@lineage/distill';
 import { type Command, InvalidArgumentError } from 'commander';
+import { nameMethodOptions } from '../errors.js';
 import { formatBytes, formatCount, log, printJson, table } from '../output.js';
 import { recordSeries } from '../report/data.js';
 import { writeReport } from '../report/write.js';
@@ -172,6 +173,8 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
       .join(', ')} (lineage family --method <name> --help shows its options)`,
   );
   cmd.action(async (modelArg: string | undefined, o: FamilyFlags & Record<string, unknown>) => {
+    // a family method's sizes are this command's --schedule
+    nameMethodOptions({ flags: true, aliases: { sizes: 'schedule' } });
     const d = getMethod(o.method);
     if (!d.family)
       throw new LineageError(
@@ -232,7 +235,13 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
       },
     });
     const t0 = performance.now();
-    const family = await buildMembers(method, p, run);
+    let family: LlamaModel[];
+    try {
+      family = await buildMembers(method, p, run);
+    } catch (e) {
+      await run.discardIfEmpty();
+      throw e;
+    }
     const seconds = (performance.now() - t0) / 1000;
     log(`evaluating the parent and ${family.length} members on ${held!.name}`);
     const parentScore = await heldOutScore(p.model, p.backend, held!, o);
