@@ -287,6 +287,16 @@ interface Step {
   record: Record<string, Json>;
 }
 
+/** The shapes a --params search over `source` may choose from. */
+function searchSpace(o: Parsed, source: LlamaModel) {
+  return {
+    axes: parseAxes(o.axes),
+    multipleOf: o.multipleOf,
+    kvGroups: o.kvGroups,
+    untiedHead: source.lmHead !== undefined,
+  };
+}
+
 /** One pruning step: importance of `source`, the target shape(s), search, pruning, distillation. */
 async function step(
   o: Parsed,
@@ -304,12 +314,7 @@ async function step(
     const config = prunedConfig(source.config, parseShape(o.shape), o.multipleOf);
     list = [{ config, params: denseParams(config, untied) }];
   } else {
-    list = candidates(source.config, budgetParams!, o.search, {
-      axes: parseAxes(o.axes),
-      multipleOf: o.multipleOf,
-      kvGroups: o.kvGroups,
-      untiedHead: untied,
-    });
+    list = candidates(source.config, budgetParams!, o.search, searchSpace(o, source));
   }
   const imp = await importanceOf(o, ctx, source, isParent);
   const ranked: Ranked[] = list.length > 1 ? await rank(o, ctx, source, imp, list, teacher, isParent) : list;
@@ -419,6 +424,12 @@ export function minitronFamily(options: MinitronFamilyOptions): FamilyMethod {
     async member(previous, i, ctx, parent) {
       const parentParams = denseParams(parent.config, parent.lmHead !== undefined);
       const budget = Math.floor(sizes[i]! * parentParams);
+      // a size no shape fits is refused before the member's note, as the step would refuse it
+      await asMethodOption(
+        'minitron',
+        async () => candidates(previous.config, budget, o.search, searchSpace(o, previous)),
+        { params: 'sizes' },
+      );
       ctx.log.info(`minitron member ${i + 1}/${sizes.length}: ${sizes[i]} of the parent's parameters`);
       const r = await asMethodOption('minitron', () => step(o, ctx, previous, parent, i === 0, budget), {
         params: 'sizes',

@@ -140,6 +140,19 @@ export function fixedRanks(layers: readonly LayerSpectrum[], rank: number): Rank
   return plan(out, denseParams);
 }
 
+/** Energy allocation keeps rank 1 in every layer: a fraction whose budget is below that is an error. */
+export function checkEnergyBudget(layers: readonly LayerSpectrum[], fraction: number): void {
+  const budget = fraction * layers.reduce((s, l) => s + l.out * l.in, 0);
+  const spent = layers.reduce((s, l) => s + l.out + l.in, 0);
+  if (spent > budget)
+    throw new OptionError(
+      '',
+      'params',
+      fraction,
+      `a budget of ${Math.round(budget)} parameters is below rank 1 everywhere (${spent}); raise it`,
+    );
+}
+
 function allocateByEnergy(layers: readonly LayerSpectrum[], budget: number, fraction: number): RankChoice[] {
   const state = layers.map((l) => {
     if (!l.sigma?.length) throw new LineageError(`energy allocation needs the spectrum of '${l.name}'`);
@@ -148,15 +161,8 @@ function allocateByEnergy(layers: readonly LayerSpectrum[], budget: number, frac
     const cap = Math.min(l.currentRank ?? Number.POSITIVE_INFINITY, l.sigma.length);
     return { l, total: total || 1, rank: 1, cap, dense: false };
   });
+  checkEnergyBudget(layers, fraction);
   let spent = state.reduce((s, x) => s + x.l.out + x.l.in, 0);
-  if (spent > budget) {
-    throw new OptionError(
-      '',
-      'params',
-      fraction,
-      `a budget of ${Math.round(budget)} parameters is below rank 1 everywhere (${spent}); raise it`,
-    );
-  }
   // Greedy over a max-heap keyed by the next component's gain per parameter. Gains fall within a layer
   // (σ descending) and every component of a layer costs the same, so greedy is optimal for this knapsack.
   const gain = (i: number) => {

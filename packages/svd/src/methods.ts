@@ -14,7 +14,7 @@ import {
   z,
 } from '@lineage/core';
 import pkg from '../package.json' with { type: 'json' };
-import { type DecomposeResult, decomposeModel, ranksRecord } from './decompose-model.js';
+import { checkFractions, type DecomposeResult, decomposeModel, ranksRecord } from './decompose-model.js';
 import type { GramSource } from './factorize.js';
 
 /** This package's version (from its package.json, inlined at build time): the methods' `version`. */
@@ -218,6 +218,8 @@ export function svdFamily(options: SvdFamilyOptions): FamilyMethod {
     async member(parent, i, ctx) {
       const t0 = performance.now();
       const fraction = sizes[i]!;
+      if (i === 0)
+        await asMethodOption('svd', async () => checkFractions(parent, sizes, o), { params: 'sizes' });
       ctx.log.info(
         `svd member ${i + 1}/${sizes.length}: ranks to ${fraction} of the decomposable parameters`,
       );
@@ -286,6 +288,10 @@ export function plrd(options: PlrdOptions): FamilyMethod {
         ctx.log.warn(
           "no calibration text: every step whitens by the parent's statistics (give --data to calibrate each member)",
         );
+      if (i === 0)
+        await asMethodOption('plrd', async () => checkFractions(previous, schedule, o), {
+          params: 'schedule',
+        });
       ctx.log.info(
         `PLRD step ${i + 1}/${schedule.length}: ranks to ${fraction} of the decomposable parameters`,
       );
