@@ -1081,6 +1081,22 @@ export const cases: Case[] = [
     argv: (f) => ['generate', f.bin, '--prompt', 'hi', '--seed', ''],
     names: () => '--seed',
   },
+  // flags that select what runs: named as the usage errors name them
+  {
+    name: 'eval --backend that does not exist',
+    argv: (f) => ['eval', f.bin, '--data', f.dev, '--limit', '2', '--backend', 'foo'],
+    names: () => '--backend foo: unknown backend',
+  },
+  {
+    name: 'eval --device no backend runs on',
+    argv: (f) => ['eval', f.bin, '--data', f.dev, '--limit', '2', '--device', 'tpu'],
+    names: () => '--device tpu:',
+  },
+  {
+    name: 'eval --field empty',
+    argv: (f) => ['eval', f.bin, '--data', f.dev, '--field', ''],
+    names: () => '--field',
+  },
   // a method option's value judged against the model or another option: named by its flag, as the schema's are
   {
     name: 'compress --method svd --rank 1e12 (saves nothing anywhere)',

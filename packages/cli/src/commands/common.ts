@@ -73,6 +73,15 @@ export function parseSeparator(v: string): string {
   return v;
 }
 
+/** A JSONL `--field` name: a non-empty key on one line (an empty name would select no record's text). */
+export function parseFieldName(v: string): string {
+  if (!v.trim() || /[\r\n]/.test(v))
+    throw new InvalidArgumentError(
+      `must be the name of a JSONL field, like 'text', got ${JSON.stringify(v)}`,
+    );
+  return v;
+}
+
 /**
  * A misuse of flags found after parsing (one flag against another, or against the model): one line naming
  * the flag and its value, e.g. `--kv-heads 3: must divide --heads 8`, printed like commander's usage errors.
