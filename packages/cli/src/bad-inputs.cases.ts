@@ -1081,6 +1081,16 @@ export const cases: Case[] = [
     argv: (f) => ['generate', f.bin, '--prompt', 'hi', '--seed', ''],
     names: () => '--seed',
   },
+  {
+    name: "convert --out '' --force (the working directory: its files would be replaced)",
+    argv: (f) => ['convert', f.bin, '--to', 'hf', '--out', '', '--force'],
+    names: () => '--out "": is an empty path',
+  },
+  {
+    name: "eval --seq-len ' 12' (a blank is not part of a number)",
+    argv: (f) => ['eval', f.bin, '--data', f.dev, '--seq-len', ' 12'],
+    names: () => '--seq-len',
+  },
   // flags that select what runs: named as the usage errors name them
   {
     name: 'eval --backend that does not exist',

@@ -29,7 +29,8 @@ const DECIMAL = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 
 /** A command-line number (see DECIMAL), NaN when it is not one. */
 export function decimal(v: string): number {
-  return DECIMAL.test(v.trim()) ? Number(v) : Number.NaN;
+  // no blanks around it either: ' 12' is a quoting slip the user should see, not a number
+  return DECIMAL.test(v) ? Number(v) : Number.NaN;
 }
 
 /**

@@ -412,7 +412,7 @@ export function methodFlag(opt: MethodOption): Option {
   else if (opt.type === 'numbers') {
     o.argParser((v: string) =>
       v.split(',').map((s) => {
-        const n = decimal(s);
+        const n = decimal(s.trim()); // a space after a comma is fine in a list
         if (!Number.isFinite(n))
           throw new InvalidArgumentError(`must be comma-separated numbers like 0.8,0.6, got '${v}'`);
         return n;

@@ -1,6 +1,7 @@
 import type { Backend } from '../backend/backend.js';
 import { Ops } from '../backend/ops.js';
 import { KVCache, type LlamaModel } from '../nn/llama.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LineageError } from '../util/errors.js';
 import { Random } from '../util/random.js';
 
@@ -79,6 +80,21 @@ function assertLogitsFinite(logits: Float32Array, step: number): void {
   }
 }
 
+/**
+ * The text of `generated` as it continues `prompt`: decoded together and cut after the prompt's text, since a
+ * tokenizer decoding a sequence on its own drops the first piece's leading space (transformers' Llama
+ * decoder strips it; run.c right after BOS), which would glue the continuation to the prompt.
+ */
+export function decodeContinuation(
+  tok: Tokenizer,
+  prompt: readonly number[],
+  generated: readonly number[],
+): string {
+  const head = tok.decode(prompt);
+  const whole = tok.decode([...prompt, ...generated]);
+  return whole.startsWith(head) ? whole.slice(head.length) : tok.decode(generated);
+}
+
 /** Autoregressive generation with a KV cache. `prompt` is text (BOS is prepended) or token ids. */
 export async function generate(
   model: LlamaModel,
@@ -125,5 +141,5 @@ export async function generate(
     cache.dispose();
   }
   const all = [...ids, ...generated];
-  return { ids: all, generated, ...(tok ? { text: tok.decode(generated) } : {}) };
+  return { ids: all, generated, ...(tok ? { text: decodeContinuation(tok, ids, generated) } : {}) };
 }
