@@ -31,6 +31,9 @@ export interface Fixtures {
   negStats: string;
   forgedStats: string;
   shortStats: string;
+  /** Statistics with one Gram entry made asymmetric; importance statistics with a NaN head score. */
+  asymStats: string;
+  nanImportanceStats: string;
   /** A Hugging Face directory whose context is one token. */
   ctx1: string;
   /** Truncations of the checkpoint and of model.safetensors; config.json and tokenizer.json mutations. */
@@ -94,7 +97,7 @@ function writeSafetensors(path: string, header: object, data: Buffer): void {
   writeFileSync(path, Buffer.concat([len, h, data]));
 }
 
-function calibrate(dir: string, model: string, data: string, out: string): void {
+function calibrate(dir: string, model: string, data: string, out: string, stats = 'hessian'): void {
   execFileSync(
     'node',
     [
@@ -108,7 +111,7 @@ function calibrate(dir: string, model: string, data: string, out: string): void 
       '--seq-len',
       '16',
       '--stats',
-      'hessian',
+      stats,
       '--out',
       out,
     ],
@@ -146,6 +149,17 @@ export async function makeFixtures(
   const neg = Buffer.from(data);
   for (let o = start; o < end; o += 8) neg.writeDoubleLE(-neg.readDoubleLE(o), o);
   writeSafetensors(f('neg.st'), header, neg);
+  // one off-diagonal entry of a Gram changed: no longer symmetric (not a Gram, though finite and its diagonal fine)
+  const asym = Buffer.from(data);
+  asym.writeDoubleLE(12345, start + 8 * 1);
+  writeSafetensors(f('asym.st'), header, asym);
+  // importance statistics with a NaN in one layer's head scores (a pruner would choose heads by NaN)
+  calibrate(dir, bin, f('data.txt'), f('importance.st'), 'importance');
+  const imp = readSafetensors(f('importance.st'));
+  const heads = 'model.layers.0.self_attn.head_importance';
+  const nanImp = Buffer.from(imp.data);
+  nanImp.writeDoubleLE(Number.NaN, imp.header[heads]!.data_offsets[0]);
+  writeSafetensors(f('nan-importance.st'), imp.header, nanImp);
   const small = initLike(bin, f('small-parent'));
   calibrate(dir, small, f('data.txt'), f('small.st'));
   const other = readSafetensors(f('small.st'));
@@ -300,6 +314,8 @@ export async function makeFixtures(
     negStats: f('neg.st'),
     forgedStats: f('forged.st'),
     shortStats: f('short.st'),
+    asymStats: f('asym.st'),
+    nanImportanceStats: f('nan-importance.st'),
     ctx1: f('ctx1'),
     truncatedBins,
     truncatedHf,
@@ -1090,6 +1106,37 @@ export const cases: Case[] = [
     name: "eval --seq-len ' 12' (a blank is not part of a number)",
     argv: (f) => ['eval', f.bin, '--data', f.dev, '--seq-len', ' 12'],
     names: () => '--seq-len',
+  },
+  {
+    name: 'compress --data-aware with a Gram that is not symmetric',
+    argv: (f, o) => [
+      'compress',
+      f.bin,
+      ...svd,
+      '--data-aware',
+      '--stats',
+      f.asymStats,
+      '--out',
+      join(o, 'm'),
+    ],
+    names: (f) => `${f.asymStats}: the Gram`,
+  },
+  {
+    name: 'compress --method minitron with a NaN head importance',
+    argv: (f, o) => [
+      'compress',
+      f.bin,
+      '--method',
+      'minitron',
+      '--params',
+      '0.6',
+      '--stats',
+      f.nanImportanceStats,
+      '--out',
+      join(o, 'm'),
+    ],
+    names: (f) =>
+      `${f.nanImportanceStats}: statistic 'model.layers.0.self_attn.head_importance' is not finite`,
   },
   // flags that select what runs: named as the usage errors name them
   {
