@@ -265,8 +265,18 @@ export async function makeFixtures(
   ]
     .map((r) => JSON.stringify(r))
     .concat(`${JSON.stringify(family).slice(0, -1)},"members":[]}`)
+    .concat(
+      [
+        { ...family, members: [{ ...member, dir: '../../../../etc' }] },
+        { ...family, members: [{ ...member, dir: '/etc' }] },
+        { ...family, members: [{ ...member, dir: 'gone' }] },
+        { ...family, members: [member, member] },
+      ].map((r) => JSON.stringify(r)),
+    )
     .map((text, i) => {
       mkdirSync(f(`family-bad-${i}`));
+      // the member directory exists (but for 'gone'), so that only the case's own fault is found
+      mkdirSync(f(`family-bad-${i}`, 'svd-0.50'));
       const p = f(`family-bad-${i}`, 'family.json');
       writeFileSync(p, text);
       return p;
@@ -1297,6 +1307,18 @@ export const cases: Case[] = [
     argv: (f, o) => ['convert', f.paddedVocab, '--to', 'llama2c', '--out', join(o, 'm.bin')],
     names: (_, o) => join(o, 'm.bin'),
   },
+  ...[
+    'a member dir out of its directory (../../../../etc)',
+    'an absolute member dir (/etc)',
+    'a member dir that is not there',
+    'one member listed twice',
+  ].map(
+    (what, i): Case => ({
+      name: `report of a family.json with ${what}`,
+      argv: (f, o) => ['report', f.badFamilies[4 + i]!, '--out', join(o, 'r.html')],
+      names: (f) => `${f.badFamilies[4 + i]!}: malformed family record: members[${i === 3 ? 1 : 0}].dir`,
+    }),
+  ),
   {
     name: 'report of a family.json naming a key twice',
     argv: (f, o) => ['report', f.badFamilies[3]!, '--out', join(o, 'r.html')],
