@@ -48,6 +48,10 @@ export interface Fixtures {
   /** Recipes: an empty data.docSeparator; nesting deeper than any recipe. */
   emptySeparatorRecipe: string;
   deepRecipe: string;
+  /** Recipes: an unknown backend; two outputs to one directory; the run directory the recipe itself. */
+  backendRecipe: string;
+  twoOutputsRecipe: string;
+  runDirRecipe: string;
   /** HF directories: config.json claiming 10^9 layers; rope_parameters a string; a merge of unknown pieces;
    * tokenizer_config.json a list. */
   billionLayers: string;
@@ -288,6 +292,12 @@ export async function makeFixtures(
   writeFileSync(emptySeparatorRecipe, recipe('').replace('\nstages:', "\n  docSeparator: ''\nstages:"));
   const deepRecipe = f('recipe-deep.yaml');
   writeFileSync(deepRecipe, `${recipe('')}seed: ${'['.repeat(100_000)}${']'.repeat(100_000)}\n`);
+  const backendRecipe = f('recipe-backend.yaml');
+  writeFileSync(backendRecipe, `${recipe('')}backend: cuda9\n`);
+  const twoOutputsRecipe = f('recipe-two-outputs.yaml');
+  writeFileSync(twoOutputsRecipe, `${recipe('')}  - kind: save\n    dir: out\n`);
+  const runDirRecipe = f('recipe-run-dir.yaml');
+  writeFileSync(runDirRecipe, `${recipe('')}runDir: recipe-run-dir.yaml\n`);
 
   const hfVariant = (name: string, file: string, text: string) => {
     const d = f(name);
@@ -335,6 +345,9 @@ export async function makeFixtures(
     badFamilies,
     emptySeparatorRecipe,
     deepRecipe,
+    backendRecipe,
+    twoOutputsRecipe,
+    runDirRecipe,
     billionLayers,
     ropeString,
     unknownMerge,
@@ -1328,6 +1341,21 @@ export const cases: Case[] = [
     name: 'run a recipe with an empty data.docSeparator',
     argv: (f) => ['run', f.emptySeparatorRecipe],
     names: (f) => f.emptySeparatorRecipe,
+  },
+  {
+    name: 'run a recipe with an unknown backend',
+    argv: (f) => ['run', f.backendRecipe],
+    names: (f) => `${f.backendRecipe}:`,
+  },
+  {
+    name: 'run a recipe with two outputs to one directory (refused before any work)',
+    argv: (f) => ['run', f.twoOutputsRecipe],
+    names: (f) => `${f.twoOutputsRecipe}:`,
+  },
+  {
+    name: 'run a recipe whose runDir is the recipe',
+    argv: (f) => ['run', f.runDirRecipe],
+    names: (f) => `${f.runDirRecipe}:`,
   },
   {
     name: 'run a recipe nested 100000 deep',

@@ -143,14 +143,11 @@ export function checkOutput(spec: OutputSpec): void {
  * A run directory (checkpoints and logs, read back by --resume) is an output too: it must not be, hold or lie
  * inside an input, and it must be a directory when it exists.
  */
-export function checkRunDir(runDir: string, inputs: readonly Input[]): void {
-  checkNoOverlap(runDir, inputs, '--run-dir');
+export function checkRunDir(runDir: string, inputs: readonly Input[], flag = '--run-dir'): void {
+  checkNoOverlap(runDir, inputs, flag);
   const st = statOrUndefined(runDir);
   if (st && !st.isDirectory())
-    throw new LineageError(
-      'is a file, not a directory (--run-dir names a directory for checkpoints)',
-      runDir,
-    );
+    throw new LineageError(`is a file, not a directory (${flag} names a directory for checkpoints)`, runDir);
 }
 
 /** The tokenizer a loaded model was read with: an input that may have been found beside the model. */
