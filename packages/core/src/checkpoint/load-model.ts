@@ -151,7 +151,8 @@ export function checkpointReader(
     if (shape && (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))) {
       throw new LineageError(`tensor '${name}' has shape [${t.shape}], the config implies [${shape}]`, file);
     }
-    if (checkFinite) assertFinite(name, t, file, ALLOW_NONFINITE_HINT);
+    // a value error is the shard's that holds the tensor, not the index's
+    if (checkFinite) assertFinite(name, t, source.fileOf?.(name) ?? file, ALLOW_NONFINITE_HINT);
     return t;
   };
   const norm = async (name: string, shape: readonly number[]): Promise<Parameter> => {
