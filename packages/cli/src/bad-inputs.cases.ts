@@ -58,6 +58,8 @@ export interface Fixtures {
   ropeString: string;
   unknownMerge: string;
   tokenizerConfigList: string;
+  /** HF directory whose tokenizer.json lists a vocabulary piece twice. */
+  tokenizerDupKey: string;
   /** HF directories: the vocabulary padded to 520 rows (a legitimate input); cut to 504 (the tokenizer larger). */
   paddedVocab: string;
   cutVocab: string;
@@ -317,6 +319,11 @@ export async function makeFixtures(
     JSON.stringify({ ...tok, model: { ...tok.model, merges: ['zzq yyq'] } }),
   );
   const tokenizerConfigList = hfVariant('hf-tokcfg', 'tokenizer_config.json', '[1]');
+  const tokenizerDupKey = hfVariant(
+    'hf-tok-dup',
+    'tokenizer.json',
+    tokJson.replace('"<unk>":0,', '"<unk>":0,"<unk>":0,'),
+  );
   padVocab(f('hf'), f('hf-padded'), 8);
   padVocab(f('hf'), f('hf-cut-vocab'), -8);
 
@@ -352,6 +359,7 @@ export async function makeFixtures(
     ropeString,
     unknownMerge,
     tokenizerConfigList,
+    tokenizerDupKey,
     paddedVocab: f('hf-padded'),
     cutVocab: f('hf-cut-vocab'),
     ...mounts,
@@ -1308,6 +1316,11 @@ export const cases: Case[] = [
     name: 'generate with a tokenizer_config.json that is a list',
     argv: (f) => ['generate', f.tokenizerConfigList, '--prompt', 'hi', '--max-tokens', '2'],
     names: (f) => f.tokenizerConfigList,
+  },
+  {
+    name: 'eval with a tokenizer.json listing a vocabulary piece twice',
+    argv: (f) => ['eval', f.tokenizerDupKey, '--data', f.dev, '--limit', '2'],
+    names: (f) => `${join(f.tokenizerDupKey, 'tokenizer.json')}: the key 'model.vocab.<unk>' appears twice`,
   },
   {
     name: 'eval with a tokenizer larger than vocab_size (ids without an embedding row)',
