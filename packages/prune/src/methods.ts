@@ -12,6 +12,7 @@ import {
   type MethodContext,
   type MethodStats,
   modelFingerprint,
+  OptionError,
   parseOptions,
   perplexity,
   splitDocuments,
@@ -112,7 +113,14 @@ function parentRecord(model: LlamaModel): Record<string, Json> {
 /** Options checked once, at creation: a one-line error names the bad one before any work. */
 function check(o: Parsed, where: string, family: boolean): void {
   if (!family && (o.params === undefined) === (o.shape === undefined))
-    throw new LineageError(`${where}: give either params (a target size) or shape (an explicit target)`);
+    throw o.params === undefined
+      ? new OptionError(
+          where,
+          'params',
+          undefined,
+          'give either {params} (a target size) or {shape} (an explicit target)',
+        )
+      : new OptionError(where, 'shape', o.shape, 'give either {params} (a target size) or {shape}, not both');
   if (o.shape !== undefined) parseShape(o.shape);
   parseAxes(o.axes);
 }

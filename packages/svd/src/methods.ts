@@ -10,6 +10,7 @@ import {
   type LlamaModel,
   type MethodContext,
   modelFingerprint,
+  OptionError,
   parseOptions,
   z,
 } from '@lineage/core';
@@ -166,7 +167,14 @@ function parentGrams(
 export function svd(options: SvdMethodOptions): CompressionMethod<LlamaModel> {
   const o = parseOptions(svdOptions, options, { where: 'svd' });
   if ((o.params === undefined) === (o.rank === undefined))
-    throw new LineageError('svd: give either params (a target fraction) or rank');
+    throw o.params === undefined
+      ? new OptionError('svd', 'params', undefined, 'give either {params} (a target fraction) or {rank}')
+      : new OptionError(
+          'svd',
+          'rank',
+          o.rank,
+          'give either {params} (a target fraction) or {rank}, not both',
+        );
   return {
     name: 'svd',
     version: VERSION,

@@ -22,7 +22,7 @@ import { nameMethodOptions } from '../errors.js';
 import { formatBytes, formatCount, log, printJson, table } from '../output.js';
 import { recordSeries } from '../report/data.js';
 import { writeReport } from '../report/write.js';
-import { checkOneStep, checkSeqLen, decimal, parseIntArg, requireContext } from './common.js';
+import { checkOneStep, checkSeqLen, decimal, parseIntArg, requireContext, UsageError } from './common.js';
 import {
   addCompressionOptions,
   addMethodFlags,
@@ -193,6 +193,8 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
     if (recoverTokens > 0 && !o.data?.length)
       throw new LineageError('recovery needs training data: --data <file> (or --recover-tokens 0)');
     if (o.holdout && !o.docSeparator) throw new LineageError('--holdout needs --doc-separator');
+    if (typeof o.lr === 'number' && o.minLr !== undefined && o.minLr > o.lr)
+      throw new UsageError('--min-lr', o.minLr, `must not exceed --lr ${o.lr}`);
     const options = methodValues(d, o, familySchema(d));
     const familyDef = d.family!;
     const method = withScheduleNames(() => familyDef.create(options, { sizes: o.schedule, recoverTokens }));
