@@ -179,8 +179,13 @@ export class CalibrationStats {
     if (rank === 1 && s.length !== 1) bad(`has shape [${s}], but must be a vector`);
     if (width !== undefined && s[0] !== width)
       bad(`has shape [${s}], but its layer's input is ${width} wide`);
-    if (t.dtype !== 'f64') return Float64Array.from(t.toF32());
-    return t.data as Float64Array;
+    const v = t.dtype !== 'f64' ? Float64Array.from(t.toF32()) : (t.data as Float64Array);
+    // importance scores steer which heads and channels a pruner keeps: a NaN there would choose silently
+    if (rank === 1) {
+      const i = v.findIndex((x) => !Number.isFinite(x));
+      if (i >= 0) bad(`is not finite (entry ${i} is ${v[i]})`);
+    }
+    return v;
   }
 
   /**
@@ -212,6 +217,18 @@ export class CalibrationStats {
           `${where} is not positive semi-definite (diagonal entry ${i} is ${h[i * w + i]}): not a Gram matrix`,
           this.path,
         );
+    // Σ xᵀx is symmetric up to rounding; |h_ij| ≤ √(h_ii·h_jj) (Cauchy–Schwarz) bounds the tolerance's scale
+    for (let i = 0; i < w; i++)
+      for (let j = i + 1; j < w; j++) {
+        const a = h[i * w + j]!;
+        const b = h[j * w + i]!;
+        const scale = Math.sqrt(h[i * w + i]! * h[j * w + j]!);
+        if (Math.abs(a - b) > 1e-6 * scale + 1e-300 || Math.abs(a) > scale * (1 + 1e-6) + 1e-300)
+          throw new LineageError(
+            `${where} is not a Gram matrix: entries (${i}, ${j}) = ${a} and (${j}, ${i}) = ${b} ${Math.abs(a - b) > 1e-6 * scale ? 'differ (not symmetric)' : `exceed √(h_ii·h_jj) = ${scale}`}`,
+            this.path,
+          );
+      }
     return h;
   }
 

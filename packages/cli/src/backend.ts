@@ -1,4 +1,5 @@
 import { type Backend, getBackend, LineageError, listBackends } from '@lineage/core';
+import { UsageError } from './commands/common.js';
 import { log, logSoon } from './output.js';
 
 /** Optional backend packages the CLI loads when they are installed (each registers itself on import). */
@@ -28,12 +29,25 @@ export interface BackendFlags {
 export async function selectBackend(flags: BackendFlags): Promise<Backend> {
   const missing = await loadOptionalBackends();
   if (flags.backend && missing.includes(flags.backend)) {
-    throw new LineageError(
-      `backend '${flags.backend}' is not installed: pnpm add ${OPTIONAL_BACKENDS[flags.backend]} (or npm i)`,
+    throw new UsageError(
+      '--backend',
+      flags.backend,
+      `not installed: pnpm add ${OPTIONAL_BACKENDS[flags.backend]} (or npm i)`,
     );
   }
   const options = flags.device ? { device: flags.device } : {};
-  const backend = await getBackend(flags.backend, options);
+  let backend: Backend;
+  try {
+    backend = await getBackend(flags.backend, options);
+  } catch (e) {
+    if (!(e instanceof LineageError)) throw e;
+    // named by the flag at fault: a backend that does not exist, else the device none could run on
+    if (flags.backend && !listBackends().some((b) => b.name === flags.backend))
+      throw new UsageError('--backend', flags.backend, e.message);
+    if (flags.device) throw new UsageError('--device', flags.device, e.message);
+    if (flags.backend) throw new UsageError('--backend', flags.backend, e.message);
+    throw e;
+  }
   const hint =
     !flags.backend && backend.name === 'js' && missing.length
       ? ` (faster: install ${missing.map((m) => OPTIONAL_BACKENDS[m]).join(' or ')})`

@@ -10,7 +10,7 @@ import { copyFileSync, cpSync, mkdirSync, readFileSync, statSync, writeFileSync 
 import { join } from 'node:path';
 import { loadModel, saveModel } from '@lineage/core';
 import fc from 'fast-check';
-import { BIN, DEV, MODEL } from './test-support.js';
+import { BIN, DEV, MODEL, padVocab } from './test-support.js';
 
 /** The fixtures every case reads (all hashed before and after every case). */
 export interface Fixtures {
@@ -31,6 +31,9 @@ export interface Fixtures {
   negStats: string;
   forgedStats: string;
   shortStats: string;
+  /** Statistics with one Gram entry made asymmetric; importance statistics with a NaN head score. */
+  asymStats: string;
+  nanImportanceStats: string;
   /** A Hugging Face directory whose context is one token. */
   ctx1: string;
   /** Truncations of the checkpoint and of model.safetensors; config.json and tokenizer.json mutations. */
@@ -45,12 +48,21 @@ export interface Fixtures {
   /** Recipes: an empty data.docSeparator; nesting deeper than any recipe. */
   emptySeparatorRecipe: string;
   deepRecipe: string;
+  /** Recipes: an unknown backend; two outputs to one directory; the run directory the recipe itself. */
+  backendRecipe: string;
+  twoOutputsRecipe: string;
+  runDirRecipe: string;
   /** HF directories: config.json claiming 10^9 layers; rope_parameters a string; a merge of unknown pieces;
    * tokenizer_config.json a list. */
   billionLayers: string;
   ropeString: string;
   unknownMerge: string;
   tokenizerConfigList: string;
+  /** HF directory whose tokenizer.json lists a vocabulary piece twice. */
+  tokenizerDupKey: string;
+  /** HF directories: the vocabulary padded to 520 rows (a legitimate input); cut to 504 (the tokenizer larger). */
+  paddedVocab: string;
+  cutVocab: string;
   /** tmpfs mounts (when the suite may mount): 64 KiB, and read-only. */
   tiny: string;
   readOnly: string;
@@ -91,7 +103,7 @@ function writeSafetensors(path: string, header: object, data: Buffer): void {
   writeFileSync(path, Buffer.concat([len, h, data]));
 }
 
-function calibrate(dir: string, model: string, data: string, out: string): void {
+function calibrate(dir: string, model: string, data: string, out: string, stats = 'hessian'): void {
   execFileSync(
     'node',
     [
@@ -105,7 +117,7 @@ function calibrate(dir: string, model: string, data: string, out: string): void 
       '--seq-len',
       '16',
       '--stats',
-      'hessian',
+      stats,
       '--out',
       out,
     ],
@@ -143,6 +155,17 @@ export async function makeFixtures(
   const neg = Buffer.from(data);
   for (let o = start; o < end; o += 8) neg.writeDoubleLE(-neg.readDoubleLE(o), o);
   writeSafetensors(f('neg.st'), header, neg);
+  // one off-diagonal entry of a Gram changed: no longer symmetric (not a Gram, though finite and its diagonal fine)
+  const asym = Buffer.from(data);
+  asym.writeDoubleLE(12345, start + 8 * 1);
+  writeSafetensors(f('asym.st'), header, asym);
+  // importance statistics with a NaN in one layer's head scores (a pruner would choose heads by NaN)
+  calibrate(dir, bin, f('data.txt'), f('importance.st'), 'importance');
+  const imp = readSafetensors(f('importance.st'));
+  const heads = 'model.layers.0.self_attn.head_importance';
+  const nanImp = Buffer.from(imp.data);
+  nanImp.writeDoubleLE(Number.NaN, imp.header[heads]!.data_offsets[0]);
+  writeSafetensors(f('nan-importance.st'), imp.header, nanImp);
   const small = initLike(bin, f('small-parent'));
   calibrate(dir, small, f('data.txt'), f('small.st'));
   const other = readSafetensors(f('small.st'));
@@ -248,8 +271,18 @@ export async function makeFixtures(
   ]
     .map((r) => JSON.stringify(r))
     .concat(`${JSON.stringify(family).slice(0, -1)},"members":[]}`)
+    .concat(
+      [
+        { ...family, members: [{ ...member, dir: '../../../../etc' }] },
+        { ...family, members: [{ ...member, dir: '/etc' }] },
+        { ...family, members: [{ ...member, dir: 'gone' }] },
+        { ...family, members: [member, member] },
+      ].map((r) => JSON.stringify(r)),
+    )
     .map((text, i) => {
       mkdirSync(f(`family-bad-${i}`));
+      // the member directory exists (but for 'gone'), so that only the case's own fault is found
+      mkdirSync(f(`family-bad-${i}`, 'svd-0.50'));
       const p = f(`family-bad-${i}`, 'family.json');
       writeFileSync(p, text);
       return p;
@@ -261,6 +294,12 @@ export async function makeFixtures(
   writeFileSync(emptySeparatorRecipe, recipe('').replace('\nstages:', "\n  docSeparator: ''\nstages:"));
   const deepRecipe = f('recipe-deep.yaml');
   writeFileSync(deepRecipe, `${recipe('')}seed: ${'['.repeat(100_000)}${']'.repeat(100_000)}\n`);
+  const backendRecipe = f('recipe-backend.yaml');
+  writeFileSync(backendRecipe, `${recipe('')}backend: cuda9\n`);
+  const twoOutputsRecipe = f('recipe-two-outputs.yaml');
+  writeFileSync(twoOutputsRecipe, `${recipe('')}  - kind: save\n    dir: out\n`);
+  const runDirRecipe = f('recipe-run-dir.yaml');
+  writeFileSync(runDirRecipe, `${recipe('')}runDir: recipe-run-dir.yaml\n`);
 
   const hfVariant = (name: string, file: string, text: string) => {
     const d = f(name);
@@ -280,6 +319,13 @@ export async function makeFixtures(
     JSON.stringify({ ...tok, model: { ...tok.model, merges: ['zzq yyq'] } }),
   );
   const tokenizerConfigList = hfVariant('hf-tokcfg', 'tokenizer_config.json', '[1]');
+  const tokenizerDupKey = hfVariant(
+    'hf-tok-dup',
+    'tokenizer.json',
+    tokJson.replace('"<unk>":0,', '"<unk>":0,"<unk>":0,'),
+  );
+  padVocab(f('hf'), f('hf-padded'), 8);
+  padVocab(f('hf'), f('hf-cut-vocab'), -8);
 
   return {
     dir,
@@ -295,6 +341,8 @@ export async function makeFixtures(
     negStats: f('neg.st'),
     forgedStats: f('forged.st'),
     shortStats: f('short.st'),
+    asymStats: f('asym.st'),
+    nanImportanceStats: f('nan-importance.st'),
     ctx1: f('ctx1'),
     truncatedBins,
     truncatedHf,
@@ -304,10 +352,16 @@ export async function makeFixtures(
     badFamilies,
     emptySeparatorRecipe,
     deepRecipe,
+    backendRecipe,
+    twoOutputsRecipe,
+    runDirRecipe,
     billionLayers,
     ropeString,
     unknownMerge,
     tokenizerConfigList,
+    tokenizerDupKey,
+    paddedVocab: f('hf-padded'),
+    cutVocab: f('hf-cut-vocab'),
     ...mounts,
   };
 }
@@ -1075,6 +1129,181 @@ export const cases: Case[] = [
     names: () => '--seed',
   },
   {
+    name: "convert --out '' --force (the working directory: its files would be replaced)",
+    argv: (f) => ['convert', f.bin, '--to', 'hf', '--out', '', '--force'],
+    names: () => '--out "": is an empty path',
+  },
+  {
+    name: "eval --seq-len ' 12' (a blank is not part of a number)",
+    argv: (f) => ['eval', f.bin, '--data', f.dev, '--seq-len', ' 12'],
+    names: () => '--seq-len',
+  },
+  {
+    name: 'compress --data-aware with a Gram that is not symmetric',
+    argv: (f, o) => [
+      'compress',
+      f.bin,
+      ...svd,
+      '--data-aware',
+      '--stats',
+      f.asymStats,
+      '--out',
+      join(o, 'm'),
+    ],
+    names: (f) => `${f.asymStats}: the Gram`,
+  },
+  {
+    name: 'compress --method minitron with a NaN head importance',
+    argv: (f, o) => [
+      'compress',
+      f.bin,
+      '--method',
+      'minitron',
+      '--params',
+      '0.6',
+      '--stats',
+      f.nanImportanceStats,
+      '--out',
+      join(o, 'm'),
+    ],
+    names: (f) =>
+      `${f.nanImportanceStats}: statistic 'model.layers.0.self_attn.head_importance' is not finite`,
+  },
+  {
+    name: 'compress --method svd with neither --params nor --rank',
+    argv: (f, o) => ['compress', f.bin, '--method', 'svd', '--out', join(o, 'm')],
+    names: () => 'svd: --params: give either --params',
+  },
+  {
+    name: 'compress --method plrd --recover-tokens without --data',
+    argv: (f, o) => [
+      'compress',
+      f.bin,
+      '--method',
+      'plrd',
+      '--schedule',
+      '0.5',
+      '--recover-tokens',
+      '1k',
+      '--out',
+      join(o, 'm'),
+    ],
+    names: () => '--data: plrd trains',
+  },
+  {
+    name: 'compress --min-lr above --lr',
+    argv: (f, o) => [
+      'compress',
+      f.bin,
+      '--method',
+      'plrd',
+      '--schedule',
+      '0.5',
+      '--recover-tokens',
+      '1k',
+      '--lr',
+      '1e-3',
+      '--min-lr',
+      '1e-2',
+      '--data',
+      f.data,
+      '--out',
+      join(o, 'm'),
+    ],
+    names: () => '--min-lr 0.01: must not exceed --lr 0.001',
+  },
+  // flags that select what runs: named as the usage errors name them
+  {
+    name: 'eval --backend that does not exist',
+    argv: (f) => ['eval', f.bin, '--data', f.dev, '--limit', '2', '--backend', 'foo'],
+    names: () => '--backend foo: unknown backend',
+  },
+  {
+    name: 'eval --device no backend runs on',
+    argv: (f) => ['eval', f.bin, '--data', f.dev, '--limit', '2', '--device', 'tpu'],
+    names: () => '--device tpu:',
+  },
+  {
+    name: 'eval --field empty',
+    argv: (f) => ['eval', f.bin, '--data', f.dev, '--field', ''],
+    names: () => '--field',
+  },
+  // a method option's value judged against the model or another option: named by its flag, as the schema's are
+  {
+    name: 'compress --method svd --rank 1e12 (saves nothing anywhere)',
+    argv: (f, o) => ['compress', f.bin, '--method', 'svd', '--rank', '1e12', '--out', join(o, 'm')],
+    names: () => 'svd: --rank 1000000000000: saves nothing',
+  },
+  {
+    name: 'compress --method svd --params 0.001 (rank 0 somewhere)',
+    argv: (f, o) => ['compress', f.bin, '--method', 'svd', '--params', '0.001', '--out', join(o, 'm')],
+    names: () => 'svd: --params 0.001: leaves layer',
+  },
+  {
+    name: 'compress --method minitron --params 1e12 (not below the parent)',
+    argv: (f, o) => [
+      'compress',
+      f.bin,
+      '--method',
+      'minitron',
+      '--importance',
+      'magnitude',
+      '--params',
+      '1e12',
+      '--out',
+      join(o, 'm'),
+    ],
+    names: () => 'minitron: --params: a budget of 1000000000000 parameters is not below',
+  },
+  {
+    name: 'compress --method caldera --ft-rank above --rank',
+    argv: (f, o) => [
+      'compress',
+      f.bin,
+      '--method',
+      'caldera',
+      '--rank',
+      '4',
+      '--ft-rank',
+      '5',
+      '--out',
+      join(o, 'm'),
+    ],
+    names: () => 'caldera: --ft-rank 5: exceeds --rank 4',
+  },
+  {
+    name: 'compress --method ldlq --codebook e8p12 --bits 3',
+    argv: (f, o) => [
+      'compress',
+      f.bin,
+      '--method',
+      'ldlq',
+      '--codebook',
+      'e8p12',
+      '--bits',
+      '3',
+      '--out',
+      join(o, 'm'),
+    ],
+    names: () => 'ldlq: --bits 3: the codebook',
+  },
+  {
+    name: 'family --method svd --schedule with a size that leaves rank 0',
+    argv: (f, o) => [
+      'family',
+      f.bin,
+      '--method',
+      'svd',
+      '--schedule',
+      '0.001',
+      '--eval-data',
+      f.dev,
+      '--out',
+      join(o, 'fam'),
+    ],
+    names: () => 'svd: --schedule 0.001: leaves layer',
+  },
+  {
     name: 'calibrate --samples 1e400',
     argv: (f, o) => [
       'calibrate',
@@ -1132,6 +1361,34 @@ export const cases: Case[] = [
     names: (f) => f.tokenizerConfigList,
   },
   {
+    name: 'eval with a tokenizer.json listing a vocabulary piece twice',
+    argv: (f) => ['eval', f.tokenizerDupKey, '--data', f.dev, '--limit', '2'],
+    names: (f) => `${join(f.tokenizerDupKey, 'tokenizer.json')}: the key 'model.vocab.<unk>' appears twice`,
+  },
+  {
+    name: 'eval with a tokenizer larger than vocab_size (ids without an embedding row)',
+    argv: (f) => ['eval', f.cutVocab, '--data', f.dev, '--limit', '2'],
+    names: (f) =>
+      `${join(f.cutVocab, 'tokenizer.json')}: tokenizer has 512 tokens, more than the 504 of the model's vocabulary (${join(f.cutVocab, 'config.json')})`,
+  },
+  {
+    name: 'convert a padded vocabulary --to llama2c (run.c needs one tokenizer piece per row)',
+    argv: (f, o) => ['convert', f.paddedVocab, '--to', 'llama2c', '--out', join(o, 'm.bin')],
+    names: (_, o) => join(o, 'm.bin'),
+  },
+  ...[
+    'a member dir out of its directory (../../../../etc)',
+    'an absolute member dir (/etc)',
+    'a member dir that is not there',
+    'one member listed twice',
+  ].map(
+    (what, i): Case => ({
+      name: `report of a family.json with ${what}`,
+      argv: (f, o) => ['report', f.badFamilies[4 + i]!, '--out', join(o, 'r.html')],
+      names: (f) => `${f.badFamilies[4 + i]!}: malformed family record: members[${i === 3 ? 1 : 0}].dir`,
+    }),
+  ),
+  {
     name: 'report of a family.json naming a key twice',
     argv: (f, o) => ['report', f.badFamilies[3]!, '--out', join(o, 'r.html')],
     names: (f) => f.badFamilies[3]!,
@@ -1140,6 +1397,21 @@ export const cases: Case[] = [
     name: 'run a recipe with an empty data.docSeparator',
     argv: (f) => ['run', f.emptySeparatorRecipe],
     names: (f) => f.emptySeparatorRecipe,
+  },
+  {
+    name: 'run a recipe with an unknown backend',
+    argv: (f) => ['run', f.backendRecipe],
+    names: (f) => `${f.backendRecipe}:`,
+  },
+  {
+    name: 'run a recipe with two outputs to one directory (refused before any work)',
+    argv: (f) => ['run', f.twoOutputsRecipe],
+    names: (f) => `${f.twoOutputsRecipe}:`,
+  },
+  {
+    name: 'run a recipe whose runDir is the recipe',
+    argv: (f) => ['run', f.runDirRecipe],
+    names: (f) => `${f.runDirRecipe}:`,
   },
   {
     name: 'run a recipe nested 100000 deep',

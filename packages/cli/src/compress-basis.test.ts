@@ -65,7 +65,7 @@ describe('lineage compress --method basis', () => {
     );
     expectOneLineError(
       await basis('--params', '0.5', '--new-rank', '20', '--data', WIKI, '--tokens', '1000', '--out', out),
-      /--new-rank 20 saves nothing: at --params 0.5 the new bases leave no room/,
+      /basis: --new-rank 20: saves nothing: at --params 0.5 the new bases leave no room/,
     );
     expect(existsSync(out)).toBe(false);
   }, 120_000);

@@ -1,5 +1,5 @@
 import { basename, dirname, join } from 'node:path';
-import { LineageError } from '@lineage/core';
+import { getMethod, isOptionError, LineageError, type OptionError, optionErrorMessage } from '@lineage/core';
 import { RecoveryInterrupted } from '@lineage/distill';
 
 /** What the environment said, in words, by Node's error code (what the user can do something about). */
@@ -70,6 +70,26 @@ function systemCause(e: unknown): SystemError | undefined {
 }
 
 /**
+ * How the running command names a method's options in its errors: by flag (`--rank`, compress and family,
+ * whose `--schedule` stands for a family method's `sizes`) or by key (a recipe's `options: { rank: … }`).
+ */
+let optionNames: { flags: boolean; aliases?: Record<string, string> } = { flags: true };
+export function nameMethodOptions(style: { flags: boolean; aliases?: Record<string, string> }): void {
+  optionNames = style;
+}
+
+/** An OptionError's message as the running command names options (the method's schema gives its flags). */
+function optionLine(e: OptionError): string {
+  let schema: ReturnType<typeof getMethod>['options'] | undefined;
+  try {
+    schema = e.method ? getMethod(e.method).options : undefined;
+  } catch {
+    schema = undefined; // a method not registered here (a library caller's): kebab-cased keys
+  }
+  return optionErrorMessage(e, schema, optionNames);
+}
+
+/**
  * Exit codes: 1 bad input, an impossible request or a failure of the environment (a full disk, a read-only
  * file system, a path under a regular file: one line naming the path), 2 internal error (a bug: please
  * report), 130 a recovery stopped by Ctrl-C (its checkpoint is written; the message says how to resume).
@@ -79,8 +99,8 @@ export function reportError(e: unknown, debug: boolean): number {
   if (e instanceof LineageError) {
     const sys = systemCause(e.cause);
     // core reports some fs errors by their bare code ('cannot create: ENOSPC'): say it in words
-    const msg =
-      sys && /: E[A-Z]+$/.test(e.message) ? `${e.message} (${SYSTEM_REASONS[sys.code!]})` : e.message;
+    const text = isOptionError(e) ? optionLine(e) : e.message;
+    const msg = sys && /: E[A-Z]+$/.test(text) ? `${text} (${SYSTEM_REASONS[sys.code!]})` : text;
     // a misuse of flags reads like commander's own usage errors
     const usage = (e as { usage?: boolean }).usage ? ' (run with --help for usage)' : '';
     if (!debug) process.stderr.write(`lineage: ${oneLine(msg)}${usage}\n`);

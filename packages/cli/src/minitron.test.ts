@@ -172,8 +172,12 @@ describe('lineage compress --method minitron', () => {
         join(tmp, name),
       ]);
     const cases: [string, string[], RegExp][] = [
-      ['big', ['--params', '260032'], /--params 260032 is not below the parent's 260032 parameters/],
-      ['tiny', ['--params', '100'], /--params 100 is too small/],
+      [
+        'big',
+        ['--params', '260032'],
+        /minitron: --params: a budget of 260032 parameters is not below the parent's 260032/,
+      ],
+      ['tiny', ['--params', '100'], /minitron: --params: a budget of 100 parameters is too small/],
       ['divide', ['--shape', 'heads=6'], /heads 6 does not divide over 4 kv heads/],
       ['pergroup', ['--shape', 'heads=8,kv-heads=2'], /4 per group, but the parent's groups hold 2/],
       ['nolayers', ['--shape', 'layers=0'], /keeps no layer/],

@@ -8,6 +8,7 @@
 import { lstatSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { LineageError, type LlamaModel } from '@lineage/core';
+import { UsageError } from './commands/common.js';
 import { noteOutput, systemErrorReason } from './errors.js';
 
 /** A path the command reads, with what it is for messages ('the model', '--data'). */
@@ -90,6 +91,9 @@ function within(inner: string, outer: string): boolean {
 
 /** Refuses `out` when it is, holds or lies inside one of `inputs` (a LineageError naming both). */
 export function checkNoOverlap(out: string, inputs: readonly Input[], flag = '--out'): void {
+  // '' (or blanks) would resolve to the working directory: a --force would replace everything in it
+  if (!out.trim())
+    throw new UsageError(flag, JSON.stringify(out), 'is an empty path: name a file or directory');
   const o = realPath(out);
   for (const input of inputs) {
     if (!input.path || input.path === '-') continue;
@@ -115,6 +119,8 @@ export function checkNoOverlap(out: string, inputs: readonly Input[], flag = '--
  */
 export function checkOutput(spec: OutputSpec): void {
   const flag = spec.flag ?? '--out';
+  if (!spec.path.trim())
+    throw new UsageError(flag, JSON.stringify(spec.path), 'is an empty path: name a file or directory');
   noteOutput(spec.path);
   guardOutput(spec.path);
   checkNoOverlap(spec.path, spec.inputs, flag);
@@ -137,14 +143,11 @@ export function checkOutput(spec: OutputSpec): void {
  * A run directory (checkpoints and logs, read back by --resume) is an output too: it must not be, hold or lie
  * inside an input, and it must be a directory when it exists.
  */
-export function checkRunDir(runDir: string, inputs: readonly Input[]): void {
-  checkNoOverlap(runDir, inputs, '--run-dir');
+export function checkRunDir(runDir: string, inputs: readonly Input[], flag = '--run-dir'): void {
+  checkNoOverlap(runDir, inputs, flag);
   const st = statOrUndefined(runDir);
   if (st && !st.isDirectory())
-    throw new LineageError(
-      'is a file, not a directory (--run-dir names a directory for checkpoints)',
-      runDir,
-    );
+    throw new LineageError(`is a file, not a directory (${flag} names a directory for checkpoints)`, runDir);
 }
 
 /** The tokenizer a loaded model was read with: an input that may have been found beside the model. */

@@ -116,7 +116,7 @@ describe('lineage compress --method rtn|ldlq', () => {
         '--out',
         join(tmp, 'x'),
       ]),
-      /ldlq: codebook 'e8p12' stores 2 bits per weight, so bits must be 2 \(--bits 2\), got 3/,
+      /ldlq: --bits 3: the codebook 'e8p12' stores 2 bits per weight: give 2/,
     );
   }, 300_000);
 

@@ -1,6 +1,6 @@
 /* Helpers shared by the CLI's tests (not part of the package's API): run the built binary, check errors. */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -156,4 +156,61 @@ export async function statsOfAnotherModel(dir: string, name: string): Promise<st
   ]);
   expect(c.code, c.stderr).toBe(0);
   return stats;
+type SafetensorsHeader = Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+
+/**
+ * A copy of the Hugging Face directory `src` at `dst` with its vocabulary padded as Qwen2 and many
+ * fine-tunes pad theirs: `rows` more rows in the f32 embedding (and untied head), vocab_size raised, the
+ * tokenizer unchanged. Row r's values are `fill(r, column)`. Negative `rows` cut the vocabulary instead
+ * (a tokenizer then larger than the model).
+ */
+export function padVocab(
+  src: string,
+  dst: string,
+  rows: number,
+  fill: (row: number, col: number) => number = () => 0,
+): void {
+  cpSync(src, dst, { recursive: true });
+  const file = join(dst, 'model.safetensors');
+  const b = readFileSync(file);
+  const n = Number(b.readBigUInt64LE(0));
+  const { __metadata__: meta, ...header } = JSON.parse(
+    b.subarray(8, 8 + n).toString('utf8'),
+  ) as SafetensorsHeader & {
+    __metadata__?: Record<string, string>;
+  };
+  const data = b.subarray(8 + n);
+  const parts: Buffer[] = [];
+  const out: Record<string, unknown> = meta ? { __metadata__: meta } : {};
+  let offset = 0;
+  const names = Object.keys(header).sort((x, y) => header[x]!.data_offsets[0] - header[y]!.data_offsets[0]);
+  for (const name of names) {
+    const t = header[name]!;
+    let bytes = Buffer.from(data.subarray(t.data_offsets[0], t.data_offsets[1]));
+    let shape = t.shape;
+    if (name === 'model.embed_tokens.weight' || name === 'lm_head.weight') {
+      if (t.dtype !== 'F32') throw new Error(`padVocab: ${name} is ${t.dtype}, not F32`);
+      const [v, d] = t.shape as [number, number];
+      shape = [v + rows, d];
+      if (rows < 0) bytes = bytes.subarray(0, (v + rows) * d * 4);
+      else {
+        const extra = Buffer.alloc(rows * d * 4);
+        for (let r = 0; r < rows; r++)
+          for (let c = 0; c < d; c++) extra.writeFloatLE(fill(r, c), (r * d + c) * 4);
+        bytes = Buffer.concat([bytes, extra]);
+      }
+    }
+    out[name] = { dtype: t.dtype, shape, data_offsets: [offset, offset + bytes.length] };
+    parts.push(bytes);
+    offset += bytes.length;
+  }
+  let h = Buffer.from(JSON.stringify(out));
+  h = Buffer.concat([h, Buffer.alloc((8 - (h.length % 8)) % 8, 0x20)]);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(h.length));
+  writeFileSync(file, Buffer.concat([len, h, ...parts]));
+  const configFile = join(dst, 'config.json');
+  const config = JSON.parse(readFileSync(configFile, 'utf8'));
+  config.vocab_size += rows;
+  writeFileSync(configFile, JSON.stringify(config, null, 2));
 }

@@ -439,7 +439,7 @@ function compile(api: WasmApi, shared: boolean): object | null {
  */
 export function createWasmKernels(bytes: number): WasmKernels | undefined {
   const api = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
-  if (!api) return undefined;
+  if (!api || memoryRefused) return undefined;
   const pages = Math.max(1, Math.ceil(bytes / 65536));
   if (pages > 65536) return undefined;
   if (compiledShared === undefined) {
@@ -460,9 +460,16 @@ export function createWasmKernels(bytes: number): WasmKernels | undefined {
   try {
     return instantiate(api, compiledPlain, new api.Memory({ initial: pages }), false);
   } catch {
+    // Under an address-space limit (ulimit -v) every wasm memory is refused whatever its size (V8
+    // reserves guard regions of gigabytes), and each refusal costs V8 full garbage collections before it
+    // gives up: asked again for every product, that made an svd crawl for minutes. Plain JS from now on.
+    if (pages <= 256) memoryRefused = true;
     return undefined;
   }
 }
+
+/** A small wasm memory was refused once: the process cannot have any (see createWasmKernels). */
+let memoryRefused = false;
 
 function instantiate(
   api: WasmApi,

@@ -1,6 +1,7 @@
 // the statistics of a method context are @lineage/calibrate's (its accessors typed by declaration merging)
 import type {} from '@lineage/calibrate';
 import {
+  asMethodOption,
   type CompressionMethod,
   decreasingSizes,
   type FamilyMethod,
@@ -12,6 +13,7 @@ import {
   type MethodContext,
   type MethodStats,
   modelFingerprint,
+  OptionError,
   parseOptions,
   perplexity,
   splitDocuments,
@@ -117,7 +119,14 @@ function parentRecord(model: LlamaModel): Record<string, Json> {
 /** Options checked once, at creation: a one-line error names the bad one before any work. */
 function check(o: Parsed, where: string, family: boolean): void {
   if (!family && (o.params === undefined) === (o.shape === undefined))
-    throw new LineageError(`${where}: give either params (a target size) or shape (an explicit target)`);
+    throw o.params === undefined
+      ? new OptionError(
+          where,
+          'params',
+          undefined,
+          'give either {params} (a target size) or {shape} (an explicit target)',
+        )
+      : new OptionError(where, 'shape', o.shape, 'give either {params} (a target size) or {shape}, not both');
   if (o.shape !== undefined) parseShape(o.shape);
   parseAxes(o.axes);
 }
@@ -292,6 +301,16 @@ interface Step {
   record: Record<string, Json>;
 }
 
+/** The shapes a --params search over `source` may choose from. */
+function searchSpace(o: Parsed, source: LlamaModel) {
+  return {
+    axes: parseAxes(o.axes),
+    multipleOf: o.multipleOf,
+    kvGroups: o.kvGroups,
+    untiedHead: source.lmHead !== undefined,
+  };
+}
+
 /** One pruning step: importance of `source`, the target shape(s), search, pruning, distillation. */
 async function step(
   o: Parsed,
@@ -309,12 +328,7 @@ async function step(
     const config = prunedConfig(source.config, parseShape(o.shape), o.multipleOf);
     list = [{ config, params: denseParams(config, untied) }];
   } else {
-    list = candidates(source.config, budgetParams!, o.search, {
-      axes: parseAxes(o.axes),
-      multipleOf: o.multipleOf,
-      kvGroups: o.kvGroups,
-      untiedHead: untied,
-    });
+    list = candidates(source.config, budgetParams!, o.search, searchSpace(o, source));
   }
   const imp = await importanceOf(o, ctx, source, isParent);
   const ranked: Ranked[] = list.length > 1 ? await rank(o, ctx, source, imp, list, teacher, isParent) : list;
@@ -373,8 +387,10 @@ export function minitron(options: MinitronOptions): CompressionMethod<LlamaModel
     async apply(model, ctx) {
       const untied = model.lmHead !== undefined;
       const parentParams = denseParams(model.config, untied);
-      const budget = o.params !== undefined ? budgetOf(o.params, parentParams) : undefined;
-      const r = await step(o, ctx, model, model, true, budget);
+      const r = await asMethodOption('minitron', async () => {
+        const budget = o.params !== undefined ? budgetOf(o.params, parentParams) : undefined;
+        return step(o, ctx, model, model, true, budget);
+      });
       r.model.provenance = {
         method: 'minitron',
         methodVersion: VERSION,
@@ -417,8 +433,16 @@ export function minitronFamily(options: MinitronFamilyOptions): FamilyMethod {
     async member(previous, i, ctx, parent) {
       const parentParams = denseParams(parent.config, parent.lmHead !== undefined);
       const budget = Math.floor(sizes[i]! * parentParams);
+      // a size no shape fits is refused before the member's note, as the step would refuse it
+      await asMethodOption(
+        'minitron',
+        async () => candidates(previous.config, budget, o.search, searchSpace(o, previous)),
+        { params: 'sizes' },
+      );
       ctx.log.info(`minitron member ${i + 1}/${sizes.length}: ${sizes[i]} of the parent's parameters`);
-      const r = await step(o, ctx, previous, parent, i === 0, budget);
+      const r = await asMethodOption('minitron', () => step(o, ctx, previous, parent, i === 0, budget), {
+        params: 'sizes',
+      });
       const before = i === 0 ? 0 : Number(previous.provenance?.tokens ?? 0);
       r.model.provenance = {
         method: 'minitron',

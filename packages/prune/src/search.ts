@@ -1,4 +1,4 @@
-import { LineageError, type LlamaConfig } from '@lineage/core';
+import { type LlamaConfig, OptionError } from '@lineage/core';
 import { type Axis, denseParams, prunedConfig } from './shape.js';
 
 export interface SearchSpace {
@@ -84,14 +84,20 @@ const isDepthOnly = (c: LlamaConfig, p: LlamaConfig) =>
 export function candidates(parent: LlamaConfig, budget: number, k: number, s: SearchSpace): Candidate[] {
   const parentParams = denseParams(parent, s.untiedHead);
   if (budget >= parentParams)
-    throw new LineageError(
-      `--params ${budget} is not below the parent's ${parentParams} parameters (nothing to prune)`,
+    throw new OptionError(
+      '',
+      'params',
+      undefined,
+      `a budget of ${budget} parameters is not below the parent's ${parentParams} (nothing to prune)`,
     );
   let pool = grid(parent, s, false).filter((c) => c.params <= budget);
   if (!pool.length) pool = grid(parent, s, true).filter((c) => c.params <= budget);
   if (!pool.length)
-    throw new LineageError(
-      `--params ${budget} is too small: no shape over the axes ${s.axes.join(',')} has so few parameters (the smallest has ${Math.min(...grid(parent, s, true).map((c) => c.params))})`,
+    throw new OptionError(
+      '',
+      'params',
+      undefined,
+      `a budget of ${budget} parameters is too small: no shape over the axes ${s.axes.join(',')} has so few (the smallest has ${Math.min(...grid(parent, s, true).map((c) => c.params))})`,
     );
   pool.sort((a, b) => b.params - a.params || b.config.numLayers - a.config.numLayers);
   if (k < 2) return pool.slice(0, 1);
@@ -112,5 +118,5 @@ export function candidates(parent: LlamaConfig, budget: number, k: number, s: Se
 export function budgetOf(params: number, parentParams: number): number {
   if (params > 0 && params < 1) return Math.floor(params * parentParams);
   if (Number.isInteger(params) && params >= 1) return params;
-  throw new LineageError(`--params must be a fraction in (0, 1) or a whole parameter count, got ${params}`);
+  throw new OptionError('', 'params', params, 'must be a fraction in (0, 1) or a whole parameter count');
 }

@@ -131,9 +131,7 @@ describe('quantizing stories260K', () => {
 
   it('bad options fail in one line before any work', async () => {
     expect(() => ldlqMethod({ bits: 3, codebook: 'e8p12' })).toThrow(
-      new LineageError(
-        "ldlq: codebook 'e8p12' stores 2 bits per weight, so bits must be 2 (--bits 2), got 3",
-      ),
+      "ldlq: bits 3: the codebook 'e8p12' stores 2 bits per weight: give 2",
     );
     expect(() => ldlqMethod({ bits: 2, codebook: 'e8p' as 'e8p12' })).toThrow(/ldlq: codebook/);
     expect(() => rtnMethod({ bits: 5 as 2 })).toThrow(
@@ -185,9 +183,7 @@ describe('quantizing stories260K', () => {
         methodContext(backend, { stats: await stats() }),
       ),
     ).rejects.toThrow(
-      new LineageError(
-        "ldlq: --sequential needs calibration text to walk the model (--data <file>); a statistics file holds the parent's Hessians only",
-      ),
+      "ldlq: sequential: needs calibration text to walk the model (--data <file>); a statistics file holds the parent's Hessians only",
     );
   }, 120_000);
 });

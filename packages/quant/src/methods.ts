@@ -7,6 +7,7 @@ import {
   type LlamaModel,
   type MethodContext,
   modelFingerprint,
+  OptionError,
   parseOptions,
   z,
 } from '@lineage/core';
@@ -107,12 +108,18 @@ export function sequentialWalkOf(
       `${method}: sequential calibration computes its own Hessians; do not pass hessians`,
     );
   if (o.includeHead)
-    throw new LineageError(
-      `${method}: --sequential walks the decoder blocks; it cannot also quantize the untied head (--include-head)`,
+    throw new OptionError(
+      method,
+      'sequential',
+      undefined,
+      'walks the decoder blocks; it cannot also quantize the untied head ({includeHead})',
     );
   if (!ctx.calibrationWalk)
-    throw new LineageError(
-      `${method}: --sequential needs calibration text to walk the model (--data <file>); a statistics file holds the parent's Hessians only`,
+    throw new OptionError(
+      method,
+      'sequential',
+      undefined,
+      "needs calibration text to walk the model (--data <file>); a statistics file holds the parent's Hessians only",
     );
   return ctx.calibrationWalk;
 }
@@ -186,11 +193,9 @@ export function rtnMethod(options: RtnOptions): CompressionMethod<LlamaModel> {
 export function ldlqMethod(options: LdlqOptions): CompressionMethod<LlamaModel> {
   const o = parseOptions(ldlqOptions, options, { where: 'ldlq' });
   if (o.codebook === E8P12 && o.bits !== 2)
-    throw new LineageError(
-      `ldlq: codebook '${E8P12}' stores 2 bits per weight, so bits must be 2 (--bits 2), got ${o.bits}`,
-    );
+    throw new OptionError('ldlq', 'bits', o.bits, `the codebook '${E8P12}' stores 2 bits per weight: give 2`);
   if (o.codebook === E8P12 && o.zeroPoint)
-    throw new LineageError(`ldlq: codebook '${E8P12}' has no zero points (drop zeroPoint / --zero-point)`);
+    throw new OptionError('ldlq', 'zeroPoint', undefined, `the codebook '${E8P12}' has no zero points`);
   return {
     name: 'ldlq',
     version: VERSION,

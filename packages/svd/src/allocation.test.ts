@@ -69,7 +69,7 @@ describe('rank allocation', () => {
     const p = fixedRanks(layers, 12);
     expect(p.layers.map((l) => l.rank)).toEqual([undefined, 12]);
     expect(p.params).toBe(256 + 12 * 128);
-    expect(() => fixedRanks(layers, 32)).toThrow(/rank 32 saves nothing/);
+    expect(() => fixedRanks(layers, 32)).toThrow(/rank 32: saves nothing/);
     expect(() => fixedRanks(layers, 0)).toThrow(/≥ 1/);
   });
 

@@ -1,4 +1,4 @@
-import { LineageError } from '@lineage/core';
+import { LineageError, OptionError } from '@lineage/core';
 
 /**
  * The largest rank at which W ≈ A·B still stores fewer numbers than W: r·(m + n) < m·n. At or above
@@ -51,7 +51,7 @@ export interface RankPlan {
 
 function checkFraction(fraction: number): void {
   if (!(fraction > 0 && fraction < 1))
-    throw new LineageError(`target fraction must be in (0, 1), got ${fraction}`);
+    throw new OptionError('', 'params', fraction, 'must be a fraction in (0, 1)');
 }
 
 function choice(l: LayerSpectrum, rank: number | undefined): RankChoice {
@@ -91,18 +91,24 @@ export function allocateRanks(
     out = layers.map((l) => {
       const r = Math.min(rankForFraction(fraction, l.out, l.in), l.currentRank ?? Number.POSITIVE_INFINITY);
       if (r < 1) {
-        throw new LineageError(
-          `target fraction ${fraction} leaves layer '${l.name}' [${l.out}×${l.in}] rank 0; the smallest fraction giving every layer rank 1 is ${((l.out + l.in) / (l.out * l.in)).toPrecision(3)}`,
+        throw new OptionError(
+          '',
+          'params',
+          fraction,
+          `leaves layer '${l.name}' [${l.out}×${l.in}] rank 0; the smallest fraction giving every layer rank 1 is ${((l.out + l.in) / (l.out * l.in)).toPrecision(3)}`,
         );
       }
       return choice(l, r > maxSavingRank(l.out, l.in) && l.currentRank === undefined ? undefined : r);
     });
   } else if (mode === 'energy') {
-    out = allocateByEnergy(layers, fraction * denseParams);
+    out = allocateByEnergy(layers, fraction * denseParams, fraction);
   } else throw new LineageError(`unknown rank allocation '${String(mode)}' (uniform, energy)`);
   if (out.every((l) => l.rank === undefined)) {
-    throw new LineageError(
-      `target fraction ${fraction} saves nothing: every layer would stay dense (ranks that small save no parameters)`,
+    throw new OptionError(
+      '',
+      'params',
+      fraction,
+      'saves nothing: every layer would stay dense (ranks that small save no parameters)',
     );
   }
   return plan(out, denseParams);
@@ -114,7 +120,7 @@ export function allocateRanks(
  */
 export function fixedRanks(layers: readonly LayerSpectrum[], rank: number): RankPlan {
   if (!Number.isInteger(rank) || rank < 1)
-    throw new LineageError(`rank must be a whole number ≥ 1, got ${rank}`);
+    throw new OptionError('', 'rank', rank, 'must be a whole number ≥ 1');
   if (!layers.length) throw new LineageError('no layers to decompose');
   const denseParams = layers.reduce((s, l) => s + l.out * l.in, 0);
   const out = layers.map((l) => {
@@ -122,15 +128,32 @@ export function fixedRanks(layers: readonly LayerSpectrum[], rank: number): Rank
     return choice(l, rank > maxSavingRank(l.out, l.in) ? undefined : rank);
   });
   if (out.every((l) => l.rank === undefined)) {
-    const l = layers[0]!;
-    throw new LineageError(
-      `rank ${rank} saves nothing: every layer would stay dense (e.g. '${l.name}' [${l.out}×${l.in}] saves only below rank ${maxSavingRank(l.out, l.in) + 1})`,
+    // the layer with the most room: no rank below its break-even is too large for every layer
+    const l = layers.reduce((x, y) => (maxSavingRank(y.out, y.in) > maxSavingRank(x.out, x.in) ? y : x));
+    throw new OptionError(
+      '',
+      'rank',
+      rank,
+      `saves nothing: every layer would stay dense (the widest, '${l.name}' [${l.out}×${l.in}], saves only below rank ${maxSavingRank(l.out, l.in) + 1})`,
     );
   }
   return plan(out, denseParams);
 }
 
-function allocateByEnergy(layers: readonly LayerSpectrum[], budget: number): RankChoice[] {
+/** Energy allocation keeps rank 1 in every layer: a fraction whose budget is below that is an error. */
+export function checkEnergyBudget(layers: readonly LayerSpectrum[], fraction: number): void {
+  const budget = fraction * layers.reduce((s, l) => s + l.out * l.in, 0);
+  const spent = layers.reduce((s, l) => s + l.out + l.in, 0);
+  if (spent > budget)
+    throw new OptionError(
+      '',
+      'params',
+      fraction,
+      `a budget of ${Math.round(budget)} parameters is below rank 1 everywhere (${spent}); raise it`,
+    );
+}
+
+function allocateByEnergy(layers: readonly LayerSpectrum[], budget: number, fraction: number): RankChoice[] {
   const state = layers.map((l) => {
     if (!l.sigma?.length) throw new LineageError(`energy allocation needs the spectrum of '${l.name}'`);
     let total = 0;
@@ -138,12 +161,8 @@ function allocateByEnergy(layers: readonly LayerSpectrum[], budget: number): Ran
     const cap = Math.min(l.currentRank ?? Number.POSITIVE_INFINITY, l.sigma.length);
     return { l, total: total || 1, rank: 1, cap, dense: false };
   });
+  checkEnergyBudget(layers, fraction);
   let spent = state.reduce((s, x) => s + x.l.out + x.l.in, 0);
-  if (spent > budget) {
-    throw new LineageError(
-      `the budget of ${Math.round(budget)} parameters is below rank 1 everywhere (${spent}); raise the fraction`,
-    );
-  }
   // Greedy over a max-heap keyed by the next component's gain per parameter. Gains fall within a layer
   // (σ descending) and every component of a layer costs the same, so greedy is optimal for this knapsack.
   const gain = (i: number) => {

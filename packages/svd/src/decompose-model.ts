@@ -2,6 +2,7 @@ import { type Json, LineageError, type LinearLayer, type LlamaModel, type Progre
 import {
   type Allocation,
   allocateRanks,
+  checkEnergyBudget,
   fixedRanks,
   type LayerSpectrum,
   maxSavingRank,
@@ -54,6 +55,30 @@ export interface DecomposeResult {
 /** The layers a low-rank method may factor: every block linear, and the untied head on request. */
 export function decomposableLayers(model: LlamaModel, includeHead = false): [string, LinearLayer][] {
   return model.linearLayers().filter(([name]) => name !== 'lm_head' || includeHead);
+}
+
+/**
+ * Throws what decomposeModel would throw about `fractions` of `model` (a rank 0 somewhere, nothing saved,
+ * a budget below rank 1), from the layers' shapes alone: before any work, so that a family refused by
+ * one of its sizes says so before it starts. Layers of a later, progressive member are lowered from these
+ * shapes with the same per-layer ranks, so what passes here passes there.
+ */
+export function checkFractions(
+  model: LlamaModel,
+  fractions: readonly number[],
+  o: { includeHead?: boolean; allocation?: Allocation },
+): void {
+  const spectra: LayerSpectrum[] = decomposableLayers(model, o.includeHead).map(([name, l]) => ({
+    name,
+    out: l.outFeatures,
+    in: l.inFeatures,
+    ...(l instanceof LowRankLinear ? { currentRank: l.rank } : {}),
+  }));
+  if (!spectra.length) return;
+  for (const f of fractions) {
+    if ((o.allocation ?? 'uniform') === 'uniform') allocateRanks(spectra, f, 'uniform');
+    else checkEnergyBudget(spectra, f);
+  }
 }
 
 /**

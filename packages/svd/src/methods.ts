@@ -1,6 +1,7 @@
 // the statistics of a method context are @lineage/calibrate's (its accessors typed by declaration merging)
 import type {} from '@lineage/calibrate';
 import {
+  asMethodOption,
   type CompressionMethod,
   decreasingSizes,
   type FamilyMethod,
@@ -10,11 +11,12 @@ import {
   type LlamaModel,
   type MethodContext,
   modelFingerprint,
+  OptionError,
   parseOptions,
   z,
 } from '@lineage/core';
 import pkg from '../package.json' with { type: 'json' };
-import { type DecomposeResult, decomposeModel, ranksRecord } from './decompose-model.js';
+import { checkFractions, type DecomposeResult, decomposeModel, ranksRecord } from './decompose-model.js';
 import type { GramSource } from './factorize.js';
 
 /** This package's version (from its package.json, inlined at build time): the methods' `version`. */
@@ -163,7 +165,14 @@ function parentGrams(
 export function svd(options: SvdMethodOptions): CompressionMethod<LlamaModel> {
   const o = parseOptions(svdOptions, options, { where: 'svd' });
   if ((o.params === undefined) === (o.rank === undefined))
-    throw new LineageError('svd: give either params (a target fraction) or rank');
+    throw o.params === undefined
+      ? new OptionError('svd', 'params', undefined, 'give either {params} (a target fraction) or {rank}')
+      : new OptionError(
+          'svd',
+          'rank',
+          o.rank,
+          'give either {params} (a target fraction) or {rank}, not both',
+        );
   return {
     name: 'svd',
     version: VERSION,
@@ -171,10 +180,12 @@ export function svd(options: SvdMethodOptions): CompressionMethod<LlamaModel> {
     async apply(model, ctx) {
       const t0 = performance.now();
       const gram = await gramFor(o, ctx, model, true);
-      const r = await decomposeModel(model, {
-        ...(o.params !== undefined ? { fraction: o.params } : { rank: o.rank! }),
-        ...decomposeOptions(o, ctx, gram),
-      });
+      const r = await asMethodOption('svd', () =>
+        decomposeModel(model, {
+          ...(o.params !== undefined ? { fraction: o.params } : { rank: o.rank! }),
+          ...decomposeOptions(o, ctx, gram),
+        }),
+      );
       logDense(ctx, r);
       r.model.provenance = {
         method: 'svd',
@@ -213,13 +224,18 @@ export function svdFamily(options: SvdFamilyOptions): FamilyMethod {
     async member(parent, i, ctx) {
       const t0 = performance.now();
       const fraction = sizes[i]!;
+      if (i === 0)
+        await asMethodOption('svd', async () => checkFractions(parent, sizes, o), { params: 'sizes' });
       ctx.log.info(
         `svd member ${i + 1}/${sizes.length}: ranks to ${fraction} of the decomposable parameters`,
       );
-      const r = await decomposeModel(parent, {
-        fraction,
-        ...decomposeOptions(o, ctx, await grams(ctx, parent)),
-      });
+      const gram = await grams(ctx, parent);
+      // the fraction is one of the family's sizes
+      const r = await asMethodOption(
+        'svd',
+        () => decomposeModel(parent, { fraction, ...decomposeOptions(o, ctx, gram) }),
+        { params: 'sizes' },
+      );
       logDense(ctx, r);
       const decomposeSeconds = (performance.now() - t0) / 1000;
       let member = r.model;
@@ -278,12 +294,20 @@ export function plrd(options: PlrdOptions): FamilyMethod {
         ctx.log.warn(
           "no calibration text: every step whitens by the parent's statistics (give --data to calibrate each member)",
         );
+      if (i === 0)
+        await asMethodOption('plrd', async () => checkFractions(previous, schedule, o), {
+          params: 'schedule',
+        });
       ctx.log.info(
         `PLRD step ${i + 1}/${schedule.length}: ranks to ${fraction} of the decomposable parameters`,
       );
       const ownGrams = i > 0 && recalibrate && !!ctx.calibrate;
       const gram = ownGrams ? await gramFor(o, ctx, previous, false) : await grams(ctx, parent);
-      const r = await decomposeModel(previous, { fraction, ...decomposeOptions(o, ctx, gram) });
+      const r = await asMethodOption(
+        'plrd',
+        () => decomposeModel(previous, { fraction, ...decomposeOptions(o, ctx, gram) }),
+        { params: 'schedule' },
+      );
       logDense(ctx, r);
       let member = r.model;
       const decomposeSeconds = (performance.now() - t0) / 1000;

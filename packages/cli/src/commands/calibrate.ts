@@ -14,6 +14,7 @@ import {
   addJsonOption,
   addModelOptions,
   checkSeqLen,
+  parseFieldName,
   parseIntArg,
   parseSeparator,
   UsageError,
@@ -66,7 +67,7 @@ export function calibrateCommand(program: Command): void {
       'documents protocol: split text files on lines equal to <s>; each sample is one document with BOS',
       parseSeparator,
     )
-    .option('--field <name>', 'JSONL: the field holding the text', 'text')
+    .option('--field <name>', 'JSONL: the field holding the text', parseFieldName, 'text')
     .addOption(
       new Option(
         '--protocol <p>',

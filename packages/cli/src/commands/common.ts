@@ -29,7 +29,8 @@ const DECIMAL = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 
 /** A command-line number (see DECIMAL), NaN when it is not one. */
 export function decimal(v: string): number {
-  return DECIMAL.test(v.trim()) ? Number(v) : Number.NaN;
+  // no blanks around it either: ' 12' is a quoting slip the user should see, not a number
+  return DECIMAL.test(v) ? Number(v) : Number.NaN;
 }
 
 /**
@@ -69,6 +70,15 @@ export function parseSeparator(v: string): string {
   if (!v.trim() || /[\r\n]/.test(v))
     throw new InvalidArgumentError(
       `must be one non-blank line of text, like '<|endoftext|>', got ${JSON.stringify(v)}`,
+    );
+  return v;
+}
+
+/** A JSONL `--field` name: a non-empty key on one line (an empty name would select no record's text). */
+export function parseFieldName(v: string): string {
+  if (!v.trim() || /[\r\n]/.test(v))
+    throw new InvalidArgumentError(
+      `must be the name of a JSONL field, like 'text', got ${JSON.stringify(v)}`,
     );
   return v;
 }

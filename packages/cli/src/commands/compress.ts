@@ -53,6 +53,7 @@ import {
   parseLr,
   parseSeparator,
   requireContext,
+  UsageError,
 } from './common.js';
 import { type Interrupt, onInterrupt } from './interrupt.js';
 import { parseTokens } from './train.js';
@@ -412,7 +413,7 @@ export function methodFlag(opt: MethodOption): Option {
   else if (opt.type === 'numbers') {
     o.argParser((v: string) =>
       v.split(',').map((s) => {
-        const n = decimal(s);
+        const n = decimal(s.trim()); // a space after a comma is fine in a list
         if (!Number.isFinite(n))
           throw new InvalidArgumentError(`must be comma-separated numbers like 0.8,0.6, got '${v}'`);
         return n;
@@ -537,6 +538,15 @@ export function compressCommand(program: Command, argv: readonly string[] = []):
       const d = getMethod(o.method);
       checkOut(modelArg, o);
       const method = d.create(methodValues(d, o));
+      // what recovery needs, said by flag before any work (the method context would only say it cannot train)
+      if (method.needs?.training && !o.data?.length)
+        throw new UsageError(
+          '--data',
+          undefined,
+          `${d.name} trains (its recovery or relearning budget): give training text`,
+        );
+      if (typeof o.lr === 'number' && o.minLr !== undefined && o.minLr > o.lr)
+        throw new UsageError('--min-lr', o.minLr, `must not exceed --lr ${o.lr}`);
       if (o.resume) checkResumable(runDirOf(o));
       const interrupt = onInterrupt();
       const t0 = performance.now();

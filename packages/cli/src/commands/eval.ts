@@ -9,6 +9,7 @@ import {
   addJsonOption,
   addModelOptions,
   checkSeqLen,
+  parseFieldName,
   parseIntArg,
   parseSeparator,
   requireContext,
@@ -44,7 +45,7 @@ export function evalCommand(program: Command): void {
       'documents protocol: split on lines equal to <s>; each document scored alone with BOS',
       parseSeparator,
     )
-    .option('--field <name>', 'JSONL: the field holding each record’s text', 'text')
+    .option('--field <name>', 'JSONL: the field holding each record’s text', parseFieldName, 'text')
     .option(
       '--seq-len <n>',
       'window (stream) or truncation (documents) length; default: model context',

@@ -32,6 +32,11 @@ export interface FamilyRun {
   save(i: number, model: LlamaModel, dataEnd?: SamplerState): Promise<void>;
   /** Removes what this run kept once the family is written. */
   finish(): Promise<void>;
+  /**
+   * After a failure: removes the run directory when it keeps nothing to resume (no finished member, no
+   * recovery checkpoint), so that a run refused by its first member leaves nothing behind.
+   */
+  discardIfEmpty(): Promise<void>;
 }
 
 async function ours(dir: string): Promise<string[]> {
@@ -86,6 +91,10 @@ export async function familyRun(
   }
   const memberDir = (i: number) => join(dir, 'members', String(i + 1));
   const marker = (i: number) => join(dir, 'members', `${i + 1}.json`);
+  const finish = async () => {
+    for (const p of await ours(dir)) await rm(p, { recursive: true, force: true });
+    await rmdir(dir).catch(() => {}); // only when nothing else is left in it
+  };
   return {
     dir,
     resuming: o.resume,
@@ -100,9 +109,13 @@ export async function familyRun(
       await saveModel(model, memberDir(i), { format: 'hf', overwrite: true });
       await writeFileAtomic(marker(i), `${JSON.stringify(dataEnd ? { dataEnd } : {})}\n`);
     },
-    async finish() {
-      for (const p of await ours(dir)) await rm(p, { recursive: true, force: true });
-      await rmdir(dir).catch(() => {}); // only when nothing else is left in it
+    finish,
+    async discardIfEmpty() {
+      if (o.resume) return;
+      const kept = (await ours(dir)).filter((p) => !p.endsWith(STATE));
+      const members = kept.find((p) => p.endsWith('members'));
+      if (kept.length === 0 || (kept.length === 1 && members && (await readdir(members)).length === 0))
+        await finish();
     },
   };
 }

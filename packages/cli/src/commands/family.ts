@@ -20,10 +20,11 @@ import {
 } from '@lineage/core';
 import { type SamplerState, type TrainResult, withRecover } from '@lineage/distill';
 import { type Command, InvalidArgumentError } from 'commander';
+import { nameMethodOptions } from '../errors.js';
 import { formatBytes, formatCount, log, printJson, table } from '../output.js';
 import { recordSeries } from '../report/data.js';
 import { writeReport } from '../report/write.js';
-import { checkOneStep, checkSeqLen, decimal, parseIntArg, requireContext } from './common.js';
+import { checkOneStep, checkSeqLen, decimal, parseIntArg, requireContext, UsageError } from './common.js';
 import {
   addCompressionOptions,
   addMethodFlags,
@@ -169,6 +170,8 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
       .join(', ')} (lineage family --method <name> --help shows its options)`,
   );
   cmd.action(async (modelArg: string | undefined, o: FamilyFlags & Record<string, unknown>) => {
+    // a family method's sizes are this command's --schedule
+    nameMethodOptions({ flags: true, aliases: { sizes: 'schedule' } });
     const d = getMethod(o.method);
     if (!d.family)
       throw new LineageError(
@@ -187,6 +190,8 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
     if (recoverTokens > 0 && !o.data?.length)
       throw new LineageError('recovery needs training data: --data <file> (or --recover-tokens 0)');
     if (o.holdout && !o.docSeparator) throw new LineageError('--holdout needs --doc-separator');
+    if (typeof o.lr === 'number' && o.minLr !== undefined && o.minLr > o.lr)
+      throw new UsageError('--min-lr', o.minLr, `must not exceed --lr ${o.lr}`);
     const { schedule: sizes, ...options } = methodValues(d, o, familySchema(d));
     const method = d.family!.create(options, { sizes: sizes as number[], recoverTokens });
     const holdout: HoldoutSpec | undefined = o.evalData
@@ -228,7 +233,13 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
       },
     });
     const t0 = performance.now();
-    const family = await buildMembers(method, p, run);
+    let family: LlamaModel[];
+    try {
+      family = await buildMembers(method, p, run);
+    } catch (e) {
+      await run.discardIfEmpty();
+      throw e;
+    }
     const seconds = (performance.now() - t0) / 1000;
     log(`evaluating the parent and ${family.length} members on ${held!.name}`);
     const parentScore = await heldOutScore(p.model, p.backend, held!, o);

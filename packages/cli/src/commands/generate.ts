@@ -1,4 +1,4 @@
-import { generate, loadModel } from '@lineage/core';
+import { decodeContinuation, generate, loadModel } from '@lineage/core';
 import type { Command } from 'commander';
 import { selectBackend } from '../backend.js';
 import { defaultModel } from '../defaults.js';
@@ -50,7 +50,8 @@ export function generateCommand(program: Command): void {
     const tok = model.tokenizer!;
     // the context bounds prompt + continuation: a --max-tokens past it is refused, not silently cut
     const ctx = model.config.maxPositions;
-    const promptTokens = tok.encode(o.prompt, { bos: true }).length;
+    const promptIds = tok.encode(o.prompt, { bos: true });
+    const promptTokens = promptIds.length;
     if (promptTokens > ctx)
       throw new UsageError(
         '--prompt',
@@ -77,7 +78,7 @@ export function generateCommand(program: Command): void {
         if (!streaming) return;
         // Decode the whole continuation each time so multi-byte characters split over tokens print whole.
         generatedSoFar.push(id);
-        const text = tok.decode(generatedSoFar);
+        const text = decodeContinuation(tok, promptIds, generatedSoFar);
         const safe = text.endsWith('\uFFFD') ? text.slice(0, -1) : text;
         if (safe.startsWith(printed)) {
           process.stdout.write(safe.slice(printed.length));

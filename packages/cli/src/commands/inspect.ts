@@ -1,4 +1,4 @@
-import { loadModel, toHFConfig } from '@lineage/core';
+import { loadModel, paddingRows, toHFConfig } from '@lineage/core';
 import type { Command } from 'commander';
 import { defaultModel } from '../defaults.js';
 import { formatBytes, formatCount, printJson, table } from '../output.js';
@@ -40,7 +40,13 @@ export function inspectCommand(program: Command): void {
     const decoderWeights = decoder.reduce((a, l) => a + l.shape[0]! * l.shape[1]!, 0);
     const bitsPerParam = decoderWeights ? (decoderBytes * 8) / decoderWeights : null;
     const config = toHFConfig(model.config);
-    const tokenizer = model.tokenizer ? { path: tokenizerPath, vocabSize: model.tokenizer.vocabSize } : null;
+    const tokenizer = model.tokenizer
+      ? {
+          path: tokenizerPath,
+          vocabSize: model.tokenizer.vocabSize,
+          paddingRows: paddingRows(model.tokenizer, model.config.vocabSize),
+        }
+      : null;
     if (o.json) {
       printJson({
         model: path,
@@ -71,7 +77,7 @@ export function inspectCommand(program: Command): void {
               `  decoder linears: ${bitsPerParam.toFixed(3)} bits/param (${decoderBytes} bytes for ${decoderWeights} weights)`,
             ]
           : []),
-        `  tokenizer: ${tokenizer ? `${tokenizer.path} (${tokenizer.vocabSize} tokens)` : 'none found'}`,
+        `  tokenizer: ${tokenizer ? `${tokenizer.path} (${tokenizer.vocabSize} tokens${tokenizer.paddingRows ? `; vocab padded by ${tokenizer.paddingRows} rows, never generated` : ''})` : 'none found'}`,
         ...(model.provenance?.method
           ? [
               `  made by: ${String(model.provenance.method)}${typeof model.provenance.fraction === 'number' ? ` to ${model.provenance.fraction} of the decomposable parameters` : ''}`,

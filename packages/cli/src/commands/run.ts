@@ -8,6 +8,7 @@ import {
   readTextFile,
 } from '@lineage/core';
 import type { Command } from 'commander';
+import { nameMethodOptions } from '../errors.js';
 import { log, printJson } from '../output.js';
 import { type CompiledRecipe, compileRecipe } from '../recipe/parse.js';
 import { addJsonOption, checkSeqLen } from './common.js';
@@ -140,6 +141,8 @@ export function runCommand(program: Command): void {
     .option('--force', 'replace existing outputs');
   addJsonOption(cmd);
   cmd.action(async (file: string, o: { resume?: boolean; force?: boolean; json?: boolean }) => {
+    // a recipe names a method's options by key (`options: { rank: 8 }`), not by flag
+    nameMethodOptions({ flags: false });
     // every check (syntax, fields, methods and their options, outputs, files) before any work
     const compiled = await compileRecipe(file, o);
     await runRecipe(compiled, o);

@@ -22,6 +22,7 @@ import {
   checkBudget,
   checkHoldout,
   checkSeqLen,
+  parseFieldName,
   parseFloatArg,
   parseIntArg,
   parseLr,
@@ -109,7 +110,7 @@ export function addTrainingOptions(cmd: Command): Command {
       'documents are separated by lines equal to <s> (each gets BOS)',
       parseSeparator,
     )
-    .option('--field <name>', 'JSONL data: the field holding each record’s text', 'text')
+    .option('--field <name>', 'JSONL data: the field holding each record’s text', parseFieldName, 'text')
     .requiredOption(
       '--tokens <n>',
       'training budget in tokens (e.g. 300k): steps = tokens / (batch × seq-len)',

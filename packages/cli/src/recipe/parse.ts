@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, resolve, sep } from 'node:path';
 import {
   type CompressionMethod,
   describeOptions,
@@ -12,7 +12,8 @@ import {
   type z,
 } from '@lineage/core';
 import { type Document, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
-import type { Input } from '../output-policy.js';
+import { backendNames } from '../backend.js';
+import { checkRunDir, type Input } from '../output-policy.js';
 import { getRecipeOutput, type RecipeOutputKind, recipeOutputKinds } from './outputs.js';
 import { type Recipe, recipeSchema } from './schema.js';
 
@@ -138,6 +139,9 @@ export async function compileRecipe(file: string, o: { force?: boolean } = {}): 
     if (ev.holdout && !recipe.data?.docSeparator) fail(['evaluation', 'holdout'], 'needs data.docSeparator');
   }
   if (recipe.runDir) recipe.runDir = abs(base, recipe.runDir);
+  // the backend by name before any work (at run time it would be an error without the recipe's line)
+  if (recipe.backend !== undefined && !backendNames().includes(recipe.backend))
+    fail(['backend'], `unknown backend '${recipe.backend}' (known: ${backendNames().join(', ')})`);
 
   // stages: each a registered method with options its own schema accepts
   const byName = new Map(listMethods().map((m) => [m.name, m]));
@@ -218,7 +222,22 @@ export async function compileRecipe(file: string, o: { force?: boolean } = {}): 
     { path: recipe.evaluation?.data, what: 'evaluation.data' },
     { path: recipe.runDir, what: 'the run directory' },
   ];
-  // outputs: each a registered kind with the fields its schema accepts, not there already
+  // the run directory is written too: never the recipe, a model or data it reads, and never a file
+  if (recipe.runDir) {
+    try {
+      checkRunDir(
+        recipe.runDir,
+        inputs.filter((x) => x.what !== 'the run directory'),
+        'runDir',
+      );
+    } catch (e) {
+      if (e instanceof LineageError) fail(['runDir'], e.message);
+      throw e;
+    }
+  }
+  // outputs: each a registered kind with the fields its schema accepts, not there already, and no two
+  // writing to the same place (the second would find the first's output there, after the work)
+  const written: { path: string; at: number }[] = [];
   const outputs = recipe.outputs.map((out, i) => {
     const kind = getRecipeOutput(out.kind);
     if (!kind)
@@ -236,7 +255,17 @@ export async function compileRecipe(file: string, o: { force?: boolean } = {}): 
     }
     const options = { ...(r.data as Record<string, unknown>) };
     for (const k of kind!.paths)
-      if (typeof options[k] === 'string') options[k] = abs(base, options[k] as string);
+      if (typeof options[k] === 'string') {
+        options[k] = abs(base, options[k] as string);
+        const path = options[k] as string;
+        const other = written.find((w) => overlaps(w.path, path));
+        if (other)
+          fail(
+            ['outputs', i, k],
+            `writes where outputs[${other.at}] writes (${path}): give each output its own place`,
+          );
+        written.push({ path, at: i });
+      }
     try {
       kind!.check(options, o.force ?? false, inputs);
     } catch (e) {
@@ -247,4 +276,10 @@ export async function compileRecipe(file: string, o: { force?: boolean } = {}): 
     return { kind: kind!, options };
   });
   return { file, recipe, method, stages: stages.map(({ def, options }) => ({ def, options })), outputs };
+}
+
+/** Whether two output paths are one, or one lies inside the other. */
+function overlaps(a: string, b: string): boolean {
+  const [x, y] = [resolve(a), resolve(b)];
+  return x === y || x.startsWith(`${y}${sep}`) || y.startsWith(`${x}${sep}`);
 }

@@ -63,6 +63,14 @@ function checkRecord(r: FamilyRecord, file: string): void {
     if (!isCount(m.params) || !isCount(m.bytes))
       bad(`members[${i}].params/bytes are not non-negative numbers`);
     if (typeof m.dir !== 'string' || !m.dir.trim()) bad(`members[${i}].dir is not a directory name`);
+    // a name beside family.json, as lineage family writes it: never a path out of the family's directory
+    if (/[/\\]/.test(m.dir) || m.dir === '.' || m.dir === '..')
+      bad(`members[${i}].dir ${JSON.stringify(m.dir)} is a path, not a directory name beside family.json`);
+    if (r.members.findIndex((x) => x?.dir === m.dir) !== i)
+      bad(`members[${i}].dir ${JSON.stringify(m.dir)} is listed twice`);
+    const at = join(dirname(file), m.dir);
+    if (!existsSync(at) || !statSync(at).isDirectory())
+      bad(`members[${i}].dir ${JSON.stringify(m.dir)}: no such directory beside family.json`);
     if (!isPpl(m.perplexity)) bad(`members[${i}].perplexity is not a positive number or null`);
   });
 }

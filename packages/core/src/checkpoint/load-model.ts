@@ -21,7 +21,7 @@ import { Parameter } from '../nn/parameter.js';
 import { isFloat } from '../tensor/dtype.js';
 import { ALLOW_NONFINITE_HINT, allowNonfiniteDefault, assertFinite } from '../tensor/finite.js';
 import type { HostTensor } from '../tensor/host-tensor.js';
-import { assertTokenizerMatches, findTokenizerFor, loadTokenizer } from '../tokenizer/load-tokenizer.js';
+import { assertTokenizerFits, findTokenizerFor, loadTokenizer } from '../tokenizer/load-tokenizer.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LineageError } from '../util/errors.js';
 
@@ -151,7 +151,8 @@ export function checkpointReader(
     if (shape && (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))) {
       throw new LineageError(`tensor '${name}' has shape [${t.shape}], the config implies [${shape}]`, file);
     }
-    if (checkFinite) assertFinite(name, t, file, ALLOW_NONFINITE_HINT);
+    // a value error is the shard's that holds the tensor, not the index's
+    if (checkFinite) assertFinite(name, t, source.fileOf?.(name) ?? file, ALLOW_NONFINITE_HINT);
     return t;
   };
   const norm = async (name: string, shape: readonly number[]): Promise<Parameter> => {
@@ -248,7 +249,8 @@ async function resolveTokenizer(
     );
   }
   const tokenizer = await loadTokenizer(tokPath);
-  assertTokenizerMatches(tokenizer, config.vocabSize, tokenizer.source);
+  // fewer tokens than vocab_size is a padded vocabulary (Qwen2 and others); more is an error naming both files
+  assertTokenizerFits(tokenizer, config.vocabSize, format === 'hf' ? join(path, 'config.json') : path);
   return { tokenizer, tokenizerPath: tokPath };
 }
 

@@ -141,6 +141,13 @@ export async function saveModel(model: LlamaModel, out: string, opts: SaveOption
       throw new LineageError('the llama2.c format stores f32 weights only', out);
     if (!opts.overwrite && existsSync(out))
       throw new LineageError('output exists (pass --force to replace it)', out);
+    // run.c reads one tokenizer piece per vocabulary row: a padded vocabulary has no llama2.c form
+    const tokSize = model.tokenizer?.vocabSize;
+    if (tokSize !== undefined && tokSize < model.config.vocabSize)
+      throw new LineageError(
+        `the llama2.c format needs a tokenizer piece for each of the model's ${model.config.vocabSize} vocabulary rows, but the tokenizer has ${tokSize} (a padded vocabulary); save as hf`,
+        out,
+      );
     const tokBytes = await llama2cTokenizerBytes(model);
     const tokOut = join(dirname(out), `tok${model.config.vocabSize}.bin`);
     if (

@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { decreasingSizes, describeOptions, parseOptions, z } from './options.js';
+import {
+  asMethodOption,
+  decreasingSizes,
+  describeOptions,
+  isOptionError,
+  OptionError,
+  optionErrorMessage,
+  parseOptions,
+  z,
+} from './options.js';
 import { defineMethod } from './registry.js';
 
 const schema = z.object({
@@ -101,5 +110,33 @@ describe('method options from one schema', () => {
       },
     });
     expect(def.create(parseOptions(schema, { schedule: [0.5] }, { where: 'x' })).version).toBe('0');
+  });
+});
+
+describe('OptionError: an option judged against the model, in one form', () => {
+  it("names options by key for library callers and by flag (the schema's) for a CLI", async () => {
+    const e = new OptionError('plrd', 'recoverTokens', 5, 'needs {dataAware} or more than {schedule}');
+    expect(e.message).toBe('plrd: recoverTokens 5: needs dataAware or more than schedule');
+    expect(isOptionError(e)).toBe(true);
+    expect(optionErrorMessage(e, schema, { flags: true })).toBe(
+      'plrd: --recover-tokens 5: needs --whiten or more than --schedule',
+    );
+    expect(optionErrorMessage(e, schema, { flags: false, aliases: { schedule: 'sizes' } })).toBe(
+      'plrd: recoverTokens 5: needs dataAware or more than sizes',
+    );
+  });
+
+  it("a library function's error becomes the method's, its option renamed", async () => {
+    const lib = async () => {
+      throw new OptionError('', 'params', 0.001, 'leaves a layer rank 0 (raise {params})');
+    };
+    const e = await asMethodOption('plrd', lib, { params: 'schedule' }).catch((x: unknown) => x);
+    expect(isOptionError(e)).toBe(true);
+    expect(optionErrorMessage(e as OptionError, schema, { flags: true })).toBe(
+      'plrd: --schedule 0.001: leaves a layer rank 0 (raise --schedule)',
+    );
+    // a method's own errors pass through unchanged
+    const own = new OptionError('svd', 'rank', 9, 'x');
+    await expect(asMethodOption('plrd', async () => Promise.reject(own))).rejects.toBe(own);
   });
 });

@@ -133,3 +133,86 @@ export function parseOptions<S extends OptionsSchema>(
   const message = issue.code === 'invalid_type' && got === undefined ? 'is required' : issue.message;
   throw new LineageError(`${o.where}: ${field ? `${field} ` : ''}${message}${shown}`);
 }
+
+/** A flag's or key's name for option `key` of `schema`: `--rank` (flags) or `rank`; `aliases` rename keys. */
+function optionName(
+  schema: OptionsSchema | undefined,
+  key: string,
+  flags: boolean,
+  aliases: Readonly<Record<string, string>>,
+): string {
+  const k = aliases[key] ?? key;
+  if (!flags) return k;
+  const flag = schema ? describeOptions(schema).find((x) => x.key === k)?.name : undefined;
+  return `--${flag ?? kebab(k)}`;
+}
+
+function renderOptionError(
+  method: string,
+  option: string,
+  value: unknown,
+  problem: string,
+  name: (key: string) => string,
+): string {
+  const shown = value === undefined ? '' : ` ${Array.isArray(value) ? value.join(',') : String(value)}`;
+  const text = `${name(option)}${shown}: ${problem.replace(/\{(\w+)\}/g, (_, k: string) => name(k))}`;
+  return method ? `${method}: ${text}` : text;
+}
+
+/**
+ * An option's value that its schema cannot judge alone (against the model, or against another option),
+ * found by the method while it works. `problem` names other options as `{key}`. The message names options
+ * by key (`svd: rank 1000000000000: saves nothing …`), as a library caller writes them; a host that offers
+ * them as flags shows `optionErrorMessage(e, schema, { flags: true })` (`svd: --rank 1000000000000: …`),
+ * as parseOptions names them: every message about a method option has this one form. Library functions
+ * below a method throw it with `method` '' and the method re-throws it as its own (`asMethodOption`).
+ */
+export class OptionError extends LineageError {
+  /** Recognised across copies of this package (a plugin's own @lineage/core). */
+  readonly optionError = true;
+  constructor(
+    readonly method: string,
+    readonly option: string,
+    readonly value: unknown,
+    readonly problem: string,
+  ) {
+    super(renderOptionError(method, option, value, problem, (k) => k));
+  }
+}
+
+export function isOptionError(e: unknown): e is OptionError {
+  return e instanceof Error && (e as Partial<OptionError>).optionError === true;
+}
+
+/**
+ * Runs `f`; an OptionError of a library function (no method yet) becomes `method`'s, its option key
+ * renamed by `rename` (the fraction `params` of the rank allocator is plrd's `schedule`).
+ */
+export async function asMethodOption<T>(
+  method: string,
+  f: () => Promise<T>,
+  rename: Readonly<Record<string, string>> = {},
+): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (!isOptionError(e) || e.method) throw e;
+    const option = rename[e.option] ?? e.option;
+    const problem = e.problem.replace(/\{(\w+)\}/g, (_, k: string) => `{${rename[k] ?? k}}`);
+    throw new OptionError(method, option, e.value, problem);
+  }
+}
+
+/**
+ * An OptionError's message with its options named by flag (`--rank`) or by key, from `schema`; `aliases`
+ * rename keys as the host offers them (a family's `sizes` are `lineage family`'s `--schedule`).
+ */
+export function optionErrorMessage(
+  e: OptionError,
+  schema: OptionsSchema | undefined,
+  o: { flags: boolean; aliases?: Readonly<Record<string, string>> },
+): string {
+  return renderOptionError(e.method, e.option, e.value, e.problem, (k) =>
+    optionName(schema, k, o.flags, o.aliases ?? {}),
+  );
+}

@@ -1,6 +1,7 @@
 import type { Backend } from '../backend/backend.js';
 import { Ops } from '../backend/ops.js';
 import { KVCache, type LlamaModel } from '../nn/llama.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LineageError } from '../util/errors.js';
 import { Random } from '../util/random.js';
 
@@ -59,7 +60,9 @@ export function sampleToken(logits: Float32Array, temperature: number, topP: num
     r -= probs[idx[k]!]!;
     if (r < 0) return idx[k]!;
   }
-  return idx[cutoff - 1]!;
+  // rounding left r ≥ 0: the last token that could be drawn (never a masked one, of probability 0)
+  for (let k = cutoff - 1; k > 0; k--) if (probs[idx[k]!]! > 0) return idx[k]!;
+  return idx[0]!;
 }
 
 /**
@@ -75,6 +78,21 @@ function assertLogitsFinite(logits: Float32Array, step: number): void {
       );
     }
   }
+}
+
+/**
+ * The text of `generated` as it continues `prompt`: decoded together and cut after the prompt's text, since a
+ * tokenizer decoding a sequence on its own drops the first piece's leading space (transformers' Llama
+ * decoder strips it; run.c right after BOS), which would glue the continuation to the prompt.
+ */
+export function decodeContinuation(
+  tok: Tokenizer,
+  prompt: readonly number[],
+  generated: readonly number[],
+): string {
+  const head = tok.decode(prompt);
+  const whole = tok.decode([...prompt, ...generated]);
+  return whole.startsWith(head) ? whole.slice(head.length) : tok.decode(generated);
 }
 
 /** Autoregressive generation with a KV cache. `prompt` is text (BOS is prepended) or token ids. */
@@ -111,6 +129,8 @@ export async function generate(
         return ops.readF32(row);
       });
       assertLogitsFinite(last, step);
+      // a padded vocabulary's rows past the tokenizer are never emitted: the tokenizer could not decode them
+      if (tok && tok.vocabSize < last.length) last.fill(Number.NEGATIVE_INFINITY, tok.vocabSize);
       const next = sampleToken(last, opts.temperature ?? 0, opts.topP ?? 1, rng);
       if ((opts.stopAtEos ?? true) && next === eos) break;
       generated.push(next);
@@ -121,5 +141,5 @@ export async function generate(
     cache.dispose();
   }
   const all = [...ids, ...generated];
-  return { ids: all, generated, ...(tok ? { text: tok.decode(generated) } : {}) };
+  return { ids: all, generated, ...(tok ? { text: decodeContinuation(tok, ids, generated) } : {}) };
 }

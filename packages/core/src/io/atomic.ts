@@ -53,6 +53,7 @@ async function fsyncDir(dir: string): Promise<void> {
  * On any failure the temp file is removed and the error is rethrown.
  */
 export async function writeFileAtomic(path: string, data: Uint8Array | string | FileWriter): Promise<void> {
+  if (!path.trim()) throw new LineageError('the output file is an empty path');
   const target = resolve(path);
   const tmp = siblingTemp(target, 'tmp');
   let handle: FileHandle | undefined;
@@ -106,9 +107,14 @@ export async function writeDirAtomic<T>(
   build: (tmpDir: string) => Promise<T>,
   options: WriteDirOptions = {},
 ): Promise<T> {
+  // '' resolves to the working directory: replacing it would delete whatever the user keeps there
+  if (!dir.trim()) throw new LineageError('the output directory is an empty path');
   const target = resolve(dir);
   const refuse = () =>
-    new LineageError('output directory exists and is not empty (pass overwrite to replace it)', dir);
+    new LineageError(
+      'output directory exists and is not empty (replacing it needs --force; library: overwrite: true)',
+      dir,
+    );
   // Checked before the (possibly long) build so the user learns at once, and again before the swap.
   if (!options.overwrite && (await dirState(target)) === 'nonempty') throw refuse();
   await fsp.mkdir(dirname(target), { recursive: true });

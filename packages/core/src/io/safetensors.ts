@@ -514,6 +514,11 @@ export class ShardedSafetensors implements TensorSource {
     return [...this.weightMap.keys()];
   }
 
+  fileOf(name: string): string {
+    const shard = this.weightMap.get(name);
+    return shard ? join(dirname(this.path), shard) : this.path;
+  }
+
   info(name: string): SafetensorsTensorInfo {
     const i = this.infos.get(name);
     if (!i) throw new LineageError(`no tensor named ${q(name)}`, this.path);

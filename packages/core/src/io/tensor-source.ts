@@ -19,6 +19,8 @@ export interface TensorSource {
   info(name: string): TensorInfo;
   read(name: string): Promise<HostTensor>;
   close(): Promise<void>;
+  /** The file that holds tensor `name` (a shard of a sharded checkpoint), for errors about its values. */
+  fileOf?(name: string): string;
 }
 
 export function isTensorSource(x: unknown): x is TensorSource {

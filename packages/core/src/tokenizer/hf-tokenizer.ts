@@ -2,6 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Tokenizer as HFLibTokenizer } from '@huggingface/tokenizers';
 import { readRegularFileSync } from '../io/fs-util.js';
+import { findDuplicateKey } from '../io/json-keys.js';
 import { LineageError } from '../util/errors.js';
 import type { Tokenizer } from './tokenizer.js';
 
@@ -231,11 +232,16 @@ function firstTemplateSpecial(pp: unknown): { first?: string; last?: string } {
 function readJson(path: string, what: string): unknown {
   // A regular file of bounded size, checked before opening: a FIFO or device must not hang the load.
   const text = readRegularFileSync(path).toString('utf8');
+  let json: unknown;
   try {
-    return JSON.parse(text);
+    json = JSON.parse(text);
   } catch (e) {
     throw new LineageError(`invalid JSON in ${what}: ${(e as Error).message}`, path);
   }
+  // JSON.parse keeps the last of two equal keys (a vocabulary piece listed twice): not ours to guess
+  const dup = findDuplicateKey(text);
+  if (dup) throw new LineageError(`the key '${dup.join('.')}' appears twice in ${what}`, path);
+  return json;
 }
 
 /** An HF tokenizer from already-parsed tokenizer.json (and tokenizer_config.json) contents. */

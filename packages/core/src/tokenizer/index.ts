@@ -11,5 +11,11 @@ export {
   parseLlama2cTokenizer,
   serializeLlama2cTokenizer,
 } from './llama2c-tokenizer.js';
-export { assertTokenizerMatches, findTokenizerFor, loadTokenizer } from './load-tokenizer.js';
+export {
+  assertTokenizerFits,
+  assertTokenizerMatches,
+  findTokenizerFor,
+  loadTokenizer,
+  paddingRows,
+} from './load-tokenizer.js';
 export type { Tokenizer } from './tokenizer.js';

@@ -7,7 +7,13 @@ import { LineageError } from '../util/errors.js';
 import { llama2cToTokenizerJson } from './convert-tokenizer.js';
 import { HFTokenizer } from './hf-tokenizer.js';
 import { Llama2cTokenizer, loadLlama2cTokenizer } from './llama2c-tokenizer.js';
-import { assertTokenizerMatches, findTokenizerFor, loadTokenizer } from './load-tokenizer.js';
+import {
+  assertTokenizerFits,
+  assertTokenizerMatches,
+  findTokenizerFor,
+  loadTokenizer,
+  paddingRows,
+} from './load-tokenizer.js';
 import { llama2TokPath, tok512Path } from './test-data.js';
 
 function errorOf(fn: () => unknown): LineageError {
@@ -108,5 +114,19 @@ describe('assertTokenizerMatches', () => {
     expect(errorOf(() => assertTokenizerMatches(tok, 600, tok.source)).message).toBe(
       `${tok512Path()}: tokenizer has 512 tokens but the model's vocabulary has 600`,
     );
+  });
+});
+
+describe('assertTokenizerFits', () => {
+  it('accepts a padded vocabulary (fewer tokens than rows), refuses ids without a row, naming both files', () => {
+    const tok = loadLlama2cTokenizer(tok512Path());
+    expect(() => assertTokenizerFits(tok, 520, 'config.json')).not.toThrow();
+    expect(paddingRows(tok, 520)).toBe(8);
+    expect(paddingRows(tok, 512)).toBe(0);
+    const e = errorOf(() => assertTokenizerFits(tok, 500, 'model/config.json'));
+    expect(e.message).toBe(
+      `${tok512Path()}: tokenizer has 512 tokens, more than the 500 of the model's vocabulary (model/config.json): ids 500..511 have no embedding row`,
+    );
+    expect(e.file).toBe(tok512Path());
   });
 });

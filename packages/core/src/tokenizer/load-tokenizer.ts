@@ -73,7 +73,7 @@ export function findTokenizerFor(modelPath: string, vocabSize?: number): string 
   );
 }
 
-/** Throws "tokenizer has N tokens but the model's vocabulary has M" when they differ. */
+/** Throws "tokenizer has N tokens but the model's vocabulary has M" when they differ (see assertTokenizerFits). */
 export function assertTokenizerMatches(tok: Tokenizer, modelVocabSize: number, file?: string): void {
   if (tok.vocabSize !== modelVocabSize) {
     throw new LineageError(
@@ -82,4 +82,24 @@ export function assertTokenizerMatches(tok: Tokenizer, modelVocabSize: number, f
       file,
     );
   }
+}
+
+/**
+ * A tokenizer fits a model when every id it can produce has an embedding row: it may have fewer tokens
+ * than the vocabulary (Qwen2, Llama-3 derivatives and many fine-tunes pad vocab_size to a multiple of 64
+ * or 128; the rows past the tokenizer are padding, never looked up, and never generated), never more.
+ * A larger one is a one-line error naming the tokenizer and `modelFile` (where the vocabulary size is).
+ */
+export function assertTokenizerFits(tok: Tokenizer, modelVocabSize: number, modelFile: string): void {
+  if (tok.vocabSize > modelVocabSize) {
+    throw new LineageError(
+      `tokenizer has ${tok.vocabSize} tokens, more than the ${modelVocabSize} of the model's vocabulary (${modelFile}): ids ${modelVocabSize}..${tok.vocabSize - 1} have no embedding row`,
+      tok.source,
+    );
+  }
+}
+
+/** Vocabulary rows past the tokenizer (padding: never generated, kept in the softmax as transformers keeps them). */
+export function paddingRows(tok: Tokenizer | undefined, modelVocabSize: number): number {
+  return tok ? Math.max(0, modelVocabSize - tok.vocabSize) : 0;
 }

@@ -150,10 +150,10 @@ describe('basisSelection on stories260K', () => {
     // stories260K's 64×64 layers have room for rank 16 at half size: 16 new bases leave none
     await expect(
       basisSelection({ params: 0.5, tokens: 1000, newRank: 16, scope: 'layer' }).apply(parent, ctx),
-    ).rejects.toThrow(/--new-rank 16 saves nothing.*rank 16/);
+    ).rejects.toThrow(/basis: newRank 16: saves nothing.*rank 16/);
     await expect(
       basisSelection({ params: 0.1, tokens: 1000, newRank: 4, scope: 'global' }).apply(parent, ctx),
-    ).rejects.toThrow(/--new-rank 4 saves nothing/);
+    ).rejects.toThrow(/basis: newRank 4: saves nothing/);
     expect(trained).toBe(false);
   });
 });

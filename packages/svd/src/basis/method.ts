@@ -9,6 +9,7 @@ import {
   type MethodContext,
   modelFingerprint,
   type Ops,
+  OptionError,
   type ParamGroup,
   parseOptions,
   type Regularizer,
@@ -110,12 +111,18 @@ function budgets(model: LlamaModel, o: Parsed): { layers: LayerBudget[]; dense: 
   if (o.scope === 'layer') {
     const tight = layers.find((l) => l.bases < 1);
     if (tight)
-      throw new LineageError(
-        `basis: --new-rank ${o.newRank} saves nothing: at --params ${o.params} layer '${tight.name}' has room for rank ${tight.bases + o.newRank} in all, which the new bases take (lower --new-rank or raise --params)`,
+      throw new OptionError(
+        'basis',
+        'newRank',
+        o.newRank,
+        `saves nothing: at {params} ${o.params} layer '${tight.name}' has room for rank ${tight.bases + o.newRank} in all, which the new bases take (lower {newRank} or raise {params})`,
       );
   } else if (target < perBasis)
-    throw new LineageError(
-      `basis: --new-rank ${o.newRank} saves nothing: at --params ${o.params} the new bases leave no room for one pretrained basis per layer (lower --new-rank or raise --params)`,
+    throw new OptionError(
+      'basis',
+      'newRank',
+      o.newRank,
+      `saves nothing: at {params} ${o.params} the new bases leave no room for one pretrained basis per layer (lower {newRank} or raise {params})`,
     );
   return { layers, dense, target };
 }
@@ -162,8 +169,11 @@ export function basisSelection(options: BasisOptions): CompressionMethod<LlamaMo
   const perRound = o.tokensPerRound ?? Math.floor((RELEARN_SHARE * o.tokens) / o.rounds);
   const fineTune = o.tokens - o.rounds * perRound;
   if (perRound < 1 || fineTune < 1)
-    throw new LineageError(
-      `basis: --tokens ${o.tokens} do not cover ${o.rounds} rounds of ${perRound} tokens and a fine-tune`,
+    throw new OptionError(
+      'basis',
+      'tokens',
+      o.tokens,
+      `do not cover ${o.rounds} rounds ({rounds}) of ${perRound} tokens and a fine-tune`,
     );
   return {
     name: 'basis',

@@ -120,14 +120,14 @@ describe('caldera', () => {
     expect(p[1]!.bitsPerParam).toBeLessThanOrEqual(2.5);
     expect(p[1]!.bitsPerParam).toBeGreaterThan(2.4); // the budget is used: ranks as large as fit
     expect(() => budgetPlan(parent, 2.1, { ...defaults, rank: 8 })).toThrow(
-      /a budget of 2.1 bits per parameter is below/,
+      /caldera: sizes 2.1: bits per parameter are below Q at 2 bits/,
     );
   });
 
   it('bad input: bits outside the set, ft rank above the rank, a rank that saves nothing — one line, before any work', async () => {
     expect(() => caldera({ qBits: 5 })).toThrow(/caldera: qBits must be one of 2, 3, 4, 8, got 5/);
     expect(() => caldera({ lrBits: 1 })).toThrow(/lrBits must be one of 2, 3, 4, 8, 16/);
-    expect(() => caldera({ rank: 4, ftRank: 5 })).toThrow(/caldera: ftRank 5 exceeds rank 4/);
+    expect(() => caldera({ rank: 4, ftRank: 5 })).toThrow(/caldera: ftRank 5: exceeds rank 4/);
     expect(() => caldera({ recoverTokens: 100 })).toThrow(/needs 16-bit ranks/);
     const parent = await model();
     await expect(
@@ -135,7 +135,9 @@ describe('caldera', () => {
         parent,
         methodContext(backend, { stats: await stats() }),
       ),
-    ).rejects.toThrow(/caldera: rank 64 saves nothing on 'model.layers.0.self_attn.q_proj' \(64×64\)/);
+    ).rejects.toThrow(
+      /caldera: rank 64: saves nothing on 'model.layers.0.self_attn.q_proj' \(64×64, rank 64\)/,
+    );
     await expect(caldera(small).apply(parent, methodContext(backend, {}))).rejects.toThrow(LineageError);
   });
 
@@ -165,6 +167,6 @@ describe('caldera', () => {
     expect(changed.length).toBeGreaterThan(20);
     await expect(
       caldera({ ...small, sequential: true }).apply(parent, methodContext(backend, { stats: await stats() })),
-    ).rejects.toThrow(/caldera: --sequential needs calibration text/);
+    ).rejects.toThrow(/caldera: sequential: needs calibration text/);
   }, 120_000);
 });

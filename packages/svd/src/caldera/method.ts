@@ -11,6 +11,7 @@ import {
   type LlamaModel,
   type MethodContext,
   modelFingerprint,
+  OptionError,
   parseOptions,
   z,
 } from '@lineage/core';
@@ -81,16 +82,18 @@ type Resolved = Parsed & { qCodebook: 'scalar' | typeof E8P12 };
 /** The checks across options (kept out of the schema, whose fields `lineage family` omits by name). */
 function checked(p: Parsed): Resolved {
   if (p.qCodebook === E8P12 && p.qBits !== 2)
-    throw new LineageError(
-      `caldera: Q on the '${E8P12}' codebook has 2 bits, so qBits must be 2 (--q-bits 2), got ${p.qBits}`,
-    );
+    throw new OptionError('caldera', 'qBits', p.qBits, `Q on the '${E8P12}' codebook has 2 bits: give 2`);
   // E8P12 pays with the transform (its codebook is a ball: docs/caldera.md); without the transform the scalar
   // grid, which keeps `--no-hadamard` layers exportable to ONNX
   const o: Resolved = { ...p, qCodebook: p.qCodebook ?? (p.hadamard && p.qBits === 2 ? E8P12 : 'scalar') };
-  if (o.ftRank > o.rank)
-    throw new LineageError(`caldera: ftRank ${o.ftRank} exceeds rank ${o.rank} (--ft-rank ≤ --rank)`);
+  if (o.ftRank > o.rank) throw new OptionError('caldera', 'ftRank', o.ftRank, `exceeds {rank} ${o.rank}`);
   if (o.recoverTokens > 0 && o.ftRank === 0 && o.lrBits !== 16)
-    throw new LineageError('caldera: recoverTokens needs 16-bit ranks to train (--ft-rank > 0)');
+    throw new OptionError(
+      'caldera',
+      'recoverTokens',
+      o.recoverTokens,
+      'needs 16-bit ranks to train ({ftRank} > 0, or {lrBits} 16)',
+    );
   return o;
 }
 
@@ -253,8 +256,11 @@ export function caldera(options: CalderaOptions): CompressionMethod<LlamaModel> 
         const bytes = qlrBytes(l.outFeatures, l.inFeatures, k, o);
         const stored = l.stats().bytes;
         if (bytes >= stored)
-          throw new LineageError(
-            `caldera: rank ${k} saves nothing on '${name}' (${l.outFeatures}×${l.inFeatures}): Q + L·R would store ${bytes} bytes, the layer stores ${stored}`,
+          throw new OptionError(
+            'caldera',
+            'rank',
+            o.rank,
+            `saves nothing on '${name}' (${l.outFeatures}×${l.inFeatures}, rank ${k}): Q + L·R would store ${bytes} bytes, the layer stores ${stored}`,
           );
         ranks.set(name, k);
       }
@@ -295,8 +301,11 @@ export function budgetPlan(
     }
     if (ranks.size === layers.length) return { qBits, ranks };
   }
-  throw new LineageError(
-    `caldera: a budget of ${budget} bits per parameter is below Q at 2 bits plus one rank of L·R (with --lr-bits ${o.lrBits}${o.ftRank ? ` and --ft-rank ${o.ftRank}` : ''})`,
+  throw new OptionError(
+    'caldera',
+    'sizes',
+    budget,
+    `bits per parameter are below Q at 2 bits plus one rank of L·R (with {lrBits} ${o.lrBits}${o.ftRank ? ` and {ftRank} ${o.ftRank}` : ''})`,
   );
 }
 

@@ -159,7 +159,7 @@ describe('caldera --q-codebook e8p12 on stories260K', () => {
     const q3 = await caldera({ ...quick, qBits: 3 }).apply(parent, ctx);
     expect((q3.provenance as { qCodebook: string }).qCodebook).toBe('scalar');
     expect(() => caldera({ qBits: 3, qCodebook: 'e8p12' })).toThrow(
-      /caldera: Q on the 'e8p12' codebook has 2 bits, so qBits must be 2 \(--q-bits 2\), got 3/,
+      /caldera: qBits 3: Q on the 'e8p12' codebook has 2 bits: give 2/,
     );
   });
 });
