@@ -156,6 +156,8 @@ export async function statsOfAnotherModel(dir: string, name: string): Promise<st
   ]);
   expect(c.code, c.stderr).toBe(0);
   return stats;
+}
+
 type SafetensorsHeader = Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
 
 /**
