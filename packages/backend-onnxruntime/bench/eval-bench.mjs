@@ -174,6 +174,16 @@ for (const config of configs) {
         config === 'cpu' ? { min: 0.6 } : {},
       )
     : undefined;
+  // The same target for the fused graph: it is what `lineage eval` runs.
+  const fusedNpRatio =
+    np && fus
+      ? bench.ratio(
+          `${config} fused eval / ${MM}³ numpy sgemm (GFLOP/s)`,
+          field(samples.fused, 'gflops'),
+          field(samples.numpy, 'gflops'),
+          config === 'cpu' ? { min: 0.6 } : {},
+        )
+      : undefined;
   const real =
     process.env.LINEAGE_BENCH_REAL !== '0' && !realDone.has(device)
       ? await evalStories260K(backend, smoke ? 4 : gpu ? 16 : 100)
@@ -189,6 +199,7 @@ for (const config of configs) {
     fusedRatio: fusedRatio ?? null,
     fusedSpeedup: fus ? fus.tokensPerSecond / syn.tokensPerSecond : null,
     numpyRatio: npRatio ?? null,
+    fusedNumpyRatio: fusedNpRatio ?? null,
     cpuTimeRatio: syn.gflopsPerCpuSecond / mm.gflopsPerCpuSecond,
     samples,
     stories260K: real,
