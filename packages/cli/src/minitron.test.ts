@@ -181,7 +181,7 @@ describe('lineage compress --method minitron', () => {
       ['divide', ['--shape', 'heads=6'], /heads 6 does not divide over 4 kv heads/],
       ['pergroup', ['--shape', 'heads=8,kv-heads=2'], /4 per group, but the parent's groups hold 2/],
       ['nolayers', ['--shape', 'layers=0'], /keeps no layer/],
-      ['both', ['--params', '0.5', '--shape', 'layers=3'], /either params .* or shape/],
+      ['both', ['--params', '0.5', '--shape', 'layers=3'], /either --params .* or --shape, not both/],
       ['badshape', ['--shape', 'depth=3'], /'depth=3' is not one of/],
       ['axes', ['--params', '0.5', '--axes', 'width'], /unknown axis 'width'/],
     ];
