@@ -1,6 +1,6 @@
 import { type Backend, LineageError, type LlamaModel, type Logger, type MethodContext } from '@lineage/core';
 import { calibrate } from './calibrate.js';
-import { type Dataset, loadDataset, sampleSequences } from './dataset.js';
+import { type Dataset, loadDataset, type SampleOptions, sampleSequences } from './dataset.js';
 import { type SequentialVisit, type SequentialWalkResult, sequentialWalk } from './sequential.js';
 
 export type CalibrateFn = NonNullable<MethodContext['calibrate']>;
@@ -25,6 +25,8 @@ export interface CalibrationCapabilityOptions {
   seqLen?: number;
   /** Sampling seed (default 0): every model calibrates on the same text. */
   seed?: number;
+  /** The command's flags for samples and length, named when the data is too short (see `SampleOptions.flags`). */
+  flags?: SampleOptions['flags'];
   backend: Backend;
   log?: Logger;
 }
@@ -63,7 +65,12 @@ function calibrationCapabilities(options: CalibrationCapabilityOptions): {
   const calibrationWalk: CalibrationWalkFn = async (model, visit) => {
     const { ds, seqLen, samples } = await sampling(model);
     if (!model.tokenizer) throw new LineageError('the model has no tokenizer; pass --tokenizer');
-    const sample = sampleSequences(ds, model.tokenizer, { samples, seqLen, seed: options.seed ?? 0 });
+    const sample = sampleSequences(ds, model.tokenizer, {
+      samples,
+      seqLen,
+      seed: options.seed ?? 0,
+      ...(options.flags ? { flags: options.flags } : {}),
+    });
     const r = await sequentialWalk(model, options.backend, sample.sequences, visit);
     options.log?.info(
       `sequential calibration walk on ${samples} × ${seqLen} tokens of ${ds.path} (${r.seconds.toFixed(1)} s)`,
@@ -78,6 +85,7 @@ function calibrationCapabilities(options: CalibrationCapabilityOptions): {
       seqLen,
       seed: options.seed ?? 0,
       statistics: request.statistics,
+      ...(options.flags ? { flags: options.flags } : {}),
     });
     options.log?.info(
       `calibrated ${request.statistics.join(', ')} on ${samples} × ${seqLen} tokens of ${ds.path} (${((performance.now() - t0) / 1000).toFixed(1)} s)`,

@@ -3,6 +3,7 @@ import {
   type DataFormat,
   type DatasetFile,
   type EvalProtocol,
+  encodePrefix,
   LineageError,
   Random,
   TextDataset,
@@ -38,6 +39,11 @@ export interface SampleOptions {
    * separator or JSONL): each document alone with BOS, truncated to seqLen, as eval does.
    */
   protocol?: EvalProtocol;
+  /**
+   * The command's flags for the sample count and length, named in the hint of a too-short-data error
+   * (default `--samples`, `--seq-len`); leave `seqLen` out where the command has no such flag.
+   */
+  flags?: { samples: string; seqLen?: string };
 }
 
 export interface CalibrationSample {
@@ -87,6 +93,7 @@ export function sampleSequences(
     throw new LineageError(`samples must be an integer ≥ 1, got ${samples}`);
   if (!Number.isInteger(seqLen) || seqLen < 1)
     throw new LineageError(`sequence length must be an integer ≥ 1, got ${seqLen}`);
+  const flags = options.flags ?? { samples: '--samples', seqLen: '--seq-len' };
   const rng = new Random(seed);
   let sequences: Int32Array[];
   let available: number;
@@ -95,20 +102,20 @@ export function sampleSequences(
     available = docs.length;
     if (samples > available) {
       throw new LineageError(
-        `asked for ${samples} samples, but the data holds only ${available} document${available === 1 ? '' : 's'} (documents protocol); use --samples ${available} or more data`,
+        `asked for ${samples} samples, but the data holds only ${available} document${available === 1 ? '' : 's'} (documents protocol); use ${flags.samples} ${available} or more data`,
         dataset.path,
       );
     }
     sequences = choose(available, samples, rng).map((i) =>
-      Int32Array.from(tokenizer.encode(docs[i]!, { bos: true }).slice(0, seqLen)),
+      Int32Array.from(encodePrefix(tokenizer, docs[i]!, seqLen, { bos: true })),
     );
   } else {
     // memoised per tokenizer: a pipeline calibrating member after member tokenizes the stream once
     const ids = dataset.tokenizeStream(tokenizer);
     available = Math.floor(ids.length / seqLen);
     if (samples > available) {
-      const hint =
-        available === 0 ? 'use a shorter --seq-len' : `use --samples ${available} or a shorter --seq-len`;
+      const shorter = flags.seqLen ? `a shorter ${flags.seqLen}` : 'more data';
+      const hint = available === 0 ? `use ${shorter}` : `use ${flags.samples} ${available} or ${shorter}`;
       throw new LineageError(
         `asked for ${samples} samples of ${seqLen} tokens, but the data supplies only ${available} (${ids.length} tokens, stream protocol); ${hint}`,
         dataset.path,

@@ -1170,6 +1170,24 @@ export const cases: Case[] = [
       `${f.nanImportanceStats}: statistic 'model.layers.0.self_attn.head_importance' is not finite`,
   },
   {
+    // compress's calibration count is --calib-samples (its --seq-len belongs to the recovery)
+    name: 'compress --method minitron calibrating on too little data',
+    argv: (f, o) => [
+      'compress',
+      f.hf,
+      '--method',
+      'minitron',
+      '--shape',
+      'kv-heads=3',
+      '--data',
+      f.data,
+      '--out',
+      join(o, 'm'),
+    ],
+    names: (f) => `${f.data}: asked for 64 samples`,
+    notSaying: /use --samples|--seq-len/,
+  },
+  {
     name: 'compress --method svd with neither --params nor --rank',
     argv: (f, o) => ['compress', f.bin, '--method', 'svd', '--out', join(o, 'm')],
     names: () => 'svd: --params: give either --params',

@@ -388,6 +388,8 @@ export async function prepare(
     ctx = withCalibration(ctx, {
       data: sources[0]!,
       ...(o.calibSamples ? { samples: o.calibSamples } : {}),
+      // compress's --seq-len is the recovery's: calibration's length is not a flag here
+      flags: { samples: '--calib-samples' },
     });
   }
   return { model, path, backend, ctx, ...(recover ? { recover } : {}), ...(heldOut ? { heldOut } : {}) };

@@ -1,3 +1,4 @@
+import { BLOCK_LINEARS } from '../nn/llama.js';
 import type { Tensor } from './backend.js';
 
 /**
@@ -53,17 +54,7 @@ export interface FusedTraining {
 }
 
 /** The weights of a dense decoder block in the order FusedBlockInputs.weights lists them. */
-export const FUSED_BLOCK_WEIGHTS = [
-  'input_layernorm',
-  'post_attention_layernorm',
-  'self_attn.q_proj',
-  'self_attn.k_proj',
-  'self_attn.v_proj',
-  'self_attn.o_proj',
-  'mlp.gate_proj',
-  'mlp.up_proj',
-  'mlp.down_proj',
-] as const;
+export const FUSED_BLOCK_WEIGHTS = ['input_layernorm', 'post_attention_layernorm', ...BLOCK_LINEARS] as const;
 
 /**
  * A dense Llama decoder block for the fused block pieces: x [B, T, dim], the norm weights [dim] and the

@@ -33,4 +33,24 @@ describe('evalSequences', () => {
     evalSequences(model, text.replace('Spot', 'Spots'), opts);
     expect(calls()).toBe(90);
   });
+
+  it('with a limit, tokenizes only the head of a long stream or document', async () => {
+    const { model } = await loadModel(MODEL);
+    const tok = model.tokenizer!;
+    const { tokenizer, chars } = countingTokenizer(tok);
+    model.tokenizer = tokenizer;
+    const line = 'the cat sat on the mat. '.repeat(200_000); // 4.8 MB on one line
+    const stream = evalSequences(model, line, { protocol: 'stream', seqLen: 512, limit: 4 });
+    expect(stream.map((s) => s.length)).toEqual([512, 512, 512, 512]);
+    const head = tok.encode(line.slice(0, 100_000).trim(), { bos: true });
+    expect(stream.flat()).toEqual(head.slice(0, 2048));
+    const docs = evalSequences(model, `short story\n${SEP}\n${line}`, {
+      protocol: 'documents',
+      separator: SEP,
+      seqLen: 256,
+      limit: 2,
+    });
+    expect(docs[1]).toEqual(head.slice(0, 256));
+    expect(chars()).toBeLessThan(200_000);
+  });
 });

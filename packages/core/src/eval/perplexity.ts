@@ -3,6 +3,7 @@ import type { Backend } from '../backend/backend.js';
 import { Ops } from '../backend/ops.js';
 import { memoised } from '../data/token-memo.js';
 import type { LlamaModel } from '../nn/llama.js';
+import { encodePrefix } from '../tokenizer/tokenizer.js';
 import { LineageError } from '../util/errors.js';
 import { splitDocuments } from './documents.js';
 
@@ -69,11 +70,14 @@ export function evalSequences(
     let seqs: number[][];
     if (opts.protocol === 'documents') {
       const docs = splitDocuments(text, opts.separator!);
-      seqs = docs
-        .slice(0, opts.limit ?? docs.length)
-        .map((d) => tok.encode(d, { bos: true }).slice(0, seqLen));
+      seqs = docs.slice(0, opts.limit ?? docs.length).map((d) => encodePrefix(tok, d, seqLen, { bos: true }));
     } else {
-      const ids = tok.encode(text.trim(), { bos: true });
+      // with a limit only the windows scored are tokenized (a 5 MB line with --limit 4 takes 2048 tokens)
+      const trimmed = text.trim();
+      const ids =
+        opts.limit === undefined
+          ? tok.encode(trimmed, { bos: true })
+          : encodePrefix(tok, trimmed, opts.limit * seqLen, { bos: true });
       seqs = [];
       for (
         let i = 0;

@@ -1,8 +1,16 @@
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 
-/** `t` with its encode calls counted: tests of memoised tokenization (datasets, evaluation, recoveries). */
-export function countingTokenizer(t: Tokenizer): { tokenizer: Tokenizer; calls: () => number } {
+/**
+ * `t` with its encode calls and the characters they were given counted: tests of memoised tokenization
+ * (datasets, evaluation, recoveries) and of tokenizing only what is used.
+ */
+export function countingTokenizer(t: Tokenizer): {
+  tokenizer: Tokenizer;
+  calls: () => number;
+  chars: () => number;
+} {
   let n = 0;
+  let chars = 0;
   return {
     tokenizer: {
       vocabSize: t.vocabSize,
@@ -11,10 +19,12 @@ export function countingTokenizer(t: Tokenizer): { tokenizer: Tokenizer; calls: 
       source: t.source,
       encode: (text, o) => {
         n++;
+        chars += text.length;
         return t.encode(text, o);
       },
       decode: (ids) => t.decode(ids),
     },
     calls: () => n,
+    chars: () => chars,
   };
 }

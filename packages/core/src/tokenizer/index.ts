@@ -18,4 +18,4 @@ export {
   loadTokenizer,
   paddingRows,
 } from './load-tokenizer.js';
-export type { Tokenizer } from './tokenizer.js';
+export { encodePrefix, type Tokenizer } from './tokenizer.js';
