@@ -200,6 +200,15 @@ export class OnnxruntimeBackend implements Backend {
     return this.fromHost(data, shape);
   }
 
+  /** In place on host-resident f32 storage that no other view shares (the cpu device); false otherwise. */
+  overwrite(t: Tensor, data: Float32Array): boolean {
+    const s = this.storage(t, 'overwrite');
+    if (t.dtype !== 'f32' || s.device || s.refs !== 1 || !(s.host instanceof Float32Array)) return false;
+    if (s.host.length !== data.length) return false;
+    s.host.set(data);
+    return true;
+  }
+
   async read(t: Tensor): Promise<Float32Array | Int32Array> {
     const s = this.storage(t, 'read');
     if (s.host) return s.host.slice();

@@ -64,6 +64,12 @@ export interface Backend {
   upload(data: Float32Array | Int32Array, shape: Shape): Tensor;
   /** Copies a tensor's values to the host. */
   read(t: Tensor): Promise<Float32Array | Int32Array>;
+  /**
+   * Optional: writes `data` (t's size, f32) into t in place and returns true, or returns false when it
+   * cannot (the caller uploads afresh). Lets a parameter that changes every optimiser step keep its device
+   * copy: a fresh upload of every weight each step costs a fresh allocation of every weight.
+   */
+  overwrite?(t: Tensor, data: Float32Array): boolean;
   dispose(t: Tensor): void;
   /** Tensors allocated and not yet disposed (for leak checks). */
   liveTensors(): number;
