@@ -200,6 +200,19 @@ export class OnnxruntimeBackend implements Backend {
     return this.fromHost(data, shape);
   }
 
+  /** The host array itself when no other view shares it (the caller disposes t next); a copy otherwise. */
+  async readOnce(t: Tensor): Promise<Float32Array | Int32Array> {
+    const s = this.storage(t, 'read');
+    if (s.host && s.refs === 1) {
+      const h = this.handle(t, 'read');
+      const data = s.host;
+      s.host = null; // t is unusable from here on but for dispose
+      h.feed = null;
+      return data;
+    }
+    return this.read(t);
+  }
+
   /** In place on host-resident f32 storage that no other view shares (the cpu device); false otherwise. */
   overwrite(t: Tensor, data: Float32Array): boolean {
     const s = this.storage(t, 'overwrite');

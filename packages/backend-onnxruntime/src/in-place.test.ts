@@ -1,9 +1,10 @@
-import { AdamW, HostTensor, loadModel, Ops, Parameter } from '@lineage/core';
+import { AdamW, HostTensor, loadModel, Ops, Parameter, valueAndGrad } from '@lineage/core';
 import { sharedPath } from '@lineage/core/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createOnnxruntimeBackend } from './base.js';
 
-// An optimiser step overwrites a parameter's cpu tensor in place (Backend.overwrite) instead of a fresh
+// Gradients are handed over without a copy when nothing else holds them (Backend.readOnce), and an
+// optimiser step overwrites a parameter's cpu tensor in place (Backend.overwrite) instead of a fresh
 // upload of every weight each step; kernels must then see the new values.
 
 const backend = await createOnnxruntimeBackend({ device: 'cpu', smallOpThreshold: 0 });
@@ -57,4 +58,39 @@ describe('onnxruntime cpu: parameters updated in place', () => {
     model.release();
     fresh.release();
   }, 60_000);
+
+  it('readOnce hands over the array of an unshared tensor and copies a shared one', async () => {
+    const a = backend.upload(Float32Array.from([1, 2, 3, 4]), [4]);
+    const view = await new Ops(backend).reshape(a, [2, 2]);
+    const copy = await backend.readOnce!(a);
+    copy[0] = 9;
+    expect([...(await backend.read(view))]).toEqual([1, 2, 3, 4]);
+    backend.dispose(view);
+    backend.dispose(a);
+    const data = Float32Array.from([5, 6]);
+    const b = backend.upload(data, [2]);
+    expect(await backend.readOnce!(b)).toBe(data);
+    backend.dispose(b);
+  });
+
+  it('a gradient shared by two parameters reaches each as its own array', async () => {
+    // d(sum(x + y))/dx and /dy are the same tensor on the tape: one is copied, the last may be taken
+    const x = new Parameter(new HostTensor('f32', [3], Float32Array.from([1, 2, 3])));
+    const y = new Parameter(new HostTensor('f32', [3], Float32Array.from([4, 5, 6])));
+    const live = backend.liveTensors();
+    const { grads } = await valueAndGrad(
+      backend,
+      async (ops) => ops.reduce('sum', await ops.add(x.tensor(backend), y.tensor(backend)), [0]),
+      [x, y],
+    );
+    const gx = grads.get(x)!;
+    const gy = grads.get(y)!;
+    expect(gx).not.toBe(gy);
+    expect([...gx]).toEqual([1, 1, 1]);
+    gx[0] = 7;
+    expect([...gy]).toEqual([1, 1, 1]);
+    x.release();
+    y.release();
+    expect(backend.liveTensors()).toBe(live);
+  });
 });
