@@ -32,7 +32,8 @@ export interface AdamWOptions {
  */
 /**
  * One parameter's update (monomorphic, so the JIT keeps it a tight loop): the moments m, v in place, the
- * new values into w. float64 arithmetic, m and v rounded to f32 as they are stored.
+ * new values into w. float64 arithmetic, m and v rounded to f32 as they are stored; the gradient is
+ * scaled by `scale` and rounded to f32 on the fly.
  */
 function adamwUpdate(
   w0: Float32Array,
@@ -46,10 +47,11 @@ function adamwUpdate(
   stepSize: number,
   sbc2: number,
   eps: number,
+  scale: number,
 ): void {
   const n = g.length;
   for (let i = 0; i < n; i++) {
-    const gi = g[i]!;
+    const gi = Math.fround(g[i]! * scale); // as if g had been scaled in place first (clipping)
     const mi = Math.fround(b1 * m[i]! + (1 - b1) * gi);
     const vi = Math.fround(b2 * v[i]! + (1 - b2) * gi * gi);
     m[i] = mi;
@@ -88,7 +90,11 @@ export class AdamW implements Optimizer {
     return this.t;
   }
 
-  step(grads: Grads, lr = this.lr): void {
+  /**
+   * `gradScale` multiplies every gradient first, exactly as scaling the arrays in place would (a clipping
+   * coefficient, `clipCoefficient`): one pass over the gradients instead of two; the arrays are not changed.
+   */
+  step(grads: Grads, lr = this.lr, gradScale = 1): void {
     checkGrads(this.params, grads);
     this.t++;
     const bc1 = 1 - this.b1 ** this.t;
@@ -116,7 +122,7 @@ export class AdamW implements Optimizer {
       const lrP = po?.lrScale === undefined ? lr : lr * po.lrScale;
       const wd = po?.weightDecay ?? (this.decays(name, p) ? this.wd : undefined);
       const shrink = wd === undefined ? 1 : 1 - lrP * wd;
-      adamwUpdate(w0, w, g, m, v, b1, b2, shrink, lrP / bc1, sbc2, eps);
+      adamwUpdate(w0, w, g, m, v, b1, b2, shrink, lrP / bc1, sbc2, eps, gradScale);
       writeBack(p, w, true);
     }
   }

@@ -5,6 +5,7 @@ import type { Parameter } from '../nn/parameter.js';
 import { sharedPath } from '../testing/shared.js';
 import { Random } from '../util/random.js';
 import { AdamW } from './adamw.js';
+import { clipCoefficient, clipGradNorm } from './clip.js';
 
 // AdamW writes each step's values into the array it wrote the step before, unless that array escaped
 // (a read of p.value, a clone, a state dict): the values must be exactly those of fresh arrays, and
@@ -66,5 +67,28 @@ describe('AdamW in place on the real stories260K', () => {
     expect(held.toF32()).toEqual(heldCopy);
     for (const [n, p] of snapshot.namedParameters()) expect(p.value.toF32()).toEqual(snapCopy.get(n));
     expect(params[0]!.value.toF32()).not.toEqual(heldCopy);
+  }, 60_000);
+});
+
+describe('AdamW with the clipping coefficient applied on the fly', () => {
+  it('equals clipping the gradients in place first, bit for bit, and leaves them unchanged', async () => {
+    const a = await load();
+    const b = await load();
+    const pa = [...a.namedParameters().values()];
+    const pb = [...b.namedParameters().values()];
+    const oa = new AdamW(a.namedParameters(), { lr: 1e-3, weightDecay: 0.1 });
+    const ob = new AdamW(b.namedParameters(), { lr: 1e-3, weightDecay: 0.1 });
+    for (let s = 0; s < 3; s++) {
+      const ga = gradients(pa, s);
+      const gb = new Map(pb.map((p, i) => [p, ga.get(pa[i]!)!.slice()]));
+      const norm = clipGradNorm(gb, 0.05); // scales gb in place
+      const coef = clipCoefficient(norm, 0.05);
+      expect(coef).toBeLessThan(1);
+      const before = pa.map((p) => ga.get(p)!.slice());
+      oa.step(ga, 1e-3, coef);
+      ob.step(gb, 1e-3);
+      for (let i = 0; i < pa.length; i++) expect(ga.get(pa[i]!)).toEqual(before[i]);
+    }
+    for (let i = 0; i < pa.length; i++) expect(pa[i]!.value.toF32()).toEqual(pb[i]!.value.toF32());
   }, 60_000);
 });
