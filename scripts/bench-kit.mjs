@@ -469,6 +469,7 @@ export const BACKEND_OPS = [
   'concat',
   'attention',
   'read',
+  'readOnce',
   'upload',
 ];
 
@@ -479,6 +480,7 @@ export const BACKEND_OPS = [
 export function timeBackendOps(backend, record) {
   let depth = 0;
   for (const name of BACKEND_OPS) {
+    if (typeof backend[name] !== 'function') continue; // an optional op the backend lacks
     const op = backend[name].bind(backend);
     backend[name] = (...args) => {
       if (depth > 0) return op(...args);

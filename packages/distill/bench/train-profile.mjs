@@ -86,7 +86,7 @@ const acc = new Map(); // `${phase}|${part}` → seconds inside backend calls
 const isHead = (shape) => shape?.some((d) => d === V);
 timeBackendOps(backend, (m, a, y, seconds) => {
   const head = a.some((x) => isHead(x?.shape)) || isHead(y?.shape);
-  const part = m === 'read' ? 'read' : head ? 'head' : 'blocks';
+  const part = m === 'read' || m === 'readOnce' ? 'read' : head ? 'head' : 'blocks';
   const k = `${phase}|${part}`;
   acc.set(k, (acc.get(k) ?? 0) + seconds);
 });
@@ -179,8 +179,9 @@ async function profiledStep(variant, optimizer) {
     });
     t0 = t('backward');
     await g.backward(loss, {
-      onGrad: async (leaf, gr) => {
-        grads.set(byTensor.get(leaf), await g.readF32(gr));
+      // as valueAndGrad: a gradient nothing else holds is taken without a copy
+      onGrad: async (leaf, gr, sole) => {
+        grads.set(byTensor.get(leaf), await (sole ? g.readF32Once(gr) : g.readF32(gr)));
       },
     });
     end('backward', t0);

@@ -18,7 +18,7 @@ export interface BackwardOptions {
    * reads the watched tensor); the tape disposes the gradient when the callback returns, and `backward`
    * then returns an empty map.
    */
-  onGrad?: (leaf: Tensor, grad: Tensor) => Promise<void> | void;
+  onGrad?: (leaf: Tensor, grad: Tensor, sole: boolean) => Promise<void> | void;
 }
 
 /**
@@ -142,7 +142,7 @@ export class Tape {
       grads.delete(leaf);
       if (options.onGrad) {
         try {
-          await options.onGrad(leaf, g);
+          await options.onGrad(leaf, g, (refs.get(g) ?? 1) === 1);
         } finally {
           drop(g);
         }

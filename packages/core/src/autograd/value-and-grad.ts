@@ -53,9 +53,10 @@ export async function valueAndGrad(
     const grads = new Map<Parameter, Float32Array>();
     try {
       await ops.backward(out, {
-        onGrad: async (leaf, g) => {
+        onGrad: async (leaf, g, sole) => {
           const p = byTensor.get(leaf);
-          if (p) grads.set(p, await ops.readF32(g));
+          // a gradient nothing else holds is freed right after: take its array rather than a copy
+          if (p) grads.set(p, await (sole ? ops.readF32Once(g) : ops.readF32(g)));
         },
       });
     } finally {

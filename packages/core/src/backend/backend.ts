@@ -64,6 +64,18 @@ export interface Backend {
   upload(data: Float32Array | Int32Array, shape: Shape): Tensor;
   /** Copies a tensor's values to the host. */
   read(t: Tensor): Promise<Float32Array | Int32Array>;
+  /**
+   * Optional: `read` for a tensor the caller disposes right after without any other use, so the backend
+   * may hand over its own host array instead of a copy (gradients read once per step: a copy of every
+   * weight's gradient each step otherwise). The caller owns the result.
+   */
+  readOnce?(t: Tensor): Promise<Float32Array | Int32Array>;
+  /**
+   * Optional: writes `data` (t's size, f32) into t in place and returns true, or returns false when it
+   * cannot (the caller uploads afresh). Lets a parameter that changes every optimiser step keep its device
+   * copy: a fresh upload of every weight each step costs a fresh allocation of every weight.
+   */
+  overwrite?(t: Tensor, data: Float32Array): boolean;
   dispose(t: Tensor): void;
   /** Tensors allocated and not yet disposed (for leak checks). */
   liveTensors(): number;

@@ -75,6 +75,12 @@ export class Ops {
     if (!(d instanceof Float32Array)) throw new TypeError('readF32: tensor is not f32');
     return d;
   }
+  /** readF32 of a tensor disposed right after with no other use: no copy where the backend can hand over its array. */
+  async readF32Once(t: Tensor): Promise<Float32Array> {
+    const d = await (this.backend.readOnce ?? this.backend.read).call(this.backend, t);
+    if (!(d instanceof Float32Array)) throw new TypeError('readF32: tensor is not f32');
+    return d;
+  }
 
   async matmul(a: Tensor, b: Tensor, o?: MatmulOptions) {
     return this.track(await this.backend.matmul(a, b, o));

@@ -30,6 +30,36 @@ export interface AdamWOptions {
  * v ← β2·v + (1−β2)·g²; p ← p − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε). Moments are f32 (the state), the
  * arithmetic float64 rounded to f32 per element: deterministic, so a seeded run is reproducible bit for bit.
  */
+/**
+ * One parameter's update (monomorphic, so the JIT keeps it a tight loop): the moments m, v in place, the
+ * new values into w. float64 arithmetic, m and v rounded to f32 as they are stored; the gradient is
+ * scaled by `scale` and rounded to f32 on the fly.
+ */
+function adamwUpdate(
+  w0: Float32Array,
+  w: Float32Array,
+  g: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  b1: number,
+  b2: number,
+  shrink: number,
+  stepSize: number,
+  sbc2: number,
+  eps: number,
+  scale: number,
+): void {
+  const n = g.length;
+  for (let i = 0; i < n; i++) {
+    const gi = Math.fround(g[i]! * scale); // as if g had been scaled in place first (clipping)
+    const mi = Math.fround(b1 * m[i]! + (1 - b1) * gi);
+    const vi = Math.fround(b2 * v[i]! + (1 - b2) * gi * gi);
+    m[i] = mi;
+    v[i] = vi;
+    w[i] = w0[i]! * shrink - (stepSize * mi) / (Math.sqrt(vi) / sbc2 + eps);
+  }
+}
+
 export class AdamW implements Optimizer {
   private readonly params: Map<string, Parameter>;
   private readonly m = new Map<string, Float32Array>();
@@ -60,7 +90,11 @@ export class AdamW implements Optimizer {
     return this.t;
   }
 
-  step(grads: Grads, lr = this.lr): void {
+  /**
+   * `gradScale` multiplies every gradient first, exactly as scaling the arrays in place would (a clipping
+   * coefficient, `clipCoefficient`): one pass over the gradients instead of two; the arrays are not changed.
+   */
+  step(grads: Grads, lr = this.lr, gradScale = 1): void {
     checkGrads(this.params, grads);
     this.t++;
     const bc1 = 1 - this.b1 ** this.t;
@@ -78,23 +112,18 @@ export class AdamW implements Optimizer {
         this.m.set(name, m);
         this.v.set(name, v);
       }
-      // the update reads the stored values and writes a fresh array (no copy of the old values first)
-      const w0 = p.value.toF32();
-      const w = new Float32Array(n);
+      // In place into the array this optimiser wrote last step when it has not escaped since (no clone,
+      // state dict or read of p.value shares it); otherwise the stored values are read and a fresh array
+      // written. The arithmetic is the same either way.
+      const own = p.mutableValues();
+      const w0 = own ?? p.value.toF32();
+      const w = own ?? new Float32Array(n);
       const po = this.per.get(name);
       const lrP = po?.lrScale === undefined ? lr : lr * po.lrScale;
       const wd = po?.weightDecay ?? (this.decays(name, p) ? this.wd : undefined);
       const shrink = wd === undefined ? 1 : 1 - lrP * wd;
-      const stepSize = lrP / bc1;
-      for (let i = 0; i < n; i++) {
-        const gi = g[i]!;
-        const mi = Math.fround(b1 * m[i]! + (1 - b1) * gi);
-        const vi = Math.fround(b2 * v[i]! + (1 - b2) * gi * gi);
-        m[i] = mi;
-        v[i] = vi;
-        w[i] = w0[i]! * shrink - (stepSize * mi) / (Math.sqrt(vi) / sbc2 + eps);
-      }
-      writeBack(p, w);
+      adamwUpdate(w0, w, g, m, v, b1, b2, shrink, lrP / bc1, sbc2, eps, gradScale);
+      writeBack(p, w, true);
     }
   }
 

@@ -8,10 +8,19 @@ import type { Grads } from './optimizer.js';
  */
 export function clipGradNorm(grads: Grads, maxNorm: number): number {
   const norm = gradNorm(grads);
-  if (!Number.isFinite(norm)) return norm;
-  const coef = maxNorm / (norm + 1e-6);
+  const coef = clipCoefficient(norm, maxNorm);
   if (coef < 1) for (const g of grads.values()) for (let i = 0; i < g.length; i++) g[i] = g[i]! * coef;
   return norm;
+}
+
+/**
+ * The factor clipGradNorm scales gradients by for a global norm `norm` (1 when no clipping applies or the
+ * norm is not finite): for an optimiser that applies it on the fly (`AdamW.step`'s gradScale).
+ */
+export function clipCoefficient(norm: number, maxNorm: number): number {
+  if (!Number.isFinite(norm)) return 1;
+  const coef = maxNorm / (norm + 1e-6);
+  return coef < 1 ? coef : 1;
 }
 
 /** Global L2 norm of all gradients (float64 accumulation). */

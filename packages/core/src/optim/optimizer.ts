@@ -51,7 +51,7 @@ export function checkGrads(params: ReadonlyMap<string, Parameter>, grads: Grads)
   for (const [p, g] of grads) {
     if (!known.has(p))
       throw new Error('optimizer: a gradient was given for a parameter the optimizer does not own');
-    if (g.length !== p.value.size)
+    if (g.length !== p.size)
       throw new RangeError(`optimizer: gradient of ${g.length} values for a parameter [${p.shape}]`);
   }
 }
@@ -61,9 +61,12 @@ export function valuesOf(p: Parameter): Float32Array {
   return Float32Array.from(p.value.toF32());
 }
 
-/** Stores new f32 values in a parameter (dropping its now stale device copies). */
-export function writeBack(p: Parameter, values: Float32Array): void {
-  p.value = new HostTensor('f32', p.shape, values);
+/**
+ * Stores new f32 values in a parameter (its device copies are overwritten or dropped: `Parameter.update`);
+ * `exclusive` when nothing else references `values` (the parameter may then hand it back for in-place writes).
+ */
+export function writeBack(p: Parameter, values: Float32Array, exclusive = false): void {
+  p.update(new HostTensor('f32', p.shape, values), exclusive);
 }
 
 /** Copies a buffer into a state tensor. */
