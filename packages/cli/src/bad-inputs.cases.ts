@@ -63,6 +63,9 @@ export interface Fixtures {
   /** HF directories: the vocabulary padded to 520 rows (a legitimate input); cut to 504 (the tokenizer larger). */
   paddedVocab: string;
   cutVocab: string;
+  /** Data: a JSONL file whose records name `text` twice; a text file of nothing but separator lines. */
+  dupKeyJsonl: string;
+  onlySeparators: string;
   /** tmpfs mounts (when the suite may mount): 64 KiB, and read-only. */
   tiny: string;
   readOnly: string;
@@ -324,6 +327,8 @@ export async function makeFixtures(
     'tokenizer.json',
     tokJson.replace('"<unk>":0,', '"<unk>":0,"<unk>":0,'),
   );
+  writeFileSync(f('dup-key.jsonl'), '{"text": "Once upon a time.", "text": "x"}\n');
+  writeFileSync(f('only-separators.txt'), '<|endoftext|>\n'.repeat(50));
   padVocab(f('hf'), f('hf-padded'), 8);
   padVocab(f('hf'), f('hf-cut-vocab'), -8);
 
@@ -362,6 +367,8 @@ export async function makeFixtures(
     tokenizerDupKey,
     paddedVocab: f('hf-padded'),
     cutVocab: f('hf-cut-vocab'),
+    dupKeyJsonl: f('dup-key.jsonl'),
+    onlySeparators: f('only-separators.txt'),
     ...mounts,
   };
 }
@@ -1071,6 +1078,22 @@ export const cases: Case[] = [
       join(o, 't'),
     ],
     names: () => '--batch-size 1000000000',
+  },
+  {
+    name: 'eval --batch-size whose activations cannot fit in memory (even with --limit)',
+    argv: (f) => ['eval', f.bin, '--data', f.dev, '--limit', '3', '--batch-size', '1000000000'],
+    names: () => '--batch-size 1000000000',
+    notSaying: /--micro-batch/,
+  },
+  {
+    name: 'eval --data a JSONL record naming its text twice',
+    argv: (f) => ['eval', f.bin, '--data', f.dupKeyJsonl],
+    names: (f) => `${f.dupKeyJsonl}: line 1 names the key 'text' twice`,
+  },
+  {
+    name: 'eval --data holding only <|endoftext|> separators (no --doc-separator)',
+    argv: (f) => ['eval', f.bin, '--data', f.onlySeparators],
+    names: (f) => `${f.onlySeparators}: no document`,
   },
   {
     name: 'generate --max-tokens past the context (not silently cut)',
