@@ -63,6 +63,8 @@ export interface Fixtures {
   /** HF directories: the vocabulary padded to 520 rows (a legitimate input); cut to 504 (the tokenizer larger). */
   paddedVocab: string;
   cutVocab: string;
+  /** A Hugging Face directory with one weight of 1e6 (beyond float16). */
+  bigWeight: string;
   /** Data: a JSONL file whose records name `text` twice; a text file of nothing but separator lines. */
   dupKeyJsonl: string;
   onlySeparators: string;
@@ -327,6 +329,11 @@ export async function makeFixtures(
     'tokenizer.json',
     tokJson.replace('"<unk>":0,', '"<unk>":0,"<unk>":0,'),
   );
+  // one weight beyond float16's range (a legitimate f32 model; exporting it fp16 would store an infinity)
+  cpSync(f('hf'), f('hf-big-weight'), { recursive: true });
+  const big = readSafetensors(f('hf', 'model.safetensors'));
+  big.data.writeFloatLE(1e6, big.header['model.layers.0.self_attn.q_proj.weight']!.data_offsets[0]);
+  writeSafetensors(f('hf-big-weight', 'model.safetensors'), big.header, big.data);
   writeFileSync(f('dup-key.jsonl'), '{"text": "Once upon a time.", "text": "x"}\n');
   writeFileSync(f('only-separators.txt'), '<|endoftext|>\n'.repeat(50));
   padVocab(f('hf'), f('hf-padded'), 8);
@@ -368,6 +375,7 @@ export async function makeFixtures(
     paddedVocab: f('hf-padded'),
     cutVocab: f('hf-cut-vocab'),
     dupKeyJsonl: f('dup-key.jsonl'),
+    bigWeight: f('hf-big-weight'),
     onlySeparators: f('only-separators.txt'),
     ...mounts,
   };
@@ -1084,6 +1092,11 @@ export const cases: Case[] = [
     argv: (f) => ['eval', f.bin, '--data', f.dev, '--limit', '3', '--batch-size', '1000000000'],
     names: () => '--batch-size 1000000000',
     notSaying: /--micro-batch/,
+  },
+  {
+    name: 'export --dtype fp16 of a weight beyond ±65504 (not stored as infinity)',
+    argv: (f, o) => ['export', f.bigWeight, '--to', 'onnx', '--dtype', 'fp16', '--out', join(o, 'x')],
+    names: () => "tensor 'model.layers.0.self_attn.q_proj.weight' has values up to 1.00000e+6",
   },
   {
     name: 'eval --data a JSONL record naming its text twice',
