@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { readRegularFile } from '../io/fs-util.js';
 import { parseHFConfig } from '../io/hf-config.js';
-import { findDuplicateKey } from '../io/json-keys.js';
+import { findDuplicateKey, jsonSyntaxReason } from '../io/json-keys.js';
 import { openLlama2c } from '../io/llama2c.js';
 import { SafetensorsFile, ShardedSafetensors } from '../io/safetensors.js';
 import type { TensorSource } from '../io/tensor-source.js';
@@ -78,7 +78,7 @@ async function readJson(file: string): Promise<unknown> {
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new LineageError(`invalid JSON: ${(e as Error).message}`, file);
+    throw new LineageError(`invalid JSON: ${jsonSyntaxReason(text, e)}`, file);
   }
   // JSON.parse keeps the last of two equal keys; which hidden_size was meant is not for us to guess.
   const dup = findDuplicateKey(text);
