@@ -1358,6 +1358,22 @@ export const cases: Case[] = [
     names: () => 'svd: --schedule 0.001: leaves layer',
   },
   {
+    name: 'family --method caldera --schedule with a later budget below 2 bits (before the first member)',
+    argv: (f, o) => [
+      'family',
+      f.bin,
+      '--method',
+      'caldera',
+      '--schedule',
+      '40,2',
+      '--data',
+      f.data,
+      '--out',
+      join(o, 'fam'),
+    ],
+    names: () => 'caldera: --schedule 2: bits per parameter are below Q at 2 bits',
+  },
+  {
     name: 'calibrate --samples 1e400',
     argv: (f, o) => [
       'calibrate',
