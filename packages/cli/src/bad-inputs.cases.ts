@@ -63,6 +63,8 @@ export interface Fixtures {
   /** HF directories: the vocabulary padded to 520 rows (a legitimate input); cut to 504 (the tokenizer larger). */
   paddedVocab: string;
   cutVocab: string;
+  /** The model compressed by svd (low_rank layers). */
+  lowRank: string;
   /** A Hugging Face directory with one weight of 1e6 (beyond float16). */
   bigWeight: string;
   /** Data: a JSONL file whose records name `text` twice; a text file of nothing but separator lines. */
@@ -334,6 +336,10 @@ export async function makeFixtures(
   const big = readSafetensors(f('hf', 'model.safetensors'));
   big.data.writeFloatLE(1e6, big.header['model.layers.0.self_attn.q_proj.weight']!.data_offsets[0]);
   writeSafetensors(f('hf-big-weight', 'model.safetensors'), big.header, big.data);
+  // a compressed (low-rank) model: a quantizer must name it rather than only the layer
+  execFileSync('node', [BIN, 'compress', bin, '--method', 'svd', '--rank', '4', '--out', f('low-rank')], {
+    stdio: 'pipe',
+  });
   writeFileSync(f('dup-key.jsonl'), '{"text": "Once upon a time.", "text": "x"}\n');
   writeFileSync(f('only-separators.txt'), '<|endoftext|>\n'.repeat(50));
   padVocab(f('hf'), f('hf-padded'), 8);
@@ -376,6 +382,7 @@ export async function makeFixtures(
     cutVocab: f('hf-cut-vocab'),
     dupKeyJsonl: f('dup-key.jsonl'),
     bigWeight: f('hf-big-weight'),
+    lowRank: f('low-rank'),
     onlySeparators: f('only-separators.txt'),
     ...mounts,
   };
@@ -1097,6 +1104,11 @@ export const cases: Case[] = [
     name: 'export --dtype fp16 of a weight beyond ±65504 (not stored as infinity)',
     argv: (f, o) => ['export', f.bigWeight, '--to', 'onnx', '--dtype', 'fp16', '--out', join(o, 'x')],
     names: () => "tensor 'model.layers.0.self_attn.q_proj.weight' has values up to 1.00000e+6",
+  },
+  {
+    name: 'compress --method rtn of a low-rank model (names the method, not only the layer)',
+    argv: (f, o) => ['compress', f.lowRank, '--method', 'rtn', '--bits', '8', '--out', join(o, 'q')],
+    names: () => "rtn: layer 'model.layers.0.self_attn.q_proj' is a 'low_rank' layer",
   },
   {
     name: 'eval --data a JSONL record naming its text twice',
