@@ -1106,9 +1106,9 @@ export const cases: Case[] = [
     names: () => "tensor 'model.layers.0.self_attn.q_proj.weight' has values up to 1.00000e+6",
   },
   {
-    name: 'compress --method rtn of a low-rank model (names the method, not only the layer)',
+    name: 'compress --method rtn of a low-rank model (names the model and the method, not only the layer)',
     argv: (f, o) => ['compress', f.lowRank, '--method', 'rtn', '--bits', '8', '--out', join(o, 'q')],
-    names: () => "rtn: layer 'model.layers.0.self_attn.q_proj' is a 'low_rank' layer",
+    names: (f) => `${f.lowRank}: rtn: layer 'model.layers.0.self_attn.q_proj' is a 'low_rank' layer`,
   },
   {
     name: 'eval --data a JSONL record naming its text twice',
