@@ -63,6 +63,13 @@ export interface Fixtures {
   /** HF directories: the vocabulary padded to 520 rows (a legitimate input); cut to 504 (the tokenizer larger). */
   paddedVocab: string;
   cutVocab: string;
+  /** The model compressed by svd (low_rank layers). */
+  lowRank: string;
+  /** A Hugging Face directory with one weight of 1e6 (beyond float16). */
+  bigWeight: string;
+  /** Data: a JSONL file whose records name `text` twice; a text file of nothing but separator lines. */
+  dupKeyJsonl: string;
+  onlySeparators: string;
   /** tmpfs mounts (when the suite may mount): 64 KiB, and read-only. */
   tiny: string;
   readOnly: string;
@@ -324,6 +331,17 @@ export async function makeFixtures(
     'tokenizer.json',
     tokJson.replace('"<unk>":0,', '"<unk>":0,"<unk>":0,'),
   );
+  // one weight beyond float16's range (a legitimate f32 model; exporting it fp16 would store an infinity)
+  cpSync(f('hf'), f('hf-big-weight'), { recursive: true });
+  const big = readSafetensors(f('hf', 'model.safetensors'));
+  big.data.writeFloatLE(1e6, big.header['model.layers.0.self_attn.q_proj.weight']!.data_offsets[0]);
+  writeSafetensors(f('hf-big-weight', 'model.safetensors'), big.header, big.data);
+  // a compressed (low-rank) model: a quantizer must name it rather than only the layer
+  execFileSync('node', [BIN, 'compress', bin, '--method', 'svd', '--rank', '4', '--out', f('low-rank')], {
+    stdio: 'pipe',
+  });
+  writeFileSync(f('dup-key.jsonl'), '{"text": "Once upon a time.", "text": "x"}\n');
+  writeFileSync(f('only-separators.txt'), '<|endoftext|>\n'.repeat(50));
   padVocab(f('hf'), f('hf-padded'), 8);
   padVocab(f('hf'), f('hf-cut-vocab'), -8);
 
@@ -362,6 +380,10 @@ export async function makeFixtures(
     tokenizerDupKey,
     paddedVocab: f('hf-padded'),
     cutVocab: f('hf-cut-vocab'),
+    dupKeyJsonl: f('dup-key.jsonl'),
+    bigWeight: f('hf-big-weight'),
+    lowRank: f('low-rank'),
+    onlySeparators: f('only-separators.txt'),
     ...mounts,
   };
 }
@@ -1073,6 +1095,32 @@ export const cases: Case[] = [
     names: () => '--batch-size 1000000000',
   },
   {
+    name: 'eval --batch-size whose activations cannot fit in memory (even with --limit)',
+    argv: (f) => ['eval', f.bin, '--data', f.dev, '--limit', '3', '--batch-size', '1000000000'],
+    names: () => '--batch-size 1000000000',
+    notSaying: /--micro-batch/,
+  },
+  {
+    name: 'export --dtype fp16 of a weight beyond ±65504 (not stored as infinity)',
+    argv: (f, o) => ['export', f.bigWeight, '--to', 'onnx', '--dtype', 'fp16', '--out', join(o, 'x')],
+    names: () => "tensor 'model.layers.0.self_attn.q_proj.weight' has values up to 1.00000e+6",
+  },
+  {
+    name: 'compress --method rtn of a low-rank model (names the model and the method, not only the layer)',
+    argv: (f, o) => ['compress', f.lowRank, '--method', 'rtn', '--bits', '8', '--out', join(o, 'q')],
+    names: (f) => `${f.lowRank}: rtn: layer 'model.layers.0.self_attn.q_proj' is a 'low_rank' layer`,
+  },
+  {
+    name: 'eval --data a JSONL record naming its text twice',
+    argv: (f) => ['eval', f.bin, '--data', f.dupKeyJsonl],
+    names: (f) => `${f.dupKeyJsonl}: line 1 names the key 'text' twice`,
+  },
+  {
+    name: 'eval --data holding only <|endoftext|> separators (no --doc-separator)',
+    argv: (f) => ['eval', f.bin, '--data', f.onlySeparators],
+    names: (f) => `${f.onlySeparators}: no document`,
+  },
+  {
     name: 'generate --max-tokens past the context (not silently cut)',
     argv: (f) => ['generate', f.bin, '--prompt', 'hi', '--max-tokens', '1e15'],
     names: () => '--max-tokens',
@@ -1320,6 +1368,22 @@ export const cases: Case[] = [
       join(o, 'fam'),
     ],
     names: () => 'svd: --schedule 0.001: leaves layer',
+  },
+  {
+    name: 'family --method caldera --schedule with a later budget below 2 bits (before the first member)',
+    argv: (f, o) => [
+      'family',
+      f.bin,
+      '--method',
+      'caldera',
+      '--schedule',
+      '40,2',
+      '--data',
+      f.data,
+      '--out',
+      join(o, 'fam'),
+    ],
+    names: () => 'caldera: --schedule 2: bits per parameter are below Q at 2 bits',
   },
   {
     name: 'calibrate --samples 1e400',

@@ -53,6 +53,12 @@ describe('the output policy', () => {
     const empty = join(dir, 'empty');
     mkdirSync(empty);
     expect(() => checkOutput({ path: empty, kind: 'dir', inputs })).not.toThrow();
+    // a link to a directory: the atomic write would replace the link, not fill the directory
+    const toFull = join(dir, 'to-full');
+    symlinkSync(full, toFull);
+    expect(() => checkOutput({ path: toFull, kind: 'dir', force: true, inputs })).toThrow(
+      /is a symbolic link to a directory .*give that directory itself/,
+    );
   });
 
   it('says which parent is a file, and refuses a run directory that is a file', () => {

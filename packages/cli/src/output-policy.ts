@@ -135,6 +135,13 @@ export function checkOutput(spec: OutputSpec): void {
   }
   if (!st.isDirectory())
     throw new LineageError(`exists and is not a directory; ${flag} names a directory to write`, spec.path);
+  // the directory is written beside its path and renamed into place: that would replace the link, not
+  // fill the directory it points to, so neither is done
+  if (lstatSync(spec.path).isSymbolicLink())
+    throw new LineageError(
+      `is a symbolic link to a directory (${realpathSync(spec.path)}); ${flag} names the directory to write: give that directory itself`,
+      spec.path,
+    );
   if (!spec.force && !isEmptyDir(spec.path))
     throw new LineageError('output exists (pass --force to replace it)', spec.path);
 }

@@ -1,6 +1,13 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Json, type LinearLayer, type LlamaModel, loadModel } from '@lineage/core';
+import {
+  HostTensor,
+  type Json,
+  type Linear,
+  type LinearLayer,
+  type LlamaModel,
+  loadModel,
+} from '@lineage/core';
 import { sharedPath, tempDir } from '@lineage/core/testing';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -69,5 +76,20 @@ describe('exportModelDir', () => {
     const out = join(tmp, 'mystery');
     await expect(exportModelDir(m, out)).rejects.toThrow(/mystery/);
     expect(existsSync(out)).toBe(false);
+  });
+
+  it('fp16 weights beyond ±65504 are refused naming the tensor (they would be stored as infinities)', async () => {
+    const m = model.clone();
+    const w = m.getLinear('model.layers.0.self_attn.q_proj') as Linear;
+    const v = w.weight.value.toF32().slice();
+    v[5] = -1e6;
+    w.weight.value = HostTensor.fromF32(v, w.weight.shape, 'f32');
+    const out = join(tmp, 'big');
+    await expect(exportModelDir(m, out, { dtype: 'fp16' })).rejects.toThrow(
+      /^tensor 'model\.layers\.0\.self_attn\.q_proj\.weight' has values up to 1\.00000e\+6 in magnitude, beyond the largest float16 \(65504\).*--dtype fp32/,
+    );
+    expect(existsSync(out)).toBe(false);
+    // in range, and at fp32, it exports
+    await expect(exportModelDir(m, join(tmp, 'big32'))).resolves.toBeDefined();
   });
 });

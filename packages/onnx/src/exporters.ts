@@ -113,10 +113,33 @@ export function exportContext(g: GraphBuilder, name: string, dtype: WeightDType)
         if (!g.has(init)) g.initializer(init, FLOAT, dims, data);
         return init;
       }
-      if (!g.has(init)) g.initializer(init, FLOAT16, dims, f32ArrayToF16(data));
+      if (!g.has(init)) {
+        checkF16Range(`${name}.${suffix.replace(/_t$/, '')}`, data, dtype);
+        g.initializer(init, FLOAT16, dims, f32ArrayToF16(data));
+      }
       return g.shared(`${init} as f32`, () => g.op('Cast', [init], { to: FLOAT }));
     },
   };
+}
+
+/** |x| from which float16 rounds to infinity (halfway from 65504, its largest finite value, to 65536). */
+const F16_OVERFLOW_AT = 65520;
+
+/**
+ * Refuses weights that float16 would store as infinities (the graph would compute NaN): one line naming the
+ * tensor and its largest magnitude, as `convert --dtype f16` does.
+ */
+function checkF16Range(tensor: string, data: Float32Array, dtype: WeightDType): void {
+  let m = 0;
+  for (let i = 0; i < data.length; i++) {
+    const a = Math.abs(data[i]!);
+    if (a > m && a !== Number.POSITIVE_INFINITY) m = a;
+  }
+  if (m < F16_OVERFLOW_AT) return;
+  const fix = dtype === 'fp16' ? 'export with --dtype fp32' : 'it is stored 16-bit; convert it to f32 first';
+  throw new LineageError(
+    `tensor '${tensor}' has values up to ${m.toPrecision(6)} in magnitude, beyond the largest float16 (65504): storing it fp16 would make them infinite (${fix})`,
+  );
 }
 
 /** Whether a stored tensor is 16-bit float (kept 16-bit in the export: see ExportContext.weight). */

@@ -85,7 +85,9 @@ export async function quantizeModel(
   const layers = quantizableLayers(copy, o.includeHead);
   for (const [name, layer] of layers)
     if (layer.kind !== 'linear')
-      throw new LineageError(`layer '${name}' is a '${layer.kind}' layer; the quantizers take dense layers`);
+      throw new LineageError(
+        `${o.quantizer}: layer '${name}' is a '${layer.kind}' layer (the model is already compressed); the quantizers take dense layers: quantize its dense parent, or make it dense first (lineage convert --dense)`,
+      );
   const e8p = o.codebook === E8P12;
   if (e8p && o.bits !== 2)
     throw new LineageError(

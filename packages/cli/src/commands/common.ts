@@ -155,11 +155,13 @@ export function checkHoldout(
  * Refuses a micro-batch whose activations could not fit in this machine's memory (before any is
  * allocated): a rough upper estimate of what one forward and backward pass keeps per token (logits and their
  * gradient, each layer's activations and attention scores), against half the machine's memory. Only absurd
- * sizes meet it (a typo, an extra zero), never one that would merely be slow.
+ * sizes meet it (a typo, an extra zero), never one that would merely be slow. `forwardOnly` (evaluation)
+ * counts the logits and two layers' activations alive at once, not every layer's.
  */
 export function checkBatchFits(
   o: { batchSize?: number; microBatch?: number; seqLen?: number },
   models: readonly LlamaModel[],
+  { forwardOnly = false } = {},
 ): void {
   const given = o.microBatch ?? o.batchSize;
   if (given === undefined) return; // the defaults are small
@@ -171,7 +173,7 @@ export function checkBatchFits(
   for (const m of models) {
     const c = m.config;
     const layer = 16 * c.hiddenSize + 4 * c.intermediateSize + 2 * c.numHeads * seqLen;
-    perToken += 4 * (3 * c.vocabSize + c.numLayers * layer);
+    perToken += 4 * (3 * c.vocabSize + (forwardOnly ? Math.min(2, c.numLayers) : c.numLayers) * layer);
   }
   const need = micro * seqLen * perToken;
   const memory = totalmem() / 2;
@@ -179,7 +181,7 @@ export function checkBatchFits(
     throw new UsageError(
       flag,
       micro,
-      `sequences of ${seqLen} tokens would need about ${formatBytes(need)} of activations at once, more than this machine can hold (${formatBytes(memory)}, half its memory); lower it${flag === '--batch-size' ? ' or give a smaller --micro-batch' : ''}`,
+      `sequences of ${seqLen} tokens would need about ${formatBytes(need)} of activations at once, more than this machine can hold (${formatBytes(memory)}, half its memory); lower it${flag === '--batch-size' && !forwardOnly ? ' or give a smaller --micro-batch' : ''}`,
     );
 }
 

@@ -261,6 +261,17 @@ function holdOutTail(last: TextDataset, spec: HoldoutSpec): { train: TextDataset
 }
 
 /**
+ * A method's error about a layer of the model it was given ("layer 'x' is a 'low_rank' layer") names no file:
+ * it is that model's, so the model's path is put in front (errors name their file). Option errors and
+ * others that already name a file are left as they are.
+ */
+export function withModelNamed(e: unknown, path: string): unknown {
+  if (e instanceof LineageError && e.constructor === LineageError && !e.file && /\blayer '/.test(e.message))
+    return new LineageError(e.message, path, { cause: e });
+  return e;
+}
+
+/**
  * Loads the model, its statistics and data, and builds the method context, with `recover` (distillation
  * from the teacher each method names, through @lineage/distill) when training data is given.
  * `holdout` keeps the tail of the last data file out of training and calibration (see HoldoutSpec).
@@ -560,7 +571,9 @@ export function compressCommand(program: Command, argv: readonly string[] = []):
         const budget = o.recoverTokens;
         if (typeof budget === 'number' && budget > 0 && o.data?.length)
           checkOneStep('--recover-tokens', budget, o, [p.model]);
-        result = await applyMethod(method, p.model, p.ctx);
+        result = await applyMethod(method, p.model, p.ctx).catch((e: unknown) => {
+          throw withModelNamed(e, p.path);
+        });
       } finally {
         interrupt.dispose();
       }

@@ -8,6 +8,7 @@ import {
   addBackendOptions,
   addJsonOption,
   addModelOptions,
+  checkBatchFits,
   checkSeqLen,
   parseFieldName,
   parseIntArg,
@@ -80,6 +81,7 @@ export function evalCommand(program: Command): void {
     const { model } = await loadModel(path, { tokenizer: o.tokenizer });
     requireContext(model, path);
     checkSeqLen('--seq-len', o.seqLen, [{ model, path }]);
+    checkBatchFits(o, [model], { forwardOnly: true });
     const backend = await selectBackend(o);
     const progress = createProgress();
     const t0 = performance.now();

@@ -37,6 +37,7 @@ import {
   methodValues,
   prepare,
   runDirOf,
+  withModelNamed,
 } from './compress.js';
 import { checkFamilyResumable, familyRun } from './family-run.js';
 import { onInterrupt } from './interrupt.js';
@@ -238,7 +239,7 @@ export function familyCommand(program: Command, argv: readonly string[] = []): v
       family = await buildMembers(method, p, run);
     } catch (e) {
       await run.discardIfEmpty();
-      throw e;
+      throw withModelNamed(e, p.path);
     }
     const seconds = (performance.now() - t0) / 1000;
     log(`evaluating the parent and ${family.length} members on ${held!.name}`);

@@ -121,6 +121,11 @@ describe('compileRecipe', () => {
       line: 1,
       message: 'parent: no such file or directory: /nonexistent/model.bin',
     });
+    // a device (or FIFO) as a file the recipe reads: named at its line, not at run time
+    expect(await error(GOOD.replace(MODEL, '/dev/null'))).toEqual({
+      line: 1,
+      message: 'parent: /dev/null: is a character device, not a regular file',
+    });
     expect(await error(GOOD.replace(`data:\n  train: ${TRAIN}\n`, ''))).toMatchObject({
       line: 3,
       message: expect.stringMatching(

@@ -1,8 +1,9 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve, sep } from 'node:path';
 import {
   type CompressionMethod,
   describeOptions,
+  fileKind,
   type Json,
   LineageError,
   listMethods,
@@ -115,6 +116,9 @@ export async function compileRecipe(file: string, o: { force?: boolean } = {}): 
   const mustExist = (path: Path, p: string): string => {
     const a = abs(base, p);
     if (!existsSync(a)) fail(path, `no such file or directory: ${p}`);
+    // a FIFO, device or socket would be refused (or waited on) at run time, far from the recipe's line
+    const st = statSync(a);
+    if (!st.isFile() && !st.isDirectory()) fail(path, `${p}: is ${fileKind(st)}, not a regular file`);
     return a;
   };
   recipe.parent = mustExist(['parent'], recipe.parent);

@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { readRegularFile } from '../io/fs-util.js';
 import { parseHFConfig } from '../io/hf-config.js';
-import { findDuplicateKey } from '../io/json-keys.js';
+import { findDuplicateKey, jsonSyntaxReason } from '../io/json-keys.js';
 import { openLlama2c } from '../io/llama2c.js';
 import { SafetensorsFile, ShardedSafetensors } from '../io/safetensors.js';
 import type { TensorSource } from '../io/tensor-source.js';
@@ -42,6 +42,16 @@ export interface LoadOptions {
 export interface ReaderOptions {
   /** As LoadOptions.allowNonfinite. */
   allowNonfinite?: boolean;
+  /**
+   * How messages name the config the tensors are checked against ('config.json' for a Hugging Face
+   * directory: a disagreement may be that file's fault as much as the weights'); default 'the config'.
+   */
+  configName?: string;
+}
+
+/** How the reader names a checkpoint's config: config.json for Hugging Face directories. */
+export function configNameOf(format: CheckpointFormat): string {
+  return format === 'hf' ? 'config.json' : 'the config';
 }
 
 export interface LoadedModel {
@@ -78,7 +88,7 @@ async function readJson(file: string): Promise<unknown> {
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new LineageError(`invalid JSON: ${(e as Error).message}`, file);
+    throw new LineageError(`invalid JSON: ${jsonSyntaxReason(text, e)}`, file);
   }
   // JSON.parse keeps the last of two equal keys; which hidden_size was meant is not for us to guess.
   const dup = findDuplicateKey(text);
@@ -130,6 +140,7 @@ export function checkpointReader(
 ): CheckpointReader {
   const file = source.path;
   const checkFinite = !(options.allowNonfinite ?? allowNonfiniteDefault());
+  const cfg = options.configName ?? 'the config';
   // the layer count before anything is laid out: a config claiming a billion layers over a file of five
   // must fail at once, not after building a layout of billions of slots
   let layers = 0;
@@ -139,7 +150,7 @@ export function checkpointReader(
   }
   if (config.numLayers > layers)
     throw new LineageError(
-      `missing tensor 'model.layers.${layers}.input_layernorm.weight': the config has ${config.numLayers} layers (num_hidden_layers), the checkpoint ${layers}`,
+      `missing tensor 'model.layers.${layers}.input_layernorm.weight': ${cfg} has ${config.numLayers} layers (num_hidden_layers), the checkpoint ${layers}`,
       file,
     );
   const names = new Set(source.names());
@@ -149,7 +160,7 @@ export function checkpointReader(
     used.add(name);
     const t = await source.read(name);
     if (shape && (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))) {
-      throw new LineageError(`tensor '${name}' has shape [${t.shape}], the config implies [${shape}]`, file);
+      throw new LineageError(`tensor '${name}' has shape [${t.shape}], ${cfg} implies [${shape}]`, file);
     }
     // a value error is the shard's that holds the tensor, not the index's
     if (checkFinite) assertFinite(name, t, source.fileOf?.(name) ?? file, ALLOW_NONFINITE_HINT);
@@ -169,11 +180,14 @@ export function checkpointReader(
     for (const n of names)
       if (n.startsWith(prefix) && !n.slice(prefix.length).includes('.'))
         tensors.set(n.slice(prefix.length), await take(n));
-    if (!spec && bias && !tensors.has('bias')) throw new LineageError(`missing tensor '${name}.bias'`, file);
+    if (!spec && bias && !tensors.has('bias'))
+      throw new LineageError(`missing tensor '${name}.bias' (${cfg} asks for biases)`, file);
     try {
       return kind.load(tensors, spec?.meta ?? null, name, [out, inp]);
     } catch (e) {
-      if (e instanceof LineageError && !e.file) throw new LineageError(e.message, file);
+      // a layer kind checks its shapes against "the config": name it as this checkpoint's readers do
+      if (e instanceof LineageError && !e.file)
+        throw new LineageError(e.message.replace(/\bthe config\b/, cfg), file);
       throw e;
     }
   };
@@ -221,7 +235,7 @@ export async function buildModel(
         .map((n) => `'${n}'`)
         .join(
           ', ',
-        )}${extra.length > 3 ? ` and ${extra.length - 3} more` : ''} (not part of a ${config.architecture} model with this config)`,
+        )}${extra.length > 3 ? ` and ${extra.length - 3} more` : ''} (not part of a ${config.architecture} model as ${options.configName ?? 'the config'} describes it)`,
       file,
     );
   }
@@ -296,6 +310,7 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
   try {
     const tok = await resolveTokenizer(path, format, opened.config, opts);
     const model = await buildModel(opened.config, opened.source, opened.lineage, {
+      configName: configNameOf(format),
       ...(opts.allowNonfinite !== undefined ? { allowNonfinite: opts.allowNonfinite } : {}),
     });
     model.tokenizer = tok.tokenizer;

@@ -164,3 +164,27 @@ describe('firstNonFinite', () => {
     expect(firstNonFinite(HostTensor.fromF32(Float32Array.of(1, 2), [2], 'i32'))).toBe(-1);
   });
 });
+
+describe('a Hugging Face config that disagrees with its weights is named as config.json', () => {
+  it('sizes, layer counts and biases', async () => {
+    const { readFileSync, writeFileSync, cpSync } = await import('node:fs');
+    const out = join(dir, 'hf-config-disagrees');
+    await saveModel(tinyModel({ biases: false }), out, { format: 'hf' });
+    const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    const variant = (name: string, patch: object) => {
+      const d = join(dir, name);
+      cpSync(out, d, { recursive: true });
+      writeFileSync(join(d, 'config.json'), JSON.stringify({ ...config, ...patch }));
+      return loadModel(d, { tokenizerOptional: true });
+    };
+    expect(await refusal(variant('vocab', { vocab_size: config.vocab_size + 1 }))).toMatch(
+      /model\.safetensors: tensor 'model\.embed_tokens\.weight' has shape \[\d+,\d+\], config\.json implies/,
+    );
+    expect(await refusal(variant('layers', { num_hidden_layers: config.num_hidden_layers + 1 }))).toMatch(
+      /config\.json has \d+ layers \(num_hidden_layers\), the checkpoint \d+/,
+    );
+    expect(await refusal(variant('bias', { attention_bias: true }))).toMatch(
+      /missing tensor 'model\.layers\.0\.self_attn\.q_proj\.bias' \(config\.json asks for biases\)/,
+    );
+  });
+});

@@ -205,6 +205,14 @@ describe('TextDataset', () => {
     await expect(TextDataset.open(file('seps.txt', `${SEP}\n${SEP}\n`), { separator: SEP })).rejects.toThrow(
       /seps\.txt: no document \(only separators\)/,
     );
+    // unsplit, a file of nothing but the usual separator is no text either
+    await expect(TextDataset.open(file('only-seps.txt', `${SEP}\n`.repeat(50)))).rejects.toThrow(
+      /only-seps\.txt: no document \(only separators\)/,
+    );
+    // a record naming its field twice: JSON.parse would silently keep the last
+    await expect(
+      TextDataset.open(file('dup.jsonl', '{"text": "a"}\n{"text": "story", "text": "x"}\n')),
+    ).rejects.toThrow(/dup\.jsonl: line 2 names the key 'text' twice/);
     mkdirSync(join(tmp, 'nothing'));
     await expect(TextDataset.open(join(tmp, 'nothing'))).rejects.toThrow(/holds no data files/);
     expect(() => TextDataset.fromText('  \n')).toThrow('<text>: holds no text');

@@ -4,6 +4,7 @@ import { extname, join, relative } from 'node:path';
 import { splitDocuments } from '../eval/documents.js';
 import type { EvalProtocol } from '../eval/perplexity.js';
 import { fileKind } from '../io/fs-util.js';
+import { findDuplicateKey } from '../io/json-keys.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LineageError } from '../util/errors.js';
 import { getMaxDataBytes, readTextFile, STDIN_PATH } from '../util/text-file.js';
@@ -122,6 +123,9 @@ function parseJsonl(text: string, field: string, file: string): string[] {
     } catch {
       throw new LineageError(`line ${i + 1} is not valid JSON`, file);
     }
+    // JSON.parse keeps the last of two equal keys: which text was meant is not for us to guess
+    const dup = findDuplicateKey(line);
+    if (dup) throw new LineageError(`line ${i + 1} names the key '${dup.join('.')}' twice`, file);
     const v =
       typeof rec === 'object' && rec !== null && !Array.isArray(rec)
         ? (rec as Record<string, unknown>)[field]
@@ -135,7 +139,10 @@ function parseJsonl(text: string, field: string, file: string): string[] {
 }
 
 function textDocs(text: string, separator: string | undefined): string[] {
-  return separator ? splitDocuments(text, separator) : [text.trim()].filter(Boolean);
+  if (separator) return splitDocuments(text, separator);
+  // a stream of nothing but the usual separator lines holds no text to read, split or not
+  if (!text.split(DEFAULT_DOCUMENT_SEPARATOR).join('').trim()) return [];
+  return [text.trim()].filter(Boolean);
 }
 
 /** Content hash of named texts: what the bytes are, not how they are split (that is in the range hash). */

@@ -6,6 +6,7 @@ export {
   writeFileAtomic,
 } from './atomic.js';
 export {
+  fileKind,
   MAX_SMALL_FILE_BYTES,
   openRegularFile,
   readRegularFile,

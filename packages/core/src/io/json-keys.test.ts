@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { findDuplicateKey } from './json-keys.js';
+import { findDuplicateKey, jsonSyntaxReason } from './json-keys.js';
 
 describe('findDuplicateKey', () => {
   it('finds a key repeated in one object, at any depth, with the path to it', () => {
@@ -28,5 +28,19 @@ describe('findDuplicateKey', () => {
       'tok700\\n',
     ]);
     expect(findDuplicateKey(`${text.slice(0, -3)},"tok7":1}}}`)).toEqual(['model', 'vocab', 'tok7']);
+  });
+});
+
+describe('jsonSyntaxReason', () => {
+  it('names a leading byte-order mark instead of quoting an invisible character', () => {
+    const bom = '\ufeff{"a": 1}';
+    let err: unknown;
+    try {
+      JSON.parse(bom);
+    } catch (e) {
+      err = e;
+    }
+    expect(jsonSyntaxReason(bom, err)).toMatch(/^starts with a UTF-8 byte-order mark/);
+    expect(jsonSyntaxReason('{', new SyntaxError('Unexpected end'))).toBe('Unexpected end');
   });
 });

@@ -47,3 +47,13 @@ export function findDuplicateKey(text: string): string[] | undefined {
   }
   return undefined;
 }
+
+/**
+ * Why JSON.parse refused `text`, in words: a leading byte-order mark (which JSON forbids, and transformers'
+ * and tokenizers' readers refuse too) is named instead of being quoted as an invisible character.
+ */
+export function jsonSyntaxReason(text: string, err: unknown): string {
+  if (text.charCodeAt(0) === 0xfeff)
+    return 'starts with a UTF-8 byte-order mark, which JSON does not allow (save it without one)';
+  return (err as Error).message;
+}

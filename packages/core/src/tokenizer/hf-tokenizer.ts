@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Tokenizer as HFLibTokenizer } from '@huggingface/tokenizers';
 import { readRegularFileSync } from '../io/fs-util.js';
-import { findDuplicateKey } from '../io/json-keys.js';
+import { findDuplicateKey, jsonSyntaxReason } from '../io/json-keys.js';
 import { LineageError } from '../util/errors.js';
 import type { Tokenizer } from './tokenizer.js';
 
@@ -236,7 +236,7 @@ function readJson(path: string, what: string): unknown {
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new LineageError(`invalid JSON in ${what}: ${(e as Error).message}`, path);
+    throw new LineageError(`invalid JSON in ${what}: ${jsonSyntaxReason(text, e)}`, path);
   }
   // JSON.parse keeps the last of two equal keys (a vocabulary piece listed twice): not ours to guess
   const dup = findDuplicateKey(text);

@@ -196,6 +196,15 @@ describe('llama2.c tokenizer: bad files give one-line LineageErrors naming the f
     expectError(dir, /is a directory/);
   });
 
+  it('a NaN score (merge order undefined) is refused; infinite scores are ordered and kept', () => {
+    const nan = good.slice();
+    new DataView(nan.buffer).setFloat32(4, Number.NaN, true);
+    expectError(write('nan.bin', nan), /token 0's score is NaN \(offset 4\)/);
+    const inf = good.slice();
+    new DataView(inf.buffer).setFloat32(4, Number.NEGATIVE_INFINITY, true);
+    expect(loadLlama2cTokenizer(write('inf.bin', inf)).scores[0]).toBe(Number.NEGATIVE_INFINITY);
+  });
+
   it('a model checkpoint passed as a tokenizer is refused', () => {
     expect(() =>
       parseLlama2cTokenizer(

@@ -327,6 +327,9 @@ export function parseLlama2cTokenizer(
     }
     const score = view.getFloat32(off, true);
     const len = view.getInt32(off + 4, true);
+    // NaN compares false with everything: the merge order (run.c's best-score search) would be arbitrary
+    if (Number.isNaN(score))
+      throw new LineageError(`not a ${what}: token ${i}'s score is NaN (offset ${off})`, source);
     if (len < 0)
       throw new LineageError(
         `not a ${what}: token ${i} has negative length ${len} (offset ${off + 4})`,

@@ -122,6 +122,11 @@ describe('caldera', () => {
     expect(() => budgetPlan(parent, 2.1, { ...defaults, rank: 8 })).toThrow(
       /caldera: sizes 2.1: bits per parameter are below Q at 2 bits/,
     );
+    // a later member's infeasible budget is refused before the first member's work (no calibration: no stats)
+    const infeasible = calderaFamily({ sizes: [3.5, 2.1], rank: 8, outerIters: 1, lplrIters: 1 });
+    await expect(infeasible.member(parent, 0, methodContext(backend, {}), parent)).rejects.toThrow(
+      /caldera: sizes 2.1: bits per parameter are below Q at 2 bits/,
+    );
   });
 
   it('bad input: bits outside the set, ft rank above the rank, a rank that saves nothing — one line, before any work', async () => {

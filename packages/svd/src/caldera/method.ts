@@ -334,6 +334,8 @@ export function calderaFamily(options: CalderaFamilyOptions): FamilyMethod {
     sizes,
     derivation: 'independent',
     async member(parent, i, ctx) {
+      // every budget against the parent before the first member's work (a plan needs only the shapes)
+      if (i === 0) for (const b of sizes) budgetPlan(parent, b, o);
       const budget = sizes[i]!;
       const plan = budgetPlan(parent, budget, o);
       ctx.log.info(
