@@ -1,8 +1,6 @@
 import {
-  AdamW,
   type Backend,
   clipCoefficient,
-  clipGradNorm,
   GradientAccumulator,
   gradNorm,
   type LlamaModel,
@@ -122,14 +120,9 @@ export async function trainStep(c: StepContext, batch: Int32Array, lr: number): 
     }
   }
   grads ??= acc.take();
-  // AdamW applies the clipping coefficient on the fly (the same values, one pass over the gradients fewer)
-  const opt = c.optimizer;
-  const onTheFly = opt instanceof AdamW;
-  const norm = c.clip > 0 && !onTheFly ? clipGradNorm(grads, c.clip) : gradNorm(grads);
+  // the optimiser applies the clipping coefficient on the fly (the same values, one pass over the gradients fewer)
+  const norm = gradNorm(grads);
   const finite = Number.isFinite(norm) && Number.isFinite(lossSum);
-  if (finite) {
-    if (opt instanceof AdamW) opt.step(grads, lr, c.clip > 0 ? clipCoefficient(norm, c.clip) : 1);
-    else opt.step(grads, lr);
-  }
+  if (finite) c.optimizer.step(grads, lr, c.clip > 0 ? clipCoefficient(norm, c.clip) : 1);
   return { loss: lossSum, metrics, norm, finite };
 }

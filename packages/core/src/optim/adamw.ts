@@ -26,11 +26,6 @@ export interface AdamWOptions {
 }
 
 /**
- * AdamW (Loshchilov & Hutter), PyTorch's update: p ← p·(1 − lr·λ); m ← β1·m + (1−β1)·g;
- * v ← β2·v + (1−β2)·g²; p ← p − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε). Moments are f32 (the state), the
- * arithmetic float64 rounded to f32 per element: deterministic, so a seeded run is reproducible bit for bit.
- */
-/**
  * One parameter's update (monomorphic, so the JIT keeps it a tight loop): the moments m, v in place, the
  * new values into w. float64 arithmetic, m and v rounded to f32 as they are stored; the gradient is
  * scaled by `scale` and rounded to f32 on the fly.
@@ -60,6 +55,11 @@ function adamwUpdate(
   }
 }
 
+/**
+ * AdamW (Loshchilov & Hutter), PyTorch's update: p ← p·(1 − lr·λ); m ← β1·m + (1−β1)·g;
+ * v ← β2·v + (1−β2)·g²; p ← p − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε). Moments are f32 (the state), the
+ * arithmetic float64 rounded to f32 per element: deterministic, so a seeded run is reproducible bit for bit.
+ */
 export class AdamW implements Optimizer {
   private readonly params: Map<string, Parameter>;
   private readonly m = new Map<string, Float32Array>();
@@ -90,10 +90,6 @@ export class AdamW implements Optimizer {
     return this.t;
   }
 
-  /**
-   * `gradScale` multiplies every gradient first, exactly as scaling the arrays in place would (a clipping
-   * coefficient, `clipCoefficient`): one pass over the gradients instead of two; the arrays are not changed.
-   */
   step(grads: Grads, lr = this.lr, gradScale = 1): void {
     checkGrads(this.params, grads);
     this.t++;

@@ -20,9 +20,11 @@ export interface Optimizer {
   /**
    * Applies one update to every parameter that has a gradient (others are left alone), with learning
    * rate `lr` (default: the optimiser's). Writes the new values back into each Parameter as f32 (its
-   * device copies are refreshed on next use).
+   * device copies are refreshed on next use). `gradScale` (default 1) multiplies every gradient first,
+   * exactly as scaling the arrays in place (rounded to f32) would, without changing them: a clipping
+   * coefficient (`clipCoefficient`) applied on the fly, one pass over the gradients fewer.
    */
-  step(grads: Grads, lr?: number): void;
+  step(grads: Grads, lr?: number, gradScale?: number): void;
   state(): OptimizerState;
   /** Restores a state from `state()` (buffers are copied). */
   loadState(state: OptimizerState): void;

@@ -59,7 +59,7 @@ export class SGD implements Optimizer {
     return this.t;
   }
 
-  step(grads: Grads, lr = this.lr): void {
+  step(grads: Grads, lr = this.lr, gradScale = 1): void {
     checkGrads(this.params, grads);
     this.t++;
     const { mu, damp } = this;
@@ -78,7 +78,7 @@ export class SGD implements Optimizer {
         this.buf.set(name, b);
       }
       for (let i = 0; i < n; i++) {
-        let d = Math.fround(g[i]! + wd * w[i]!);
+        let d = Math.fround(Math.fround(g[i]! * gradScale) + wd * w[i]!);
         if (b) {
           const bi = first ? d : Math.fround(mu * b[i]! + (1 - damp) * d);
           b[i] = bi;
