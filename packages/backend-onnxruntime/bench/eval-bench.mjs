@@ -152,38 +152,22 @@ for (const config of configs) {
   const syn = med(samples.eval);
   const np = samples.numpy ? med(samples.numpy) : undefined;
   const fus = samples.fused ? med(samples.fused) : undefined;
+  // workload ÷ yardstick in GFLOP/s, per round; issue #16's targets (default threads) on cpu
+  const versus = (workload, yardstick, label, min) =>
+    bench.ratio(
+      `${config} ${label}`,
+      field(samples[workload], 'gflops'),
+      field(samples[yardstick], 'gflops'),
+      config === 'cpu' ? { min } : {},
+    );
   const fusedRatio = fus
-    ? bench.ratio(
-        `${config} fused eval / ${MM}³ onnxruntime MatMul (GFLOP/s)`,
-        field(samples.fused, 'gflops'),
-        field(samples.matmul, 'gflops'),
-        config === 'cpu' ? { min: 0.65 } : {},
-      )
+    ? versus('fused', 'matmul', `fused eval / ${MM}³ onnxruntime MatMul (GFLOP/s)`, 0.65)
     : undefined;
-  const ratio = bench.ratio(
-    `${config} eval / ${MM}³ onnxruntime MatMul (GFLOP/s)`,
-    field(samples.eval, 'gflops'),
-    field(samples.matmul, 'gflops'),
-    config === 'cpu' ? { min: 0.65 } : {}, // issue #16's target: default threads
-  );
-  const npRatio = np
-    ? bench.ratio(
-        `${config} eval / ${MM}³ numpy sgemm (GFLOP/s)`,
-        field(samples.eval, 'gflops'),
-        field(samples.numpy, 'gflops'),
-        config === 'cpu' ? { min: 0.6 } : {},
-      )
-    : undefined;
+  const ratio = versus('eval', 'matmul', `eval / ${MM}³ onnxruntime MatMul (GFLOP/s)`, 0.65);
+  const npRatio = np ? versus('eval', 'numpy', `eval / ${MM}³ numpy sgemm (GFLOP/s)`, 0.6) : undefined;
   // The same target for the fused graph: it is what `lineage eval` runs.
   const fusedNpRatio =
-    np && fus
-      ? bench.ratio(
-          `${config} fused eval / ${MM}³ numpy sgemm (GFLOP/s)`,
-          field(samples.fused, 'gflops'),
-          field(samples.numpy, 'gflops'),
-          config === 'cpu' ? { min: 0.6 } : {},
-        )
-      : undefined;
+    np && fus ? versus('fused', 'numpy', `fused eval / ${MM}³ numpy sgemm (GFLOP/s)`, 0.6) : undefined;
   const real =
     process.env.LINEAGE_BENCH_REAL !== '0' && !realDone.has(device)
       ? await evalStories260K(backend, smoke ? 4 : gpu ? 16 : 100)
