@@ -229,6 +229,27 @@ export class OnnxruntimeBackend implements Backend {
     return true;
   }
 
+  /** In place on host-resident f32 storage that no other view shares (the cpu device); false otherwise. */
+  addRowsInPlace(t: Tensor, rows: Int32Array, values: Float32Array): boolean {
+    const s = this.storage(t, 'addRowsInPlace');
+    if (t.dtype !== 'f32' || s.device || s.refs !== 1 || !(s.host instanceof Float32Array)) return false;
+    const n = t.shape[0] ?? 0;
+    const width = n ? s.host.length / n : 0;
+    if (values.length !== rows.length * width)
+      throw new RangeError(
+        `onnxruntime backend addRowsInPlace: ${values.length} values for ${rows.length} rows of ${width}`,
+      );
+    const host = s.host;
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
+      if (!(r >= 0 && r < n)) throw new RangeError(`onnxruntime backend addRowsInPlace: row ${r} of ${n}`);
+      const at = r * width;
+      const from = i * width;
+      for (let k = 0; k < width; k++) host[at + k] = host[at + k]! + values[from + k]!;
+    }
+    return true;
+  }
+
   async read(t: Tensor): Promise<Float32Array | Int32Array> {
     const s = this.storage(t, 'read');
     if (s.host) return s.host.slice();

@@ -1,4 +1,4 @@
-import { AdamW, HostTensor, loadModel, Ops, Parameter, valueAndGrad } from '@lineage/core';
+import { AdamW, crossEntropyLoss, HostTensor, loadModel, Ops, Parameter, valueAndGrad } from '@lineage/core';
 import { sharedPath } from '@lineage/core/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createOnnxruntimeBackend } from './base.js';
@@ -93,4 +93,54 @@ describe('onnxruntime cpu: parameters updated in place', () => {
     y.release();
     expect(backend.liveTensors()).toBe(live);
   });
+
+  it('addRowsInPlace adds rows into an unshared tensor and declines a shared one', async () => {
+    const t = backend.upload(Float32Array.from([1, 2, 3, 4, 5, 6]), [3, 2]);
+    expect(backend.addRowsInPlace(t, Int32Array.of(0, 2), Float32Array.of(10, 20, 30, 40))).toBe(true);
+    expect([...(await backend.read(t))]).toEqual([11, 22, 3, 4, 35, 46]);
+    expect(() => backend.addRowsInPlace(t, Int32Array.of(3), Float32Array.of(1, 1))).toThrow(/row 3 of 3/);
+    expect(() => backend.addRowsInPlace(t, Int32Array.of(1), Float32Array.of(1))).toThrow(/1 values/);
+    const view = await new Ops(backend).reshape(t, [6]);
+    expect(backend.addRowsInPlace(t, Int32Array.of(1), Float32Array.of(1, 1))).toBe(false);
+    expect([...(await backend.read(view))]).toEqual([11, 22, 3, 4, 35, 46]);
+    backend.dispose(view);
+    backend.dispose(t);
+  });
+
+  it("a tied embedding's rows are added into the head's gradient in place: the same gradients bit for bit", async () => {
+    // stories260K ties its output head to the embedding: the head's dW arrives first, the lookup's rows
+    // are then added into it (GradientSpec.rowsVjp) instead of a dense [vocab × dim] table and a sum.
+    const { model } = await loadModel(sharedPath('models', 'stories260K', 'stories260K.bin'));
+    const params = [...model.namedParameters().values()];
+    const V = model.config.vocabSize;
+    const ids = Int32Array.from({ length: 64 }, (_, i) => (i * i * 7 + 3) % V); // repeats included
+    const targets = Int32Array.from(ids, (x) => (x * 5 + 1) % V);
+    const ops = new Ops(backend);
+    await ops.tidy(() => model.forward(ops, ids, 2)); // device copies exist before the leak checks
+    const grads = async () => {
+      const live = backend.liveTensors();
+      const r = await valueAndGrad(
+        backend,
+        async (ops) => crossEntropyLoss(ops, await model.forward(ops, ids, 2), ops.upload(targets, [64])),
+        params,
+      );
+      expect(backend.liveTensors()).toBe(live);
+      return r.grads;
+    };
+    const add = backend.addRowsInPlace.bind(backend);
+    let calls = 0;
+    backend.addRowsInPlace = (t, rows, values) => {
+      calls++;
+      return add(t, rows, values);
+    };
+    const inPlace = await grads();
+    // the dense path: no in-place capability
+    backend.addRowsInPlace = undefined as unknown as typeof backend.addRowsInPlace;
+    const dense = await grads();
+    backend.addRowsInPlace = add;
+    expect(calls).toBe(1);
+    expect(inPlace.size).toBe(params.length);
+    for (const p of params) expect(inPlace.get(p)).toEqual(dense.get(p));
+    model.release();
+  }, 60_000);
 });

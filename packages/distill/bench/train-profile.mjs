@@ -82,6 +82,9 @@ const { createOnnxruntimeBackend } = await import(
 const backend = await createOnnxruntimeBackend({ ort });
 
 let phase = 'setup';
+// LINEAGE_BENCH_OPS=1: also the seconds of each backend method by phase and output shape (summed over steps)
+const perOp = env('LINEAGE_BENCH_OPS', '') === '1';
+const opAcc = new Map();
 const acc = new Map(); // `${phase}|${part}` → seconds inside backend calls
 const isHead = (shape) => shape?.some((d) => d === V);
 timeBackendOps(backend, (m, a, y, seconds) => {
@@ -89,6 +92,10 @@ timeBackendOps(backend, (m, a, y, seconds) => {
   const part = m === 'read' || m === 'readOnce' ? 'read' : head ? 'head' : 'blocks';
   const k = `${phase}|${part}`;
   acc.set(k, (acc.get(k) ?? 0) + seconds);
+  if (perOp) {
+    const o = `${phase} · ${part} · ${m} [${(y?.shape ?? a.find((x) => x?.shape)?.shape ?? []).join('×')}]`;
+    opAcc.set(o, (opAcc.get(o) ?? 0) + seconds);
+  }
 });
 
 // the fused KD head and the fused blocks are backend calls too (head/loss side, blocks side)
@@ -128,6 +135,7 @@ const batchIds = () => {
 };
 
 async function profiledStep(variant, optimizer) {
+  opAcc.clear(); // the per-op table shows the last step
   const wall = {};
   const ort0 = {};
   const t = (name) => {
@@ -266,6 +274,11 @@ for (const variant of variants) {
   results[variant] = { total, tokensPerSecond: (B * T) / total, rows };
 }
 backend.fusedTraining = full;
+if (perOp)
+  for (const [k, v] of [...opAcc]
+    .sort((a, b) => b[1] - a[1])
+    .filter(([k], i) => i < 12 || k.includes(String(V))))
+    console.log(`${v.toFixed(3)} s  ${k}`);
 await backend.close();
 const ref = firstKl.composite ?? firstKl.fused;
 for (const v of ['fused', 'blocks']) {

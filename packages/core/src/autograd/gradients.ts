@@ -305,41 +305,59 @@ const rope = spec<null>({ inputs: [1, 2], output: false }, async (ops, dy, n) =>
 const GATHER_CHUNK_ELEMENTS = 1 << 22;
 
 /**
- * d table = scatter-add of dy rows at ids, composed from existing ops: with U the distinct ids,
- * G = onehot[N, U]ᵀ·dy sums duplicates, then gather(concat(G, 0), slot) places each row of G at its id
- * (ids that never occur read the zero row).
+ * The rows of d table that ids touch: `rows` the distinct ids (ascending), `G` [U, R] the sum of dy's rows
+ * per id — G = onehot[N, U]ᵀ·dy (duplicates summed by a product, in chunks that bound the one-hot).
  */
-const gather = spec<null>({ inputs: [1], output: false }, async (ops, dy, n) => {
-  if (!n.needsGrad[0]) return [undefined, undefined];
+async function gatherRows(ops: Ops, dy: Tensor, n: GradNode<null>) {
   const ids = (await ops.read(n.inputs[1]!)) as Int32Array;
-  const ts = n.inputShapes[0]!;
-  const V = ts[0]!;
-  const R = sizeOf(ts.slice(1));
+  const R = sizeOf(n.inputShapes[0]!.slice(1));
   const N = ids.length;
-  const distinct = [...new Set(ids)].sort((p, q) => p - q);
-  const U = distinct.length;
-  const slotOf = new Int32Array(V).fill(U);
-  distinct.forEach((id, i) => {
+  const rows = Int32Array.from(new Set(ids)).sort();
+  const U = rows.length;
+  const slotOf = new Int32Array(n.inputShapes[0]![0]!).fill(U);
+  rows.forEach((id, i) => {
     slotOf[id] = i;
   });
   const compact = new Int32Array(N);
   for (let i = 0; i < N; i++) compact[i] = slotOf[ids[i]!]!;
   const dy2 = await ops.reshape(dy, [N, R]);
-  const rows = Math.max(1, Math.floor(GATHER_CHUNK_ELEMENTS / Math.max(1, U)));
+  const chunk = Math.max(1, Math.floor(GATHER_CHUNK_ELEMENTS / Math.max(1, U)));
   let G: Tensor | undefined;
-  for (let s = 0; s < N; s += rows) {
-    const e = Math.min(N, s + rows);
+  for (let s = 0; s < N; s += chunk) {
+    const e = Math.min(N, s + chunk);
     const oh = await oneHot(ops, compact.subarray(s, e), U);
     const part = await ops.matmul(oh, e - s === N ? dy2 : await ops.slice(dy2, [s, 0], [e - s, R]), {
       transposeA: true,
     });
     G = G ? await ops.add(G, part) : part;
   }
-  let table: Tensor;
-  if (U === V) table = G!;
-  else table = await ops.gather(await ops.concat([G!, zeros(ops, [1, R])], 0), ops.upload(slotOf, [V]));
-  return [await ops.reshape(table, ts), undefined];
-});
+  return { rows, slotOf, G: G! };
+}
+
+/**
+ * d table = scatter-add of dy rows at ids, composed from existing ops: the touched rows G (gatherRows),
+ * then gather(concat(G, 0), slot) places each row of G at its id (ids that never occur read the zero row).
+ * `rowsVjp` hands over G itself, for the tape to add into a gradient the table already has.
+ */
+const gather: GradientSpec<null> = {
+  ...spec<null>({ inputs: [1], output: false }, async (ops, dy, n) => {
+    if (!n.needsGrad[0]) return [undefined, undefined];
+    const ts = n.inputShapes[0]!;
+    const { rows, slotOf, G } = await gatherRows(ops, dy, n);
+    let table: Tensor;
+    if (rows.length === ts[0]) table = G;
+    else
+      table = await ops.gather(
+        await ops.concat([G, zeros(ops, [1, sizeOf(ts.slice(1))])], 0),
+        ops.upload(slotOf, [ts[0]!]),
+      );
+    return [await ops.reshape(table, ts), undefined];
+  }),
+  rowsVjp: async (ops, dy, n) => {
+    const { rows, G } = await gatherRows(ops, dy, n);
+    return { rows, values: await ops.readF32(G) };
+  },
+};
 
 /** d logits = (softmax(logits) − onehot(targets))·dy per row. */
 const crossEntropy = spec<null>({ inputs: [0, 1], output: false }, async (ops, dy, n) => {

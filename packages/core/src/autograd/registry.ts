@@ -37,6 +37,14 @@ export interface Saved {
 export interface GradientSpec<A = unknown> {
   saves(attrs: A, needsGrad: readonly boolean[]): Saved;
   vjp(ops: Ops, dy: Tensor, node: GradNode<A>): Promise<(Tensor | undefined)[]>;
+  /**
+   * Optional, for row lookups (gather): input 0's gradient as the few rows it touches — distinct `rows`
+   * along its first axis and their `values` on the host, row after row — equal to those rows of `vjp`'s
+   * gradient (zero elsewhere). When the tape alone already holds another gradient of input 0 (a tied
+   * output head's) and the backend has `addRowsInPlace`, the rows are added into it instead of calling
+   * `vjp` for a dense table and summing. Only when no other input needs a gradient.
+   */
+  rowsVjp?(ops: Ops, dy: Tensor, node: GradNode<A>): Promise<{ rows: Int32Array; values: Float32Array }>;
 }
 
 const GRADIENTS = Symbol.for('@lineage/core/gradients');

@@ -167,6 +167,16 @@ export class Tape {
       drop(g);
       grads.set(t, sum);
     };
+    // A row lookup (gather) whose table already has a gradient that only the tape holds (a tied output
+    // head's): the rows the lookup touched are added into it in place (GradientSpec.rowsVjp,
+    // Backend.addRowsInPlace), not a dense table plus a dense sum. True when done.
+    const addRowsInPlace = async (n: GradNode, spec: GradientSpec, dy: Tensor): Promise<boolean> => {
+      const old = grads.get(n.inputs[0]!);
+      if (!spec.rowsVjp || !b.addRowsInPlace || !old || refs.get(old) !== 1) return false;
+      if (!n.needsGrad[0] || n.needsGrad.some((need, j) => need && j > 0)) return false;
+      const r = await ops.tidy(() => spec.rowsVjp!(ops, dy, n));
+      return b.addRowsInPlace(old, r.rows, r.values);
+    };
     try {
       if (this.requires.has(loss)) {
         const seed = options.seed
@@ -178,7 +188,10 @@ export class Tape {
           this.entries[i] = undefined;
           const n = e.node;
           const dy = grads.get(n.output);
-          if (dy) {
+          if (dy && (await addRowsInPlace(n, e.spec, dy))) {
+            grads.delete(n.output);
+            drop(dy);
+          } else if (dy) {
             grads.delete(n.output);
             const gs = await ops.tidy(() => e.spec.vjp(ops, dy, n));
             for (const g of gs) if (g) own(g);

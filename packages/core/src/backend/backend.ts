@@ -76,6 +76,14 @@ export interface Backend {
    * copy: a fresh upload of every weight each step costs a fresh allocation of every weight.
    */
   overwrite?(t: Tensor, data: Float32Array): boolean;
+  /**
+   * Optional: t[rows[i], …] += values[i, …] in place (t f32 of shape [R, …], `rows` distinct, `values` one
+   * row of t per entry of `rows`) and returns true, or returns false when it cannot (storage shared or not
+   * on the host). Lets an embedding's gradient add the rows a batch touched into the gradient its tied
+   * output head already produced: a dense [vocab × dim] table and a dense sum (two fresh arrays of the
+   * whole table per step) otherwise.
+   */
+  addRowsInPlace?(t: Tensor, rows: Int32Array, values: Float32Array): boolean;
   dispose(t: Tensor): void;
   /** Tensors allocated and not yet disposed (for leak checks). */
   liveTensors(): number;
