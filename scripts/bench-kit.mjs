@@ -12,6 +12,14 @@ import os from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+// Benches run as the `lineage` command does: on Linux with glibc's malloc set to reuse large blocks
+// (packages/cli/src/malloc-tuning.ts; child processes such as the PyTorch yardstick inherit it too).
+// LINEAGE_MALLOC=system measures with the allocator as it is.
+const { relaunchWithTunedMalloc } = await import('../packages/cli/dist/malloc-tuning.js');
+if (await relaunchWithTunedMalloc()) process.exit();
+/** How glibc's malloc was set for this run: `tuned` (as the CLI runs), `system`, or `default`. */
+export const mallocMode = process.env.LINEAGE_MALLOC ?? 'default';
+
 export const smoke = process.argv.includes('--smoke') || process.env.LINEAGE_BENCH_SMOKE === '1';
 
 /** The stories42M shape the full benches measure, and the tiny shape smoke runs use instead. */
@@ -254,6 +262,7 @@ export function startBench(name = basename(process.argv[1] ?? 'bench', '.mjs')) 
         },
         versions: versions(),
         env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('LINEAGE_BENCH'))),
+        malloc: mallocMode,
         load: {
           before,
           after,
@@ -272,7 +281,7 @@ export function startBench(name = basename(process.argv[1] ?? 'bench', '.mjs')) 
       writeFileSync(file, `${JSON.stringify(record, null, 2)}\n`);
       const fmt = (s) => s.loadavg.map((x) => x.toFixed(2)).join(' ');
       log(
-        `load average ${fmt(before)} before, ${fmt(after)} after on ${before.cores} cores; this bench used ${ownCores.toFixed(2)} cores, others ${othersCores === null ? '?' : othersCores.toFixed(2)}; ${wall.toFixed(0)} s`,
+        `load average ${fmt(before)} before, ${fmt(after)} after on ${before.cores} cores; this bench used ${ownCores.toFixed(2)} cores, others ${othersCores === null ? '?' : othersCores.toFixed(2)}; ${wall.toFixed(0)} s; malloc ${mallocMode}`,
       );
       for (const r of ratios)
         log(

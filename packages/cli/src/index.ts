@@ -83,5 +83,7 @@ export async function run(argv: string[]): Promise<number> {
   }
 }
 
+// glibc malloc set to reuse large blocks, as the `lineage` command runs: call at the top of a script of your own
+export { relaunchWithTunedMalloc, TUNED_MALLOC_ENV, wantsTunedMalloc } from './malloc-tuning.js';
 // recipe output kinds (`outputs: - kind: …` in `lineage run` recipes): a package adds one, e.g. `export`
 export { type RecipeOutputKind, type RecipeResult, registerRecipeOutput } from './recipe/outputs.js';

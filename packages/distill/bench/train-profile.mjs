@@ -138,14 +138,19 @@ async function profiledStep(variant, optimizer) {
   opAcc.clear(); // the per-op table shows the last step
   const wall = {};
   const ort0 = {};
+  const faults = {}; // minor page faults per phase: a fresh large array costs more than its arithmetic here
+  const faults0 = {};
+  const minorFaults = () => process.resourceUsage().minorPageFault;
   const t = (name) => {
     phase = name;
     ort0[name] = ortSeconds;
+    faults0[name] = minorFaults();
     return performance.now();
   };
   const end = (name, t0) => {
     wall[name] = (wall[name] ?? 0) + (performance.now() - t0) / 1000;
     ort0[name] = ortSeconds - ort0[name];
+    faults[name] = (faults[name] ?? 0) + minorFaults() - faults0[name];
   };
   const ortIn = {};
   let klValue;
@@ -204,7 +209,7 @@ async function profiledStep(variant, optimizer) {
   t0 = t('AdamW');
   optimizer.step(grads, 1e-4);
   end('AdamW', t0);
-  return { wall, ortIn, kl: klValue };
+  return { wall, ortIn, faults, kl: klValue };
 }
 
 const bench = startBench('distill-train-profile');
@@ -255,6 +260,7 @@ for (const variant of variants) {
       backendHead: m((r) => r.ops[`${p}|head`] ?? 0),
       backendBlocks: m((r) => r.ops[`${p}|blocks`] ?? 0),
       backendRead: m((r) => r.ops[`${p}|read`] ?? 0),
+      minorFaults: m((r) => r.faults[p] ?? 0),
     };
   });
   const total = rows.reduce((a, r) => a + r.seconds, 0);
@@ -262,13 +268,13 @@ for (const variant of variants) {
     `\n${variant} step, ${B}×${T} tokens: ${total.toFixed(2)} s (${((B * T) / total).toFixed(1)} tokens/s), median of ${runs.length} steps`,
   );
   console.log(
-    '| phase | s | share | inside onnxruntime | backend calls: head/loss | blocks | reads to host | JS (rest) |',
+    '| phase | s | share | inside onnxruntime | backend calls: head/loss | blocks | reads to host | JS (rest) | page faults |',
   );
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log('|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     const inOps = r.backendHead + r.backendBlocks + r.backendRead;
     console.log(
-      `| ${r.phase} | ${r.seconds.toFixed(3)} | ${((100 * r.seconds) / total).toFixed(0)}% | ${r.insideOnnxruntime.toFixed(3)} | ${r.backendHead.toFixed(3)} | ${r.backendBlocks.toFixed(3)} | ${r.backendRead.toFixed(3)} | ${Math.max(0, r.seconds - inOps).toFixed(3)} |`,
+      `| ${r.phase} | ${r.seconds.toFixed(3)} | ${((100 * r.seconds) / total).toFixed(0)}% | ${r.insideOnnxruntime.toFixed(3)} | ${r.backendHead.toFixed(3)} | ${r.backendBlocks.toFixed(3)} | ${r.backendRead.toFixed(3)} | ${Math.max(0, r.seconds - inOps).toFixed(3)} | ${Math.round(r.minorFaults)} |`,
     );
   }
   results[variant] = { total, tokensPerSecond: (B * T) / total, rows };
