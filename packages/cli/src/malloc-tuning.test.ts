@@ -99,4 +99,33 @@ describe('glibc malloc tuned by relaunching (malloc-tuning.ts)', () => {
     },
     20_000,
   );
+
+  it.runIf(glibc)(
+    'the relaunched process ends when the one that started it is killed outright',
+    async () => {
+      const child = spawn(process.execPath, [script, 'wait'], { env: env() });
+      let out = '';
+      child.stdout!.on('data', (d) => {
+        out += d;
+      });
+      while (!out.includes('"args"')) await new Promise((r) => setTimeout(r, 20));
+      const grandchild = Number(
+        execFileSync('pgrep', ['-f', '-n', `${script} wait`], { encoding: 'utf8' }).trim(),
+      );
+      expect(grandchild).not.toBe(child.pid);
+      child.kill('SIGKILL');
+      const alive = () => {
+        try {
+          process.kill(grandchild, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      const t0 = Date.now();
+      while (alive() && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 50));
+      expect(alive()).toBe(false);
+    },
+    20_000,
+  );
 });

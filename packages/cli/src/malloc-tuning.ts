@@ -41,11 +41,17 @@ export function wantsTunedMalloc(env: NodeJS.ProcessEnv = process.env): boolean 
  * that Ctrl-C reaches it once, passed on from here (a second Ctrl-C means "quit now" to `train`).
  */
 export function relaunchWithTunedMalloc(): Promise<boolean> {
+  if (process.env.LINEAGE_MALLOC_PARENT) dieWithParent(Number(process.env.LINEAGE_MALLOC_PARENT));
   if (!wantsTunedMalloc()) return Promise.resolve(false);
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
       stdio: 'inherit',
-      env: { ...process.env, ...TUNED_MALLOC_ENV, LINEAGE_MALLOC: 'tuned' },
+      env: {
+        ...process.env,
+        ...TUNED_MALLOC_ENV,
+        LINEAGE_MALLOC: 'tuned',
+        LINEAGE_MALLOC_PARENT: String(process.pid),
+      },
       detached: true,
     });
     const pass = (signal: NodeJS.Signals) => child.kill(signal);
@@ -66,4 +72,18 @@ export function relaunchWithTunedMalloc(): Promise<boolean> {
       }
     });
   });
+}
+
+/**
+ * In the relaunched process: SIGKILL of the process that started it (a supervisor's timeout) cannot be
+ * passed on, and the child, in its own process group, would run on alone; so it checks once a second
+ * that its parent is still there and ends the same way otherwise.
+ */
+function dieWithParent(parent: number): void {
+  delete process.env.LINEAGE_MALLOC_PARENT; // not inherited by processes this one starts
+  const check = () => {
+    if (process.ppid !== parent) process.kill(process.pid, 'SIGKILL');
+  };
+  check();
+  setInterval(check, 1000).unref();
 }
