@@ -96,12 +96,12 @@ describe('onnxruntime cpu: parameters updated in place', () => {
 
   it('addRowsInPlace adds rows into an unshared tensor and declines a shared one', async () => {
     const t = backend.upload(Float32Array.from([1, 2, 3, 4, 5, 6]), [3, 2]);
-    expect(backend.addRowsInPlace(t, Int32Array.of(0, 2), Float32Array.of(10, 20, 30, 40))).toBe(true);
+    expect(backend.addRowsInPlace!(t, Int32Array.of(0, 2), Float32Array.of(10, 20, 30, 40))).toBe(true);
     expect([...(await backend.read(t))]).toEqual([11, 22, 3, 4, 35, 46]);
-    expect(() => backend.addRowsInPlace(t, Int32Array.of(3), Float32Array.of(1, 1))).toThrow(/row 3 of 3/);
-    expect(() => backend.addRowsInPlace(t, Int32Array.of(1), Float32Array.of(1))).toThrow(/1 values/);
+    expect(() => backend.addRowsInPlace!(t, Int32Array.of(3), Float32Array.of(1, 1))).toThrow(/row 3 of 3/);
+    expect(() => backend.addRowsInPlace!(t, Int32Array.of(1), Float32Array.of(1))).toThrow(/1 values/);
     const view = await new Ops(backend).reshape(t, [6]);
-    expect(backend.addRowsInPlace(t, Int32Array.of(1), Float32Array.of(1, 1))).toBe(false);
+    expect(backend.addRowsInPlace!(t, Int32Array.of(1), Float32Array.of(1, 1))).toBe(false);
     expect([...(await backend.read(view))]).toEqual([11, 22, 3, 4, 35, 46]);
     backend.dispose(view);
     backend.dispose(t);
@@ -127,7 +127,7 @@ describe('onnxruntime cpu: parameters updated in place', () => {
       expect(backend.liveTensors()).toBe(live);
       return r.grads;
     };
-    const add = backend.addRowsInPlace.bind(backend);
+    const add = backend.addRowsInPlace!.bind(backend);
     let calls = 0;
     backend.addRowsInPlace = (t, rows, values) => {
       calls++;
