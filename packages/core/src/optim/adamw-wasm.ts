@@ -132,7 +132,7 @@ function adamwKernel(): number[] {
 
 type Bin = (a: number[], b: number[]) => number[];
 
-type Update = (
+export type Update = (
   w0: Float32Array,
   w: Float32Array,
   g: Float32Array,
@@ -147,7 +147,7 @@ type Update = (
   scale: number,
 ) => void;
 
-type Kernel = (
+export type Kernel = (
   pw: number,
   pg: number,
   pm: number,
@@ -173,9 +173,15 @@ export function adamwWasmKernel(): Update | null {
 }
 
 function build(): Update | null {
+  const k = instantiateAdamw(ADAMW_CHUNK);
+  return k ? chunked(k.kernel, k.heap, ADAMW_CHUNK) : null;
+}
+
+/** The kernel over a fresh memory of four arrays of `chunk` elements; undefined without wasm SIMD. */
+export function instantiateAdamw(chunk: number): { kernel: Kernel; heap: Float32Array } | undefined {
   const api = wasmApi();
-  if (!api || !wasmSimdSupported()) return null;
-  const pages = (4 * ADAMW_CHUNK * 4) / 65536;
+  if (!api || !wasmSimdSupported()) return undefined;
+  const pages = Math.ceil((4 * chunk * 4) / 65536);
   try {
     const bytes = assembleModule({
       types: [funcType([...new Array<number>(5).fill(I32), ...new Array<number>(9).fill(F64)])],
@@ -187,15 +193,14 @@ function build(): Update | null {
     const kernel = new api.Instance(new api.Module(bytes), { env: { mem: memory } }).exports[
       'adamw'
     ] as Kernel;
-    return chunked(kernel, new Float32Array(memory.buffer));
+    return { kernel, heap: new Float32Array(memory.buffer) };
   } catch {
-    return null; // no wasm memory to be had (an address-space limit): the JS loop
+    return undefined; // no wasm memory to be had (an address-space limit): the JS loop
   }
 }
 
 /** The update over whole arrays, a chunk at a time through the kernel's memory. */
-function chunked(kernel: Kernel, heap: Float32Array): Update {
-  const C = ADAMW_CHUNK;
+export function chunked(kernel: Kernel, heap: Float32Array, C: number): Update {
   const [W, G, M, V] = [0, C, 2 * C, 3 * C];
   return (w0, w, g, m, v, b1, b2, shrink, stepSize, sbc2, eps, scale) => {
     const n = g.length;
