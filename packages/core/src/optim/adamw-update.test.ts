@@ -78,7 +78,7 @@ describe('adamwUpdate in wasm SIMD', () => {
     1,
   ];
   const clipped: Args = [0.85, 0.995, 0.97, 1.7e-3, 0.31, 1e-6, 0.4370129];
-  const lengths = [1, 3, 4, 5, 1023, ADAMW_CHUNK - 1, ADAMW_CHUNK + 5, 100003];
+  const lengths = [0, 1, 3, 4, 5, 1023, ADAMW_CHUNK - 1, ADAMW_CHUNK + 5, 100003];
 
   for (const inPlace of [false, true]) {
     it(`equals the JS loop bit for bit (${inPlace ? 'in place' : 'into a fresh array'})`, () => {
