@@ -177,7 +177,10 @@ function build(): Update | null {
   return k ? chunked(k.kernel, k.heap, ADAMW_CHUNK) : null;
 }
 
-/** The kernel over a fresh memory of four arrays of `chunk` elements; undefined without wasm SIMD. */
+/**
+ * The kernel over a fresh memory of four arrays of `chunk` (a multiple of 4) elements; undefined without
+ * wasm SIMD. Exported, with `chunked`, to measure other chunk sizes.
+ */
 export function instantiateAdamw(chunk: number): { kernel: Kernel; heap: Float32Array } | undefined {
   const api = wasmApi();
   if (!api || !wasmSimdSupported()) return undefined;
