@@ -5,10 +5,11 @@
 //
 // Run after `pnpm build`: node packages/core/bench/adamw-bench.mjs
 // --smoke (or LINEAGE_BENCH_SMOKE=1): the small array, one round; fails unless every figure is positive.
-import { adamwUpdate, adamwUpdateJs, wasmAssembler } from '@lineage/core';
+import { adamwUpdate, adamwUpdateJs } from '@lineage/core';
+import { wasmSimdSupported } from '@lineage/core/wasm-assembler';
 import { alternate, benchRounds, median, sane, smoke, startBench } from '../../../scripts/bench-kit.mjs';
 
-if (!wasmAssembler.wasmSimdSupported()) throw new Error('no wasm SIMD here: nothing to compare');
+if (!wasmSimdSupported()) throw new Error('no wasm SIMD here: nothing to compare');
 const n = smoke ? 100_003 : 41_700_000;
 const bench = startBench('adamw-bench');
 let seed = 1;

@@ -72,5 +72,3 @@ export {
   STDIN_PATH,
   setMaxDataBytes,
 } from './util/text-file.js';
-// The wasm assembler the SIMD kernels are written with (linalg's too): one namespace, not loose names.
-export * as wasmAssembler from './util/wasm-assembler.js';

@@ -11,14 +11,9 @@
  * - `ger(pa, lda, rows, cols, px, py)`: A[r, c] += x[r]·y[c].
  * Pointers are byte offsets into the instance's memory; lda/ldc are in bytes.
  */
-import { wasmAssembler } from '@lineage/core';
-
-/** Rows of the GEMM register tile. */
-export const MR = 4;
-/** Columns of the GEMM register tile. */
-export const NR = 4;
-
-const {
+// The assembler lives in core; core is a dev dependency only, so tsup bundles this one small module into
+// linalg's dist and the engine keeps no runtime dependency (README, Errors).
+import {
   ADD,
   assembleModule,
   CALL,
@@ -49,8 +44,15 @@ const {
   vLoad,
   vSplatLoad,
   vStore,
+  type WasmApi,
+  wasmApi,
   whileLoop,
-} = wasmAssembler;
+} from '@lineage/core/wasm-assembler';
+
+/** Rows of the GEMM register tile. */
+export const MR = 4;
+/** Columns of the GEMM register tile. */
+export const NR = 4;
 
 /**
  * micro(kc, pa, pb, pc, ldc): the MR×NR tile at pc ← Ap panel · Bp panel; with `accumulate`,
@@ -326,8 +328,6 @@ export interface WasmKernels {
   ger(pa: number, ldaBytes: number, rows: number, cols: number, px: number, py: number): void;
 }
 
-type WasmApi = wasmAssembler.WasmApi;
-
 let compiledShared: object | null | undefined;
 let compiledPlain: object | null | undefined;
 
@@ -344,7 +344,7 @@ function compile(api: WasmApi, shared: boolean): object | null {
  * allows); undefined without wasm SIMD or when the memory cannot be had.
  */
 export function createWasmKernels(bytes: number): WasmKernels | undefined {
-  const api = wasmAssembler.wasmApi();
+  const api = wasmApi();
   if (!api || memoryRefused) return undefined;
   const pages = Math.max(1, Math.ceil(bytes / 65536));
   if (pages > 65536) return undefined;
