@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Random } from '../util/random.js';
 import { adamwUpdateJs } from './adamw-update.js';
 import { ADAMW_CHUNK, adamwWasmKernel } from './adamw-wasm.js';
@@ -93,5 +93,24 @@ describe('adamwUpdate in wasm SIMD', () => {
     compare(4099, [0.9, 0.999, 1, 1e-3, 1e-4, 1e-8, 1e20], 7, true); // g·scale overflows f32
     compare(4099, [0.9, 0.999, 0.5, 1e30, 0.9999, 1e-30, 1e-30], 8, false);
     compare(4099, [0, 0, 0, 1, 1, 0, 3], 9, true);
+  });
+
+  it('falls back to the JS loop where there is no WebAssembly', async () => {
+    vi.resetModules();
+    vi.stubGlobal('WebAssembly', undefined);
+    try {
+      const fresh = await import('./adamw-wasm.js');
+      expect(fresh.adamwWasmKernel()).toBeNull();
+      const { adamwUpdate } = await import('./adamw-update.js');
+      const [w, m, v] = [new Float32Array([1, -2, 3]), new Float32Array(3), new Float32Array(3)];
+      const [w2, m2, v2] = [w.slice(), m.slice(), v.slice()];
+      const g = new Float32Array([0.5, 0.25, -1]);
+      adamwUpdate(w, w, g, m, v, 0.9, 0.999, 0.99, 1e-3, 0.1, 1e-8, 1);
+      adamwUpdateJs(w2, w2, g, m2, v2, 0.9, 0.999, 0.99, 1e-3, 0.1, 1e-8, 1);
+      expect([w, m, v]).toEqual([w2, m2, v2]);
+    } finally {
+      vi.unstubAllGlobals();
+      vi.resetModules();
+    }
   });
 });
