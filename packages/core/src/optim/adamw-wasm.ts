@@ -47,9 +47,8 @@ const JOIN = shuffle([0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]);
 /**
  * adamw(pw, pg, pm, pv, n, b1, c1, b2, c2, shrink, step, sbc2, eps, scale): n (a multiple of 4) elements
  * at byte offsets pw (w0 in, w out), pg, pm, pv; c1 = 1 − b1, c2 = 1 − b2 as the JS loop computes them.
- * Without `scaled` (for scale 1) gi is g itself: g·1 is g and g is an f32 already, so fround(g·1) = g.
  */
-function adamwKernel(scaled: boolean): number[] {
+function adamwKernel(): number[] {
   const [PW, PG, PM, PV, N] = [0, 1, 2, 3, 4];
   const scalars = 9; // params 5–13: b1, c1, b2, c2, shrink, step, sbc2, eps, scale
   const S = 14; // their splats, in the same order
@@ -85,7 +84,7 @@ function adamwKernel(scaled: boolean): number[] {
   const half = (h: number): number[] => {
     const load = (p: number) => f64([...get(p), ...load2(8 * h)]);
     return [
-      ...(scaled ? f64(f32(mul(load(PG), x(SCALE)))) : load(PG)), // gi = fround(g·scale)
+      ...f64(f32(mul(load(PG), x(SCALE)))), // gi = fround(g·scale)
       ...set(GI),
       ...f32(add(mul(x(B1), load(PM)), mul(x(C1), x(GI)))), // fround(b1·m + (1 − b1)·gi)
       ...tee(md(h)),
@@ -165,13 +164,6 @@ export type Kernel = (
   scale: number,
 ) => void;
 
-/** The two kernels (any scale; scale 1) over their memory. */
-export interface AdamwInstance {
-  scaled: Kernel;
-  unscaled: Kernel;
-  heap: Float32Array;
-}
-
 let cached: Update | null | undefined;
 
 /** The wasm update (one instance per process, built on first use), or null without wasm SIMD. */
@@ -182,14 +174,14 @@ export function adamwWasmKernel(): Update | null {
 
 function build(): Update | null {
   const k = instantiateAdamw(ADAMW_CHUNK);
-  return k ? chunked(k, ADAMW_CHUNK) : null;
+  return k ? chunked(k.kernel, k.heap, ADAMW_CHUNK) : null;
 }
 
 /**
  * The kernel over a fresh memory of four arrays of `chunk` (a multiple of 4) elements; undefined without
  * wasm SIMD. Exported, with `chunked`, to measure other chunk sizes.
  */
-export function instantiateAdamw(chunk: number): AdamwInstance | undefined {
+export function instantiateAdamw(chunk: number): { kernel: Kernel; heap: Float32Array } | undefined {
   const api = wasmApi();
   if (!api || !wasmSimdSupported()) return undefined;
   const pages = Math.ceil((4 * chunk * 4) / 65536);
@@ -197,30 +189,24 @@ export function instantiateAdamw(chunk: number): AdamwInstance | undefined {
     const bytes = assembleModule({
       types: [funcType([...new Array<number>(5).fill(I32), ...new Array<number>(9).fill(F64)])],
       memory: { shared: false, minPages: pages },
-      funcs: [
-        { type: 0, body: adamwKernel(true) },
-        { type: 0, body: adamwKernel(false) },
-      ],
-      exports: { adamw: 0, adamwUnscaled: 1 },
+      funcs: [{ type: 0, body: adamwKernel() }],
+      exports: { adamw: 0 },
     });
     const memory = new api.Memory({ initial: pages, maximum: pages });
-    const ex = new api.Instance(new api.Module(bytes), { env: { mem: memory } }).exports;
-    return {
-      scaled: ex['adamw'] as Kernel,
-      unscaled: ex['adamwUnscaled'] as Kernel,
-      heap: new Float32Array(memory.buffer),
-    };
+    const kernel = new api.Instance(new api.Module(bytes), { env: { mem: memory } }).exports[
+      'adamw'
+    ] as Kernel;
+    return { kernel, heap: new Float32Array(memory.buffer) };
   } catch {
     return undefined; // no wasm memory to be had (an address-space limit): the JS loop
   }
 }
 
 /** The update over whole arrays, a chunk at a time through the kernel's memory. */
-export function chunked({ scaled, unscaled, heap }: AdamwInstance, C: number): Update {
+export function chunked(kernel: Kernel, heap: Float32Array, C: number): Update {
   const [W, G, M, V] = [0, C, 2 * C, 3 * C];
   return (w0, w, g, m, v, b1, b2, shrink, stepSize, sbc2, eps, scale) => {
     const n = g.length;
-    const kernel = scale === 1 ? unscaled : scaled;
     for (let s = 0; s < n; s += C) {
       const k = Math.min(C, n - s);
       heap.set(w0.subarray(s, s + k), W);
