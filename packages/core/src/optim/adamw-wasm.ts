@@ -22,6 +22,7 @@ import {
   simd,
   tee,
   times,
+  uleb,
   V_ADD,
   V_DEMOTE,
   V_DIV,
@@ -40,7 +41,7 @@ import {
 export const ADAMW_CHUNK = 16384;
 
 /** v128.load64_zero: two f32 into lanes 0–1. */
-const load2 = (off: number): number[] => simd(0x5d, 3, off);
+const load2 = (off: number): number[] => simd(0x5d, 3, ...uleb(off));
 /** Lanes 0–1 of two demoted vectors side by side: the four f32 of a store. */
 const JOIN = shuffle([0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]);
 
@@ -87,12 +88,12 @@ function adamwKernel(): number[] {
       ...f64(f32(mul(load(PG), x(SCALE)))), // gi = fround(g·scale)
       ...set(GI),
       ...f32(add(mul(x(B1), load(PM)), mul(x(C1), x(GI)))), // fround(b1·m + (1 − b1)·gi)
-      ...tee(md(h)),
-      ...f64([]),
+      ...tee(md(h)), // kept demoted for the store, widened again for w
+      ...V_PROMOTE_LOW,
       ...set(MI),
       ...f32(add(mul(x(B2), load(PV)), mul(mul(x(C2), x(GI)), x(GI)))), // fround(b2·v + ((1 − b2)·gi)·gi)
       ...tee(vd(h)),
-      ...f64([]),
+      ...V_PROMOTE_LOW,
       ...set(VI),
       // w0·shrink − (step·mi) / (√vi / sbc2 + eps)
       ...f32(sub(mul(load(PW), x(SHRINK)), div(mul(x(STEP), x(MI)), add(div(sqrt(x(VI)), x(SBC2)), x(EPS))))),
