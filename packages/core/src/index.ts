@@ -46,6 +46,7 @@ export * from './nn/rope.js';
 export * from './nn/shape.js';
 export * from './nn/surgery.js';
 export * from './optim/adamw.js';
+export { adamwUpdate, adamwUpdateJs } from './optim/adamw-update.js';
 export * from './optim/clip.js';
 export * from './optim/optimizer.js';
 export * from './optim/param-groups.js';

@@ -11,102 +11,48 @@
  * - `ger(pa, lda, rows, cols, px, py)`: A[r, c] += x[r]·y[c].
  * Pointers are byte offsets into the instance's memory; lda/ldc are in bytes.
  */
+// The assembler lives in core; core is a dev dependency only, so tsup bundles this one small module into
+// linalg's dist and the engine keeps no runtime dependency (README, Errors).
+import {
+  ADD,
+  assembleModule,
+  CALL,
+  F64,
+  F64_ADD,
+  F64_MUL,
+  f64Load,
+  f64Store,
+  forLt,
+  forSteps,
+  funcBody,
+  funcType,
+  GT_S,
+  get,
+  I32,
+  i32,
+  ifLt,
+  inc,
+  lane,
+  MUL,
+  set,
+  simd,
+  times,
+  V_ADD,
+  V_MUL,
+  V_ZERO,
+  V128,
+  vLoad,
+  vSplatLoad,
+  vStore,
+  type WasmApi,
+  wasmApi,
+  whileLoop,
+} from '@lineage/core/wasm-assembler';
 
 /** Rows of the GEMM register tile. */
 export const MR = 4;
 /** Columns of the GEMM register tile. */
 export const NR = 4;
-
-const I32 = 0x7f;
-const F64 = 0x7c;
-const V128 = 0x7b;
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
-
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
-
-const name = (s: string): number[] => [...uleb(s.length), ...Array.from(s, (c) => c.charCodeAt(0))];
-const section = (id: number, bytes: number[]): number[] => [id, ...uleb(bytes.length), ...bytes];
-const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
-
-// Instructions.
-const get = (i: number): number[] => [0x20, ...uleb(i)];
-const set = (i: number): number[] => [0x21, ...uleb(i)];
-const i32 = (v: number): number[] => [0x41, ...sleb(v)];
-const ADD = 0x6a;
-const MUL = 0x6c;
-const LT_S = 0x48;
-const GT_S = 0x4a;
-const LE_S = 0x4c;
-const EQZ = 0x45;
-const IF_VOID = [0x04, 0x40];
-const END = 0x0b;
-const BR = 0x0c;
-const BR_IF = 0x0d;
-const CALL = 0x10;
-const F64_ADD = 0xa0;
-const F64_MUL = 0xa2;
-const f64Load = (off = 0): number[] => [0x2b, 3, ...uleb(off)];
-const f64Store = (off = 0): number[] => [0x39, 3, ...uleb(off)];
-const simd = (op: number, ...imm: number[]): number[] => [0xfd, ...uleb(op), ...imm];
-// memarg: alignment hint 2³ (8-byte; unaligned access is allowed) and offset.
-const vLoad = (off = 0): number[] => simd(0x00, 3, ...uleb(off));
-const vStore = (off = 0): number[] => simd(0x0b, 3, ...uleb(off));
-const vSplatLoad = (off = 0): number[] => simd(0x0a, 3, ...uleb(off));
-const V_ADD = simd(0xf0);
-const V_MUL = simd(0xf2);
-const V_ZERO = simd(0x0c, ...new Array<number>(16).fill(0)); // v128.const 0
-const lane = (l: number): number[] => simd(0x21, l);
-
-/** `while (cond) { body }` as block/loop: cond leaves an i32 on the stack. */
-function whileLoop(cond: number[], body: number[]): number[] {
-  return [0x02, 0x40, 0x03, 0x40, ...cond, EQZ, BR_IF, 1, ...body, BR, 0, END, END];
-}
-/** local[i] += delta */
-const inc = (i: number, delta: number | number[]): number[] =>
-  typeof delta === 'number'
-    ? [...get(i), ...i32(delta), ADD, ...set(i)]
-    : [...get(i), ...delta, ADD, ...set(i)];
-/** `for (; counter < limit; counter += step) { body }` */
-const forLt = (counter: number, limit: number, step: number, body: number[]): number[] =>
-  whileLoop([...get(counter), ...get(limit), LT_S], [...body, ...inc(counter, step)]);
-/** Whole steps only: `for (; counter + step <= limit; counter += step) { body }` (step 1: forLt). */
-const forSteps = (counter: number, limit: number, step: number, body: number[]): number[] =>
-  step === 1
-    ? forLt(counter, limit, 1, body)
-    : whileLoop([...get(counter), ...i32(step), ADD, ...get(limit), LE_S], [...body, ...inc(counter, step)]);
-/** `if (a < b) { body }` */
-function ifLt(a: number, b: number, body: number[]): number[] {
-  return [...get(a), ...get(b), LT_S, ...IF_VOID, ...body, END];
-}
-/** The code of `f(0), f(1), …, f(n − 1)` one after another. */
-const times = (n: number, f: (i: number) => number[]): number[] =>
-  Array.from({ length: n }, (_, i) => f(i)).flat();
-
-function funcBody(locals: [number, number][], code: number[]): number[] {
-  const body = [...vec(locals.map(([n, t]) => [...uleb(n), t])), ...code, END];
-  return [...uleb(body.length), ...body];
-}
 
 /**
  * micro(kc, pa, pb, pc, ldc): the MR×NR tile at pc ← Ap panel · Bp panel; with `accumulate`,
@@ -338,52 +284,23 @@ function gemvNKernel(): number[] {
 }
 
 function moduleBytes(shared: boolean): Uint8Array {
-  const sig = (ints: number, alpha = false): number[] => [
-    0x60,
-    ...vec([...new Array<number[]>(ints).fill([I32]), ...(alpha ? [[F64]] : [])]),
-    0,
-  ];
-  const bytes = [
-    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
-    ...section(1, vec([sig(5), sig(7), sig(6), sig(5, true), sig(7, true)])),
-    // Memory import: shared (limits flag 3, up to 4 GiB) so worker threads can run kernels on it too.
-    ...section(
-      2,
-      vec([
-        [
-          ...name('env'),
-          ...name('mem'),
-          0x02,
-          ...(shared ? [0x03, ...uleb(1), ...uleb(65536)] : [0x00, ...uleb(1)]),
-        ],
-      ]),
-    ),
-    // 0 micro, 1 microAcc, 2 macro, 3 macroAcc, 4 gemvT, 5 gemvN, 6 ger
-    ...section(3, vec([[0], [3], [1], [4], [2], [2], [2]])),
-    ...section(
-      7,
-      vec([
-        [...name('macro'), 0x00, 2],
-        [...name('macroAcc'), 0x00, 3],
-        [...name('gemvT'), 0x00, 4],
-        [...name('gemvN'), 0x00, 5],
-        [...name('ger'), 0x00, 6],
-      ]),
-    ),
-    ...section(
-      10,
-      vec([
-        microKernel(false),
-        microKernel(true),
-        macroKernel(false),
-        macroKernel(true),
-        gemvTKernel(),
-        gemvNKernel(),
-        gerKernel(),
-      ]),
-    ),
-  ];
-  return Uint8Array.from(bytes);
+  const sig = (ints: number, alpha = false): number[] =>
+    funcType([...new Array<number>(ints).fill(I32), ...(alpha ? [F64] : [])]);
+  return assembleModule({
+    types: [sig(5), sig(7), sig(6), sig(5, true), sig(7, true)],
+    // shared (up to 4 GiB) so worker threads can run kernels on it too
+    memory: { shared },
+    funcs: [
+      { type: 0, body: microKernel(false) },
+      { type: 3, body: microKernel(true) },
+      { type: 1, body: macroKernel(false) },
+      { type: 4, body: macroKernel(true) },
+      { type: 2, body: gemvTKernel() },
+      { type: 2, body: gemvNKernel() },
+      { type: 2, body: gerKernel() },
+    ],
+    exports: { macro: 2, macroAcc: 3, gemvT: 4, gemvN: 5, ger: 6 },
+  });
 }
 
 export interface WasmKernels {
@@ -411,17 +328,6 @@ export interface WasmKernels {
   ger(pa: number, ldaBytes: number, rows: number, cols: number, px: number, py: number): void;
 }
 
-/** The slice of the WebAssembly JS API used here (the repository's TypeScript libs do not declare it). */
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
-  Memory: new (descriptor: {
-    initial: number;
-    maximum?: number;
-    shared?: boolean;
-  }) => { buffer: ArrayBufferLike };
-}
-
 let compiledShared: object | null | undefined;
 let compiledPlain: object | null | undefined;
 
@@ -438,7 +344,7 @@ function compile(api: WasmApi, shared: boolean): object | null {
  * allows); undefined without wasm SIMD or when the memory cannot be had.
  */
 export function createWasmKernels(bytes: number): WasmKernels | undefined {
-  const api = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+  const api = wasmApi();
   if (!api || memoryRefused) return undefined;
   const pages = Math.max(1, Math.ceil(bytes / 65536));
   if (pages > 65536) return undefined;

@@ -1,4 +1,5 @@
 import type { Parameter } from '../nn/parameter.js';
+import { adamwUpdate } from './adamw-update.js';
 import {
   checkGrads,
   type Grads,
@@ -23,36 +24,6 @@ export interface AdamWOptions {
   decay?: (name: string, p: Parameter) => boolean;
   /** Per-parameter settings (parameter groups): a learning-rate multiplier, a weight decay of its own. */
   paramOptions?: (name: string, p: Parameter) => ParamOptions | undefined;
-}
-
-/**
- * One parameter's update (monomorphic, so the JIT keeps it a tight loop): the moments m, v in place, the
- * new values into w. float64 arithmetic, m and v rounded to f32 as they are stored; the gradient is
- * scaled by `scale` and rounded to f32 on the fly.
- */
-function adamwUpdate(
-  w0: Float32Array,
-  w: Float32Array,
-  g: Float32Array,
-  m: Float32Array,
-  v: Float32Array,
-  b1: number,
-  b2: number,
-  shrink: number,
-  stepSize: number,
-  sbc2: number,
-  eps: number,
-  scale: number,
-): void {
-  const n = g.length;
-  for (let i = 0; i < n; i++) {
-    const gi = Math.fround(g[i]! * scale); // as if g had been scaled in place first (clipping)
-    const mi = Math.fround(b1 * m[i]! + (1 - b1) * gi);
-    const vi = Math.fround(b2 * v[i]! + (1 - b2) * gi * gi);
-    m[i] = mi;
-    v[i] = vi;
-    w[i] = w0[i]! * shrink - (stepSize * mi) / (Math.sqrt(vi) / sbc2 + eps);
-  }
 }
 
 /**
