@@ -1,17 +1,11 @@
 import { describe, expect, it, vi } from 'vitest';
 import { Random } from '../util/random.js';
 import { adamwUpdateJs } from './adamw-update.js';
-import { ADAMW_CHUNK, adamwWasmKernel } from './adamw-wasm.js';
+import { ADAMW_CHUNK, adamwWasmKernel, type Update } from './adamw-wasm.js';
 
-type Args = [
-  b1: number,
-  b2: number,
-  shrink: number,
-  stepSize: number,
-  sbc2: number,
-  eps: number,
-  scale: number,
-];
+/** The update's scalar arguments (b1, b2, shrink, stepSize, sbc2, eps, scale). */
+type F = Float32Array;
+type Args = Parameters<Update> extends [F, F, F, F, F, ...infer R] ? R : never;
 
 /** Values of every kind the update meets: ordinary, zeros, denormals, huge and tiny, both signs. */
 function mixed(rng: Random, n: number, scaleOf: number, positive = false): Float32Array {

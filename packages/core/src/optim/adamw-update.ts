@@ -1,4 +1,4 @@
-import { adamwWasmKernel } from './adamw-wasm.js';
+import { adamwWasmKernel, type Update } from './adamw-wasm.js';
 
 /**
  * One parameter's AdamW update: the moments m, v in place, the new values into w (w may be w0). float64
@@ -6,40 +6,14 @@ import { adamwWasmKernel } from './adamw-wasm.js';
  * f32 on the fly. Runs the wasm SIMD kernel where the platform has one (same operations in the same
  * order, so bit for bit this loop's results: adamw-update.test.ts), else the JS reference loop.
  */
-export function adamwUpdate(
-  w0: Float32Array,
-  w: Float32Array,
-  g: Float32Array,
-  m: Float32Array,
-  v: Float32Array,
-  b1: number,
-  b2: number,
-  shrink: number,
-  stepSize: number,
-  sbc2: number,
-  eps: number,
-  scale: number,
-): void {
+export const adamwUpdate: Update = (w0, w, g, m, v, b1, b2, shrink, stepSize, sbc2, eps, scale) => {
   const k = adamwWasmKernel();
   if (k) k(w0, w, g, m, v, b1, b2, shrink, stepSize, sbc2, eps, scale);
   else adamwUpdateJs(w0, w, g, m, v, b1, b2, shrink, stepSize, sbc2, eps, scale);
-}
+};
 
 /** The reference: adamwUpdate in plain JS (monomorphic, so the JIT keeps it a tight loop). */
-export function adamwUpdateJs(
-  w0: Float32Array,
-  w: Float32Array,
-  g: Float32Array,
-  m: Float32Array,
-  v: Float32Array,
-  b1: number,
-  b2: number,
-  shrink: number,
-  stepSize: number,
-  sbc2: number,
-  eps: number,
-  scale: number,
-): void {
+export const adamwUpdateJs: Update = (w0, w, g, m, v, b1, b2, shrink, stepSize, sbc2, eps, scale) => {
   const n = g.length;
   for (let i = 0; i < n; i++) {
     const gi = Math.fround(g[i]! * scale); // as if g had been scaled in place first (clipping)
@@ -49,4 +23,4 @@ export function adamwUpdateJs(
     v[i] = vi;
     w[i] = w0[i]! * shrink - (stepSize * mi) / (Math.sqrt(vi) / sbc2 + eps);
   }
-}
+};
