@@ -49,3 +49,17 @@ describe('errors of the environment', () => {
     expect(reportError(new TypeError('x is undefined'), false)).toBe(2);
   });
 });
+
+describe("a method's error about a layer of the model it was given", () => {
+  it('gets the model path in front when marked inModel and naming no file; others are left as they are', async () => {
+    const { withModelNamed } = await import('./commands/compress.js');
+    const inModel = new LineageError("rtn: layer 'l' is a 'low_rank' layer", undefined, { inModel: true });
+    const named = withModelNamed(inModel, 'tiny.bin') as LineageError;
+    expect(named.message).toBe("tiny.bin: rtn: layer 'l' is a 'low_rank' layer");
+    expect(named.file).toBe('tiny.bin');
+    const plain = new LineageError("layer 'l' mentioned, but not about the model");
+    expect(withModelNamed(plain, 'tiny.bin')).toBe(plain);
+    const hasFile = new LineageError('x', 'other.bin', { inModel: true });
+    expect(withModelNamed(hasFile, 'tiny.bin')).toBe(hasFile);
+  });
+});

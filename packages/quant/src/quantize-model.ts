@@ -87,6 +87,8 @@ export async function quantizeModel(
     if (layer.kind !== 'linear')
       throw new LineageError(
         `${o.quantizer}: layer '${name}' is a '${layer.kind}' layer (the model is already compressed); the quantizers take dense layers: quantize its dense parent, or make it dense first (lineage convert --dense)`,
+        undefined,
+        { inModel: true },
       );
   const e8p = o.codebook === E8P12;
   if (e8p && o.bits !== 2)
@@ -104,6 +106,8 @@ export async function quantizeModel(
     if (h && h.length !== cols * cols)
       throw new LineageError(
         `layer '${name}': its Hessian is ${Math.sqrt(h.length)}-wide, the layer reads ${cols} inputs`,
+        undefined,
+        { inModel: true },
       );
     let t: Incoherence | undefined;
     if (o.hadamard) {

@@ -113,6 +113,8 @@ export async function decomposeModel(model: LlamaModel, o: DecomposeOptions): Pr
     if (layer.kind !== 'linear' && current === undefined) {
       throw new LineageError(
         `layer '${name}' is a '${layer.kind}' layer; low-rank methods decompose dense or low-rank layers`,
+        undefined,
+        { inModel: true },
       );
     }
     const s: LayerSpectrum = {

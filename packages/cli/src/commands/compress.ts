@@ -261,12 +261,12 @@ function holdOutTail(last: TextDataset, spec: HoldoutSpec): { train: TextDataset
 }
 
 /**
- * A method's error about a layer of the model it was given ("layer 'x' is a 'low_rank' layer") names no file:
- * it is that model's, so the model's path is put in front (errors name their file). Option errors and
- * others that already name a file are left as they are.
+ * A method's error about a layer of the model it was given ("layer 'x' is a 'low_rank' layer", marked
+ * `inModel`) names no file: it is that model's, so the model's path is put in front (errors name their
+ * file). Others, and those that already name a file, are left as they are.
  */
 export function withModelNamed(e: unknown, path: string): unknown {
-  if (e instanceof LineageError && e.constructor === LineageError && !e.file && /\blayer '/.test(e.message))
+  if (e instanceof LineageError && e.inModel && !e.file)
     return new LineageError(e.message, path, { cause: e });
   return e;
 }
