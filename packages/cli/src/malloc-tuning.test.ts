@@ -19,9 +19,9 @@ writeFileSync(
   script,
   `import { relaunchWithTunedMalloc } from ${JSON.stringify(pathToFileURL(join(dirname(BIN), 'malloc-tuning.js')).href)};
 if (!(await relaunchWithTunedMalloc())) {
-  console.log(JSON.stringify({ mmapMax: process.env.MALLOC_MMAP_MAX_ ?? null, marker: process.env.LINEAGE_MALLOC ?? null, args: process.argv.slice(2) }));
   if (process.argv[2] === 'exit3') process.exitCode = 3;
   if (process.argv[2] === 'wait') {
+    // the handler first: the test signals as soon as it reads the line below
     let n = 0;
     process.on('SIGINT', () => {
       console.log('SIGINT ' + ++n);
@@ -29,6 +29,7 @@ if (!(await relaunchWithTunedMalloc())) {
     });
     setInterval(() => {}, 1000);
   }
+  console.log(JSON.stringify({ mmapMax: process.env.MALLOC_MMAP_MAX_ ?? null, marker: process.env.LINEAGE_MALLOC ?? null, args: process.argv.slice(2) }));
 }
 `,
 );
@@ -41,10 +42,11 @@ const report = (out: string) => JSON.parse(out.trim().split('\n')[0]!);
 
 describe('glibc malloc tuned by relaunching (malloc-tuning.ts)', () => {
   it('is wanted on Linux with glibc only, and not when the user chose', () => {
-    expect(wantsTunedMalloc(env())).toBe(glibc);
+    expect(wantsTunedMalloc(env(), [])).toBe(glibc);
     expect(wantsTunedMalloc(env({ LINEAGE_MALLOC: 'system' }))).toBe(false);
     expect(wantsTunedMalloc(env({ MALLOC_MMAP_MAX_: '65536' }))).toBe(false);
     expect(wantsTunedMalloc({ ...env(), GLIBC_TUNABLES: 'glibc.malloc.mmap_max=0' })).toBe(false);
+    expect(wantsTunedMalloc(env(), ['--inspect-brk'])).toBe(false);
   });
 
   it.runIf(glibc)('runs the command once, in a child with the tuned allocator and the same arguments', () => {

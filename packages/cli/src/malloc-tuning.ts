@@ -26,8 +26,13 @@ function usesGlibc(): boolean {
 }
 
 /** Whether this process should start itself again with TUNED_MALLOC_ENV. */
-export function wantsTunedMalloc(env: NodeJS.ProcessEnv = process.env): boolean {
+export function wantsTunedMalloc(
+  env: NodeJS.ProcessEnv = process.env,
+  execArgv: readonly string[] = process.execArgv,
+): boolean {
   if (process.platform !== 'linux' || env.LINEAGE_MALLOC !== undefined) return false;
+  // a debugger attached to this process would not see the command run elsewhere
+  if (execArgv.some((a) => a.startsWith('--inspect'))) return false;
   if (Object.keys(TUNED_MALLOC_ENV).some((k) => env[k] !== undefined)) return false;
   if (env.GLIBC_TUNABLES?.includes('glibc.malloc.')) return false;
   return usesGlibc();
