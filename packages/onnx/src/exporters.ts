@@ -1,4 +1,12 @@
-import { f32ArrayToF16, type HostTensor, LineageError, type Linear, type LinearLayer } from '@lineage/core';
+import {
+  f32ArrayToF16,
+  finiteMagnitude,
+  HALF_OVERFLOW_AT,
+  type HostTensor,
+  LineageError,
+  type Linear,
+  type LinearLayer,
+} from '@lineage/core';
 import { FLOAT, FLOAT16, type GraphBuilder } from './graph-builder.js';
 
 /** How float weights are stored in an exported graph (compute stays f32: fp16 weights are Cast on load). */
@@ -122,20 +130,13 @@ export function exportContext(g: GraphBuilder, name: string, dtype: WeightDType)
   };
 }
 
-/** |x| from which float16 rounds to infinity (halfway from 65504, its largest finite value, to 65536). */
-const F16_OVERFLOW_AT = 65520;
-
 /**
  * Refuses weights that float16 would store as infinities (the graph would compute NaN): one line naming the
  * tensor and its largest magnitude, as `convert --dtype f16` does.
  */
 function checkF16Range(tensor: string, data: Float32Array, dtype: WeightDType): void {
-  let m = 0;
-  for (let i = 0; i < data.length; i++) {
-    const a = Math.abs(data[i]!);
-    if (a > m && a !== Number.POSITIVE_INFINITY) m = a;
-  }
-  if (m < F16_OVERFLOW_AT) return;
+  const m = finiteMagnitude(data).max;
+  if (m < HALF_OVERFLOW_AT.f16) return;
   const fix = dtype === 'fp16' ? 'export with --dtype fp32' : 'it is stored 16-bit; convert it to f32 first';
   throw new LineageError(
     `tensor '${tensor}' has values up to ${m.toPrecision(6)} in magnitude, beyond the largest float16 (65504): storing it fp16 would make them infinite (${fix})`,

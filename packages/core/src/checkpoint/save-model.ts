@@ -8,6 +8,7 @@ import { writeSafetensors, writeShardedSafetensors } from '../io/safetensors.js'
 import type { LlamaModel } from '../nn/llama.js';
 import type { DType } from '../tensor/dtype.js';
 import { isFloat } from '../tensor/dtype.js';
+import { finiteMagnitude, HALF_MAX_FINITE, HALF_OVERFLOW_AT } from '../tensor/half.js';
 import { HostTensor } from '../tensor/host-tensor.js';
 import { llama2cToTokenizerJson, tokenizerJsonToLlama2c } from '../tokenizer/convert-tokenizer.js';
 import { Llama2cTokenizer } from '../tokenizer/llama2c-tokenizer.js';
@@ -33,29 +34,15 @@ export interface SaveOptions {
   warn?: (message: string) => void;
 }
 
-/** Largest finite values of the narrow float types (bf16: the largest below f32's overflow threshold). */
-const MAX_FINITE: Record<string, number> = { f16: 65504, bf16: (2 - 2 ** -7) * 2 ** 127 };
-
-/** |x| above which `dtype` rounds to infinity: halfway from its largest finite value to the next power. */
-const OVERFLOW_AT: Record<string, number> = { f16: 65520, bf16: (2 - 2 ** -8) * 2 ** 127 };
-
-function maxAbs(v: Float32Array): number {
-  let m = 0;
-  for (let i = 0; i < v.length; i++) {
-    const a = Math.abs(v[i]!);
-    if (a > m) m = a;
-  }
-  return m;
-}
-
 /** `t` cast to `dtype`, refusing (or clamping, with a warning) finite values the dtype would turn into infinities. */
 function castChecked(name: string, t: HostTensor, dtype: DType, out: string, opts: SaveOptions): HostTensor {
-  const limit = OVERFLOW_AT[dtype];
-  if (limit === undefined || t.dtype === dtype) return t.cast(dtype);
+  if ((dtype !== 'f16' && dtype !== 'bf16') || t.dtype === dtype) return t.cast(dtype);
+  const limit = HALF_OVERFLOW_AT[dtype];
   let v = t.toF32();
-  const m = maxAbs(v); // NaN-blind: non-finite weights are checked where they are loaded
-  if (!(m >= limit) || !Number.isFinite(m)) return t.cast(dtype);
-  const max = MAX_FINITE[dtype]!;
+  // NaN-blind, and no verdict on a tensor holding infinities: non-finite weights are checked where they are loaded
+  const { max: m, infinite } = finiteMagnitude(v);
+  if (!(m >= limit) || infinite) return t.cast(dtype);
+  const max = HALF_MAX_FINITE[dtype];
   if (!opts.clamp) {
     throw new LineageError(
       `tensor '${name}' has values up to ${m.toPrecision(6)} in magnitude, beyond the largest ${dtype} (${max}); converting would make them infinite (pass --clamp to clamp them to ±${max}, or keep f32)`,

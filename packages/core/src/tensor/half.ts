@@ -96,3 +96,24 @@ export function f16ArrayToF32(src: Uint16Array): Float32Array {
   for (let i = 0; i < src.length; i++) out[i] = t[src[i]!]!;
   return out;
 }
+
+/** Largest finite values of the 16-bit float types (bf16: the largest below f32's overflow threshold). */
+export const HALF_MAX_FINITE = { f16: 65504, bf16: (2 - 2 ** -7) * 2 ** 127 } as const;
+
+/** |x| from which each 16-bit type rounds to infinity: halfway from its largest finite value to the next power. */
+export const HALF_OVERFLOW_AT = { f16: 65520, bf16: (2 - 2 ** -8) * 2 ** 127 } as const;
+
+/**
+ * The largest finite |x| of `v` and whether it holds an infinity (NaN is neither): what a cast to a 16-bit
+ * type checks against HALF_OVERFLOW_AT before values would silently become infinities.
+ */
+export function finiteMagnitude(v: Float32Array): { max: number; infinite: boolean } {
+  let max = 0;
+  let infinite = false;
+  for (let i = 0; i < v.length; i++) {
+    const a = Math.abs(v[i]!);
+    if (a === Number.POSITIVE_INFINITY) infinite = true;
+    else if (a > max) max = a;
+  }
+  return { max, infinite };
+}

@@ -44,7 +44,6 @@ export const set = (i: number): number[] => [0x21, ...uleb(i)];
 export const tee = (i: number): number[] => [0x22, ...uleb(i)];
 export const i32 = (v: number): number[] => [0x41, ...sleb(v)];
 export const ADD = 0x6a;
-export const SUB = 0x6b;
 export const MUL = 0x6c;
 export const LT_S = 0x48;
 export const GT_S = 0x4a;
@@ -56,14 +55,7 @@ export const BR = 0x0c;
 export const BR_IF = 0x0d;
 export const CALL = 0x10;
 export const F64_ADD = 0xa0;
-export const F64_SUB = 0xa1;
 export const F64_MUL = 0xa2;
-export const F64_DIV = 0xa3;
-export const F64_SQRT = 0x9f;
-export const F32_DEMOTE_F64 = 0xb6;
-export const F64_PROMOTE_F32 = 0xbb;
-export const f32Load = (off = 0): number[] => [0x2a, 2, ...uleb(off)];
-export const f32Store = (off = 0): number[] => [0x38, 2, ...uleb(off)];
 export const f64Load = (off = 0): number[] => [0x2b, 3, ...uleb(off)];
 export const f64Store = (off = 0): number[] => [0x39, 3, ...uleb(off)];
 export const simd = (op: number, ...imm: number[]): number[] => [0xfd, ...uleb(op), ...imm];
@@ -136,13 +128,16 @@ export interface ModuleParts {
   exports: Record<string, number>;
 }
 
+/** A module's first bytes: the magic `\0asm` and version 1. */
+const HEADER = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+
 /** The bytes of a whole module: types, the memory import, the functions and their exports. */
 export function assembleModule(m: ModuleParts): Uint8Array {
   const pages = m.memory.minPages ?? 1;
   // Memory limits: flag 3 = shared with a maximum (required for shared memory), 0 = a minimum only.
   const limits = m.memory.shared ? [0x03, ...uleb(pages), ...uleb(65536)] : [0x00, ...uleb(pages)];
   const bytes = [
-    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+    ...HEADER,
     ...section(1, vec(m.types)),
     ...section(2, vec([[...name('env'), ...name('mem'), 0x02, ...limits]])),
     ...section(3, vec(m.funcs.map((f) => uleb(f.type)))),
@@ -176,7 +171,7 @@ export function wasmSimdSupported(): boolean {
   if (simdOk === undefined) {
     const api = wasmApi();
     const bytes = Uint8Array.from([
-      ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+      ...HEADER,
       ...section(1, vec([funcType([], [V128])])),
       ...section(3, vec([[0]])),
       ...section(10, vec([funcBody([], V_ZERO)])),
