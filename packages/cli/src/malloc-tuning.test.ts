@@ -40,6 +40,24 @@ const env = (extra: Record<string, string> = {}) => {
 };
 const report = (out: string) => JSON.parse(out.trim().split('\n')[0]!);
 
+/** The fixture in `wait` mode, its output so far, and a promise for when that output first matches `re`. */
+function waiting(): { child: ChildProcess; output: () => string; saw: (re: RegExp) => Promise<void> } {
+  const child = spawn(process.execPath, [script, 'wait'], { env: env() });
+  let out = '';
+  child.stdout!.on('data', (d) => {
+    out += d;
+  });
+  const saw = (re: RegExp) =>
+    new Promise<void>((resolve) => {
+      const check = () => {
+        if (re.test(out)) resolve();
+        else setTimeout(check, 20);
+      };
+      check();
+    });
+  return { child, output: () => out, saw };
+}
+
 describe('glibc malloc tuned by relaunching (malloc-tuning.ts)', () => {
   it('is wanted on Linux with glibc only, and not when the user chose', () => {
     expect(wantsTunedMalloc(env(), [])).toBe(glibc);
@@ -76,28 +94,16 @@ describe('glibc malloc tuned by relaunching (malloc-tuning.ts)', () => {
   it.runIf(glibc)(
     'delivers each SIGINT sent to it exactly once, and exits as the child did',
     async () => {
-      const child: ChildProcess = spawn(process.execPath, [script, 'wait'], { env: env() });
-      let out = '';
-      const saw = (re: RegExp) =>
-        new Promise<void>((resolve) => {
-          const check = () => {
-            if (re.test(out)) resolve();
-            else setTimeout(check, 20);
-          };
-          check();
-        });
-      child.stdout!.on('data', (d) => {
-        out += d;
-      });
+      const { child, output, saw } = waiting();
       const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
       await saw(/"args"/);
       child.kill('SIGINT');
       await saw(/SIGINT 1/);
       await new Promise((r) => setTimeout(r, 300)); // a second delivery of the same Ctrl-C would show by now
-      expect(out).not.toMatch(/SIGINT 2/);
+      expect(output()).not.toMatch(/SIGINT 2/);
       child.kill('SIGINT');
       expect(await exit).toBe(130);
-      expect(out.match(/SIGINT \d/g)).toEqual(['SIGINT 1', 'SIGINT 2']);
+      expect(output().match(/SIGINT \d/g)).toEqual(['SIGINT 1', 'SIGINT 2']);
     },
     20_000,
   );
@@ -105,12 +111,8 @@ describe('glibc malloc tuned by relaunching (malloc-tuning.ts)', () => {
   it.runIf(glibc)(
     'the relaunched process ends when the one that started it is killed outright',
     async () => {
-      const child = spawn(process.execPath, [script, 'wait'], { env: env() });
-      let out = '';
-      child.stdout!.on('data', (d) => {
-        out += d;
-      });
-      while (!out.includes('"args"')) await new Promise((r) => setTimeout(r, 20));
+      const { child, saw } = waiting();
+      await saw(/"args"/);
       const grandchild = Number(
         execFileSync('pgrep', ['-f', '-n', `${script} wait`], { encoding: 'utf8' }).trim(),
       );
