@@ -148,7 +148,7 @@ export type Update = (
   scale: number,
 ) => void;
 
-export type Kernel = (
+type Kernel = (
   pw: number,
   pg: number,
   pm: number,
@@ -178,11 +178,8 @@ function build(): Update | null {
   return k ? chunked(k.kernel, k.heap, ADAMW_CHUNK) : null;
 }
 
-/**
- * The kernel over a fresh memory of four arrays of `chunk` (a multiple of 4) elements; undefined without
- * wasm SIMD. Exported, with `chunked`, to measure other chunk sizes.
- */
-export function instantiateAdamw(chunk: number): { kernel: Kernel; heap: Float32Array } | undefined {
+/** The kernel over a fresh memory of four arrays of `chunk` (a multiple of 4) elements; undefined without wasm SIMD. */
+function instantiateAdamw(chunk: number): { kernel: Kernel; heap: Float32Array } | undefined {
   const api = wasmApi();
   if (!api || !wasmSimdSupported()) return undefined;
   const pages = Math.ceil((4 * chunk * 4) / 65536);
@@ -204,7 +201,7 @@ export function instantiateAdamw(chunk: number): { kernel: Kernel; heap: Float32
 }
 
 /** The update over whole arrays, a chunk at a time through the kernel's memory. */
-export function chunked(kernel: Kernel, heap: Float32Array, C: number): Update {
+function chunked(kernel: Kernel, heap: Float32Array, C: number): Update {
   const [W, G, M, V] = [0, C, 2 * C, 3 * C];
   return (w0, w, g, m, v, b1, b2, shrink, stepSize, sbc2, eps, scale) => {
     const n = g.length;
